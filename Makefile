@@ -1,0 +1,27 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Both create (or reuse) a local virtual environment in .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fastmix-installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,audit]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fastmix demo
+
+test: $(STAMP)
+	$(BIN)/ruff check fastmix tests bench
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .benchmarks .hypothesis

@@ -1,0 +1,86 @@
+"""The ``fastmix`` command line.
+
+Each sub-command lives in its own module under :mod:`fastmix.cli.commands` and exposes
+
+* ``NAME`` (the sub-command), ``HELP`` (one line), ``ORDER`` (position in ``--help``),
+* ``register(parser)`` to add its arguments to an ``argparse`` sub-parser,
+* ``run(args) -> int`` to do the work.
+
+Command modules are discovered, so adding a command never edits this file. They must import
+heavy dependencies inside ``run`` so that ``fastmix --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from fastmix.errors import BadInputError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _command_modules() -> list:
+    from fastmix.cli import commands
+
+    modules = [
+        importlib.import_module(f"{commands.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(commands.__path__)
+        if not info.name.startswith("_")
+    ]
+    return sorted(modules, key=lambda module: (getattr(module, "ORDER", 100), module.NAME))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full ``fastmix`` parser with every discovered sub-command."""
+    from fastmix import __version__
+
+    parser = _Parser(
+        prog="fastmix",
+        description="Label-based pixel block mixing for privacy-preserving image training sets.",
+    )
+    parser.add_argument("--version", action="version", version=f"fastmix {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in _command_modules():
+        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.register(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        status = args._run(args)
+    except BadInputError as error:
+        print(f"fastmix {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"fastmix {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - last resort: one line, exit 1
+        if "FASTMIX_DEBUG" in __import__("os").environ:
+            raise
+        print(f"fastmix {args.command}: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK if status is None else int(status)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

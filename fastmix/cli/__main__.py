@@ -1,0 +1,5 @@
+import sys
+
+from fastmix.cli import main
+
+sys.exit(main())

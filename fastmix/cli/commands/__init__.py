@@ -1,0 +1,1 @@
+"""One module per ``fastmix`` sub-command (see :mod:`fastmix.cli`)."""

@@ -1,0 +1,12 @@
+"""The per-element body of the block gather, shared by every backend.
+
+These are plain Python functions: :mod:`fastmix.kernels.cpu` compiles them with
+``numba.njit`` and a CUDA module compiles them with ``numba.cuda.jit(device=True)``, so the
+two cannot drift.
+"""
+
+
+def copy_row_segment(source, out, image, source_image, row, start, stop):
+    """``out[image, row, start:stop] = source[source_image, row, start:stop]``."""
+    for unit in range(start, stop):
+        out[image, row, unit] = source[source_image, row, unit]

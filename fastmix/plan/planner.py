@@ -1,0 +1,255 @@
+"""The planner: (labels of one window, spec, key, window index) -> source map.
+
+The source map ``source[i, b]`` names, for output image ``i`` and block ``b``, the image
+of the same window whose block ``b`` is copied there: ``out[i, b] = in[source[i, b], b]``.
+Both modes and every backend reduce to this one gather.
+
+Algorithm of one round (all random numbers from :mod:`fastmix.plan.random`):
+
+permute
+    Each image ``i`` gets a sort key ``derive(shuffle_seed, i)``; images are ordered by
+    (label code, sort key, index). Each label's run is cut into groups of ``donors + 1``;
+    a last group of one joins the previous group. The group's first member is its leader.
+    For block ``b``, ``block_seed = derive(derive(permute_seed, leader), b)``; draw 0 is the
+    coin; if heads, draws 1, 2, ... drive a Fisher-Yates shuffle from the last position down,
+    restarted as soon as an element lands on its own position (a uniform derangement
+    ``sigma``). Member ``j`` then receives the block of member ``sigma[j]``.
+paper
+    The members of ``i``'s label (in index order, ``i`` left out) are the candidates; ``k =
+    min(donors, candidates)`` of them are chosen with Floyd's algorithm from
+    ``derive(donor_seed, i)`` and sorted. For block ``b``, ``block_seed =
+    derive(derive(blocks_seed, i), b)``; draw 0 is the coin, draw 1 picks the donor.
+
+Rounds are composed: ``total[i, b] = previous[round_source[i, b], b]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from fastmix.keys import Key
+from fastmix.plan.random import (
+    ROUND_STRIDE,
+    STREAM_BLOCKS,
+    STREAM_DONORS,
+    STREAM_PERMUTE,
+    STREAM_SHUFFLE,
+    bounded,
+    coin,
+    coin_threshold,
+    derive,
+    derive_seed,
+)
+from fastmix.spec import MixSpec
+
+SOURCE_DTYPE = np.int32
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The source map of one window.
+
+    Attributes
+    ----------
+    source : ndarray of int32, shape (n, blocks)
+        ``out[i, b] = in[source[i, b], b]``, indices local to the window.
+    unpartnered : int
+        Images whose label has no other image in the window; they pass through unmixed.
+    order : ndarray of int64, shape (n,)
+        The images listed so that those exchanging blocks are adjacent. Kernels process
+        output images in this order to keep their sources in cache; it never changes the
+        result.
+    """
+
+    source: np.ndarray
+    unpartnered: int
+    order: np.ndarray
+
+    def inverse(self) -> np.ndarray:
+        """The source map that undoes this one (permute mode only)."""
+        return invert_source(self.source)
+
+
+@njit(parallel=True, cache=True)
+def _sort_keys(seed, count):
+    keys = np.empty(count, dtype=np.uint64)
+    for i in prange(count):
+        keys[i] = derive(seed, i)
+    return keys
+
+
+@njit(parallel=True, cache=True)
+def _permute_round(order, group_starts, block_count, permute_seed, threshold, source):
+    group_count = group_starts.size - 1
+    for group in prange(group_count):
+        start = group_starts[group]
+        size = group_starts[group + 1] - start
+        members = order[start:start + size]
+        if size < 2:
+            for b in range(block_count):
+                source[members[0], b] = members[0]
+            continue
+        group_seed = derive(permute_seed, members[0])
+        sigma = np.empty(size, dtype=np.int64)
+        for b in range(block_count):
+            block_seed = derive(group_seed, b)
+            if not coin(derive(block_seed, 0), threshold):
+                for j in range(size):
+                    source[members[j], b] = members[j]
+                continue
+            draw = 1
+            while True:
+                for j in range(size):
+                    sigma[j] = j
+                accepted = True
+                for j in range(size - 1, 0, -1):
+                    pick = bounded(derive(block_seed, draw), j + 1)
+                    draw += 1
+                    held = sigma[j]
+                    sigma[j] = sigma[pick]
+                    sigma[pick] = held
+                    if sigma[j] == j:
+                        accepted = False
+                        break
+                if accepted and sigma[0] != 0:
+                    break
+            for j in range(size):
+                source[members[j], b] = members[sigma[j]]
+
+
+@njit(parallel=True, cache=True)
+def _paper_round(members, label_start, label_of, position, block_count, donors,
+                 donor_seed, blocks_seed, threshold, source):
+    count = label_of.size
+    for i in prange(count):
+        label = label_of[i]
+        first = label_start[label]
+        candidates = label_start[label + 1] - first - 1
+        chosen = min(donors, candidates)
+        if chosen == 0:
+            for b in range(block_count):
+                source[i, b] = i
+            continue
+        # Floyd's algorithm: `chosen` distinct candidate numbers in [0, candidates).
+        picked = np.empty(chosen, dtype=np.int64)
+        item_seed = derive(donor_seed, i)
+        filled = 0
+        for j in range(candidates - chosen, candidates):
+            value = bounded(derive(item_seed, filled), j + 1)
+            for earlier in range(filled):
+                if picked[earlier] == value:
+                    value = j
+                    break
+            picked[filled] = value
+            filled += 1
+        picked.sort()
+        own = position[i]
+        for j in range(chosen):
+            number = picked[j]
+            picked[j] = members[first + number + (1 if number >= own else 0)]
+        image_seed = derive(blocks_seed, i)
+        for b in range(block_count):
+            block_seed = derive(image_seed, b)
+            if coin(derive(block_seed, 0), threshold):
+                source[i, b] = picked[bounded(derive(block_seed, 1), chosen)]
+            else:
+                source[i, b] = i
+
+
+@njit(parallel=True, cache=True)
+def _compose(previous, round_source, total):
+    count, block_count = previous.shape
+    for i in prange(count):
+        for b in range(block_count):
+            total[i, b] = previous[round_source[i, b], b]
+
+
+@njit(parallel=True, cache=True)
+def _invert(source, inverse):
+    count, block_count = source.shape
+    for b in prange(block_count):
+        for i in range(count):
+            inverse[source[i, b], b] = i
+
+
+def invert_source(source: np.ndarray) -> np.ndarray:
+    """Inverse of a bijective source map: ``inverse[source[i, b], b] = i``."""
+    inverse = np.empty_like(source)
+    _invert(source, inverse)
+    return inverse
+
+
+def _group_starts(sorted_codes: np.ndarray, group_size: int) -> np.ndarray:
+    """Boundaries of the groups cut from each label run of ``sorted_codes``."""
+    count = sorted_codes.size
+    run_starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    run_lengths = np.diff(np.r_[run_starts, count])
+    starts = []
+    for run_start, length in zip(run_starts.tolist(), run_lengths.tolist()):
+        cuts = list(range(run_start, run_start + length, group_size))
+        if len(cuts) > 1 and run_start + length - cuts[-1] == 1:
+            cuts.pop()  # a last group of one joins the previous group
+        starts.extend(cuts)
+    starts.append(count)
+    return np.asarray(starts, dtype=np.int64)
+
+
+def plan_window(codes: np.ndarray, block_count: int, spec: MixSpec, key: Key,
+                window_index: int) -> Plan:
+    """Compute the source map of one window.
+
+    Parameters
+    ----------
+    codes : ndarray of int64, shape (n,)
+        Label codes of the window's images (see :func:`fastmix.plan.encode_labels`).
+    block_count : int
+        Blocks per image.
+    spec : MixSpec
+        The mixing parameters.
+    key : Key
+        The secret key.
+    window_index : int
+        Index of the window in the store (0 for a single window).
+
+    Returns
+    -------
+    Plan
+    """
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    count = codes.size
+    window_seed = key.window_seed(spec.canonical(), window_index)
+    threshold = coin_threshold(spec.prob)
+    label_counts = np.bincount(codes) if count else np.zeros(0, dtype=np.int64)
+    unpartnered = int(np.count_nonzero(label_counts == 1))
+
+    total = None
+    order = np.arange(count, dtype=np.int64)
+    for round_number in range(spec.rounds):
+        stream = ROUND_STRIDE * round_number
+        source = np.empty((count, block_count), dtype=SOURCE_DTYPE)
+        if spec.mode == "permute":
+            sort_keys = _sort_keys(derive_seed(window_seed, stream + STREAM_SHUFFLE), count)
+            order = np.lexsort((np.arange(count), sort_keys, codes))
+            starts = _group_starts(codes[order], spec.donors + 1)
+            _permute_round(order, starts, block_count,
+                           derive_seed(window_seed, stream + STREAM_PERMUTE), threshold, source)
+        else:
+            members = np.argsort(codes, kind="stable")
+            label_start = np.r_[0, np.cumsum(label_counts)].astype(np.int64)
+            position = np.empty(count, dtype=np.int64)
+            position[members] = np.arange(count) - label_start[codes[members]]
+            _paper_round(members, label_start, codes, position, block_count, spec.donors,
+                         derive_seed(window_seed, stream + STREAM_DONORS),
+                         derive_seed(window_seed, stream + STREAM_BLOCKS), threshold, source)
+        if total is None:
+            total = source
+        else:
+            composed = np.empty_like(total)
+            _compose(total, source, composed)
+            total = composed
+    if total is None:
+        total = np.empty((count, block_count), dtype=SOURCE_DTYPE)
+    return Plan(source=total, unpartnered=unpartnered, order=order)

@@ -1,0 +1,70 @@
+"""Counter-based random numbers, identical in Numba, numba.cuda and plain Python.
+
+Every draw is a pure function of the window seed and a few integer coordinates, so a
+result never depends on thread count, iteration order or backend. The definitions (all
+arithmetic modulo 2**64):
+
+* ``mix64(z)``: the SplitMix64 finaliser.
+* ``derive(seed, value) = mix64(seed + (value + 1) * GOLDEN)``.
+* stream seed: ``derive(window_seed, stream)``; item seed: ``derive(stream_seed, item)``;
+  draw ``t`` of an item: ``derive(item_seed, t)``.
+* ``bounded(x, n) = ((x >> 32) * n) >> 32``: an integer in ``[0, n)`` for ``n < 2**32``.
+* a coin with probability ``p`` is heads when ``(x >> 11) < threshold(p)``, where
+  ``threshold(p) = round(p * 2**53)``.
+
+``tests/naive.py`` re-implements these with Python integers as the oracle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MULTIPLIER_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MULTIPLIER_2 = np.uint64(0x94D049BB133111EB)
+_SHIFT_30 = np.uint64(30)
+_SHIFT_27 = np.uint64(27)
+_SHIFT_31 = np.uint64(31)
+_SHIFT_32 = np.uint64(32)
+_SHIFT_11 = np.uint64(11)
+_ONE = np.uint64(1)
+
+# Stream numbers. Each round r uses ROUND_STRIDE * r + one of these.
+ROUND_STRIDE = 8
+STREAM_SHUFFLE = 0
+STREAM_PERMUTE = 1
+STREAM_DONORS = 2
+STREAM_BLOCKS = 3
+
+
+@njit(inline="always", cache=True)
+def mix64(z):
+    z = (z ^ (z >> _SHIFT_30)) * _MULTIPLIER_1
+    z = (z ^ (z >> _SHIFT_27)) * _MULTIPLIER_2
+    return z ^ (z >> _SHIFT_31)
+
+
+@njit(inline="always", cache=True)
+def derive(seed, value):
+    return mix64(seed + (np.uint64(value) + _ONE) * GOLDEN)
+
+
+@njit(inline="always", cache=True)
+def bounded(x, n):
+    return np.int64(((x >> _SHIFT_32) * np.uint64(n)) >> _SHIFT_32)
+
+
+@njit(inline="always", cache=True)
+def coin(x, threshold):
+    return (x >> _SHIFT_11) < threshold
+
+
+def coin_threshold(prob: float) -> np.uint64:
+    """The integer threshold of a coin that lands heads with probability ``prob``."""
+    return np.uint64(round(prob * 2**53))
+
+
+def derive_seed(seed: int, value: int) -> np.uint64:
+    """``derive`` for Python callers (stream seeds)."""
+    return np.uint64(derive(np.uint64(seed), np.uint64(value)))

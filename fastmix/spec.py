@@ -1,0 +1,202 @@
+"""The mixing parameters (SPEC section 1) and the parsers the command line shares."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+
+from fastmix.errors import BadInputError, BadInputTypeError
+
+MODES = ("permute", "paper")
+DEFAULT_GRID = (2, 8)
+
+
+def _positive_pair(value: object, name: str) -> tuple[int, int]:
+    if isinstance(value, str):
+        value = parse_pair(value, name)
+    try:
+        first, second = value  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise BadInputTypeError(
+            f"{name} must be a pair of positive integers such as (96, 24), got {value!r}"
+        ) from None
+    pair = []
+    for item in (first, second):
+        if isinstance(item, bool) or not isinstance(item, int | _numpy_integer()):
+            raise BadInputTypeError(
+                f"{name} must be a pair of positive integers such as (96, 24), got {value!r}"
+            )
+        if int(item) < 1:
+            raise BadInputError(f"{name} must be a pair of positive integers, got {value!r}")
+        pair.append(int(item))
+    return pair[0], pair[1]
+
+
+def _numpy_integer() -> type:
+    import numpy as np
+
+    return np.integer
+
+
+@dataclass(frozen=True)
+class MixSpec:
+    """What to mix and how: block geometry, donors, probability, rounds and mode.
+
+    Parameters
+    ----------
+    block : tuple of int, optional
+        Block size ``(bh, bw)`` in pixels. Mutually exclusive with ``grid``.
+    grid : tuple of int, optional
+        Number of block ``(rows, cols)``; the block size is derived from the image shape.
+        When neither ``block`` nor ``grid`` is given, ``grid=(2, 8)`` (the paper's 96x24 on
+        192x192 images).
+    donors : int
+        Paper mode: how many other same-label images one image can receive blocks from.
+        Permute mode: images are mixed in groups of ``donors + 1``.
+    prob : float
+        Probability that a block position is mixed, in [0, 1].
+    rounds : int
+        How many times mixing is applied; the rounds are composed into one gather.
+    mode : {"permute", "paper"}
+        ``permute`` is bijective and reversible with the key; ``paper`` is the published
+        substitution scheme and is not reversible.
+    """
+
+    block: tuple[int, int] | None = None
+    grid: tuple[int, int] | None = None
+    donors: int = 10
+    prob: float = 0.5
+    rounds: int = 1
+    mode: str = "permute"
+
+    def __post_init__(self) -> None:
+        if self.block is not None and self.grid is not None:
+            raise BadInputError("give either block=(bh, bw) or grid=(rows, cols), not both")
+        if self.block is not None:
+            object.__setattr__(self, "block", _positive_pair(self.block, "block"))
+        elif self.grid is not None:
+            object.__setattr__(self, "grid", _positive_pair(self.grid, "grid"))
+        else:
+            object.__setattr__(self, "grid", DEFAULT_GRID)
+        for name in ("donors", "rounds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | _numpy_integer()):
+                raise BadInputTypeError(f"{name} must be a positive integer, got {value!r}")
+            if int(value) < 1:
+                raise BadInputError(f"{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        prob = self.prob
+        if isinstance(prob, bool) or not isinstance(prob, int | float | _numpy_floating()):
+            raise BadInputTypeError(f"prob must be a number in [0, 1], got {prob!r}")
+        prob = float(prob)
+        if not (0.0 <= prob <= 1.0) or math.isnan(prob):
+            raise BadInputError(f"prob must be in [0, 1], got {self.prob!r}")
+        object.__setattr__(self, "prob", prob)
+        if self.mode not in MODES:
+            raise BadInputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    @property
+    def reversible(self) -> bool:
+        """Whether :func:`fastmix.unmix_array` can restore data mixed with this spec."""
+        return self.mode == "permute"
+
+    def block_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Block size ``(bh, bw)`` for images of ``height`` x ``width`` pixels."""
+        if self.block is not None:
+            block_height, block_width = self.block
+        else:
+            rows, cols = self.grid  # type: ignore[misc]
+            if rows > height or cols > width:
+                raise BadInputError(
+                    f"grid {rows}x{cols} has more blocks than the {height}x{width} image has "
+                    "pixels; choose a smaller grid"
+                )
+            block_height, block_width = -(-height // rows), -(-width // cols)
+        if block_height > height or block_width > width:
+            raise BadInputError(
+                f"block {block_height}x{block_width} is larger than the {height}x{width} images; "
+                "choose a smaller block"
+            )
+        return block_height, block_width
+
+    def to_dict(self) -> dict:
+        """The parameters as plain JSON-compatible values (geometry as given)."""
+        data: dict = {"mode": self.mode, "donors": self.donors, "prob": self.prob,
+                      "rounds": self.rounds}
+        if self.block is not None:
+            data["block"] = list(self.block)
+        else:
+            data["grid"] = list(self.grid)  # type: ignore[arg-type]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MixSpec:
+        """Rebuild a spec from :meth:`to_dict` output."""
+        known = {"block", "grid", "donors", "prob", "rounds", "mode"}
+        unknown = set(data) - known
+        if unknown:
+            raise BadInputError(
+                f"unknown mixing parameters {sorted(unknown)}: this store was written by a newer "
+                "fastmix; upgrade fastmix"
+            )
+        kwargs = dict(data)
+        for name in ("block", "grid"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = tuple(int(v) for v in kwargs[name])
+        return cls(**kwargs)
+
+    def canonical(self) -> str:
+        """The canonical text of the spec that seeds every random choice (SPEC section 3)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def _numpy_floating() -> type:
+    import numpy as np
+
+    return np.floating
+
+
+_PAIR = re.compile(r"^\s*(\d+)\s*[xX*,]\s*(\d+)\s*$")
+
+
+def parse_pair(text: str, name: str = "value") -> tuple[int, int]:
+    """Parse ``"96x24"`` into ``(96, 24)``."""
+    match = _PAIR.match(text)
+    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+        raise BadInputError(f"{name} must look like 96x24 (two positive integers), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4,
+          "tb": 1000**4, "tib": 1024**4}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_memory(text: str | int) -> int:
+    """Parse a memory size such as ``"1GiB"``, ``"512MB"`` or ``1073741824`` into bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 1:
+            raise BadInputError(f"memory must be positive, got {text!r}")
+        return text
+    match = _SIZE.match(str(text))
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _UNITS:
+        raise BadInputError(
+            f"memory must be a size such as 1GiB, 512MiB or 2GB, got {text!r}"
+        )
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size < 1:
+        raise BadInputError(f"memory must be positive, got {text!r}")
+    return size
+
+
+def format_bytes(size: float) -> str:
+    """Human-readable size in binary units (``1.5 GiB``)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
