@@ -73,7 +73,9 @@ class Key:
         except (UnicodeDecodeError, ValueError):
             raise BadInputError(f"key file {str(path)!r} is not a fastmix key file") from None
         except PermissionError:
-            raise BadInputError(f"key file {str(path)!r} cannot be read: permission denied") from None
+            raise BadInputError(
+                f"key file {str(path)!r} cannot be read: permission denied"
+            ) from None
         try:
             return cls.from_hex(text)
         except BadInputError as error:
