@@ -233,7 +233,7 @@ def plan_window(codes: np.ndarray, block_count: int, spec: MixSpec, key: Key,
         if spec.mode == "permute":
             sort_keys = _sort_keys(derive_seed(window_seed, stream + STREAM_SHUFFLE), count)
             order = np.lexsort((np.arange(count), sort_keys, codes))
-            starts = _group_starts(codes[order], spec.donors + 1)
+            starts = _group_starts(codes[order], spec.group_size(count))
             _permute_round(order, starts, block_count,
                            derive_seed(window_seed, stream + STREAM_PERMUTE), threshold, source)
         else:
@@ -241,6 +241,7 @@ def plan_window(codes: np.ndarray, block_count: int, spec: MixSpec, key: Key,
             label_start = np.r_[0, np.cumsum(label_counts)].astype(np.int64)
             position = np.empty(count, dtype=np.int64)
             position[members] = np.arange(count) - label_start[codes[members]]
+            order = members
             _paper_round(members, label_start, codes, position, block_count, spec.donors,
                          derive_seed(window_seed, stream + STREAM_DONORS),
                          derive_seed(window_seed, stream + STREAM_BLOCKS), threshold, source)
