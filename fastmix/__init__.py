@@ -18,3 +18,16 @@ __all__ = [
     "mix_array",
     "unmix_array",
 ]
+
+# Store engine exports (lazy: importing them pulls in h5py).
+_STORE_EXPORTS = {"mix_store": "fastmix.store.engine", "unmix_store": "fastmix.store.engine",
+                  "StoreReport": "fastmix.store.report"}
+__all__ += list(_STORE_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _STORE_EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_STORE_EXPORTS[name]), name)
+    raise AttributeError(f"module 'fastmix' has no attribute {name!r}")

@@ -74,6 +74,12 @@ def mix_window(images: np.ndarray, labels: np.ndarray, spec: MixSpec, key: Key,
     if layout is None:
         layout = layout_for(images.shape[1:], images.dtype, spec)
     plan = plan_window(encode_labels(labels), layout.block_count, spec, key, window_index)
+    if spec.hardened:
+        from fastmix.harden.apply import mix_window_hardened
+
+        mix_window_hardened(images, out, plan, spec, key, window_index, inverse=inverse,
+                            backend=backend)
+        return plan
     source_map = plan.inverse() if inverse else plan.source
     get_backend(backend).gather(layout.view(images), layout.view(out), source_map,
                                 layout.row_bounds, layout.col_bounds, plan.order)
@@ -82,12 +88,21 @@ def mix_window(images: np.ndarray, labels: np.ndarray, spec: MixSpec, key: Key,
 
 def _run(images, labels, spec, key, window, backend, out, strict, inverse):
     images, labels, spec, window = _check_common(images, labels, spec, key, window)
+    if inverse and spec.mode == "permute" and not spec.reversible:
+        raise BadInputError(
+            "this data was mixed with jitter/seam blur, which are one-way; it cannot be "
+            "unmixed (only permute mode with orientation at most can be restored)"
+        )
     if inverse and not spec.reversible:
         raise BadInputError(
             f"a spec in {spec.mode!r} mode cannot be unmixed: it is not reversible. Only "
             "permute mode can be restored with the key"
         )
     get_backend(backend)
+    if spec.hardened:
+        from fastmix.harden.apply import check_hardening_dtype
+
+        check_hardening_dtype(spec, images.dtype)
     if out is None:
         out = np.empty(images.shape, dtype=images.dtype)
     else:

@@ -11,6 +11,10 @@ from fastmix.errors import BadInputError, BadInputTypeError
 
 MODES = ("permute", "paper")
 DEFAULT_GRID = (2, 8)
+ORIENTS = ("none", "flip", "d4")
+DEFAULT_JITTER = (0.10, 0.20, 0.20)
+MAX_SEAM_BLUR = 16.0
+PRESETS = ("fast", "balanced", "strong")
 
 
 def _positive_pair(value: object, name: str) -> tuple[int, int]:
@@ -62,6 +66,22 @@ class MixSpec:
     mode : {"permute", "paper"}
         ``permute`` is bijective and reversible with the key; ``paper`` is the published
         substitution scheme and is not reversible.
+    orient : {"none", "flip", "d4"}
+        Keyed per-block orientation (hardening). ``flip``: identity, mirror left-right,
+        mirror top-bottom or 180 degrees. ``d4``: those and their four transposes (8
+        orientations) where the block is square; non-square blocks (including a smaller last
+        row or column of blocks) fall back to ``flip``. Keeps permute mode reversible.
+    jitter : tuple of float, True or None
+        Keyed per-block photometric jitter (hardening): amplitudes ``(brightness,
+        log_contrast, log_gamma)`` on a [0, 1] intensity scale, each at most 1. ``True`` or
+        ``"default"`` means ``(0.10, 0.20, 0.20)``. One-way: the data cannot be unmixed.
+    seam_blur : float
+        Gaussian sigma in pixels of the blur across every internal block seam after mixing
+        (hardening); ``ceil(seam_blur)`` pixels on each side of a seam are smoothed. ``0``
+        turns it off. One-way: the data cannot be unmixed.
+    group : int, "window" or None
+        Permute mode: the group size (at least 2), or ``"window"`` for all same-label
+        images of a window. ``None`` means ``donors + 1``.
     """
 
     block: tuple[int, int] | None = None
@@ -70,6 +90,10 @@ class MixSpec:
     prob: float = 0.5
     rounds: int = 1
     mode: str = "permute"
+    orient: str = "none"
+    jitter: tuple[float, float, float] | None = None
+    seam_blur: float = 0.0
+    group: int | str | None = None
 
     def __post_init__(self) -> None:
         if self.block is not None and self.grid is not None:
@@ -96,11 +120,74 @@ class MixSpec:
         object.__setattr__(self, "prob", prob)
         if self.mode not in MODES:
             raise BadInputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        self._validate_hardening()
+
+    def _validate_hardening(self) -> None:
+        if self.orient not in ORIENTS:
+            raise BadInputError(
+                f"orient must be one of {', '.join(ORIENTS)}, got {self.orient!r}"
+            )
+        object.__setattr__(self, "jitter", _jitter_amplitudes(self.jitter))
+        object.__setattr__(self, "seam_blur", _seam_blur(self.seam_blur))
+        group = self.group
+        if group is None:
+            return
+        if self.mode != "permute":
+            raise BadInputError(
+                f"group applies to permute mode only, got group={group!r} with mode "
+                f"{self.mode!r}; drop group or use mode='permute'"
+            )
+        if group == "window":
+            return
+        if isinstance(group, bool) or not isinstance(group, int | _numpy_integer()):
+            raise BadInputTypeError(
+                f"group must be an integer of at least 2 or 'window', got {group!r}"
+            )
+        if int(group) < 2:
+            raise BadInputError(f"group must be at least 2 images or 'window', got {group!r}")
+        object.__setattr__(self, "group", int(group))
+
+    @property
+    def hardened(self) -> bool:
+        """Whether any per-block hardening (orientation, jitter, seam blur) is on."""
+        return self.orient != "none" or self.jitter is not None or self.seam_blur > 0
+
+    def group_size(self, window_count: int) -> int:
+        """Permute mode: images per group in a window of ``window_count`` images."""
+        if self.group == "window":
+            return max(int(window_count), 2)
+        if self.group is not None:
+            return int(self.group)
+        return self.donors + 1
+
+    @classmethod
+    def preset(cls, name: str, **overrides: object) -> MixSpec:
+        """A spec from a privacy preset, with any parameter overridden.
+
+        ``fast``: the paper's parameters (donors 10, prob 0.5), no hardening. ``balanced``:
+        permute, prob 1, groups of 11 (donors 10), keyed ``d4`` orientation (``flip`` on
+        non-square blocks), default jitter and a seam blur of 1 pixel. ``strong``: the same
+        with groups of 25 (donors 24). Geometry is not part of a preset: give ``block`` or
+        ``grid`` as an override (default grid 2x8).
+        """
+        if name not in PRESETS:
+            raise BadInputError(
+                f"privacy preset must be one of {', '.join(PRESETS)}, got {name!r}"
+            )
+        hardened = {"mode": "permute", "prob": 1.0, "orient": "d4",
+                    "jitter": DEFAULT_JITTER, "seam_blur": 1.0}
+        parameters: dict = {
+            "fast": {"mode": "permute", "donors": 10, "prob": 0.5},
+            "balanced": {**hardened, "donors": 10},
+            "strong": {**hardened, "donors": 24},
+        }[name]
+        parameters.update(overrides)
+        return cls(**parameters)
 
     @property
     def reversible(self) -> bool:
         """Whether :func:`fastmix.unmix_array` can restore data mixed with this spec."""
-        return self.mode == "permute"
+        return self.mode == "permute" and self.jitter is None and self.seam_blur == 0
 
     def block_shape(self, height: int, width: int) -> tuple[int, int]:
         """Block size ``(bh, bw)`` for images of ``height`` x ``width`` pixels."""
@@ -129,12 +216,22 @@ class MixSpec:
             data["block"] = list(self.block)
         else:
             data["grid"] = list(self.grid)  # type: ignore[arg-type]
+        # Hardening appears only when used, so unhardened specs (and their plans) never change.
+        if self.orient != "none":
+            data["orient"] = self.orient
+        if self.jitter is not None:
+            data["jitter"] = list(self.jitter)
+        if self.seam_blur > 0:
+            data["seam_blur"] = self.seam_blur
+        if self.group is not None:
+            data["group"] = self.group
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> MixSpec:
         """Rebuild a spec from :meth:`to_dict` output."""
-        known = {"block", "grid", "donors", "prob", "rounds", "mode"}
+        known = {"block", "grid", "donors", "prob", "rounds", "mode", "orient", "jitter",
+                 "seam_blur", "group"}
         unknown = set(data) - known
         if unknown:
             raise BadInputError(
@@ -145,11 +242,54 @@ class MixSpec:
         for name in ("block", "grid"):
             if kwargs.get(name) is not None:
                 kwargs[name] = tuple(int(v) for v in kwargs[name])
+        if isinstance(kwargs.get("jitter"), list):
+            kwargs["jitter"] = tuple(kwargs["jitter"])
         return cls(**kwargs)
 
     def canonical(self) -> str:
         """The canonical text of the spec that seeds every random choice (SPEC section 3)."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def _jitter_amplitudes(value: object) -> tuple[float, float, float] | None:
+    if value is None or value is False:
+        return None
+    if value is True or value == "default":
+        return DEFAULT_JITTER
+    message = ("jitter must be None, True or three amplitudes (brightness, log_contrast, "
+               f"log_gamma) each in [0, 1], got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = [float(part) for part in value.split(",")]
+        except ValueError:
+            raise BadInputError(message) from None
+    try:
+        amplitudes = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise BadInputTypeError(message) from None
+    if len(amplitudes) != 3 or any(
+            isinstance(item, bool) or not isinstance(item, int | float | _numpy_floating()
+                                                     | _numpy_integer())
+            for item in amplitudes):
+        raise BadInputTypeError(message)
+    amplitudes = tuple(float(item) for item in amplitudes)
+    if not all(0.0 <= item <= 1.0 for item in amplitudes):
+        raise BadInputError(message)
+    if not any(amplitudes):
+        raise BadInputError("jitter amplitudes are all zero; give jitter=None for no jitter")
+    return amplitudes  # type: ignore[return-value]
+
+
+def _seam_blur(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | _numpy_floating()
+                                                 | _numpy_integer()):
+        raise BadInputTypeError(f"seam_blur must be a number of pixels (sigma), got {value!r}")
+    sigma = float(value)
+    if math.isnan(sigma) or not 0.0 <= sigma <= MAX_SEAM_BLUR:
+        raise BadInputError(
+            f"seam_blur must be a sigma in pixels between 0 and {MAX_SEAM_BLUR:g}, got {value!r}"
+        )
+    return sigma
 
 
 def _numpy_floating() -> type:

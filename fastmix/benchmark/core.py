@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -82,13 +83,12 @@ def run_core_benchmark(scale: float = 1.0, repeats: int = 5, numpy_baseline: boo
         buffer = np.empty_like(images)
         gigabytes = images.nbytes / 1e9
         copy = median_seconds(images.copy, repeats)
-        copy_into = median_seconds(lambda: np.copyto(buffer, images), repeats)
+        copy_into = median_seconds(partial(np.copyto, buffer, images), repeats)
         for mode in ("permute", "paper"):
             spec = fastmix.MixSpec(block=block, prob=prob, mode=mode)
-            allocate = median_seconds(lambda: fastmix.mix_array(images, labels, spec, key),
-                                      repeats)
-            into = median_seconds(
-                lambda: fastmix.mix_array(images, labels, spec, key, out=buffer), repeats)
+            mix = partial(fastmix.mix_array, images, labels, spec, key)
+            allocate = median_seconds(mix, repeats)
+            into = median_seconds(partial(mix, out=buffer), repeats)
             row = {
                 "workload": name if scale == 1.0 else f"{name} (x{scale:g})",
                 "mode": mode,
@@ -100,7 +100,7 @@ def run_core_benchmark(scale: float = 1.0, repeats: int = 5, numpy_baseline: boo
                 "vs np.copyto": copy_into / into,
             }
             if numpy_baseline:
-                fancy = median_seconds(lambda: numpy_gather(images, labels, spec, key),
+                fancy = median_seconds(partial(numpy_gather, images, labels, spec, key),
                                        max(1, repeats // 2))
                 row["NumPy fancy-index GB/s"] = gigabytes / fancy
                 row["vs NumPy"] = fancy / allocate
