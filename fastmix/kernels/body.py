@@ -6,7 +6,7 @@ two cannot drift.
 """
 
 
-def copy_row_segment(source, out, image, source_image, row, start, stop):
-    """``out[image, row, start:stop] = source[source_image, row, start:stop]``."""
-    for unit in range(start, stop):
+def copy_row_segment(source, out, image, source_image, row, start, length):
+    """``out[image, row, start:start + length] = source[source_image, row, same]``."""
+    for unit in range(start, start + length):
         out[image, row, unit] = source[source_image, row, unit]
