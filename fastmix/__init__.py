@@ -31,3 +31,15 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(_STORE_EXPORTS[name]), name)
     raise AttributeError(f"module 'fastmix' has no attribute {name!r}")
+
+# Image workflow exports (lazy: importing them pulls in h5py and imageio).
+_IMAGE_EXPORTS = {"H5ImageDataset": "fastmix.dataset", "ingest_folder": "fastmix.images.ingest",
+                  "export_store": "fastmix.images.export",
+                  "preview_grid": "fastmix.images.preview"}
+_STORE_EXPORTS.update(_IMAGE_EXPORTS)
+__all__ += list(_IMAGE_EXPORTS)
+
+# Store verification exports (lazy: importing them pulls in h5py).
+_VERIFY_EXPORTS = {"verify_stores": "fastmix.verify", "VerifyResult": "fastmix.verify"}
+_STORE_EXPORTS.update(_VERIFY_EXPORTS)
+__all__ += list(_VERIFY_EXPORTS)

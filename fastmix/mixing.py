@@ -60,20 +60,28 @@ def _check_common(images, labels, spec, key, window):
 def layout_for(images_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> PixelLayout:
     """The kernel layout of images of ``images_shape`` (without the leading N)."""
     block = spec.block_shape(images_shape[0], images_shape[1])
+    if spec.hardened:
+        from fastmix.harden.apply import check_hardening_dtype
+
+        check_hardening_dtype(spec, np.dtype(dtype))
     return PixelLayout(images_shape, dtype, block)
 
 
 def mix_window(images: np.ndarray, labels: np.ndarray, spec: MixSpec, key: Key,
                window_index: int, out: np.ndarray, *, inverse: bool = False,
-               backend: str = "cpu", layout: PixelLayout | None = None) -> Plan:
+               backend: str = "cpu", layout: PixelLayout | None = None,
+               plan: Plan | None = None) -> Plan:
     """Mix (or, with ``inverse=True``, unmix) one window into ``out``.
 
     ``images`` and ``out`` are C-contiguous arrays of the same shape and dtype that do not
     overlap; ``labels`` holds the window's validated labels. Returns the window's plan.
+    ``plan`` is that plan when the caller computed it ahead (the store engine plans the
+    next window while this one is mixed).
     """
     if layout is None:
         layout = layout_for(images.shape[1:], images.dtype, spec)
-    plan = plan_window(encode_labels(labels), layout.block_count, spec, key, window_index)
+    if plan is None:
+        plan = plan_window(encode_labels(labels), layout.block_count, spec, key, window_index)
     if spec.hardened:
         from fastmix.harden.apply import mix_window_hardened
 
@@ -99,10 +107,6 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse):
             "permute mode can be restored with the key"
         )
     get_backend(backend)
-    if spec.hardened:
-        from fastmix.harden.apply import check_hardening_dtype
-
-        check_hardening_dtype(spec, images.dtype)
     if out is None:
         out = np.empty(images.shape, dtype=images.dtype)
     else:

@@ -252,7 +252,7 @@ class MixSpec:
 
 
 def _jitter_amplitudes(value: object) -> tuple[float, float, float] | None:
-    if value is None or value is False:
+    if value is None or value is False or (isinstance(value, str) and value == "none"):
         return None
     if value is True or value == "default":
         return DEFAULT_JITTER

@@ -123,7 +123,8 @@ def plan(labels, block_count, spec, key, window_index):
     for round_number in range(spec.rounds):
         stream = ROUND_STRIDE * round_number
         if spec.mode == "permute":
-            source = permute_round(codes, block_count, spec.prob, spec.donors + 1, window_seed,
+            source = permute_round(codes, block_count, spec.prob, spec.group_size(len(codes)),
+                                   window_seed,
                                    stream)
         else:
             source = paper_round(codes, block_count, spec.prob, spec.donors, window_seed, stream)

@@ -1,0 +1,191 @@
+"""Edge compatibility scores between blocks that could meet across an edge.
+
+A score function takes the two boundary strips of each side of an edge and returns a
+dissimilarity matrix (lower = more likely true neighbours). The default,
+:func:`prediction_boundary_score`, predicts each boundary line from the two lines before it
+on both sides (``|2 a1 - a2 - b1|^0.5``, both directions) and adds the plain boundary
+difference ``|a1 - b1|^0.5``. :func:`normalise_second_best` divides it by each block's
+second-best score, so an unambiguous match stands out.
+
+Candidates can include orientation variants of every block (for keyed orientation, a
+hardening option): candidate ``c`` is block ``c // k`` in variant ``c % k`` of the ``k``
+variants of :data:`ORIENTATIONS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit, prange
+
+from fastmix.audit.geometry import BlockGrid
+from fastmix.errors import BadInputError
+
+#: Strips of one edge side: ``(outer, boundary)`` lines of shape (candidates, length).
+ScoreFunction = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _identity(blocks):
+    return blocks
+
+
+def _flip_columns(blocks):
+    return blocks[:, :, ::-1]
+
+
+def _flip_rows(blocks):
+    return blocks[:, ::-1, :]
+
+
+def _rotate_half(blocks):
+    return blocks[:, ::-1, ::-1]
+
+
+def _transpose(blocks):
+    return np.swapaxes(blocks, 1, 2)
+
+
+def _transpose_flip_rows(blocks):
+    return np.swapaxes(blocks, 1, 2)[:, ::-1, :]
+
+
+def _transpose_flip_columns(blocks):
+    return np.swapaxes(blocks, 1, 2)[:, :, ::-1]
+
+
+def _transpose_rotate_half(blocks):
+    return np.swapaxes(blocks, 1, 2)[:, ::-1, ::-1]
+
+
+#: Orientation variants by name; the first variant of each is the identity.
+ORIENTATIONS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], ...]] = {
+    "none": (_identity,),
+    "flip": (_identity, _flip_columns, _flip_rows, _rotate_half),
+    "d4": (_identity, _flip_columns, _flip_rows, _rotate_half, _transpose,
+           _transpose_flip_rows, _transpose_flip_columns, _transpose_rotate_half),
+}
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _prediction_boundary(pred_a, a1, pred_b, b1, out):
+    count_a, length = a1.shape
+    count_b = b1.shape[0]
+    for i in prange(count_a):
+        for j in range(count_b):
+            total = 0.0
+            for k in range(length):
+                total += (np.sqrt(abs(pred_a[i, k] - b1[j, k]))
+                          + np.sqrt(abs(pred_b[j, k] - a1[i, k]))
+                          + np.sqrt(abs(a1[i, k] - b1[j, k])))
+            out[i, j] = total
+
+
+def prediction_boundary_score(a2: np.ndarray, a1: np.ndarray, b1: np.ndarray,
+                              b2: np.ndarray) -> np.ndarray:
+    """Dissimilarity of every first-side candidate with every second-side candidate.
+
+    Parameters
+    ----------
+    a2, a1 : ndarray, shape (na, length)
+        Second-to-last and last line of the first block (left or top), towards the edge.
+    b1, b2 : ndarray, shape (nb, length)
+        First and second line of the second block (right or bottom), away from the edge.
+
+    Returns
+    -------
+    ndarray, shape (na, nb)
+        ``sum |2 a1 - a2 - b1|^0.5 + |2 b1 - b2 - a1|^0.5 + |a1 - b1|^0.5``.
+    """
+    a1 = np.ascontiguousarray(a1, dtype=np.float32)
+    b1 = np.ascontiguousarray(b1, dtype=np.float32)
+    pred_a = np.ascontiguousarray(2 * a1 - a2, dtype=np.float32)
+    pred_b = np.ascontiguousarray(2 * b1 - b2, dtype=np.float32)
+    out = np.empty((a1.shape[0], b1.shape[0]), dtype=np.float32)
+    _prediction_boundary(pred_a, a1, pred_b, b1, out)
+    return out
+
+
+def normalise_second_best(scores: np.ndarray) -> np.ndarray:
+    """Divide each score by the second-best score of both blocks involved.
+
+    ``scores[i, j] / s_i + scores[i, j] / t_j``, where ``s_i`` is the second smallest of row
+    ``i`` and ``t_j`` the second smallest of column ``j``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    tiny = 1e-9 + 1e-9 * float(np.abs(scores).mean()) if scores.size else 1e-9
+
+    def second_smallest(matrix: np.ndarray, axis: int) -> np.ndarray:
+        if matrix.shape[axis] < 2:
+            return np.take(matrix, 0, axis=axis)
+        return np.partition(matrix, 1, axis=axis).take(1, axis=axis)
+
+    row_second = second_smallest(scores, 1) + tiny
+    col_second = second_smallest(scores, 0) + tiny
+    return scores / row_second[:, None] + scores / col_second[None, :]
+
+
+@dataclass
+class EdgeScorer:
+    """Computes the raw dissimilarity matrices of every edge of a block grid.
+
+    Parameters
+    ----------
+    score : callable
+        ``score(a2, a1, b1, b2) -> (na, nb)`` dissimilarities (see
+        :func:`prediction_boundary_score`).
+    orientations : {"none", "flip", "d4"}
+        Orientation variants considered for every block.
+    """
+
+    score: ScoreFunction = prediction_boundary_score
+    orientations: str = "none"
+    _variants: tuple = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.orientations not in ORIENTATIONS:
+            raise BadInputError(
+                f"orientations must be one of {', '.join(ORIENTATIONS)}, got {self.orientations!r}"
+            )
+        self._variants = ORIENTATIONS[self.orientations]
+
+    @property
+    def variants(self) -> int:
+        """How many candidates each block gives (orientation variants)."""
+        return len(self._variants)
+
+    def candidates(self, images: np.ndarray, grid: BlockGrid, position: int) -> np.ndarray:
+        """Blocks at ``position`` in every variant: (n * variants, bh, bw, channels)."""
+        blocks = grid.block(images, position)
+        if blocks.ndim == 3:
+            blocks = blocks[..., None]
+        variants = [transform(blocks) for transform in self._variants]
+        shapes = {variant.shape for variant in variants}
+        if len(shapes) > 1:
+            raise BadInputError(
+                f"orientations={self.orientations!r} needs square blocks, got blocks of "
+                f"{blocks.shape[1]}x{blocks.shape[2]}; use orientations='flip' or 'none'"
+            )
+        return np.stack(variants, axis=1).reshape(-1, *variants[0].shape[1:])
+
+    def matrices(self, images: np.ndarray, grid: BlockGrid) -> dict[tuple[int, int], np.ndarray]:
+        """Raw dissimilarity of every edge: ``{(first, second): (n*k, n*k)}``.
+
+        ``images`` has shape (n, H, W) or (n, H, W, C), any numeric dtype.
+        """
+        images = np.asarray(images, dtype=np.float32)
+        blocks = {position: self.candidates(images, grid, position)
+                  for position in range(grid.count)}
+        found = {}
+        for first, second, direction in grid.edges():
+            a_blocks, b_blocks = blocks[first], blocks[second]
+            if direction == "h":
+                a1, a2 = a_blocks[:, :, -1], a_blocks[:, :, max(a_blocks.shape[2] - 2, 0)]
+                b1, b2 = b_blocks[:, :, 0], b_blocks[:, :, min(1, b_blocks.shape[2] - 1)]
+            else:
+                a1, a2 = a_blocks[:, -1], a_blocks[:, max(a_blocks.shape[1] - 2, 0)]
+                b1, b2 = b_blocks[:, 0], b_blocks[:, min(1, b_blocks.shape[1] - 1)]
+            flat = [line.reshape(line.shape[0], -1) for line in (a2, a1, b1, b2)]
+            found[(first, second)] = self.score(*flat)
+        return found

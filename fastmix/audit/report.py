@@ -1,0 +1,180 @@
+"""The audit verdict and report (text and JSON)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+ATTACK_NAME = "fastmix edge-matching restoration attack"
+MISLEADING_SSIM = (
+    "mixed-vs-original SSIM is misleading: it can be near 0 while the attack restores the "
+    "image almost perfectly (LFW, 5x5 blocks, donors 4, prob 1: 0.13, while the attack "
+    "restores 95% of the displaced blocks)"
+)
+
+
+def verdict(advantage: float, reidentified: float, restored_90: float) -> str:
+    """``"weak"``, ``"moderate"`` or ``"good"`` protection against the named attack.
+
+    * weak: ``advantage >= 0.5``, or ``reidentified >= 0.5``, or at least 10% of images
+      restored to 90% or more;
+    * moderate: ``0.15 <= advantage < 0.5`` and ``reidentified < 0.2``;
+    * good: otherwise. A re-identification rate between 0.2 and 0.5 is never called good:
+      such a run is rated moderate whatever the advantage.
+    """
+    if _at_least(advantage, 0.5) or _at_least(reidentified, 0.5) or _at_least(restored_90, 0.1):
+        return "weak"
+    if _at_least(reidentified, 0.2):
+        return "moderate"
+    if _at_least(advantage, 0.15):
+        return "moderate"
+    return "good"
+
+
+def _at_least(value: float, threshold: float) -> bool:
+    return value is not None and not math.isnan(value) and value >= threshold
+
+
+def verdict_sentence(rating: str) -> str:
+    """The verdict worded as a lower bound on leakage, never as a guarantee."""
+    meaning = {
+        "weak": "the attack restores or re-identifies a large share of the images",
+        "moderate": "the attack restores clearly more than chance",
+        "good": "the attack does little better than chance",
+    }[rating]
+    return (f"protection against the {ATTACK_NAME}: {rating.upper()} ({meaning}). This is a "
+            "lower bound on what leaks: a stronger attack can restore more. It is not a "
+            "privacy guarantee.")
+
+
+@dataclass
+class AuditReport:
+    """Everything one audit measured. ``to_dict()`` gives the JSON object.
+
+    The fractions are shares in [0, 1]; ``*_interval`` are 95% bootstrap intervals over the
+    sampled images.
+    """
+
+    settings: dict
+    images: int
+    sampled: int
+    displaced_fraction: float
+    largest_share_mean: float
+    largest_share_max: float
+    lost_fraction: float | None = None
+    duplicated_blocks: int | None = None
+    inexact_blocks: int = 0
+    attack: bool = True
+    restored_fraction: float = float("nan")
+    restored_interval: list = field(default_factory=list)
+    chance_fraction: float = float("nan")
+    chance_interval: list = field(default_factory=list)
+    advantage: float = float("nan")
+    advantage_interval: list = field(default_factory=list)
+    neighbour_fraction: float = float("nan")
+    mixed_neighbour_fraction: float = float("nan")
+    chance_neighbour_fraction: float = float("nan")
+    restored_90_fraction: float = float("nan")
+    restored_90_interval: list = field(default_factory=list)
+    perfect_fraction: float = float("nan")
+    ssim_mean: float = float("nan")
+    ssim_max: float = float("nan")
+    mixed_ssim_mean: float = float("nan")
+    reidentified_fraction: float = float("nan")
+    reidentified_interval: list = field(default_factory=list)
+    restored_reidentified_fraction: float = float("nan")
+    mixed_reidentified_fraction: float = float("nan")
+    group_purity: float | None = None
+    verdict: str = "weak"
+    verdict_text: str = ""
+    warnings: list = field(default_factory=list)
+    utility: dict | None = None
+    #: With ``keep_images=True``: indices of the sampled images and, per sampled original,
+    #: the attack's restored image matched to it (never in the JSON).
+    sample_indices: object = field(default=None, repr=False)
+    restored_images: object = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        """A JSON-compatible dict (NaN becomes ``None``)."""
+        data = asdict(self)
+        data.pop("sample_indices")
+        data.pop("restored_images")
+        return _clean(data)
+
+    def to_json(self) -> str:
+        """The report as one JSON object."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    def summary(self) -> str:
+        """A human-readable multi-line summary."""
+        s = self.settings
+        lines = [
+            f"fastmix audit: {self.sampled} of {self.images} images sampled; mode {s.get('mode')},"
+            f" block {s.get('block')}, donors {s.get('donors')}, prob {s.get('prob')}",
+            f"  displaced blocks:                {self.displaced_fraction:.3f}",
+            f"  largest share of one original in one mixed image: mean "
+            f"{self.largest_share_mean:.3f}, max {self.largest_share_max:.3f} (no attack needed)",
+        ]
+        if self.lost_fraction is not None:
+            lines.append(f"  paper mode: original blocks lost {self.lost_fraction:.3f}, "
+                         f"duplicated blocks {self.duplicated_blocks}")
+        if self.inexact_blocks:
+            lines.append(f"  blocks matched by nearest content (lossy copies): "
+                         f"{self.inexact_blocks}")
+        if self.attack:
+            restored = _fmt(self.restored_fraction, self.restored_interval)
+            chance = _fmt(self.chance_fraction, self.chance_interval)
+            advantage = _fmt(self.advantage, self.advantage_interval)
+            restored_90 = _fmt(self.restored_90_fraction, self.restored_90_interval)
+            lines += [
+                f"  attack: {ATTACK_NAME}",
+                f"  restored displaced blocks R:     {restored}",
+                f"  chance R0 (random assignment):   {chance}",
+                f"  advantage A = (R-R0)/(1-R0):     {advantage}",
+                f"  same-original neighbours:        restored {self.neighbour_fraction:.3f}, "
+                f"mixed {self.mixed_neighbour_fraction:.3f}, chance "
+                f"{self.chance_neighbour_fraction:.3f}",
+                f"  images restored >= 90%:          {restored_90}",
+                f"  images restored perfectly:       {self.perfect_fraction:.3f}",
+                f"  SSIM restored vs original:       mean {self.ssim_mean:.3f}, max "
+                f"{self.ssim_max:.3f}",
+            ]
+            if self.group_purity is not None:
+                lines.append(f"  inferred groups purity:          {self.group_purity:.3f}")
+        lines += [
+            f"  re-identified (mixed or restored): "
+            f"{_fmt(self.reidentified_fraction, self.reidentified_interval)}",
+            f"  SSIM mixed vs original:          {self.mixed_ssim_mean:.3f} (misleading, see "
+            "warning)",
+        ]
+        if self.utility:
+            lines.append("  utility (accuracy on untouched originals, mean over folds):")
+            for model, row in self.utility["models"].items():
+                lines.append(
+                    f"    {model:<20} original {row['original']:.3f}  mixed {row['mixed']:.3f}"
+                    f"  control {row['control']:.3f}  change {row['change']:+.3f}")
+            lines.append(f"    utility: {self.utility['verdict']}")
+        lines.append(f"verdict: {self.verdict_text}")
+        lines += [f"warning: {warning}" for warning in self.warnings]
+        return "\n".join(lines)
+
+
+def _fmt(value: float, bounds: list) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if bounds and all(b is not None and not math.isnan(b) for b in bounds):
+        return f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+    return f"{value:.3f}"
+
+
+def _clean(value):
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(item) for item in value]
+    if hasattr(value, "item"):
+        return _clean(value.item())
+    return value

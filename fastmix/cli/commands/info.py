@@ -1,0 +1,215 @@
+"""``fastmix info``: what a store holds and, if it is mixed, how it was mixed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "info"
+HELP = "describe a store: images, chunks, filters, labels and the fastmix record"
+ORDER = 30
+
+#: Classes listed by the human output; ``--json`` lists all of them.
+SHOWN_CLASSES = 20
+
+_FILTER_NAMES = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit",
+                 6: "scaleoffset", 32000: "lzf", 32001: "Blosc", 32004: "LZ4",
+                 32008: "Bitshuffle", 32015: "Zstd", 32026: "Blosc2"}
+_BLOSC_CODECS = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
+_BLOSC_SHUFFLES = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}
+_BITSHUFFLE_CODECS = {0: "none", 2: "lz4", 3: "zstd"}
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``fastmix info``."""
+    parser.add_argument("store", metavar="STORE", help="the HDF5 store")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--images", default="images", metavar="NAME",
+                        help="images dataset; default 'images'")
+    parser.add_argument("--labels", metavar="NAME",
+                        help="labels dataset; default: the recorded name, else 'labels'")
+
+
+def describe_filter(code: int, values: tuple[int, ...], name: str) -> dict:
+    """One filter of a pipeline as ``{"id", "name", "options"}`` with its known options."""
+    options: dict = {}
+    if code == 1 and values:
+        options["level"] = values[0]
+    elif code == 32015 and values:
+        options["level"] = values[0]
+    elif code in (32001, 32026) and len(values) >= 7:
+        options = {"level": values[4], "shuffle": _BLOSC_SHUFFLES.get(values[5], values[5]),
+                   "codec": _BLOSC_CODECS.get(values[6], values[6])}
+    elif code == 32008 and len(values) >= 5:
+        options = {"codec": _BITSHUFFLE_CODECS.get(values[4], values[4])}
+        if len(values) >= 6 and values[4] == 3:
+            options["level"] = values[5]
+    elif code == 6 and len(values) >= 2:
+        options = {"scale_type": values[0], "scale_factor": values[1]}
+    return {"id": code, "name": _FILTER_NAMES.get(code, name or f"filter {code}"),
+            "options": options}
+
+
+def dataset_filters(dataset) -> list[dict]:
+    """The filter pipeline of an h5py dataset, in order."""
+    plist = dataset.id.get_create_plist()
+    described = []
+    for index in range(plist.get_nfilters()):
+        code, _flags, values, name = plist.get_filter(index)
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        described.append(describe_filter(int(code), tuple(int(v) for v in values), name))
+    return described
+
+
+def _filter_text(item: dict) -> str:
+    if not item["options"]:
+        return item["name"]
+    options = ", ".join(f"{name}={value}" for name, value in item["options"].items())
+    return f"{item['name']}({options})"
+
+
+def _plain(value: object) -> object:
+    import numpy as np
+
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        return [_plain(item) for item in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def describe_labels(file, name: str, count: int, path: str) -> dict:
+    """Classes and counts of the labels dataset, with ``class_names`` when present."""
+    import numpy as np
+
+    from fastmix.store.access import read_labels
+
+    labels = read_labels(file, name, count, path)
+    values, counts = np.unique(labels, return_counts=True)
+    class_names = file[name].attrs.get("class_names")
+    class_names = _plain(class_names) if class_names is not None else None
+    if isinstance(class_names, str):
+        class_names = [class_names]
+    classes = []
+    for value, number in zip(values.tolist(), counts.tolist()):
+        entry: dict = {"label": value, "count": number}
+        if class_names is not None and isinstance(value, int) and 0 <= value < len(class_names):
+            entry["name"] = class_names[value]
+        classes.append(entry)
+    return {"name": name, "dtype": str(file[name].dtype), "classes": classes,
+            "class_names": class_names}
+
+
+def describe_record(record) -> dict | None:
+    """The fastmix record as plain values (never a key: the store holds none)."""
+    from fastmix.harden.options import describe
+
+    if record is None:
+        return None
+    spec = record.spec
+    data = {"format_version": record.format_version, "mode": spec.mode,
+            "block": list(spec.block) if spec.block is not None else None,
+            "grid": list(spec.grid) if spec.grid is not None else None,
+            "donors": spec.donors, "prob": spec.prob, "rounds": spec.rounds,
+            "orient": spec.orient, "jitter": list(spec.jitter) if spec.jitter else None,
+            "seam_blur": spec.seam_blur, "group": spec.group, "hardened": spec.hardened,
+            "description": describe(spec).removeprefix("mixing: "), "window": record.window,
+            "reversible": record.reversible,
+            "unpartnered": record.unpartnered, "labels": record.labels,
+            "key_check": record.key_check}
+    return data
+
+
+def describe_store(path: str, images: str = "images", labels: str | None = None) -> dict:
+    """Everything ``fastmix info`` shows, as plain JSON-compatible values."""
+    import os
+
+    import h5py
+
+    from fastmix.store.access import open_store
+    from fastmix.store.metadata import read_mix_record
+
+    with open_store(path, images=images, labels=None) as store:
+        dataset = store.images
+        record = read_mix_record(dataset)
+        labels_name = labels or (record.labels if record is not None else None) or "labels"
+        labels_info = None
+        if labels is not None or isinstance(store.file.get(labels_name), h5py.Dataset):
+            labels_info = describe_labels(store.file, labels_name, store.count, path)
+        others = []
+        store.file.visititems(lambda name, item: others.append(
+            {"name": name, "shape": list(item.shape), "dtype": str(item.dtype)})
+            if isinstance(item, h5py.Dataset) and name not in (images.strip("/"), labels_name)
+            else None)
+        return {
+            "path": path,
+            "file_bytes": os.path.getsize(path),
+            "images": {"name": images, "count": store.count, "shape": list(dataset.shape),
+                       "dtype": str(dataset.dtype),
+                       "chunks": list(dataset.chunks) if dataset.chunks else None,
+                       "filters": dataset_filters(dataset),
+                       "pixel_bytes": store.count * store.image_bytes},
+            "labels": labels_info,
+            "fastmix": describe_record(record),
+            "in_place_state": _plain(dataset.attrs.get("fastmix_state")),
+            "other_datasets": others,
+        }
+
+
+def _human(info: dict) -> list[str]:
+    from fastmix.spec import format_bytes
+
+    images = info["images"]
+    shape = images["shape"]
+    filters = ", ".join(_filter_text(item) for item in images["filters"]) or "none"
+    chunks = "x".join(map(str, images["chunks"])) if images["chunks"] else "contiguous"
+    lines = [
+        f"store: {info['path']} ({format_bytes(info['file_bytes'])} on disk)",
+        f"images {images['name']!r}: {shape[0]:,} x {'x'.join(map(str, shape[1:]))} "
+        f"{images['dtype']} ({format_bytes(images['pixel_bytes'])}), chunks {chunks}, "
+        f"filters: {filters}",
+    ]
+    labels = info["labels"]
+    if labels is None:
+        lines.append("labels: none found (name them with --labels NAME)")
+    else:
+        classes = labels["classes"]
+        shown = ", ".join(
+            f"{item['label']}" + (f" ({item['name']})" if "name" in item else "")
+            + f": {item['count']:,}" for item in classes[:SHOWN_CLASSES])
+        more = f", ... ({len(classes) - SHOWN_CLASSES} more)" if len(classes) > SHOWN_CLASSES \
+            else ""
+        lines.append(f"labels {labels['name']!r} ({labels['dtype']}): {len(classes):,} "
+                     f"classes: {shown}{more}")
+    record = info["fastmix"]
+    if record is None:
+        lines.append("fastmix: not mixed")
+    else:
+        lines.append(
+            f"fastmix: mixed: {record['description']}; window {record['window']:,}, "
+            f"unpartnered {record['unpartnered']:,}, key check {record['key_check']}, format "
+            f"version {record['format_version']}")
+    if info["in_place_state"] == "in-progress":
+        lines.append("fastmix: an in-place run was interrupted on this store; finish it with "
+                     "--in-place --resume")
+    for item in info["other_datasets"]:
+        lines.append(f"dataset {item['name']!r}: shape {tuple(item['shape'])}, {item['dtype']}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the description of STORE."""
+    from fastmix.cli.storecheck import register_filters
+
+    register_filters()
+    info = describe_store(args.store, args.images, args.labels)
+    if args.json:
+        print(json.dumps(info, default=_plain))
+    else:
+        print("\n".join(_human(info)))
+    return 0

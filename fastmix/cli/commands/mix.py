@@ -1,0 +1,143 @@
+"""``fastmix mix``: mix a store into a new file, or in place."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+NAME = "mix"
+HELP = "mix the pixel blocks of an HDF5 image store (into a new file or in place)"
+ORDER = 10
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``fastmix mix``, the privacy preset and hardening flags included."""
+    from fastmix.cli.hardening_options import add_hardening_arguments
+
+    parser.add_argument("source", metavar="SRC", help="the HDF5 store to mix")
+    parser.add_argument("destination", metavar="DST", nargs="?",
+                        help="the new mixed store (omit with --in-place)")
+    parser.add_argument("--key-file", metavar="KEY", required=True,
+                        help="the key file (64 hex characters); see --new-key")
+    parser.add_argument("--new-key", action="store_true",
+                        help="generate a new key and save it to --key-file (mode 0600); an "
+                             "existing file is never overwritten")
+    parser.add_argument("--mode", metavar="permute|paper",
+                        help="permute (bijective; reversible without one-way hardening) or "
+                             "paper (substitution, one-way); default: from --privacy")
+    geometry = parser.add_mutually_exclusive_group()
+    geometry.add_argument("--block", metavar="HxW", help="block size in pixels, e.g. 96x24")
+    geometry.add_argument("--grid", metavar="ROWSxCOLS",
+                          help="block grid, e.g. 2x8 (the default)")
+    parser.add_argument("--donors", metavar="N",
+                        help="donor images per image (permute: groups of N+1); default: from "
+                             "--privacy")
+    parser.add_argument("--prob", metavar="P",
+                        help="probability that a block position is mixed; default: from "
+                             "--privacy")
+    parser.add_argument("--rounds", metavar="N", help="mixing rounds; default 1")
+    add_store_options(parser)
+    parser.add_argument("--window", metavar="N",
+                        help="images per window (a multiple of the chunk length); default: "
+                             "from --memory")
+    parser.add_argument("--labels", default="labels", metavar="NAME",
+                        help="labels dataset; default 'labels'")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail when an image has no same-label partner in its window")
+    parser.add_argument("--force", action="store_true",
+                        help="mix a store that already carries a fastmix record")
+    add_hardening_arguments(parser)
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """Options that ``mix`` and ``unmix`` share."""
+    parser.add_argument("--memory", default="1GiB", metavar="SIZE",
+                        help="memory budget that sets the window length; default 1GiB")
+    parser.add_argument("--images", default="images", metavar="NAME",
+                        help="images dataset; default 'images'")
+    parser.add_argument("--in-place", action="store_true",
+                        help="rewrite SRC itself, crash-safe (no DST)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --in-place: finish an interrupted run")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing DST")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar and no summary line")
+
+
+def check_targets(args: argparse.Namespace) -> None:
+    """Check DST and the in-place flags together; raise BadInputError when they clash."""
+    from fastmix.errors import BadInputError
+
+    if args.resume and getattr(args, "new_key", False):
+        raise BadInputError("--resume finishes a run with the key it started with; drop "
+                            "--new-key")
+    if args.in_place:
+        if args.destination is not None:
+            raise BadInputError(
+                f"--in-place rewrites SRC itself; drop DST {args.destination!r}, or drop "
+                "--in-place to write a new file"
+            )
+        if args.overwrite:
+            raise BadInputError("--overwrite applies to DST; it cannot be used with --in-place")
+        return
+    if args.resume:
+        raise BadInputError("--resume applies to --in-place runs; add --in-place or drop it")
+    if args.destination is None:
+        raise BadInputError(
+            "give DST, the new store to write, or --in-place to rewrite SRC itself"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Mix SRC into DST (or in place) and print the summary line."""
+    from fastmix.cli.console import print_warnings
+    from fastmix.cli.hardening_options import spec_from_arguments
+    from fastmix.cli.storecheck import (
+        check_new_key_path,
+        check_source,
+        parse_positive_int,
+        register_filters,
+    )
+    from fastmix.errors import BadInputError
+    from fastmix.keys import Key
+    from fastmix.spec import parse_memory
+    from fastmix.store import mix_store
+
+    register_filters()
+    spec, parameters, leak_warnings = spec_from_arguments(args)
+    memory = parse_memory(args.memory)
+    window = parse_positive_int(args.window, "--window") if args.window is not None else None
+    check_targets(args)
+    if args.new_key:
+        check_new_key_path(args.key_file)
+        check_source(args.source, args.images, args.labels)
+        key = Key.generate()
+        key.save(args.key_file)
+    else:
+        key = Key.load(args.key_file)
+    try:
+        with print_warnings(NAME):
+            report = mix_store(
+                args.source, None if args.in_place else args.destination, spec=spec, key=key,
+                memory=memory, window=window, images=args.images, labels=args.labels,
+                progress=not args.quiet, in_place=args.in_place, resume=args.resume,
+                force=args.force, overwrite=args.overwrite, strict=args.strict)
+    except BaseException as error:
+        # Bad input changes nothing and a failed new-file run leaves nothing behind, so a key
+        # made for either is of no use. Any other failure of an in-place run may leave it
+        # pending, and resuming it needs the key.
+        if args.new_key and (not args.in_place or isinstance(error, BadInputError)):
+            os.unlink(args.key_file)
+        raise
+    # Printed after the run, so that bad input still gets exactly one line.
+    for message in leak_warnings:
+        print(f"fastmix {NAME}: warning: {message}", file=sys.stderr)
+    if not args.quiet:
+        print(parameters)
+        print(report.summary())
+        if args.new_key:
+            print(f"new key saved to {args.key_file} (check value {key.check_value}); keep it "
+                  "secret and safe: unmixing needs it")
+    return 0

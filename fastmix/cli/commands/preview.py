@@ -1,0 +1,51 @@
+"""``fastmix preview``: a PNG grid of a few images per class, originals beside mixed."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "preview"
+HELP = "draw a PNG grid of a few images per class (original beside mixed with --original)"
+ORDER = 45
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``fastmix preview``."""
+    parser.add_argument("store", metavar="STORE", help="the (mixed) store to show")
+    parser.add_argument("--original", metavar="ORIGINAL",
+                        help="the store STORE was mixed from; shown on the left of each pair")
+    parser.add_argument("-o", "--output", required=True, metavar="PNG",
+                        help="the picture to write, e.g. grid.png")
+    parser.add_argument("--count", default="4", metavar="N", help="images per class; default 4")
+    parser.add_argument("--seed", default="0", metavar="N",
+                        help="seed of the random choice of images; default 0")
+    parser.add_argument("--images", default="images", metavar="NAME",
+                        help="images dataset; default 'images'")
+    parser.add_argument("--labels", default="labels", metavar="NAME",
+                        help="labels dataset; default 'labels'")
+
+
+def _integer(text: str, flag: str, minimum: int) -> int:
+    from fastmix.errors import BadInputError
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise BadInputError(f"{flag} must be an integer >= {minimum}, got {text!r}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Draw the grid and print where it went."""
+    from fastmix.images.preview import preview_grid
+
+    layout = preview_grid(args.store, args.output, original=args.original,
+                          count=_integer(args.count, "--count", 1),
+                          seed=_integer(args.seed, "--seed", 0),
+                          images=args.images, labels=args.labels)
+    width, height = layout.size
+    print(f"preview of {layout.rows} class(es) x {layout.count} image(s), {width}x{height} "
+          f"pixels -> {args.output}")
+    return 0

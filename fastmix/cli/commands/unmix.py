@@ -1,0 +1,44 @@
+"""``fastmix unmix``: restore a permute-mode store with its key, bit for bit."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "unmix"
+HELP = "restore a store mixed in permute mode, with its key (into a new file or in place)"
+ORDER = 20
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``fastmix unmix``."""
+    from fastmix.cli.commands.mix import add_store_options
+
+    parser.add_argument("source", metavar="SRC", help="the mixed HDF5 store")
+    parser.add_argument("destination", metavar="DST", nargs="?",
+                        help="the restored store (omit with --in-place)")
+    parser.add_argument("--key-file", metavar="KEY", required=True,
+                        help="the key file the store was mixed with")
+    add_store_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Unmix SRC into DST (or in place) and print the summary line."""
+    from fastmix.cli.commands.mix import check_targets
+    from fastmix.cli.console import print_warnings
+    from fastmix.cli.storecheck import register_filters
+    from fastmix.keys import Key
+    from fastmix.spec import parse_memory
+    from fastmix.store import unmix_store
+
+    register_filters()
+    memory = parse_memory(args.memory)
+    check_targets(args)
+    key = Key.load(args.key_file)
+    with print_warnings(NAME):
+        report = unmix_store(
+            args.source, None if args.in_place else args.destination, key=key, memory=memory,
+            images=args.images, progress=not args.quiet, in_place=args.in_place,
+            resume=args.resume, overwrite=args.overwrite)
+    if not args.quiet:
+        print(report.summary())
+    return 0

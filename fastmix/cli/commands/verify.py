@@ -1,0 +1,38 @@
+"""``fastmix verify``: check a mixed store against its original."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "verify"
+HELP = "check that a mixed store keeps the invariants of its mode (and, with the key, unmixes)"
+ORDER = 40
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``fastmix verify``."""
+    parser.add_argument("original", metavar="ORIGINAL", help="the store before mixing")
+    parser.add_argument("mixed", metavar="MIXED", help="the mixed store")
+    parser.add_argument("--key-file", metavar="KEY",
+                        help="also check that the key reproduces the mixed store exactly")
+    parser.add_argument("--images", default="images", metavar="NAME",
+                        help="images dataset; default 'images'")
+    parser.add_argument("--labels", metavar="NAME",
+                        help="labels dataset; default: the name recorded with MIXED")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Verify; print ``verified: ...`` and exit 0, or ``verification failed: ...`` and exit 1."""
+    from fastmix.keys import Key
+    from fastmix.verify import verify_stores
+
+    key = Key.load(args.key_file) if args.key_file is not None else None
+    result = verify_stores(args.original, args.mixed, key, images=args.images,
+                           labels=args.labels, progress=not args.quiet)
+    if result.ok:
+        print(result.message)
+        return 0
+    print(f"fastmix {NAME}: {result.message}", file=sys.stderr)
+    return 1

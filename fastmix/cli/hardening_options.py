@@ -1,0 +1,123 @@
+"""The ``--privacy`` preset and the hardening flags of ``fastmix mix``.
+
+Wiring (in a command's ``register``, after its other arguments)::
+
+    add_hardening_arguments(parser)
+
+and in its ``run``::
+
+    spec, lines, warnings = spec_from_arguments(args)
+
+:func:`add_hardening_arguments` makes ``--mode``, ``--donors``, ``--prob`` and ``--rounds``
+default to ``None`` so that the preset fills what the user did not give.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+_MIXING_DESTINATIONS = ("mode", "donors", "prob", "rounds")
+
+
+def add_hardening_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--privacy``, ``--orient``, ``--jitter``, ``--seam-blur`` and ``--group``."""
+    from fastmix.harden.options import DEFAULT_PRESET, preset_names
+
+    group = parser.add_argument_group(
+        "privacy hardening",
+        "a preset sets every mixing parameter; any flag given beside it overrides that "
+        "parameter. fast: the paper's parameters (donors 10, prob 0.5), no hardening, "
+        "reversible. balanced: permute, prob 1, groups of 11, keyed d4 orientation, jitter "
+        "and a 1-pixel seam blur; one-way. strong: the same with groups of 25.")
+    group.add_argument("--privacy", choices=preset_names(), default=None,
+                       help=f"privacy preset; default {DEFAULT_PRESET}")
+    group.add_argument("--orient", choices=("none", "flip", "d4"), default=None,
+                       help="keyed per-block orientation (d4 falls back to flip on "
+                            "non-square blocks); keeps permute reversible")
+    group.add_argument("--jitter", metavar="none|default|B,C,G", default=None,
+                       help="keyed per-block brightness, log-contrast and log-gamma "
+                            "amplitudes on a [0, 1] scale; default means 0.1,0.2,0.2; one-way")
+    group.add_argument("--seam-blur", metavar="SIGMA", default=None,
+                       help="Gaussian sigma in pixels of the blur across block seams; 0 for "
+                            "none; one-way")
+    group.add_argument("--group", metavar="N|window", default=None,
+                       help="permute: images per group (default donors + 1), or 'window' for "
+                            "all same-label images of a window")
+    present = {action.dest for action in parser._actions}
+    parser.set_defaults(**{name: None for name in _MIXING_DESTINATIONS if name in present})
+
+
+def _parse_jitter(text: str):
+    from fastmix.errors import BadInputError
+
+    lowered = text.strip().lower()
+    if lowered == "none":
+        return None
+    if lowered == "default":
+        return True
+    try:
+        return tuple(float(part) for part in lowered.split(","))
+    except ValueError:
+        raise BadInputError(
+            f"--jitter must be none, default or three amplitudes such as 0.1,0.2,0.2, got "
+            f"{text!r}"
+        ) from None
+
+
+def _parse_seam_blur(text: str) -> float:
+    from fastmix.errors import BadInputError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise BadInputError(
+            f"--seam-blur must be a sigma in pixels such as 1, got {text!r}"
+        ) from None
+
+
+def _parse_group(text: str):
+    from fastmix.cli.storecheck import parse_positive_int
+
+    if text.strip().lower() == "window":
+        return "window"
+    return parse_positive_int(text, "--group")
+
+
+def spec_from_arguments(args: argparse.Namespace):
+    """The spec, the parameter line to print, and the leak warnings of the parsed flags.
+
+    Returns
+    -------
+    tuple of (MixSpec, str, list of str)
+        The spec; one line naming the preset and its parameters (print it unless
+        ``--quiet``); the warnings for hardened specs that leak (print each one).
+    """
+    from fastmix.cli.storecheck import parse_positive_int, parse_probability
+    from fastmix.harden.options import DEFAULT_PRESET, describe, leaks
+    from fastmix.spec import MixSpec, parse_pair
+
+    preset = getattr(args, "privacy", None) or DEFAULT_PRESET
+    overrides: dict = {}
+    if getattr(args, "block", None) is not None:
+        overrides["block"] = parse_pair(args.block, "--block")
+    if getattr(args, "grid", None) is not None:
+        overrides["grid"] = parse_pair(args.grid, "--grid")
+    if getattr(args, "mode", None) is not None:
+        overrides["mode"] = args.mode
+    if getattr(args, "donors", None) is not None:
+        overrides["donors"] = parse_positive_int(args.donors, "--donors")
+    if getattr(args, "prob", None) is not None:
+        overrides["prob"] = parse_probability(args.prob)
+    if getattr(args, "rounds", None) is not None:
+        overrides["rounds"] = parse_positive_int(args.rounds, "--rounds")
+    if getattr(args, "orient", None) is not None:
+        overrides["orient"] = args.orient
+    if getattr(args, "jitter", None) is not None:
+        overrides["jitter"] = _parse_jitter(args.jitter)
+    if getattr(args, "seam_blur", None) is not None:
+        overrides["seam_blur"] = _parse_seam_blur(args.seam_blur)
+    if getattr(args, "group", None) is not None:
+        overrides["group"] = _parse_group(args.group)
+    spec = MixSpec.preset(preset, **overrides)
+    shown = preset + (" with overrides" if overrides.keys() - {"block", "grid"} else "")
+    return spec, describe(spec, shown), leaks(spec)

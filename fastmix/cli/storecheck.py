@@ -1,0 +1,69 @@
+"""Checks of command-line values made before any work starts.
+
+The store engine validates stores, destinations and keys itself; what is checked here is
+what the command line must decide before it calls the engine: the flags' text, and, for
+``--new-key``, that the key file can be created and the source store is usable, so that no
+key is made for a run that cannot start. Each check raises a
+:class:`~fastmix.errors.BadInputError` whose one line says what was found and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fastmix.errors import BadInputError
+
+
+def register_filters() -> None:
+    """Make the hdf5plugin filters (LZ4, Zstd, Blosc, Blosc2, Bitshuffle) readable by h5py.
+
+    Importing hdf5plugin registers them with HDF5 for this process; without it, a store that
+    uses one of them cannot be read through h5py.
+    """
+    import hdf5plugin  # noqa: F401
+
+
+def check_new_key_path(path: str | os.PathLike) -> None:
+    """Refuse ``--new-key`` over an existing file or into a folder that does not exist."""
+    text = os.fspath(path)
+    if os.path.lexists(text):
+        raise BadInputError(
+            f"key file {text!r} already exists; fastmix never overwrites a key. Drop --new-key "
+            "to use it, or choose another path"
+        )
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise BadInputError(f"cannot create key file {text!r}: folder {folder!r} does not exist")
+
+
+def check_source(path: str | os.PathLike, images: str, labels: str | None) -> None:
+    """Open the store read-only, validate its images and labels, and close it.
+
+    Raises :class:`BadInputError` for a missing, non-HDF5, truncated or damaged file, a
+    missing dataset, images of the wrong rank, labels of the wrong length or with NaN.
+    """
+    from fastmix.store.access import open_store
+
+    open_store(path, images=images, labels=labels).close()
+
+
+def parse_positive_int(text: str, flag: str) -> int:
+    """Parse a command-line integer that must be positive (``--donors``, ``--window``...)."""
+    try:
+        value = int(text, 10)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{flag} must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise BadInputError(f"{flag} must be a positive integer, got {text!r}")
+    return value
+
+
+def parse_probability(text: str, flag: str = "--prob") -> float:
+    """Parse a probability in [0, 1] such as ``0.5``."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also false for NaN
+        raise BadInputError(f"{flag} must be a number in [0, 1] such as 0.5, got {text!r}")
+    return value

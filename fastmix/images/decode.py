@@ -1,0 +1,182 @@
+"""Decode one image file into a fixed-size uint8 array, and a batch of them.
+
+Every file is read with imageio (Pillow plugin first, then whatever plugin imageio picks,
+which covers float and 16-bit colour TIFF through tifffile). GIF and multi-page TIFF give
+their first frame. Conversions, in this order:
+
+* depth: 16-bit and other integer images are scaled to 0..255 (rounded); floats in [0, 1]
+  are scaled by 255, other floats are clipped to 0..255; booleans become 0/255;
+* channels: grey is repeated into RGB; the alpha channel of RGBA / grey+alpha is dropped
+  (the colour values are kept as stored, as Pillow's ``convert("RGB")`` does); RGB becomes
+  grey with Pillow's ITU-R 601-2 luma when one channel is asked for;
+* size: resized to exactly ``H x W`` (aspect ratio not kept) with Pillow's Lanczos filter,
+  which antialiases when shrinking; an image already of that size is not touched.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+#: File name extensions that are read as images (lower case); every other file is ignored.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"})
+
+
+class UnreadableImageError(Exception):
+    """A file could not be decoded as an image (the message says why)."""
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` has an image extension fastmix reads."""
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def _cache_missing_optional_plugins() -> None:
+    """Remember that Pillow's optional HEIF/AVIF plugin is absent.
+
+    imageio's Pillow plugin tries ``import pillow_heif`` on every file; when it is not
+    installed, each failed import searches ``sys.path`` under the import lock, which cost
+    about a third of the decoding time and serialised the worker threads. A ``None`` entry in
+    ``sys.modules`` makes that import fail at once, exactly as it would anyway.
+    """
+    import importlib.util
+    import sys
+
+    if "pillow_heif" not in sys.modules and importlib.util.find_spec("pillow_heif") is None:
+        sys.modules["pillow_heif"] = None  # type: ignore[assignment]
+
+
+def _read(path: str) -> np.ndarray:
+    import imageio.v3 as iio
+
+    _cache_missing_optional_plugins()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            # writeable_output=False skips a copy: the pixels are copied into a batch anyway
+            return np.asarray(iio.imread(path, index=0, plugin="pillow", rotate=True,
+                                         writeable_output=False))
+        except Exception:  # noqa: BLE001 - fall back to imageio's own plugin choice
+            pass
+        try:
+            return np.asarray(iio.imread(path, index=0))
+        except Exception as error:  # noqa: BLE001 - any decoder failure means unreadable
+            raise UnreadableImageError(f"{type(error).__name__}: {error}") from None
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Scale an image of any numeric depth to uint8 (see the module notes)."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.bool_:
+        return pixels.astype(np.uint8) * np.uint8(255)
+    if pixels.dtype.kind in "ui":
+        top = np.iinfo(pixels.dtype).max
+        wide = np.clip(pixels, 0, None).astype(np.uint64)
+        return ((wide * 255 + top // 2) // top).astype(np.uint8)
+    if pixels.dtype.kind == "f":
+        finite = np.nan_to_num(pixels.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if finite.size and finite.min() >= 0.0 and finite.max() <= 1.0:
+            finite = finite * 255.0
+        return np.clip(np.rint(finite), 0, 255).astype(np.uint8)
+    raise UnreadableImageError(f"unsupported pixel type {pixels.dtype}")
+
+
+def to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """Bring a uint8 image of shape (H, W) or (H, W, C) to (H, W, ``channels``)."""
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim == 3:
+        if pixels.shape[2] == 2:  # grey + alpha
+            pixels = pixels[:, :, 0]
+        elif pixels.shape[2] in (3, 4):
+            pixels = pixels[:, :, :3]
+        else:
+            raise UnreadableImageError(f"unsupported channel count {pixels.shape[2]}")
+    elif pixels.ndim != 2:
+        raise UnreadableImageError(f"unsupported image shape {pixels.shape}")
+    if channels == 3:
+        if pixels.ndim == 2:
+            return np.repeat(pixels[:, :, None], 3, axis=2)
+        return pixels
+    if pixels.ndim == 3:
+        from PIL import Image
+
+        pixels = np.asarray(Image.fromarray(np.ascontiguousarray(pixels), "RGB").convert("L"))
+    return pixels[:, :, None]
+
+
+def resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a uint8 (H, W, C) image to ``size = (height, width)`` with Lanczos filtering."""
+    height, width = size
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    from PIL import Image
+
+    grey = pixels.shape[2] == 1
+    image = Image.fromarray(np.ascontiguousarray(pixels[:, :, 0] if grey else pixels))
+    # reducing_gap first shrinks by an integer factor with a box filter: much faster on big
+    # photos and visually indistinguishable from a full Lanczos pass
+    resized = np.asarray(image.resize((width, height), Image.Resampling.LANCZOS,
+                                      reducing_gap=3.0))
+    return resized[:, :, None] if grey else resized
+
+
+def decode_image(path: str | os.PathLike, size: tuple[int, int], channels: int = 3) -> np.ndarray:
+    """Read one image file as a uint8 array of shape (H, W, ``channels``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file (PNG, JPEG, BMP, TIFF or GIF).
+    size : tuple of int
+        Output ``(height, width)``.
+    channels : {1, 3}
+        Output channel count.
+
+    Returns
+    -------
+    ndarray
+        The decoded image.
+
+    Raises
+    ------
+    UnreadableImageError
+        When the file cannot be decoded.
+    """
+    pixels = _read(os.fspath(path))
+    if pixels.size == 0:
+        raise UnreadableImageError("empty image")
+    return resize(to_channels(to_uint8(pixels), channels), size)
+
+
+def decode_batch(paths: list[str], size: tuple[int, int],
+                 channels: int) -> tuple[np.ndarray, list[int], list[str]]:
+    """Decode ``paths`` into one array; runs in a worker thread or process.
+
+    Returns
+    -------
+    images : ndarray, shape (n_ok, H, W, channels)
+        The readable images, in input order.
+    ok : list of int
+        Positions in ``paths`` of the readable images.
+    failures : list of str
+        ``"path (reason)"`` for each unreadable file.
+    """
+    height, width = size
+    images = np.empty((len(paths), height, width, channels), dtype=np.uint8)
+    ok: list[int] = []
+    failures: list[str] = []
+    for position, path in enumerate(paths):
+        try:
+            images[len(ok)] = decode_image(path, size, channels)
+        except UnreadableImageError as error:
+            failures.append(f"{path} ({error})")
+            continue
+        except (OSError, ValueError, MemoryError) as error:
+            failures.append(f"{path} ({type(error).__name__}: {error})")
+            continue
+        ok.append(position)
+    return images[: len(ok)], ok, failures

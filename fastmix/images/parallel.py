@@ -1,0 +1,47 @@
+"""Worker threads for decoding and encoding image files.
+
+Pillow releases the GIL while it decodes, so threads overlap the work. PNG and JPEG
+encoding hold the GIL; :mod:`fastmix.images.workers` offers worker processes for them
+(``processes=True``), but on the two shared cores where fastmix is measured they were no
+faster than threads (``bench/bench_ingest.py``), so threads are the default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+
+def worker_count(workers: int | None = None) -> int:
+    """The number of workers: ``workers`` if given, else the CPUs this process may use."""
+    if workers is not None:
+        return max(1, int(workers))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def make_pool(workers: int | None = None) -> ThreadPoolExecutor:
+    """A thread pool of :func:`worker_count` threads."""
+    return ThreadPoolExecutor(worker_count(workers), thread_name_prefix="fastmix-images")
+
+
+def bounded_map(pool: Executor, function: Callable, jobs: Iterable[tuple],
+                ahead: int) -> Iterator:
+    """``function(*job)`` for each job, results in order, at most ``ahead`` jobs in flight.
+
+    Keeps memory bounded however many jobs there are (``Executor.map`` submits them all).
+    """
+    pending = []
+    try:
+        for job in jobs:
+            pending.append(pool.submit(function, *job))
+            if len(pending) >= ahead:
+                yield pending.pop(0).result()
+        while pending:
+            yield pending.pop(0).result()
+    finally:
+        for future in pending:
+            future.cancel()

@@ -1,0 +1,101 @@
+"""Find the labelled image files of an ImageFolder tree or a ``path,label`` CSV."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastmix.errors import BadInputError
+from fastmix.images.decode import is_image_file
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """Image files with their integer labels and the class names the labels index."""
+
+    paths: list[str]
+    labels: list[int]
+    class_names: list[str]
+
+
+def _walk_images(folder: str) -> list[str]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+        found.extend(os.path.join(root, name) for name in sorted(files)
+                     if not name.startswith(".") and is_image_file(name))
+    return found
+
+
+def image_folder(image_dir: str | os.PathLike) -> ImageList:
+    """List an ImageFolder tree: one sub-folder per class, class names sorted, label = index.
+
+    Image files anywhere below a class folder belong to that class; files directly in
+    ``image_dir`` and files without an image extension are ignored.
+    """
+    root = os.fspath(image_dir)
+    if not os.path.isdir(root):
+        raise BadInputError(f"image folder {root!r} does not exist or is not a folder")
+    class_names = sorted(entry.name for entry in os.scandir(root)
+                         if entry.is_dir() and not entry.name.startswith("."))
+    if not class_names:
+        raise BadInputError(
+            f"{root!r} has no class sub-folders: put the images of each class in their own "
+            "sub-folder (ImageFolder layout) or pass --csv with path,label rows"
+        )
+    paths: list[str] = []
+    labels: list[int] = []
+    for label, name in enumerate(class_names):
+        files = _walk_images(os.path.join(root, name))
+        paths.extend(files)
+        labels.extend([label] * len(files))
+    if not paths:
+        raise BadInputError(
+            f"no image files (PNG, JPEG, BMP, TIFF, GIF) in the class folders of {root!r}"
+        )
+    return ImageList(paths, labels, class_names)
+
+
+def _class_order(name: str) -> tuple:
+    # integer-looking class names sort numerically ("2" before "10"), others by text
+    stripped = name.strip()
+    if stripped.lstrip("-").isdigit():
+        return (0, int(stripped), "")
+    return (1, 0, name)
+
+
+def csv_listing(csv_path: str | os.PathLike, image_dir: str | os.PathLike) -> ImageList:
+    """List images from a CSV of ``path,label`` rows (an optional header row is skipped).
+
+    Relative paths are taken relative to ``image_dir``. Labels are class names; the classes
+    are sorted (numerically when every name is an integer) and label = index, so integer
+    labels 0..K-1 keep their values. Rows whose file has no image extension are ignored.
+    """
+    csv_path = os.fspath(csv_path)
+    if not os.path.isfile(csv_path):
+        raise BadInputError(f"CSV file {csv_path!r} does not exist")
+    rows = []
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+        for line_number, row in enumerate(csv.reader(handle), start=1):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) < 2:
+                raise BadInputError(
+                    f"{csv_path}:{line_number}: expected 'path,label', got {','.join(row)!r}"
+                )
+            path, label = row[0].strip(), row[1].strip()
+            if line_number == 1 and (path.lower(), label.lower()) in {("path", "label"),
+                                                                      ("file", "label"),
+                                                                      ("filename", "label")}:
+                continue
+            rows.append((path, label))
+    base = Path(image_dir)
+    rows = [(os.fspath(base / path), label) for path, label in rows if is_image_file(path)]
+    if not rows:
+        raise BadInputError(f"CSV file {csv_path!r} lists no image files")
+    class_names = sorted({label for _, label in rows}, key=_class_order)
+    index = {name: position for position, name in enumerate(class_names)}
+    return ImageList([path for path, _ in rows], [index[label] for _, label in rows],
+                     class_names)

@@ -1,0 +1,59 @@
+"""HDF5 image stores: access, windows, chunk codecs, the new-file engine.
+
+Public entry points are :func:`mix_store`, :func:`unmix_store` and :class:`StoreReport`.
+The building blocks below are shared with the in-place engine (``fastmix.store.inplace``):
+
+``open_store(path, images, labels, writable=False, **h5py_file_options) -> Store``
+    (:mod:`fastmix.store.access`) opens and validates a store: images (N, H, W[, C]) of a
+    numeric dtype, labels read whole, decoded (bytes -> str) and validated. Every problem is
+    a :class:`~fastmix.errors.BadInputError`. ``labels=None`` skips the labels.
+``plan_windows(dataset, memory, window, *, block_count, staging_bytes, buffers, aligned)``
+    (:mod:`fastmix.store.windows`) -> ``[(start, stop), ...]``: chunk-aligned windows whose
+    length comes from the memory budget divided by ``buffers`` (4: the window being read
+    ahead, the one being mixed, the one being mixed into and the one being written) times
+    the bytes per image, after ``staging_bytes`` for the I/O. A chunk that does not fit
+    raises an error naming the fix.
+``WindowReader(dataset, pool, raw=True).read(start, stop, buffer)`` and
+``WindowWriter(dataset, pool, threads, raw=True).write(start, stop, images)``
+    (:mod:`fastmix.store.chunkio`) move one window between a dataset and a reused buffer:
+    raw chunks (``os.preadv`` by chunk offset, codecs in the thread pool,
+    ``write_direct_chunk``) where the filters allow it, h5py otherwise. The reader indexes
+    the chunk offsets when it is created.
+``run_windows(reader, writer, windows, labels, spec, key, *, inverse, backend, buffers,
+indices, progress, after_window) -> unpartnered``
+    (:mod:`fastmix.store.engine`) the window loop. A reader thread reads and plans window
+    k+1, the caller mixes window k, a writer thread writes window k-1. ``indices`` keeps
+    the original window indices when a run resumes; ``after_window(position, start, stop)``
+    runs in the writer thread after each window is written, in order.
+``stream_windows(reader, writer, windows, labels, spec, key, *, threads, piece, inverse,
+backend, progress) -> unpartnered``
+    (:mod:`fastmix.store.stream`) the new-file loop: two window buffers (mixed, read ahead);
+    the output is gathered a few chunks at a time into a small ring of reused buffers and
+    written by a writer thread. It needs no window-sized output buffer, so a window holds
+    twice the images per byte of budget; in-place mode, which journals whole windows, uses
+    ``run_windows`` instead.
+``allocate_window_buffers(length, image_shape, dtype)``, ``count_unpartnered(labels, windows)``,
+``require_unmixable(dataset, path, key) -> MixRecord``
+    (:mod:`fastmix.store.engine`) buffers, the strict pre-check, and the unmix checks
+    (unmixed store, paper mode, wrong key) done before anything is written.
+``write_mix_attributes(dataset, spec, window=, key_check=, labels=, unpartnered=)``,
+``read_mix_record(dataset) -> MixRecord | None``, ``remove_mix_attributes(dataset)``
+    (:mod:`fastmix.store.metadata`) the ``fastmix_*`` record. Never the key.
+
+In-place mode: ``mix_store(..., in_place=True)`` and ``unmix_store(..., in_place=True)`` call
+``fastmix.store.inplace.run_in_place(operation, src, **options)`` with ``operation`` "mix"
+(options: spec, key, memory, window, images, labels, progress, resume, force, strict,
+backend) or "unmix" (options: key, memory, images, progress, resume, backend); it returns a
+:class:`StoreReport`.
+"""
+
+from fastmix.store.access import Store, open_store
+from fastmix.store.engine import mix_store, run_windows, unmix_store
+from fastmix.store.metadata import MixRecord, read_mix_record, write_mix_attributes
+from fastmix.store.report import StoreReport
+from fastmix.store.stream import stream_windows
+from fastmix.store.windows import plan_windows
+
+__all__ = ["MixRecord", "Store", "StoreReport", "mix_store", "open_store", "plan_windows",
+           "read_mix_record", "run_windows", "stream_windows", "unmix_store",
+           "write_mix_attributes"]

@@ -1,0 +1,207 @@
+"""Opening and validating an HDF5 image store (SPEC section 5)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastmix.errors import BadInputError
+from fastmix.plan.labels import validate_labels
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass
+class Store:
+    """An open store: the h5py file, its images dataset and its validated labels.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    file : h5py.File
+        The open file (close with :meth:`close` or use the store as a context manager).
+    images : h5py.Dataset
+        The images dataset, shape (N, H, W) or (N, H, W, C).
+    labels : ndarray
+        One label per image (integers or ``str``), read whole.
+    labels_name : str
+        The labels dataset's name.
+    """
+
+    path: str
+    file: object
+    images: object
+    labels: np.ndarray
+    labels_name: str
+
+    @property
+    def count(self) -> int:
+        """Number of images."""
+        return int(self.images.shape[0])
+
+    @property
+    def image_bytes(self) -> int:
+        """Bytes of one image."""
+        return int(np.prod(self.images.shape[1:], dtype=np.int64)) * self.images.dtype.itemsize
+
+    def close(self) -> None:
+        """Close the file."""
+        self.file.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_hdf5(path: str | os.PathLike, writable: bool = False, **file_options):
+    """Open an HDF5 file with a clear :class:`BadInputError` for every way it can be wrong."""
+    import h5py
+
+    try:  # registers the LZ4, Zstd, Blosc, Blosc2 and Bitshuffle filters with HDF5
+        import hdf5plugin  # noqa: F401
+    except ImportError:  # pragma: no cover - a dependency; h5py reports missing filters
+        pass
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise BadInputError(f"store {path!r} does not exist; check the path")
+    if os.path.isdir(path):
+        raise BadInputError(f"store {path!r} is a directory, not an HDF5 file")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except PermissionError:
+        raise BadInputError(f"store {path!r} cannot be read: permission denied") from None
+    if head != HDF5_SIGNATURE and not h5py.is_hdf5(path):
+        raise BadInputError(
+            f"{path!r} is not an HDF5 file; give an HDF5 store (see 'fastmix ingest' to make one)"
+        )
+    try:
+        return h5py.File(path, "r+" if writable else "r", **file_options)
+    except OSError as error:
+        if writable and "lock" in str(error).lower():
+            raise BadInputError(
+                f"store {path!r} is open for writing by another process; wait for it to finish"
+            ) from None
+        raise BadInputError(
+            f"store {path!r} cannot be opened as HDF5 ({_first_line(error)}); it may be "
+            "truncated or damaged"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _dataset(file, name: str, role: str, path: str):
+    import h5py
+
+    try:
+        item = file[name]
+    except KeyError:
+        found = ", ".join(sorted(file.keys())) or "nothing"
+        option = "--images" if role == "images" else "--labels"
+        raise BadInputError(
+            f"store {path!r} has no {role} dataset {name!r} (top level holds: {found}); "
+            f"name it with {option} NAME"
+        ) from None
+    except Exception as error:  # h5py raises several types for damaged objects
+        raise BadInputError(
+            f"{role} dataset {name!r} in {path!r} cannot be read ({_first_line(error)})"
+        ) from None
+    if not isinstance(item, h5py.Dataset):
+        raise BadInputError(f"{name!r} in {path!r} is a {type(item).__name__}, not a dataset")
+    return item
+
+
+def check_images_dataset(images, path: str) -> None:
+    """Raise :class:`BadInputError` unless ``images`` is (N, H, W[, C]) of a numeric dtype."""
+    if images.ndim not in (3, 4):
+        raise BadInputError(
+            f"images dataset {images.name!r} in {path!r} has shape {images.shape}; it must be "
+            "(N, H, W) or (N, H, W, C)"
+        )
+    dtype = images.dtype
+    if dtype.kind not in "biuf" or dtype.hasobject or dtype.fields:
+        raise BadInputError(
+            f"images dataset {images.name!r} in {path!r} has dtype {dtype}; it must be a "
+            "fixed-size numeric type (uint8, uint16, float32, ...)"
+        )
+    if 0 in images.shape[1:]:
+        raise BadInputError(f"images dataset {images.name!r} in {path!r} has empty images "
+                            f"{images.shape}")
+
+
+def decode_labels(raw: np.ndarray) -> np.ndarray:
+    """Labels as read by h5py -> integers or ``str`` (bytes decoded as UTF-8)."""
+    array = np.asarray(raw)
+    if array.dtype.kind == "S":
+        return np.char.decode(array, "utf-8")
+    if array.dtype.kind == "O":
+        return np.array([item.decode("utf-8") if isinstance(item, bytes) else item
+                         for item in array.tolist()], dtype=object)
+    return array
+
+
+def read_labels(file, name: str, count: int, path: str) -> np.ndarray:
+    """Read the labels dataset whole and validate it for ``count`` images."""
+    labels = _dataset(file, name, "labels", path)
+    if labels.ndim != 1:
+        raise BadInputError(
+            f"labels dataset {name!r} in {path!r} has shape {labels.shape}; it must be (N,)"
+        )
+    try:
+        raw = labels[()]
+    except Exception as error:
+        raise BadInputError(
+            f"labels dataset {name!r} in {path!r} cannot be read ({_first_line(error)})"
+        ) from None
+    try:
+        return validate_labels(decode_labels(raw), count)
+    except BadInputError as error:
+        raise BadInputError(f"labels dataset {name!r} in {path!r}: {error}") from None
+
+
+def open_store(path: str | os.PathLike, images: str = "images", labels: str | None = "labels",
+               writable: bool = False, **file_options) -> Store:
+    """Open and validate a store.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The HDF5 file.
+    images, labels : str
+        Dataset names. ``labels=None`` skips the labels (they are then an empty array).
+    writable : bool
+        Open for writing (in-place mode) instead of read-only.
+    **file_options
+        Passed to ``h5py.File`` (for example ``rdcc_nbytes``).
+
+    Returns
+    -------
+    Store
+
+    Raises
+    ------
+    BadInputError
+        A missing, non-HDF5 or damaged file; a missing dataset; images of the wrong rank or
+        dtype; labels of the wrong length, NaN or of an unusable type.
+    """
+    path = os.fspath(path)
+    file = open_hdf5(path, writable=writable, **file_options)
+    try:
+        images_dataset = _dataset(file, images, "images", path)
+        check_images_dataset(images_dataset, path)
+        count = int(images_dataset.shape[0])
+        label_array = (read_labels(file, labels, count, path) if labels is not None
+                       else np.empty(0, dtype=np.int64))
+    except BaseException:
+        file.close()
+        raise
+    return Store(path=path, file=file, images=images_dataset, labels=label_array,
+                 labels_name=labels or "")

@@ -1,0 +1,244 @@
+"""Chunk codecs: decode and encode HDF5 chunks outside HDF5, so that threads can run them.
+
+HDF5's filter pipeline is single-threaded and h5py serializes every call under one lock.
+The codecs here reproduce the filters fastmix knows byte-exactly enough for HDF5 to read
+them back (gzip, shuffle, LZ4, Zstd, Blosc2) with libraries that release the GIL. Any
+other pipeline (lzf, Blosc, Bitshuffle, Fletcher32, szip, scale-offset, n-bit) makes
+:func:`pipeline_for` return ``None`` and the engine falls back to h5py's own I/O.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+FILTER_DEFLATE = 1
+FILTER_SHUFFLE = 2
+FILTER_LZ4 = 32004
+FILTER_ZSTD = 32015
+FILTER_BLOSC2 = 32026
+
+_LZ4_HEADER = struct.Struct(">QI")
+_LZ4_BLOCK_SIZE = struct.Struct(">I")
+_LZ4_DEFAULT_BLOCK = 1 << 30
+
+
+class UnsupportedFilterError(Exception):
+    """A filter of the pipeline cannot be reproduced outside HDF5."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One filter of a dataset's pipeline: its id and client values."""
+
+    code: int
+    values: tuple[int, ...]
+
+    def decode(self, data: bytes | memoryview, size: int, chunk_shape: tuple[int, ...],
+               itemsize: int) -> bytes | memoryview:
+        """Undo this filter; ``size`` is the chunk's decoded size in bytes."""
+        if self.code == FILTER_DEFLATE:
+            return zlib.decompress(data, bufsize=size)
+        if self.code == FILTER_SHUFFLE:
+            return _unshuffle(data, self.values[0] if self.values else itemsize)
+        if self.code == FILTER_LZ4:
+            return _lz4_decode(data)
+        if self.code == FILTER_ZSTD:
+            return _zstd_decompressor().decompress(data, max_output_size=size)
+        if self.code == FILTER_BLOSC2:
+            import blosc2
+
+            array = blosc2.ndarray_from_cframe(bytes(data))[...]
+            return memoryview(np.ascontiguousarray(array)).cast("B")
+        raise UnsupportedFilterError(self.code)
+
+    def encode(self, data: bytes | memoryview, chunk_shape: tuple[int, ...],
+               itemsize: int) -> bytes | memoryview:
+        """Apply this filter as HDF5 would."""
+        if self.code == FILTER_DEFLATE:
+            return zlib.compress(data, self.values[0] if self.values else 6)
+        if self.code == FILTER_SHUFFLE:
+            return _shuffle(data, self.values[0] if self.values else itemsize)
+        if self.code == FILTER_LZ4:
+            block = self.values[0] if self.values and self.values[0] > 0 else _LZ4_DEFAULT_BLOCK
+            return _lz4_encode(data, block)
+        if self.code == FILTER_ZSTD:
+            level = self.values[0] if self.values else 3
+            return _zstd_compressor(level).compress(data)
+        if self.code == FILTER_BLOSC2:
+            return _blosc2_encode(data, self.values, chunk_shape, itemsize)
+        raise UnsupportedFilterError(self.code)
+
+
+_SUPPORTED = {FILTER_DEFLATE, FILTER_SHUFFLE, FILTER_LZ4, FILTER_ZSTD, FILTER_BLOSC2}
+
+
+class ChunkPipeline:
+    """The filters of one chunked dataset, applied in HDF5's order.
+
+    Parameters
+    ----------
+    filters : list of Filter
+        In pipeline order (as ``H5Pget_filter`` lists them).
+    chunk_shape : tuple of int
+        The dataset's chunk shape.
+    itemsize : int
+        Bytes per element.
+    """
+
+    def __init__(self, filters: list[Filter], chunk_shape: tuple[int, ...], itemsize: int):
+        self.filters = filters
+        self.chunk_shape = chunk_shape
+        self.itemsize = itemsize
+        self.chunk_bytes = int(np.prod(chunk_shape, dtype=np.int64)) * itemsize
+
+    @property
+    def identity(self) -> bool:
+        """Whether chunks are stored as raw bytes."""
+        return not self.filters
+
+    def decode(self, data: bytes | memoryview, filter_mask: int = 0) -> bytes | memoryview:
+        """Stored chunk bytes -> raw chunk bytes (filters skipped per ``filter_mask``)."""
+        for position in reversed(range(len(self.filters))):
+            if filter_mask & (1 << position):
+                continue
+            data = self.filters[position].decode(data, self.chunk_bytes, self.chunk_shape,
+                                                 self.itemsize)
+        return data
+
+    def encode(self, data: bytes | memoryview) -> bytes | memoryview:
+        """Raw chunk bytes -> stored chunk bytes, every filter applied (mask 0)."""
+        for item in self.filters:
+            data = item.encode(data, self.chunk_shape, self.itemsize)
+        return data
+
+
+def dataset_filters(dataset) -> list[Filter]:
+    """The filter pipeline of an h5py dataset."""
+    plist = dataset.id.get_create_plist()
+    return [Filter(int(code), tuple(int(v) for v in values))
+            for code, _flags, values, _name in
+            (plist.get_filter(index) for index in range(plist.get_nfilters()))]
+
+
+def pipeline_for(dataset) -> ChunkPipeline | None:
+    """The dataset's chunk pipeline, or ``None`` when fastmix cannot reproduce it."""
+    if dataset.chunks is None:
+        return None
+    filters = dataset_filters(dataset)
+    if any(item.code not in _SUPPORTED for item in filters):
+        return None
+    return ChunkPipeline(filters, tuple(dataset.chunks), dataset.dtype.itemsize)
+
+
+def _shuffle(data, itemsize: int):
+    if itemsize <= 1:
+        return data
+    raw = np.frombuffer(data, dtype=np.uint8)
+    whole = raw.size - raw.size % itemsize
+    shuffled = np.empty_like(raw)
+    shuffled[:whole].reshape(itemsize, -1)[...] = raw[:whole].reshape(-1, itemsize).T
+    shuffled[whole:] = raw[whole:]
+    return memoryview(shuffled)
+
+
+def _unshuffle(data, itemsize: int):
+    if itemsize <= 1:
+        return data
+    raw = np.frombuffer(data, dtype=np.uint8)
+    whole = raw.size - raw.size % itemsize
+    plain = np.empty_like(raw)
+    plain[:whole].reshape(-1, itemsize)[...] = raw[:whole].reshape(itemsize, -1).T
+    plain[whole:] = raw[whole:]
+    return memoryview(plain)
+
+
+def _lz4_decode(data) -> bytes | bytearray | memoryview:
+    import lz4.block
+
+    view = memoryview(data)
+    total, block_size = _LZ4_HEADER.unpack_from(view, 0)
+    if total <= block_size:  # one block, the usual case: no reassembly copy
+        (stored,) = _LZ4_BLOCK_SIZE.unpack_from(view, _LZ4_HEADER.size)
+        payload = view[_LZ4_HEADER.size + _LZ4_BLOCK_SIZE.size:][:stored]
+        if stored == total:
+            return payload
+        return lz4.block.decompress(payload, uncompressed_size=total)
+    out = bytearray(total)
+    position = _LZ4_HEADER.size
+    written = 0
+    while written < total:
+        expected = min(block_size, total - written)
+        (stored,) = _LZ4_BLOCK_SIZE.unpack_from(view, position)
+        position += _LZ4_BLOCK_SIZE.size
+        payload = view[position:position + stored]
+        position += stored
+        if stored == expected:
+            out[written:written + expected] = payload
+        else:
+            out[written:written + expected] = lz4.block.decompress(
+                payload, uncompressed_size=expected)
+        written += expected
+    return out
+
+
+def _lz4_encode(data, block_size: int) -> bytes:
+    import lz4.block
+
+    view = memoryview(data).cast("B")
+    total = view.nbytes
+    block_size = min(block_size, total) if total else block_size
+    parts = [_LZ4_HEADER.pack(total, block_size)]
+    for start in range(0, total, block_size):
+        block = view[start:start + block_size]
+        compressed = lz4.block.compress(block, store_size=False)
+        if len(compressed) >= len(block):
+            compressed = bytes(block)
+        parts.append(_LZ4_BLOCK_SIZE.pack(len(compressed)))
+        parts.append(compressed)
+    return b"".join(parts)
+
+
+_ZSTD = {}
+
+
+def _zstd_decompressor():
+    import threading
+
+    import zstandard
+
+    # zstandard objects are not thread-safe: one per thread.
+    name = ("d", threading.get_ident())
+    if name not in _ZSTD:
+        _ZSTD[name] = zstandard.ZstdDecompressor()
+    return _ZSTD[name]
+
+
+def _zstd_compressor(level: int):
+    import threading
+
+    import zstandard
+
+    name = ("c", level, threading.get_ident())
+    if name not in _ZSTD:
+        _ZSTD[name] = zstandard.ZstdCompressor(level=level)
+    return _ZSTD[name]
+
+
+def _blosc2_encode(data, values: tuple[int, ...], chunk_shape: tuple[int, ...], itemsize: int):
+    import blosc2
+
+    # cd_values: revision, version, typesize, chunk bytes, clevel, shuffle, codec, ndim,
+    # then the chunk shape (see hdf5plugin's blosc2 filter).
+    clevel = values[4] if len(values) > 4 else 5
+    shuffle = values[5] if len(values) > 5 else 1
+    codec = values[6] if len(values) > 6 else 0
+    filters = {0: blosc2.Filter.NOFILTER, 1: blosc2.Filter.SHUFFLE,
+               2: blosc2.Filter.BITSHUFFLE}.get(shuffle, blosc2.Filter.SHUFFLE)
+    array = np.frombuffer(data, dtype=f"V{itemsize}").reshape(chunk_shape)
+    cparams = blosc2.CParams(codec=blosc2.Codec(codec), clevel=clevel, typesize=itemsize,
+                             filters=[filters], nthreads=1)
+    return blosc2.asarray(array, chunks=chunk_shape, cparams=cparams).to_cframe()

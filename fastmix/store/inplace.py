@@ -1,0 +1,639 @@
+"""In-place mixing and unmixing that survive SIGKILL, power loss and a full disk.
+
+``mix_store(src, in_place=True)`` and ``unmix_store(src, in_place=True)`` land here. The
+images dataset is rewritten window by window; every window goes through the redo journal
+(:mod:`fastmix.store.journal`) first::
+
+    read window k (it still holds its input)  ->  mix into the output buffer
+    journal: redo record of k (the output bytes, checksummed), fsync
+    store:   write window k, flush, fsync
+    journal: commit "k + 1 windows done", fsync
+
+A window therefore always holds either its input or its complete output, and the journal
+says which: after a crash, ``resume`` rewrites window ``committed`` from its redo record when
+the record is complete (the store may hold a torn window), and otherwise recomputes it from
+the store (the store was not touched). Window plans derive from the key and the window
+index, so the remaining windows mix exactly as in an uninterrupted run and no window is
+ever mixed twice.
+
+HDF5 facts the design relies on are in ``docs/crash-safety.md``; in short: metadata-cache
+evictions are turned off so that HDF5 metadata reaches the file only when fastmix flushes;
+compressed datasets are flushed and fsynced after every chunk, because a rewritten
+compressed chunk moves and a torn flush of several moves could leave two index entries on
+one place (a run refuses to write through such an index); and a
+resumed run first clears the superblock's "open for write" flag and raises the file's EOA
+over every chunk (:mod:`fastmix.store.crashrepair`).
+
+The store carries ``fastmix_state = "in-progress"`` on its images dataset while a run is
+pending and ``"complete"`` after a mix. ``STORE.fastmix-journal`` and ``STORE.fastmix-lock``
+exist only while a run is pending or running.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import stat
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from fastmix.backends import get_backend
+from fastmix.errors import BadInputError, FastmixError, FastmixWarning, WrongKeyError
+from fastmix.keys import Key
+from fastmix.mixing import layout_for, mix_window
+from fastmix.plan import encode_labels, plan_window
+from fastmix.progress import Progress
+from fastmix.spec import MixSpec
+from fastmix.store.access import open_store, read_labels
+from fastmix.store.allocator import tune_allocator
+from fastmix.store.chunkio import WindowReader, WindowWriter, codec_threads
+from fastmix.store.crashrepair import chunk_extents, clear_open_flag, raise_eoa, shared_bytes
+from fastmix.store.journal import Journal, JournalError, journal_path
+from fastmix.store.lock import StoreLock
+from fastmix.store.metadata import read_mix_record, remove_mix_attributes, write_mix_attributes
+from fastmix.store.report import StoreReport
+from fastmix.store.stream import ring_slots, streaming, window_buffers
+from fastmix.store.windows import plan_windows
+from fastmix.store.writeback import EarlyWriteback
+
+STATE_ATTRIBUTE = "fastmix_state"
+IN_PROGRESS = "in-progress"
+COMPLETE = "complete"
+JOURNAL_FORMAT = 1
+#: Compressed stores: fsync after every chunk, not only after every window (power loss).
+SYNC_EACH_CHUNK = True
+
+
+class InPlaceRunStopped(FastmixError):
+    """An in-place run stopped part-way; the store is consistent and ``resume`` finishes it."""
+
+
+def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
+                 spec: MixSpec | None = None, memory: int | str = "1GiB",
+                 window: int | None = None, images: str = "images", labels: str = "labels",
+                 progress: bool = True, resume: bool = False, force: bool = False,
+                 strict: bool = False, backend: str = "cpu",
+                 inverse: bool | None = None) -> StoreReport:
+    """Mix (``operation="mix"``) or unmix (``"unmix"``) the images of ``src`` in place.
+
+    Parameters
+    ----------
+    operation : {"mix", "unmix"}
+        What to do; ``inverse=True`` is the same as ``"unmix"``.
+    src : path
+        The store; rewritten window by window.
+    key : Key
+        The key. Only its check value is stored (in the store and the journal).
+    spec : MixSpec, optional
+        Mixing parameters (mix only; unmix reads them from the store).
+    memory : int or str
+        Memory budget; sets the window length unless ``window`` is given.
+    window : int, optional
+        Window length (mix only; unmix uses the recorded one).
+    images, labels : str
+        Dataset names (unmix reads the labels name from the store).
+    progress : bool
+        Show a progress bar on a terminal.
+    resume : bool
+        Finish an interrupted run on this store; with nothing pending, start one.
+    force : bool
+        Mix a store that already carries a fastmix record.
+    strict : bool
+        Fail before anything is written when some images have no same-label partner.
+    backend : str
+        Kernel backend.
+    inverse : bool, optional
+        Unmix instead of mix.
+
+    Returns
+    -------
+    StoreReport
+
+    Raises
+    ------
+    BadInputError
+        A pending run without ``resume``, another process running on the store, an already
+        mixed store without ``force``, a read-only store, or options that differ from the
+        pending run's. Nothing is changed.
+    InPlaceRunStopped
+        The run stopped part-way (a full disk, a failing write); the message says how to
+        finish it.
+    """
+    if inverse:
+        operation = "unmix"
+    if operation not in ("mix", "unmix"):
+        raise ValueError(f"operation must be 'mix' or 'unmix', got {operation!r}")
+    source = os.fspath(src)
+    _check_writable(source)
+    started = time.perf_counter()
+    lock = StoreLock(source).acquire()
+    journal = None
+    store = None
+    try:
+        journal = _open_journal(source)
+        if journal is not None and not resume:
+            raise BadInputError(_pending_message(source, journal))
+        if journal is not None:
+            clear_open_flag(source)  # a killed v110+ writer leaves it set
+        store = open_store(source, images, labels=None, writable=True, rdcc_nbytes=1 << 20)
+        resumed = journal is not None
+        if journal is None:
+            plan = _fresh_plan(operation, source, store, key, spec, memory, window, labels,
+                               force, strict)
+            journal = _start(source, store, plan)
+        else:
+            plan = _resumed_plan(operation, source, store, journal, key, spec, images)
+        store.labels = read_labels(store.file, plan["labels"], store.count, source)
+        report = _run(source, store, journal, plan, key, progress, backend, resumed,
+                      memory)
+        _finish(store, plan, report)
+        store.close()
+        store = None
+        journal.remove()
+        journal = None
+    finally:
+        if store is not None:
+            store.close()
+        if journal is not None:
+            journal.close()
+        lock.release()
+    report.seconds = time.perf_counter() - started
+    if report.unpartnered and operation == "mix":
+        warnings.warn(f"{report.unpartnered} image(s) have no other image of their label in "
+                      "their window and were left unmixed", FastmixWarning, stacklevel=3)
+    return report
+
+
+# -- guards ---------------------------------------------------------------------------------
+
+def _check_writable(source: str) -> None:
+    if not os.path.exists(source):
+        raise BadInputError(f"store {source!r} does not exist; check the path")
+    if not os.path.isfile(source):
+        raise BadInputError(f"store {source!r} is not a file")
+    mode = os.stat(source).st_mode
+    # Root passes os.access on any file; a file with no write bit is still meant read-only.
+    if not os.access(source, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise BadInputError(
+            f"store {source!r} is read-only (no write permission); make it writable "
+            "(chmod u+w) to mix it in place, or write a new file: fastmix mix SRC DST"
+        )
+    folder = os.path.dirname(os.path.abspath(source))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInputError(
+            f"folder {folder!r} is not writable: in-place mode keeps its journal and lock "
+            "beside the store; make the folder writable, or write a new file"
+        )
+
+
+def _open_journal(source: str) -> Journal | None:
+    path = journal_path(source)
+    if not os.path.exists(path):
+        return None
+    journal = Journal.open(path)
+    if journal is None:
+        # Killed while the journal was being created: the store was never touched.
+        os.unlink(path)
+    return journal
+
+
+def _pending_message(source: str, journal: Journal) -> str:
+    header = journal.header
+    return (f"store {source!r} has an interrupted in-place {header['operation']} "
+            f"({journal.committed} of {header['windows']} windows done, journal "
+            f"{journal.path!r}); finish it with --resume (resume=True)")
+
+
+def _same_spec(spec: MixSpec | None, recorded: MixSpec) -> bool:
+    return spec is None or spec.canonical() == recorded.canonical()
+
+
+# -- planning -------------------------------------------------------------------------------
+
+def _fresh_plan(operation, source, store, key, spec, memory, window, labels, force,
+                strict) -> dict:
+    images = store.images
+    state = images.attrs.get(STATE_ATTRIBUTE)
+    if isinstance(state, bytes):
+        state = state.decode()
+    if state == IN_PROGRESS:
+        raise BadInputError(
+            f"store {source!r} was left half-rewritten by an in-place run whose journal "
+            f"{journal_path(source)!r} is missing; it cannot be finished. Restore the store "
+            "from a copy"
+        )
+    if operation == "mix":
+        spec = MixSpec() if spec is None else spec
+        if read_mix_record(images) is not None and not force:
+            raise BadInputError(
+                f"store {source!r} is already mixed by fastmix; unmix it first, or pass "
+                "force=True (--force) to mix it again"
+            )
+        from fastmix.store.engine import _new_file_staging, _piece, count_unpartnered
+
+        # The same windows as new-file mode for the same budget: the same loop and buffers.
+        threads = codec_threads()
+        layout = layout_for(tuple(images.shape[1:]), images.dtype, spec)
+        windows = plan_windows(images, memory, window, block_count=layout.block_count,
+                               staging_bytes=_new_file_staging(
+                                   store, threads, True, _piece(store, memory, threads)),
+                               buffers=window_buffers(spec))
+        label_array = read_labels(store.file, labels, store.count, source)
+        unpartnered = count_unpartnered(label_array, windows)
+        if unpartnered and strict:
+            raise BadInputError(
+                f"{unpartnered} image(s) have no other image of their label in their window; "
+                "use a larger window (--window/--memory) or drop those images"
+            )
+        labels_name = labels
+    else:
+        from fastmix.store.engine import require_unmixable
+
+        record = require_unmixable(images, source, key)
+        spec, labels_name, unpartnered = record.spec, record.labels, 0
+        windows = plan_windows(images, memory, record.window, aligned=False)
+    length = max((stop - start for start, stop in windows), default=0)
+    return {"format": JOURNAL_FORMAT, "operation": operation, "images": images.name,
+            "labels": labels_name, "spec": spec.to_dict(), "window": length,
+            "count": store.count, "windows": len(windows), "key_check": key.check_value,
+            "unpartnered": unpartnered, "shape": list(images.shape), "dtype": images.dtype.str}
+
+
+def _resumed_plan(operation, source, store, journal, key, spec, images_name) -> dict:
+    plan = dict(journal.header)
+    if plan.get("format") != JOURNAL_FORMAT:
+        raise BadInputError(f"journal {journal.path!r} was written by another fastmix version; "
+                            "finish the run with that version")
+    if plan["operation"] != operation:
+        raise BadInputError(
+            f"store {source!r} has an interrupted in-place {plan['operation']}, not a "
+            f"{operation}; finish it with 'fastmix {plan['operation']} --in-place --resume'"
+        )
+    if store.images.name != plan["images"] or list(store.images.shape) != plan["shape"]:
+        raise BadInputError(
+            f"the interrupted run rewrote dataset {plan['images']!r} of shape "
+            f"{tuple(plan['shape'])}; resume with --images {plan['images'].lstrip('/')}"
+        )
+    if key.check_value != plan["key_check"]:
+        raise WrongKeyError(
+            "wrong key: the interrupted run used another key (its check value differs); "
+            "resume with the key file it was started with"
+        )
+    recorded = MixSpec.from_dict(plan["spec"])
+    if operation == "mix" and not _same_spec(spec, recorded):
+        raise BadInputError(
+            f"the interrupted run mixes with spec {recorded.canonical()}, not "
+            f"{spec.canonical()}; resume with the same options"
+        )
+    return plan
+
+
+def _windows(plan: dict) -> list[tuple[int, int]]:
+    length, count = plan["window"], plan["count"]
+    return [(start, min(start + length, count)) for start in range(0, count, length)]
+
+
+def _start(source: str, store, plan: dict) -> Journal:
+    """Create the journal, then mark the store in progress (both durable)."""
+    try:
+        journal = Journal.create(journal_path(source), plan, plan["window"] * store.image_bytes)
+    except JournalError as error:
+        raise InPlaceRunStopped(f"{error.strerror}; the store was not changed") from None
+    store.images.attrs[STATE_ATTRIBUTE] = IN_PROGRESS
+    _sync(store)
+    return journal
+
+
+# -- the run --------------------------------------------------------------------------------
+
+def _sync(store) -> None:
+    """Flush HDF5's caches to the file and the file to the disk."""
+    store.file.flush()
+    descriptor = os.open(store.path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _filtered(dataset) -> bool:
+    return dataset.chunks is not None and dataset.id.get_create_plist().get_nfilters() > 0
+
+
+def _hold_metadata(store) -> None:
+    """Keep dirty HDF5 metadata in memory until fastmix flushes (no cache evictions)."""
+    config = store.file.id.get_mdc_config()
+    config.evictions_enabled = False
+    config.incr_mode = 0  # H5C_incr__off: required when evictions are disabled
+    config.flash_incr_mode = 0
+    config.decr_mode = 0
+    store.file.id.set_mdc_config(config)
+
+
+def _check_chunk_index(source: str, dataset) -> None:
+    """Refuse to write through a chunk index with two chunks on the same bytes.
+
+    fastmix never leaves one (see :class:`_ChunkFlushingWriter`), but rewriting either
+    chunk would then silently destroy the other, so it is checked before every run.
+    """
+    offset = shared_bytes(chunk_extents(dataset))
+    if offset is not None:
+        raise InPlaceRunStopped(
+            f"the chunk index of {dataset.name!r} in {source!r} is damaged: two chunks share "
+            f"the bytes at offset {offset}. Writing would destroy one of them; the store "
+            "cannot be rewritten in place. Restore it from a copy"
+        )
+
+
+class _ChunkFlushingWriter(WindowWriter):
+    """A window writer that flushes (and fsyncs) HDF5 after every chunk it writes.
+
+    A rewritten compressed chunk moves, and HDF5 may put it where another chunk of the
+    same window used to be. Making the file durable after each chunk keeps every state it
+    can be caught in to one moved chunk, so the chunk index never holds two entries on one
+    place.
+    """
+
+    def __init__(self, dataset, pool, threads, flush, raw):
+        super().__init__(dataset, pool, threads, raw=raw)
+        self._flush = flush
+
+    def _store(self, offset, encoded) -> None:
+        super()._store(offset, encoded)
+        self._flush()
+
+    def store_piece(self, items: list) -> None:
+        for offset, encoded in items:
+            if offset is not None:
+                self._store(offset, encoded)
+                continue
+            start, stop, images = encoded
+            step = self.chunk_images
+            first = start
+            while first < stop:
+                last = min(stop, (first // step + 1) * step)
+                self.dataset.write_direct(images, np.s_[first - start:last - start],
+                                          np.s_[first:last])
+                self._flush()
+                first = last
+
+
+class _Commits:
+    """The committed-window count, shared by the reader thread (which waits on it before it
+    reuses an undo slot) and the writer thread (which advances it)."""
+
+    def __init__(self, committed: int):
+        self.value = committed
+        self.failed = False
+        self.condition = threading.Condition()
+
+    def advance(self, value: int) -> None:
+        with self.condition:
+            self.value = value
+            self.condition.notify_all()
+
+    def fail(self) -> None:
+        with self.condition:
+            self.failed = True
+            self.condition.notify_all()
+
+    def wait_for(self, value: int) -> None:
+        with self.condition:
+            self.condition.wait_for(lambda: self.failed or self.value >= value)
+            if self.failed:
+                raise InPlaceRunStopped("stopped because an earlier window failed; run again "
+                                        "with --resume")
+
+
+class _UndoJournalingReader:
+    """Reads a window and journals its input (the undo record) before it is handed on.
+
+    The window pending after a crash is read from its complete undo record instead (the
+    store may hold it torn); without a complete record the store still holds its input.
+    """
+
+    def __init__(self, inner: WindowReader, journal: Journal, commits: _Commits,
+                 index_of: dict[int, int], pool):
+        self.inner = inner
+        self.dataset = inner.dataset
+        self.path = inner.path
+        self.journal = journal
+        self.commits = commits
+        self.index_of = index_of
+        self.pool = pool
+        self.pending = commits.value
+
+    def read(self, start: int, stop: int, buffer: np.ndarray) -> np.ndarray:
+        index = self.index_of[start]
+        if index == self.pending:
+            record = self.journal.pending_undo(buffer)
+            if record is not None and (record.start, record.stop) == (start, stop):
+                return buffer[:stop - start]
+        images = self.inner.read(start, stop, buffer)
+        # Slot index % 2 holds window index - 2's input until that window is committed.
+        self.commits.wait_for(index - 1)
+        try:
+            self.journal.write_undo(index, start, stop, images, self.pool)
+        except JournalError as error:
+            self.commits.fail()
+            raise InPlaceRunStopped(
+                f"{error.strerror}; window {index} was not touched, the store is consistent: "
+                "free space and run again with --resume"
+            ) from None
+        return images
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _CommittingWriter:
+    """Writes pieces into the store in order and commits each window once it is durable.
+
+    The window loop may hand over further pieces before it learns that one failed; after a
+    failure every later piece is refused without touching the store.
+    """
+
+    def __init__(self, inner: WindowWriter, store, journal: Journal, commits: _Commits,
+                 windows: list[tuple[int, int]], writeback: EarlyWriteback):
+        self.inner = inner
+        self.writeback = writeback
+        self.path = inner.path
+        self.store = store
+        self.journal = journal
+        self.commits = commits
+        self.windows = windows
+        self.starts = [start for start, _ in windows]
+
+    def piece_length(self) -> int:
+        return self.inner.piece_length()
+
+    def encode_piece(self, first: int, last: int, images: np.ndarray):
+        return first, last, self.inner.encode_piece(first, last, images)
+
+    def store_piece(self, piece) -> None:
+        first, last, items = piece
+        index = bisect.bisect_right(self.starts, first) - 1
+        if self.commits.failed or index != self.commits.value:
+            self.commits.fail()
+            raise InPlaceRunStopped(
+                f"window {index} was not written because window {self.commits.value} was "
+                "not committed; run again with --resume"
+            )
+        try:
+            self.inner.store_piece(items)
+            # Start the disk on this piece now, so the window's fsync has little left to do.
+            self.writeback.kick()
+            if last == self.windows[index][1]:
+                _sync(self.store)
+                self.journal.commit(index + 1)
+                self.commits.advance(index + 1)
+        except Exception as error:  # noqa: BLE001 - HDF5 raises several types
+            self.commits.fail()
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise InPlaceRunStopped(
+                f"writing window {index} into the store failed ({type(error).__name__}: "
+                f"{first_line}); the journal holds its input: run again with --resume"
+            ) from None
+
+
+def _stream(reader, writer, windows: list[tuple[int, int]], indices: list[int],
+            labels: np.ndarray, spec: MixSpec, key: Key, *, threads: int, piece: int,
+            inverse: bool, backend: str, progress) -> None:
+    """The window loop: read (and journal) window k+1 while window k is mixed piece by piece
+    and its pieces are written by a writer thread, as the new-file loop does
+    (:func:`fastmix.store.stream.stream_windows`), with each window's own index."""
+    if not windows:
+        return
+    dataset = reader.dataset
+    shape, dtype = tuple(dataset.shape[1:]), dataset.dtype
+    layout = layout_for(shape, dtype, spec)
+    longest = max(stop - start for start, stop in windows)
+    inputs = [np.empty((longest, *shape), dtype) for _ in range(min(2, len(windows)))]
+    if streaming(spec):
+        ring = [np.empty((min(piece, longest), *shape), dtype) for _ in range(ring_slots(threads))]
+        whole_output = None
+    else:
+        ring, whole_output = [], np.empty((longest, *shape), dtype)
+    kernel = get_backend(backend)
+    visit_order = np.arange(min(piece, longest), dtype=np.int64)
+    in_flight: list = [None] * len(ring)
+    written: list = []
+    counter = 0
+
+    def prepare(position: int, buffer: np.ndarray):
+        start, stop = windows[position]
+        images = reader.read(start, stop, buffer)
+        codes = encode_labels(labels[start:stop])
+        return images, plan_window(codes, layout.block_count, spec, key, indices[position])
+
+    with ThreadPoolExecutor(1, thread_name_prefix="fastmix-reader") as read_thread, \
+            ThreadPoolExecutor(1, thread_name_prefix="fastmix-writer") as write_thread:
+        reading = read_thread.submit(prepare, 0, inputs[0])
+        try:
+            for position, (start, stop) in enumerate(windows):
+                images, plan = reading.result()
+                if position + 1 < len(windows):
+                    reading = read_thread.submit(prepare, position + 1,
+                                                 inputs[(position + 1) % len(inputs)])
+                if whole_output is not None:
+                    for pending in written:
+                        pending.result()
+                    written.clear()
+                    mixed = whole_output[:stop - start]
+                    mix_window(images, labels[start:stop], spec, key, indices[position], mixed,
+                               inverse=inverse, backend=backend, layout=layout, plan=plan)
+                    for first in range(start, stop, piece):
+                        last = min(first + piece, stop)
+                        items = writer.encode_piece(first, last,
+                                                    mixed[first - start:last - start])
+                        written.append(write_thread.submit(writer.store_piece, items))
+                else:
+                    source_map = plan.inverse() if inverse else plan.source
+                    source = layout.view(images)
+                    for first in range(start, stop, piece):
+                        last = min(first + piece, stop)
+                        slot = counter % len(ring)
+                        counter += 1
+                        if in_flight[slot] is not None:
+                            in_flight[slot].result()
+                        out = ring[slot][:last - first]
+                        kernel.gather(source, layout.view(out),
+                                      source_map[first - start:last - start],
+                                      layout.row_bounds, layout.col_bounds,
+                                      visit_order[:last - first])
+                        items = writer.encode_piece(first, last, out)
+                        in_flight[slot] = write_thread.submit(writer.store_piece, items)
+                if progress is not None:
+                    write_thread.submit(progress.update, stop - start)
+            for pending in [*in_flight, *written]:
+                if pending is not None:
+                    pending.result()
+        finally:
+            for pending in [*in_flight, *written]:
+                if pending is not None:
+                    pending.cancel()
+
+
+def _run(source, store, journal, plan, key, progress, backend, resumed,
+         memory) -> StoreReport:
+    from fastmix.store.engine import _piece
+
+    images = store.images
+    spec = MixSpec.from_dict(plan["spec"])
+    windows = _windows(plan)
+    inverse = plan["operation"] == "unmix"
+    step = int(images.chunks[0]) if images.chunks is not None else 1
+    aligned = all(start % step == 0 for start, _ in windows)
+    filtered = _filtered(images)
+    _hold_metadata(store)
+    committed = journal.committed
+    threads = codec_threads()
+    piece = _piece(store, memory, threads)
+    tune_allocator()
+    with ThreadPoolExecutor(threads, thread_name_prefix="fastmix-codec") as pool:
+        if filtered:
+            _check_chunk_index(source, images)
+            raise_eoa(store.file, images)
+            inner = _ChunkFlushingWriter(images, pool, threads, lambda: _sync(store), aligned)
+        else:
+            inner = WindowWriter(images, pool, threads, raw=aligned)
+        commits = _Commits(committed)
+        writeback = EarlyWriteback(source)
+        writer = _CommittingWriter(inner, store, journal, commits, windows, writeback)
+        reader = _UndoJournalingReader(
+            WindowReader(images, pool, raw=aligned), journal, commits,
+            {start: index for index, (start, _) in enumerate(windows)}, pool)
+        try:
+            with Progress(store.count, store.image_bytes, plan["operation"], progress) as bar:
+                bar.update(sum(stop - start for start, stop in windows[:committed]))
+                _stream(reader, writer, windows[committed:],
+                        list(range(committed, len(windows))), store.labels, spec, key,
+                        threads=threads, piece=piece, inverse=inverse, backend=backend,
+                        progress=bar)
+        finally:
+            reader.close()
+            writeback.close()
+        io_path = f"in-place {reader.path}/{inner.path}"
+    return StoreReport(operation=plan["operation"], destination=source, spec=spec,
+                       images=store.count, windows=len(windows), window=plan["window"],
+                       unpartnered=plan["unpartnered"],
+                       pixel_bytes=store.count * store.image_bytes, seconds=0.0,
+                       io_path=io_path,
+                       extra={"resumed_at_window": committed if resumed else None})
+
+
+def _finish(store, plan: dict, report: StoreReport) -> None:
+    images = store.images
+    if plan["operation"] == "mix":
+        write_mix_attributes(images, report.spec, window=plan["window"],
+                             key_check=plan["key_check"], labels=plan["labels"],
+                             unpartnered=plan["unpartnered"])
+        images.attrs[STATE_ATTRIBUTE] = COMPLETE
+    else:
+        remove_mix_attributes(images)
+    _sync(store)
+

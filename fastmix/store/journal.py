@@ -1,0 +1,306 @@
+r"""The undo journal of an in-place run: ``STORE.fastmix-journal`` beside the store.
+
+Layout (all integers little-endian)::
+
+    [0, 4096)        header: magic, JSON of the run (operation, spec, windows, key check
+                     value), BLAKE2b digest. Written once and fsynced before the store is
+                     touched.
+    [4096, 4608)     commit slot 0 \  the number of windows committed to the store, with a
+    [4608, 5120)     commit slot 1 /  sequence number; written alternately so that a torn
+                                      write leaves the other slot valid.
+    [8192, ...)      two undo record slots, window k in slot k % 2: window index, start,
+                     stop, payload length, the window's input bytes, CRC-32 of each 4 MiB
+                     segment, BLAKE2b digest of the rest (written last).
+
+Protocol for window ``k`` (see :mod:`fastmix.store.inplace`): read window k from the store
+and write its undo record, fsync; only then write the window's output into the store, flush
+and fsync the store; write the commit slot ``committed = k + 1`` and fsync. Slot ``k % 2`` is
+reused only once window ``k - 2`` is committed, so the undo record of the window being
+written is never overwritten. After a crash, :meth:`Journal.pending_undo` returns the input
+of window ``committed`` if (and only if) its record is complete: the store may then hold a
+torn window, which is mixed again from that input. A torn or older record means the store
+was not touched for that window, which therefore still holds its input.
+
+The file is preallocated to its full size when created, so a full disk is found before the
+store is touched, and later records never need new space.
+
+Test hook: when the environment variable ``FASTMIX_TEST_JOURNAL_ENOSPC`` holds a window
+index, writing that window's undo record fails with ``ENOSPC`` (as a full disk would) after
+part of it is written. Only this module reads it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+JOURNAL_SUFFIX = ".fastmix-journal"
+FAILURE_HOOK = "FASTMIX_TEST_JOURNAL_ENOSPC"
+
+_HEADER_MAGIC = b"FMXJRNL1"
+_COMMIT_MAGIC = b"FMXC"
+_RECORD_MAGIC = b"FMXU"
+_HEADER_SIZE = 4096
+_SLOT_OFFSETS = (4096, 4608)
+_RECORDS_OFFSET = 8192
+_DIGEST = 16
+_SEGMENT = 4 << 20
+_COMMIT = struct.Struct("<4sQQ")
+_RECORD = struct.Struct("<4sQQQQ")
+
+
+class JournalError(OSError):
+    """Writing the journal failed (for example a full disk); the store was not touched."""
+
+
+def journal_path(store_path: str | os.PathLike) -> str:
+    """The journal file of ``store_path``."""
+    return os.fspath(store_path) + JOURNAL_SUFFIX
+
+
+def _digest(*parts) -> bytes:
+    digest = hashlib.blake2b(digest_size=_DIGEST)
+    for part in parts:
+        digest.update(part)
+    return digest.digest()
+
+
+def fsync_directory(path: str | os.PathLike) -> None:
+    """Make a file creation, rename or removal in ``path``'s folder durable."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _segment_crcs(payload: memoryview) -> list[int]:
+    return [zlib.crc32(payload[start:start + _SEGMENT])
+            for start in range(0, payload.nbytes, _SEGMENT)]
+
+
+def _slot_size(max_payload: int) -> int:
+    size = _RECORD.size + max_payload + 4 * (max_payload // _SEGMENT + 1) + _DIGEST
+    return -(-size // 4096) * 4096
+
+
+@dataclass(frozen=True)
+class UndoRecord:
+    """A complete undo record: the input of window ``index``, images ``[start, stop)``."""
+
+    index: int
+    start: int
+    stop: int
+    payload: memoryview
+
+
+class Journal:
+    """An open journal file. Create with :meth:`create`, reopen with :meth:`open`."""
+
+    def __init__(self, path: str, descriptor: int, header: dict):
+        self.path = path
+        self.descriptor = descriptor
+        self.header = header
+        self._sequence = 0
+        self.slot_size = _slot_size(int(header["max_payload"]))
+
+    # -- creation and opening -------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str, header: dict, max_payload: int) -> Journal:
+        """Create a new journal holding ``header`` and two records of ``max_payload`` bytes.
+
+        Raises
+        ------
+        JournalError
+            When the file cannot be created or the disk has no room for it; nothing is left.
+        """
+        header = {**header, "max_payload": int(max_payload)}
+        text = json.dumps(header, sort_keys=True).encode()
+        block = _HEADER_MAGIC + struct.pack("<I", len(text)) + text + _digest(text)
+        if len(block) > _HEADER_SIZE:
+            raise ValueError("journal header too large")
+        size = _RECORDS_OFFSET + 2 * _slot_size(max_payload)
+        try:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise JournalError(errno.EEXIST, f"journal {path!r} already exists") from None
+        try:
+            try:
+                os.posix_fallocate(descriptor, 0, size)
+            except OSError as error:
+                if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                os.ftruncate(descriptor, size)  # filesystems without fallocate
+            _write_all(descriptor, block, 0)
+            os.fsync(descriptor)
+            fsync_directory(path)
+        except OSError as error:
+            os.close(descriptor)
+            os.unlink(path)
+            raise JournalError(
+                error.errno, f"cannot create the journal {path!r} "
+                f"({_describe(error)}; it needs {size:,} bytes beside the store)"
+            ) from None
+        return cls(path, descriptor, header)
+
+    @classmethod
+    def open(cls, path: str) -> Journal | None:
+        """Open an existing journal; ``None`` when its header is torn (it was never used)."""
+        descriptor = os.open(path, os.O_RDWR)
+        try:
+            head = os.pread(descriptor, _HEADER_SIZE, 0)
+            if head[:8] != _HEADER_MAGIC or len(head) < 12:
+                raise ValueError("no header")
+            (length,) = struct.unpack_from("<I", head, 8)
+            text = head[12:12 + length]
+            if len(text) != length or head[12 + length:12 + length + _DIGEST] != _digest(text):
+                raise ValueError("torn header")
+            header = json.loads(text)
+        except ValueError:
+            os.close(descriptor)
+            return None
+        journal = cls(path, descriptor, header)
+        journal._sequence = journal._read_slots()[0]
+        return journal
+
+    # -- commits --------------------------------------------------------------------------
+
+    def _read_slots(self) -> tuple[int, int]:
+        best = (0, 0)
+        for offset in _SLOT_OFFSETS:
+            raw = os.pread(self.descriptor, _COMMIT.size + _DIGEST, offset)
+            if len(raw) < _COMMIT.size + _DIGEST:
+                continue
+            magic, sequence, committed = _COMMIT.unpack_from(raw)
+            if magic == _COMMIT_MAGIC and raw[_COMMIT.size:] == _digest(raw[:_COMMIT.size]):
+                best = max(best, (sequence, committed))
+        return best
+
+    @property
+    def committed(self) -> int:
+        """Windows durably written to the store."""
+        return self._read_slots()[1]
+
+    def commit(self, committed: int) -> None:
+        """Durably record that windows ``0 .. committed - 1`` are in the store."""
+        self._sequence += 1
+        body = _COMMIT.pack(_COMMIT_MAGIC, self._sequence, committed)
+        _write_all(self.descriptor, body + _digest(body), _SLOT_OFFSETS[self._sequence % 2])
+        os.fsync(self.descriptor)
+
+    # -- undo records ---------------------------------------------------------------------
+
+    def _slot(self, index: int) -> int:
+        return _RECORDS_OFFSET + (index % 2) * self.slot_size
+
+    def write_undo(self, index: int, start: int, stop: int, window: np.ndarray,
+                   pool=None) -> None:
+        """Durably record the input bytes of window ``index`` before the store is written.
+
+        ``pool`` (an executor) computes the checksums while the bytes are written.
+
+        Raises
+        ------
+        JournalError
+            When the write fails (a full disk): the store has not been touched.
+        """
+        payload = memoryview(np.ascontiguousarray(window)).cast("B")
+        if payload.nbytes > int(self.header["max_payload"]):
+            raise ValueError("window larger than the journal's records")
+        segments = [payload[first:first + _SEGMENT]
+                    for first in range(0, payload.nbytes, _SEGMENT)]
+        # The checksums run in the pool while the bytes are written (both release the GIL).
+        checksums = [pool.submit(zlib.crc32, segment) for segment in segments] \
+            if pool is not None else None
+        head = _RECORD.pack(_RECORD_MAGIC, index, start, stop, payload.nbytes)
+        base = self._slot(index)
+        try:
+            # The header first; the digest that makes the record valid goes last.
+            _write_all(self.descriptor, head, base)
+            failing = os.environ.get(FAILURE_HOOK)
+            if failing is not None and int(failing) == index:
+                _write_all(self.descriptor, payload[:payload.nbytes // 2], base + _RECORD.size)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            _write_all(self.descriptor, payload, base + _RECORD.size)
+            crcs = ([task.result() for task in checksums] if checksums is not None
+                    else [zlib.crc32(segment) for segment in segments])
+            trailer = struct.pack(f"<{len(crcs)}I", *crcs)
+            _write_all(self.descriptor, trailer + _digest(head, trailer),
+                       base + _RECORD.size + payload.nbytes)
+            os.fsync(self.descriptor)
+        except OSError as error:
+            raise JournalError(
+                error.errno, f"cannot write the journal {self.path!r} ({_describe(error)})"
+            ) from None
+
+    def pending_undo(self, buffer: np.ndarray) -> UndoRecord | None:
+        """The complete undo record of window ``committed``, or ``None``.
+
+        Its payload is read into ``buffer`` (C-contiguous, at least the window's size) and
+        returned as a view of it; ``buffer`` may be overwritten even when ``None`` is
+        returned.
+        """
+        committed = self.committed
+        base = self._slot(committed)
+        head = os.pread(self.descriptor, _RECORD.size, base)
+        if len(head) < _RECORD.size:
+            return None
+        magic, index, start, stop, length = _RECORD.unpack(head)
+        if magic != _RECORD_MAGIC or index != committed or length > self.slot_size:
+            return None
+        count = length // _SEGMENT + (1 if length % _SEGMENT else 0)
+        trailer = os.pread(self.descriptor, 4 * count + _DIGEST, base + _RECORD.size + length)
+        if len(trailer) != 4 * count + _DIGEST:
+            return None
+        crcs, digest = trailer[:4 * count], trailer[4 * count:]
+        if digest != _digest(head, crcs):
+            return None
+        view = memoryview(buffer.reshape(-1).view(np.uint8))
+        if view.nbytes < length:
+            return None
+        view = view[:length]
+        done = 0
+        while done < length:
+            read = os.preadv(self.descriptor, [view[done:]], base + _RECORD.size + done)
+            if read <= 0:
+                return None
+            done += read
+        if list(struct.unpack(f"<{count}I", crcs)) != _segment_crcs(view):
+            return None
+        return UndoRecord(index, start, stop, view)
+
+    # -- end ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the file (it stays on disk)."""
+        if self.descriptor >= 0:
+            os.close(self.descriptor)
+            self.descriptor = -1
+
+    def remove(self) -> None:
+        """Close and delete the journal, durably (the run is complete)."""
+        self.close()
+        os.unlink(self.path)
+        fsync_directory(self.path)
+
+
+def _write_all(descriptor: int, data, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    done = 0
+    while done < view.nbytes:
+        done += os.pwrite(descriptor, view[done:], offset + done)
+
+
+def _describe(error: OSError) -> str:
+    if error.errno == errno.ENOSPC:
+        return "no space left on device"
+    return error.strerror or str(error)

@@ -1,0 +1,117 @@
+"""The ``fastmix_*`` attributes recorded on a mixed images dataset (SPEC section 5).
+
+They hold the mixing parameters, the window length and the key check value. Never the key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastmix.errors import BadInputError
+from fastmix.spec import MixSpec
+
+FORMAT_VERSION = 1
+PREFIX = "fastmix_"
+
+
+@dataclass(frozen=True)
+class MixRecord:
+    """What a mixed store says about how it was mixed.
+
+    Attributes
+    ----------
+    format_version : int
+    spec : MixSpec
+    window : int
+        Window length in images.
+    key_check : str
+        The key's check value (:attr:`fastmix.Key.check_value`).
+    labels : str
+        Name of the labels dataset used.
+    reversible : bool
+    unpartnered : int
+    """
+
+    format_version: int
+    spec: MixSpec
+    window: int
+    key_check: str
+    labels: str
+    reversible: bool
+    unpartnered: int
+
+
+def write_mix_attributes(dataset, spec: MixSpec, *, window: int, key_check: str,
+                         labels: str, unpartnered: int) -> None:
+    """Record the mixing parameters on ``dataset`` (replacing older ``fastmix_*`` ones)."""
+    remove_mix_attributes(dataset)
+    attrs = dataset.attrs
+    attrs["fastmix_format_version"] = np.int64(FORMAT_VERSION)
+    attrs["fastmix_mode"] = spec.mode
+    attrs["fastmix_spec"] = spec.canonical()
+    if spec.block is not None:
+        attrs["fastmix_block"] = np.asarray(spec.block, dtype=np.int64)
+    else:
+        attrs["fastmix_grid"] = np.asarray(spec.grid, dtype=np.int64)
+    attrs["fastmix_donors"] = np.int64(spec.donors)
+    attrs["fastmix_prob"] = np.float64(spec.prob)
+    attrs["fastmix_rounds"] = np.int64(spec.rounds)
+    attrs["fastmix_window"] = np.int64(window)
+    attrs["fastmix_key_check"] = str(key_check)
+    attrs["fastmix_labels"] = str(labels)
+    attrs["fastmix_reversible"] = np.bool_(spec.reversible)
+    attrs["fastmix_unpartnered"] = np.int64(unpartnered)
+
+
+def remove_mix_attributes(dataset) -> None:
+    """Delete every ``fastmix_*`` attribute of ``dataset``."""
+    for name in [name for name in dataset.attrs if name.startswith(PREFIX)]:
+        del dataset.attrs[name]
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value[()])
+    return str(value)
+
+
+def read_mix_record(dataset) -> MixRecord | None:
+    """The record of a mixed dataset, or ``None`` when it carries no ``fastmix_*`` record.
+
+    Raises
+    ------
+    BadInputError
+        A record from a newer format, or one that is damaged.
+    """
+    attrs = dataset.attrs
+    if "fastmix_format_version" not in attrs:
+        return None
+    where = f"images dataset {dataset.name!r}"
+    try:
+        version = int(attrs["fastmix_format_version"])
+        if version > FORMAT_VERSION:
+            raise BadInputError(
+                f"{where} was mixed by a newer fastmix (store format {version}, this one "
+                f"reads up to {FORMAT_VERSION}); upgrade fastmix"
+            )
+        spec = MixSpec.from_dict(json.loads(_text(attrs["fastmix_spec"])))
+        return MixRecord(
+            format_version=version,
+            spec=spec,
+            window=int(attrs["fastmix_window"]),
+            key_check=_text(attrs["fastmix_key_check"]),
+            labels=_text(attrs.get("fastmix_labels", "labels")),
+            reversible=bool(attrs.get("fastmix_reversible", spec.reversible)),
+            unpartnered=int(attrs.get("fastmix_unpartnered", 0)),
+        )
+    except BadInputError:
+        raise
+    except (KeyError, ValueError, TypeError) as error:
+        raise BadInputError(
+            f"{where} has a damaged fastmix record ({error}); it cannot be unmixed"
+        ) from None

@@ -1,0 +1,200 @@
+"""New-file mode: a copy of the source store, written under a temporary name and renamed.
+
+Everything except the images dataset's pixels is copied unchanged (groups, datasets, links
+and attributes). The images dataset is created with the source's own creation property
+list, so it keeps shape, maxshape, dtype, chunking, fill value and every filter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from fastmix.errors import BadInputError
+
+TEMPORARY_MARK = ".fastmix-tmp-"
+
+
+def temporary_path(destination: str) -> str:
+    """The hidden temporary name beside ``destination`` used while it is written."""
+    folder, name = os.path.split(os.path.abspath(destination))
+    return os.path.join(folder, f".{name}{TEMPORARY_MARK}{os.getpid()}")
+
+
+def _remove_stale_temporaries(destination: str) -> None:
+    """Delete temporaries of ``destination`` left by processes that no longer run."""
+    folder, name = os.path.split(os.path.abspath(destination))
+    prefix = f".{name}{TEMPORARY_MARK}"
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.startswith(prefix):
+            continue
+        pid_text = entry[len(prefix):]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, entry))
+        except PermissionError:
+            pass
+
+
+def check_destination(source: str, destination: object, overwrite: bool) -> str:
+    """Validate the destination of a new-file run and return it as a path string."""
+    if destination is None:
+        raise BadInputError(
+            "give a destination file for the output, or use in_place=True (--in-place) to "
+            "rewrite the source store"
+        )
+    destination = os.fspath(destination)
+    if os.path.exists(destination):
+        if os.path.samefile(source, destination):
+            raise BadInputError(
+                f"destination {destination!r} is the source store; give another file, or use "
+                "--in-place (in_place=True) to rewrite it"
+            )
+        if os.path.isdir(destination):
+            raise BadInputError(f"destination {destination!r} is a directory; give a file path")
+        if not overwrite:
+            raise BadInputError(
+                f"destination {destination!r} already exists; choose another path or pass "
+                "--overwrite (overwrite=True) to replace it"
+            )
+    folder = os.path.dirname(os.path.abspath(destination))
+    if not os.path.isdir(folder):
+        raise BadInputError(
+            f"the folder of destination {destination!r} does not exist; create it first"
+        )
+    if not os.access(folder, os.W_OK):
+        raise BadInputError(f"cannot write in {folder!r}: permission denied")
+    return destination
+
+
+def copy_attributes(source, target, skip_prefix: str | None = None) -> None:
+    """Copy every attribute of ``source`` onto ``target`` with its exact type."""
+    for name in source.attrs:
+        if skip_prefix and name.startswith(skip_prefix):
+            continue
+        value = source.attrs[name]
+        dtype = source.attrs.get_id(name).dtype
+        target.attrs.create(name, value, dtype=dtype)
+
+
+def _copy_tree(source_group, target_group, images_path: str, skip_prefix: str | None):
+    import h5py
+
+    copy_attributes(source_group, target_group)
+    created = None
+    for name in source_group:
+        link = source_group.get(name, getlink=True)
+        if isinstance(link, h5py.SoftLink | h5py.ExternalLink):
+            target_group[name] = link
+            continue
+        item = source_group[name]
+        if item.name == images_path:
+            created = _create_like(item, target_group, name, skip_prefix)
+        elif isinstance(item, h5py.Group) and images_path.startswith(item.name + "/"):
+            found = _copy_tree(item, target_group.create_group(name), images_path, skip_prefix)
+            created = created or found
+        else:
+            source_group.copy(item, target_group, name=name)
+    return created
+
+
+def _filters(plist) -> list[tuple[int, int, tuple[int, ...]]]:
+    return [tuple(plist.get_filter(index)[:3]) for index in range(plist.get_nfilters())]
+
+
+def _create_like(dataset, group, name: str, skip_prefix: str | None):
+    import h5py
+
+    dcpl = dataset.id.get_create_plist()
+    wanted = _filters(dcpl)
+    identifier = h5py.h5d.create(group.id, name.encode(), dataset.id.get_type(),
+                                 dataset.id.get_space(), dcpl=dcpl)
+    got = _filters(identifier.get_create_plist())
+    if got != wanted:
+        # Some filters (Bitshuffle) prepend values in their set_local callback even when
+        # they are already there; give them the values they started from.
+        group.id.unlink(name.encode())
+        dcpl = dataset.id.get_create_plist()
+        dcpl.remove_filter(h5py.h5z.FILTER_ALL)
+        for (code, flags, values), (_, _, added) in zip(wanted, got):
+            extra = len(added) - len(values)
+            if extra > 0 and tuple(added[extra:]) == tuple(values):
+                values = values[extra:]
+            dcpl.set_filter(code, flags, tuple(values))
+        identifier = h5py.h5d.create(group.id, name.encode(), dataset.id.get_type(),
+                                     dataset.id.get_space(), dcpl=dcpl)
+        if _filters(identifier.get_create_plist()) != wanted:
+            raise BadInputError(
+                f"cannot recreate the filters of {dataset.name!r} exactly ({wanted}); "
+                "rewrite the store with standard filters (h5repack) and try again"
+            )
+    created = h5py.Dataset(identifier)
+    copy_attributes(dataset, created, skip_prefix)
+    return created
+
+
+def create_output(source_file, target_file, images_path: str, skip_prefix: str | None = None):
+    """Copy ``source_file`` into ``target_file`` except the pixels of ``images_path``.
+
+    Returns the new, empty images dataset. Attributes of the images dataset starting with
+    ``skip_prefix`` are not copied.
+    """
+    images_path = source_file[images_path].name
+    created = _copy_tree(source_file["/"], target_file["/"], images_path, skip_prefix)
+    if created is None:  # pragma: no cover - the images path was validated before
+        raise BadInputError(f"images dataset {images_path!r} not found while copying")
+    return created
+
+
+def copy_userblock(source: str, target: str, size: int) -> None:
+    """Copy the user block (bytes before the HDF5 superblock) of ``source`` to ``target``."""
+    if not size:
+        return
+    with open(source, "rb") as reader, open(target, "r+b") as writer:
+        writer.write(reader.read(size))
+
+
+def _fsync_path(path: str, directory: bool = False) -> None:
+    descriptor = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def atomic_output(destination: str, overwrite: bool) -> Iterator[str]:
+    """Yield a temporary path; on success it is fsynced and renamed to ``destination``.
+
+    On any failure, ``KeyboardInterrupt`` included, the temporary file is removed and the
+    destination is left as it was.
+    """
+    _remove_stale_temporaries(destination)
+    temporary = temporary_path(destination)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(temporary)
+    finished = False
+    try:
+        yield temporary
+        _fsync_path(temporary)
+        if os.path.exists(destination) and not overwrite:
+            raise BadInputError(
+                f"destination {destination!r} appeared while fastmix was writing; it was left "
+                "alone. Choose another path or pass --overwrite"
+            )
+        os.replace(temporary, destination)
+        finished = True
+        _fsync_path(os.path.dirname(os.path.abspath(destination)), directory=True)
+    finally:
+        if not finished:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temporary)

@@ -1,0 +1,129 @@
+"""The new-file window loop: whole windows in, output streamed out piece by piece.
+
+Mixing needs a whole window of input (any image may give blocks to any other), but each
+output image depends only on that input. So the output is produced a few chunks at a time
+into a small ring of reused buffers, encoded in the codec pool while still in cache, and
+written by a writer thread. Only two window-sized buffers exist: the window being mixed and
+the next one being read (and planned) by the reader thread. Fresh memory is expensive
+(every page is faulted in and zeroed by the kernel), so the window length per byte of
+``--memory`` doubles compared with buffering the output too.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from fastmix.backends import get_backend
+from fastmix.keys import Key
+from fastmix.mixing import layout_for, mix_window
+from fastmix.plan import encode_labels, plan_window
+from fastmix.spec import MixSpec
+from fastmix.store.chunkio import WindowReader, WindowWriter
+
+#: Window-sized buffers of the streaming loop: the window being mixed and the next one.
+STREAM_BUFFERS = 2
+
+
+def ring_slots(threads: int) -> int:
+    """Output pieces in flight: one being mixed, one being written, one per codec thread."""
+    return threads + 2
+
+
+def streaming(spec: MixSpec) -> bool:
+    """Whether the output can be produced piece by piece (plain gathers can; hardened
+    mixing transforms whole windows, so it keeps a window-sized output buffer)."""
+    return not getattr(spec, "hardened", False)
+
+
+def window_buffers(spec: MixSpec) -> int:
+    """Window-sized buffers :func:`stream_windows` allocates for ``spec``."""
+    return STREAM_BUFFERS + (0 if streaming(spec) else 1)
+
+
+def stream_windows(reader: WindowReader, writer: WindowWriter,
+                   windows: list[tuple[int, int]], labels: np.ndarray, spec: MixSpec,
+                   key: Key, *, threads: int, piece: int | None = None, inverse: bool = False,
+                   backend: str = "cpu", progress=None) -> int:
+    """Mix (or unmix) ``windows`` from ``reader`` into ``writer``; returns unpartnered images.
+
+    The reader thread reads and plans window k+1 while the calling thread mixes window k
+    piece by piece (``piece`` images, whole chunks) and the writer thread writes the pieces
+    in order.
+    """
+    if not windows:
+        return 0
+    dataset = reader.dataset
+    shape, dtype = tuple(dataset.shape[1:]), dataset.dtype
+    layout = layout_for(shape, dtype, spec)
+    longest = max(stop - start for start, stop in windows)
+    inputs = [np.empty((longest, *shape), dtype) for _ in range(min(2, len(windows)))]
+    piece = piece or writer.piece_length()
+    if streaming(spec):
+        ring = [np.empty((min(piece, longest), *shape), dtype) for _ in range(ring_slots(threads))]
+        whole_output = None
+    else:
+        ring = []
+        whole_output = np.empty((longest, *shape), dtype)
+    kernel = get_backend(backend)
+    visit_order = np.arange(min(piece, longest), dtype=np.int64)
+    in_flight: list[Future | None] = [None] * len(ring)
+    written: list[Future] = []
+    unpartnered = 0
+    counter = 0
+
+    def prepare(position: int, buffer: np.ndarray):
+        start, stop = windows[position]
+        images = reader.read(start, stop, buffer)
+        codes = encode_labels(labels[start:stop])
+        return images, plan_window(codes, layout.block_count, spec, key, position)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="fastmix-reader") as read_thread, \
+            ThreadPoolExecutor(1, thread_name_prefix="fastmix-writer") as write_thread:
+        reading = read_thread.submit(prepare, 0, inputs[0])
+        try:
+            for position, (start, stop) in enumerate(windows):
+                images, plan = reading.result()
+                if position + 1 < len(windows):
+                    reading = read_thread.submit(prepare, position + 1,
+                                                 inputs[(position + 1) % len(inputs)])
+                unpartnered += plan.unpartnered
+                if whole_output is not None:
+                    for pending in written:
+                        pending.result()  # the output buffer is about to be rewritten
+                    written.clear()
+                    mixed = whole_output[:stop - start]
+                    mix_window(images, labels[start:stop], spec, key, position, mixed,
+                               inverse=inverse, backend=backend, layout=layout, plan=plan)
+                    for first in range(start, stop, piece):
+                        last = min(first + piece, stop)
+                        items = writer.encode_piece(first, last,
+                                                    mixed[first - start:last - start])
+                        written.append(write_thread.submit(writer.store_piece, items))
+                else:
+                    source_map = plan.inverse() if inverse else plan.source
+                    source = layout.view(images)
+                    for first in range(start, stop, piece):
+                        last = min(first + piece, stop)
+                        slot = counter % len(ring)
+                        counter += 1
+                        if in_flight[slot] is not None:
+                            in_flight[slot].result()  # its previous piece is written
+                        out = ring[slot][:last - first]
+                        kernel.gather(source, layout.view(out),
+                                      source_map[first - start:last - start],
+                                      layout.row_bounds, layout.col_bounds,
+                                      visit_order[:last - first])
+                        items = writer.encode_piece(first, last, out)
+                        in_flight[slot] = write_thread.submit(writer.store_piece, items)
+                if progress is not None:
+                    write_thread.submit(progress.update, stop - start)
+            for pending in [*in_flight, *written]:
+                if pending is not None:
+                    pending.result()
+        finally:
+            for pending in [*in_flight, *written]:
+                if pending is not None:
+                    pending.cancel()
+    return unpartnered

@@ -1,0 +1,117 @@
+"""``fastmix.H5ImageDataset``: map-style access, per-process files, DataLoader workers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+
+import fastmix
+from fastmix.errors import BadInputError
+
+
+@pytest.fixture(params=["gzip", "lz4"])
+def store(tmp_path, photo_tiles, request):
+    import hdf5plugin
+
+    tiles, labels = photo_tiles
+    path = tmp_path / "s.h5"
+    compression = {"gzip": {"compression": "gzip"}, "lz4": dict(hdf5plugin.LZ4())}
+    with h5py.File(path, "w") as file:
+        file.create_dataset("images", data=tiles, chunks=(16, 32, 32, 3),
+                            **compression[request.param])
+        names = file.create_dataset("labels", data=labels.astype(np.int64))
+        names.attrs["class_names"] = ["astronaut", "coffee", "chelsea", "rocket"]
+    return path, tiles, labels
+
+
+def test_len_items_and_transform(store):
+    path, tiles, labels = store
+    dataset = fastmix.H5ImageDataset(path, transform=lambda image: image[::2, ::2])
+    assert len(dataset) == len(tiles)
+    assert dataset.classes == ["astronaut", "coffee", "chelsea", "rocket"]
+    image, label = dataset[-1]
+    np.testing.assert_array_equal(image, tiles[-1][::2, ::2])
+    assert label == labels[-1] and isinstance(label, int)
+    with pytest.raises(IndexError):
+        dataset[len(tiles)]
+    with pytest.raises(BadInputError):
+        dataset["3"]
+    assert "256 images of 32x32x3 uint8, 4 classes" in repr(dataset)
+
+
+def test_sequential_reads_come_from_chunk_aligned_windows(store, monkeypatch):
+    import fastmix.dataset as module
+
+    path, tiles, labels = store
+    monkeypatch.setattr(module, "WINDOW_BYTES", 40 * 32 * 32 * 3)  # 2 chunks of 16
+    dataset = fastmix.H5ImageDataset(path)
+    assert dataset.window == 32
+    starts = set()
+    for index in range(5, 100):
+        image, label = dataset[index]
+        np.testing.assert_array_equal(image, tiles[index])
+        assert label == labels[index]
+        starts.add(dataset._cache_start)
+    assert starts == {0, 32, 64, 96}
+    image, _ = dataset[200]  # a jump reads one image and keeps the window
+    np.testing.assert_array_equal(image, tiles[200])
+    assert dataset._cache_start == 96
+    image[:] = 0  # callers get their own copy, never a view of the cache
+    np.testing.assert_array_equal(dataset[97][0], tiles[97])
+
+
+def test_string_labels_become_indices(tmp_path, photo_tiles):
+    tiles, labels = photo_tiles
+    names = np.array(["b-" + str(v) for v in labels], dtype=object)
+    with h5py.File(tmp_path / "s.h5", "w") as file:
+        file.create_dataset("images", data=tiles[:20])
+        file.create_dataset("labels", data=names[:20], dtype=h5py.string_dtype())
+    dataset = fastmix.H5ImageDataset(tmp_path / "s.h5")
+    assert dataset.classes == sorted(set(names[:20]))
+    assert [dataset.classes[dataset[i][1]] for i in range(20)] == list(names[:20])
+
+
+_SHARED: fastmix.H5ImageDataset | None = None
+
+
+def _read(index: int) -> tuple[int, int, int]:
+    image, label = _SHARED[index]
+    return index, int(image.astype(np.int64).sum()), label
+
+
+def test_forked_workers_open_their_own_file(store):
+    global _SHARED
+    path, tiles, labels = store
+    dataset = fastmix.H5ImageDataset(path)
+    dataset[0]  # the parent holds an open file before forking
+    _SHARED = dataset
+    try:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            results = pool.map(_read, range(len(tiles)), chunksize=10)
+    finally:
+        _SHARED = None
+    assert results == [(i, int(tiles[i].astype(np.int64).sum()), int(labels[i]))
+                       for i in range(len(tiles))]
+    np.testing.assert_array_equal(dataset[1][0], tiles[1])  # the parent's file still works
+    clone = pickle.loads(pickle.dumps(dataset))
+    assert clone._file is None
+    np.testing.assert_array_equal(clone[7][0], tiles[7])
+    dataset.close()
+    clone.close()
+    assert dataset._file is None and os.getpid() > 0
+
+
+def test_dataloader_with_two_workers(store):
+    torch = pytest.importorskip(
+        "torch", reason="torch is not installed; fastmix does not depend on it")
+    path, tiles, labels = store
+    dataset = fastmix.H5ImageDataset(path)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=32, num_workers=2, shuffle=False)
+    images, targets = zip(*[(x.numpy(), y.numpy()) for x, y in loader])
+    np.testing.assert_array_equal(np.concatenate(images), tiles)
+    np.testing.assert_array_equal(np.concatenate(targets), labels)

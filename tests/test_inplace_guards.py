@@ -1,0 +1,322 @@
+"""In-place guards, the journal's torn-record handling and the superblock repair."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+
+import h5py
+import hdf5plugin
+import numpy as np
+import pytest
+
+import fastmix
+from fastmix.errors import BadInputError, WrongKeyError
+from fastmix.store import mix_store, unmix_store
+from fastmix.store.crashrepair import chunk_extents, clear_open_flag, lookup3, shared_bytes
+from fastmix.store.inplace import InPlaceRunStopped
+from fastmix.store.journal import Journal
+
+WINDOW = 64
+SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)
+KEY = fastmix.Key(bytes(range(32)))
+
+
+def make_store(path, count: int = 256, compressed: bool = False, libver: str = "earliest"):
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+    images[:, :16] //= 16
+    labels = rng.integers(0, 4, count)
+    filters = dict(hdf5plugin.LZ4()) if compressed else {}
+    with h5py.File(path, "w", libver=libver) as file:
+        file.create_dataset("images", data=images, chunks=(16, 32, 32, 3), **filters)
+        file.create_dataset("labels", data=labels)
+    return images, labels
+
+
+def read_images(path) -> np.ndarray:
+    with h5py.File(path, "r") as file:
+        return file["images"][()]
+
+
+def in_place(path, **options):
+    options = {"spec": SPEC, "key": KEY, "window": WINDOW, "progress": False, **options}
+    return mix_store(path, in_place=True, **options)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastmix.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def cli_in_place(store, key_file, *extra: str) -> subprocess.CompletedProcess:
+    return cli("mix", str(store), "--in-place", "--key-file", str(key_file), "--window",
+               str(WINDOW), "--grid", "4x4", "--donors", "3", "--quiet", *extra)
+
+
+def leftovers(store) -> list[str]:
+    return [path for path in (f"{store}.fastmix-journal", f"{store}.fastmix-lock")
+            if os.path.exists(path)]
+
+
+def assert_one_line_bad_input(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    path = tmp_path / "key"
+    KEY.save(path)
+    return path
+
+
+def interrupt_at_window(store, window_index: int, monkeypatch) -> None:
+    """Stop an in-place run at ``window_index`` through the journal's ENOSPC hook."""
+    monkeypatch.setenv("FASTMIX_TEST_JOURNAL_ENOSPC", str(window_index))
+    with pytest.raises(InPlaceRunStopped, match="no space left on device"):
+        in_place(store)
+    monkeypatch.delenv("FASTMIX_TEST_JOURNAL_ENOSPC")
+    journal = Journal.open(f"{store}.fastmix-journal")
+    try:
+        assert journal.committed == window_index
+    finally:
+        journal.close()
+
+
+# -- success leaves nothing behind -----------------------------------------------------------
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "lz4"])
+def test_in_place_equals_mix_array_and_leaves_no_journal_or_lock(tmp_path, compressed):
+    store = tmp_path / "store.h5"
+    images, labels = make_store(store, compressed=compressed)
+    report = in_place(store)
+    np.testing.assert_array_equal(read_images(store),
+                                  fastmix.mix_array(images, labels, SPEC, KEY, window=WINDOW))
+    assert leftovers(store) == []
+    assert report.windows == 4 and report.destination == str(store)
+    with h5py.File(store, "r") as file:
+        assert file["images"].attrs["fastmix_state"] == "complete"
+        assert file["images"].attrs["fastmix_window"] == WINDOW
+
+
+def test_unmix_in_place_restores_the_original(tmp_path):
+    store = tmp_path / "store.h5"
+    images, _ = make_store(store, compressed=True)
+    in_place(store)
+    unmix_store(store, key=KEY, in_place=True, progress=False)
+    np.testing.assert_array_equal(read_images(store), images)
+    with h5py.File(store, "r") as file:
+        assert not [name for name in file["images"].attrs if name.startswith("fastmix_")]
+    assert leftovers(store) == []
+
+
+def test_resume_with_nothing_pending_starts_a_fresh_run(tmp_path):
+    store = tmp_path / "store.h5"
+    images, labels = make_store(store)
+    in_place(store, resume=True)
+    np.testing.assert_array_equal(read_images(store),
+                                  fastmix.mix_array(images, labels, SPEC, KEY, window=WINDOW))
+
+
+# -- pending runs ----------------------------------------------------------------------------
+
+def test_plain_run_over_a_pending_run_is_refused_and_resume_finishes(tmp_path, key_file,
+                                                                      monkeypatch):
+    store = tmp_path / "store.h5"
+    images, labels = make_store(store, compressed=True, libver="latest")
+    interrupt_at_window(store, 2, monkeypatch)
+    with h5py.File(store, "r") as file:
+        assert file["images"].attrs["fastmix_state"] == "in-progress"
+    before = store.read_bytes()
+    assert_one_line_bad_input(cli_in_place(store, key_file), "interrupted", "--resume",
+                              "2 of 4 windows")
+    with pytest.raises(BadInputError, match="--resume"):
+        in_place(store, force=True)
+    assert store.read_bytes() == before
+    resumed = cli_in_place(store, key_file, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    np.testing.assert_array_equal(read_images(store),
+                                  fastmix.mix_array(images, labels, SPEC, KEY, window=WINDOW))
+    assert leftovers(store) == []
+
+
+def test_resume_with_another_key_or_spec_is_refused(tmp_path, monkeypatch):
+    store = tmp_path / "store.h5"
+    images, labels = make_store(store)
+    interrupt_at_window(store, 1, monkeypatch)
+    with pytest.raises(WrongKeyError, match="another key"):
+        in_place(store, resume=True, key=fastmix.Key(bytes(32)))
+    with pytest.raises(BadInputError, match="same options"):
+        in_place(store, resume=True, spec=fastmix.MixSpec(grid=(2, 2), donors=3))
+    in_place(store, resume=True)
+    np.testing.assert_array_equal(read_images(store),
+                                  fastmix.mix_array(images, labels, SPEC, KEY, window=WINDOW))
+
+
+def test_half_rewritten_store_without_its_journal_is_refused(tmp_path, monkeypatch):
+    store = tmp_path / "store.h5"
+    make_store(store)
+    interrupt_at_window(store, 1, monkeypatch)
+    os.unlink(f"{store}.fastmix-journal")
+    for resume in (False, True):
+        with pytest.raises(BadInputError, match="journal .* is missing"):
+            in_place(store, resume=resume)
+
+
+# -- other guards ----------------------------------------------------------------------------
+
+def test_already_mixed_store_is_refused_unless_force(tmp_path, key_file):
+    store = tmp_path / "store.h5"
+    images, labels = make_store(store)
+    in_place(store)
+    once = read_images(store)
+    assert_one_line_bad_input(cli_in_place(store, key_file), "already mixed", "--force")
+    np.testing.assert_array_equal(read_images(store), once)
+    forced = cli_in_place(store, key_file, "--force")
+    assert forced.returncode == 0, forced.stderr
+    np.testing.assert_array_equal(read_images(store),
+                                  fastmix.mix_array(once, labels, SPEC, KEY, window=WINDOW))
+    assert leftovers(store) == []
+
+
+def test_read_only_store_is_refused(tmp_path, key_file):
+    store = tmp_path / "store.h5"
+    make_store(store)
+    before = store.read_bytes()
+    store.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    try:
+        assert_one_line_bad_input(cli_in_place(store, key_file), "read-only")
+    finally:
+        store.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    assert store.read_bytes() == before
+    assert leftovers(store) == []
+
+
+def test_second_process_is_refused_while_the_lock_is_held(tmp_path, key_file):
+    store = tmp_path / "store.h5"
+    make_store(store)
+    before = store.read_bytes()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from fastmix.store.lock import StoreLock; "
+         "StoreLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)",
+         str(store)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert_one_line_bad_input(cli_in_place(store, key_file), "being rewritten in place",
+                                  f"process {holder.pid}")
+        with pytest.raises(BadInputError, match="being rewritten in place"):
+            in_place(store)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert store.read_bytes() == before
+    # The holder died without releasing: its lock file is stale and is taken over.
+    assert os.path.exists(f"{store}.fastmix-lock")
+    in_place(store)
+    assert leftovers(store) == []
+
+
+def test_stale_lock_of_a_dead_pid_is_recovered(tmp_path):
+    store = tmp_path / "store.h5"
+    images, labels = make_store(store)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with open(f"{store}.fastmix-lock", "w") as handle:
+        json.dump({"pid": dead.pid, "host": socket.gethostname()}, handle)
+    in_place(store)
+    np.testing.assert_array_equal(read_images(store),
+                                  fastmix.mix_array(images, labels, SPEC, KEY, window=WINDOW))
+    assert leftovers(store) == []
+
+
+# -- the journal -----------------------------------------------------------------------------
+
+def test_journal_detects_torn_records_and_torn_commits(tmp_path):
+    path = str(tmp_path / "journal")
+    journal = Journal.create(path, {"operation": "mix"}, max_payload=10_000)
+    window = np.arange(10_000, dtype=np.uint8).reshape(100, 100)
+    buffer = np.empty(10_000, dtype=np.uint8)
+    journal.commit(3)
+    assert journal.pending_undo(buffer) is None  # no record yet
+    journal.write_undo(3, 192, 256, window)
+    record = journal.pending_undo(buffer)
+    assert (record.index, record.start, record.stop) == (3, 192, 256)
+    assert bytes(record.payload) == window.tobytes()
+    # Window 4 goes to the other slot; window 3's record stays until window 3 commits.
+    journal.write_undo(4, 256, 320, window[::-1])
+    assert bytes(journal.pending_undo(buffer).payload) == window.tobytes()
+    journal.commit(4)
+    assert bytes(journal.pending_undo(buffer).payload) == window[::-1].tobytes()
+    journal.commit(5)
+    assert journal.pending_undo(buffer) is None  # window 5 has no record: nothing to undo
+    journal.close()
+    # A torn payload byte invalidates the record of window 5.
+    journal = Journal.open(path)
+    journal.write_undo(5, 320, 384, window)
+    os.pwrite(journal.descriptor, b"\xff", journal._slot(5) + 40 + 5_000)
+    assert journal.pending_undo(buffer) is None
+    # A torn commit slot falls back to the other slot.
+    journal.commit(6)
+    slot = 4096 if journal._sequence % 2 == 0 else 4608
+    os.pwrite(journal.descriptor, b"\0\0", slot + 12)
+    assert journal.committed == 5
+    journal.close()
+    # A torn header means the journal never started.
+    with open(path, "r+b") as handle:
+        handle.seek(20)
+        handle.write(b"#")
+    assert Journal.open(path) is None
+
+
+# -- superblock repair -----------------------------------------------------------------------
+
+def test_lookup3_matches_the_hdf5_superblock_checksum(tmp_path):
+    path = tmp_path / "latest.h5"
+    with h5py.File(path, "w", libver="latest") as file:
+        file["x"] = np.arange(3)
+    head = path.read_bytes()[:48]
+    assert head[8] >= 2
+    assert struct.unpack("<I", head[44:48])[0] == lookup3(head[:44])
+    assert lookup3(b"") == 0xDEADBEEF
+
+
+def test_open_for_write_flag_left_by_a_killed_writer_is_cleared(tmp_path):
+    path = tmp_path / "killed.h5"
+    make_store(path, compressed=True, libver="latest")
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time, h5py, hdf5plugin; f = h5py.File(sys.argv[1], 'r+'); "
+         "f['images'][0:16] = 0; f.flush(); print('open', flush=True); time.sleep(60)",
+         str(path)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "open"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    with pytest.raises(OSError, match="already open for write"):
+        h5py.File(path, "r")
+    assert clear_open_flag(path) is True
+    with h5py.File(path, "r") as file:
+        assert not file["images"][0:16].any()
+    assert clear_open_flag(path) is False
+
+
+def test_chunk_extents_sharing_bytes_are_found(tmp_path):
+    path = tmp_path / "store.h5"
+    make_store(path, compressed=True)
+    with h5py.File(path, "r") as file:
+        extents = chunk_extents(file["images"])
+    assert len(extents) == 16
+    assert shared_bytes(extents) is None
+    offset, size = extents[3]
+    damaged = sorted(extents + [(offset + size // 2, size)])
+    assert shared_bytes(damaged) == offset + size // 2
