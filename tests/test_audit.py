@@ -290,3 +290,28 @@ def test_utility_check_on_digits():
     assert 0 <= row["control"] <= 1 and 0 <= row["mixed"] <= 1
     assert row["change"] == pytest.approx(row["mixed"] - row["original"])
     assert result["verdict"] in ("maintained", "reduced", "inconclusive")
+
+
+def test_orientation_variants_let_the_attack_undo_flipped_blocks(faces):
+    from fastmix.audit import EdgeScorer
+
+    images, labels = faces[0][:100], faces[1][:100]
+    spec = fastmix.MixSpec(block=(5, 5), donors=4, prob=1.0)
+    key = fastmix.Key.from_hex("ab" * 32)
+    mixed = fastmix.mix_array(images, labels, spec, key)
+    grid = BlockGrid.of(25, 25, (5, 5))
+    flips = EdgeScorer(orientations="flip")
+    rng = np.random.default_rng(0)
+    flipped = mixed.copy()
+    for position in range(grid.count):
+        rows, cols = grid.slices(position)
+        for index in range(len(mixed)):
+            transform = flips.transforms[rng.integers(flips.variants)]
+            flipped[index, rows, cols] = transform(mixed[index:index + 1, rows, cols])[0]
+    source = planner_truth(labels, spec, key, grid, None).source
+    shares = {}
+    for name, scorer in (("plain", EdgeScorer()), ("flip", flips)):
+        result = restoration_attack(flipped, labels, (5, 5), "permute", 4, scorer=scorer)
+        scored = score_restoration(result.placement, source, labels, grid)
+        shares[name] = scored.restored.sum() / scored.displaced.sum()
+    assert shares["flip"] > shares["plain"] + 0.2

@@ -57,7 +57,8 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def cli_in_place(store, key_file, *extra: str) -> subprocess.CompletedProcess:
     return cli("mix", str(store), "--in-place", "--key-file", str(key_file), "--window",
-               str(WINDOW), "--grid", "4x4", "--donors", "3", "--quiet", *extra)
+               str(WINDOW), "--privacy", "fast", "--grid", "4x4", "--donors", "3", "--quiet",
+               *extra)
 
 
 def leftovers(store) -> list[str]:
@@ -107,6 +108,20 @@ def test_in_place_equals_mix_array_and_leaves_no_journal_or_lock(tmp_path, compr
     with h5py.File(store, "r") as file:
         assert file["images"].attrs["fastmix_state"] == "complete"
         assert file["images"].attrs["fastmix_window"] == WINDOW
+
+
+def test_same_memory_budget_gives_the_same_windows_and_bytes_as_new_file_mode(tmp_path):
+    store = tmp_path / "store.h5"
+    make_store(store, count=1024, compressed=True)
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(store.read_bytes())
+    new_file = mix_store(copy, tmp_path / "out.h5", spec=SPEC, key=KEY, memory="3MiB",
+                         progress=False)
+    in_place = mix_store(store, spec=SPEC, key=KEY, memory="3MiB", progress=False,
+                         in_place=True)
+    assert new_file.windows > 1
+    assert (in_place.windows, in_place.window) == (new_file.windows, new_file.window)
+    np.testing.assert_array_equal(read_images(store), read_images(tmp_path / "out.h5"))
 
 
 def test_unmix_in_place_restores_the_original(tmp_path):

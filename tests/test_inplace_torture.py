@@ -27,7 +27,7 @@ from fastmix.store.journal import Journal
 
 WINDOW = 64
 CHUNK = 16
-SPEC_ARGS = ["--grid", "4x4", "--donors", "3"]
+SPEC_ARGS = ["--privacy", "fast", "--grid", "4x4", "--donors", "3"]
 SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)
 
 

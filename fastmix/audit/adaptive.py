@@ -7,7 +7,7 @@ The attacker knows the spec (not the key), so against each hardening option it:
 * jitter: adds to the raw edge score the score of mean-removed lines (each side's lines
   minus the mean of its boundary line), which a per-block brightness offset cannot move;
 * orientation: tries every orientation the spec allows for every candidate block (``d4``
-  on square blocks, else the four flips).
+  on square blocks, the four flips on the others, position by position).
 
 Use :func:`scorer_for` as the ``scorer`` of :func:`fastmix.audit.audit_arrays` or
 :func:`fastmix.audit.restoration_attack`, and :func:`attack_donors` for its ``donors``.
@@ -59,7 +59,7 @@ class AdaptiveScorer(EdgeScorer):
                 mean_b = b1.mean(axis=1, keepdims=True)
                 scores = scores + self.score(a2 - mean_a, a1 - mean_a, b1 - mean_b,
                                              b2 - mean_b)
-            found[(first, second)] = scores
+            found[(first, second)] = self._rule_out(scores, grid, first, second)
         return found
 
 
@@ -77,30 +77,16 @@ def _lines_from_start(blocks: np.ndarray, axis: int, skip: int):
             np.take(blocks, min(depth + 1, size - 1), axis=axis))
 
 
-def allowed_orientations(spec: MixSpec, block: tuple[int, int]) -> str:
-    """The orientation variants an attacker must try for ``spec`` on blocks of ``block``.
-
-    ``d4`` falls back to ``flip`` when the blocks (or the smaller last row or column of
-    blocks) are not all square, as the mixing does per block.
-    """
-    if spec.orient == "d4" and block[0] != block[1]:
-        return "flip"
-    return spec.orient
-
-
 def scorer_for(spec: MixSpec, height: int, width: int) -> EdgeScorer:
-    """The adapted edge scorer for data mixed with ``spec`` (a plain one when unhardened)."""
+    """The adapted edge scorer for data mixed with ``spec`` (a plain one when unhardened).
+
+    ``height`` and ``width`` are the image size. Under ``d4`` the scorer tries the eight
+    orientations on square blocks and the four flips on the others, as the mixing allows.
+    """
     if not spec.hardened:
         return EdgeScorer()
-    block = spec.block_shape(height, width)
-    grid = BlockGrid.of(height, width, block)
-    shapes = {(int(grid.row_edges[r + 1] - grid.row_edges[r]),
-               int(grid.col_edges[c + 1] - grid.col_edges[c]))
-              for r in range(grid.rows) for c in range(grid.cols)}
-    orientations = allowed_orientations(spec, block)
-    if orientations == "d4" and any(rows != cols for rows, cols in shapes):
-        orientations = "flip"
-    return AdaptiveScorer(orientations=orientations,
+    spec.block_shape(height, width)  # a clear error for a geometry that does not fit
+    return AdaptiveScorer(orientations=spec.orient,
                           skip=math.ceil(spec.seam_blur) if spec.seam_blur > 0 else 0,
                           offset_invariant=spec.jitter is not None)
 

@@ -52,7 +52,7 @@ class Restoration:
             rows, cols = grid.slices(position)
             sources = mixed[self.placement[:, position], rows, cols]
             if np.any(self.variant[:, position]):
-                transforms = scorer._variants
+                transforms = scorer.transforms
                 expanded = sources if sources.ndim == 4 else sources[..., None]
                 for index, variant in enumerate(self.variant[:, position]):
                     block = transforms[variant](expanded[index:index + 1])[0]
@@ -73,6 +73,17 @@ def _links(normalised, grid):
                 found.append((neighbour, normalised[(position, neighbour)].T))
         links.append(found)
     return links
+
+
+def _likely_variant(links, position, size, variants):
+    """Per block at ``position``, the orientation variant whose best match on every side is
+    the best: the seed of a restoration is oriented before anything is placed around it."""
+    if variants == 1:
+        return np.zeros(size, dtype=np.int64)
+    fit = np.zeros(size * variants, dtype=np.float64)
+    for _, scores in links[position]:
+        fit += scores.min(axis=0)
+    return np.argmin(fit.reshape(size, variants), axis=1)
 
 
 def _solve_position(links, placement, position, variants, assign):
@@ -123,7 +134,8 @@ def solve_pool(normalised: dict[tuple[int, int], np.ndarray], grid: BlockGrid, s
             placement = np.tile((np.arange(size) * variants)[:, None], (1, grid.count))
         else:
             placement = np.full((size, grid.count), -1, dtype=np.int64)
-            placement[:, seed] = np.arange(size) * variants
+            placement[:, seed] = np.arange(size) * variants + _likely_variant(links, seed,
+                                                                              size, variants)
             for position in order[1:]:
                 placement[:, position] = _solve_position(links, placement, position, variants,
                                                          assign)

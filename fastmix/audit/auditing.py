@@ -19,6 +19,10 @@ from fastmix.errors import BadInputError, BadInputTypeError
 from fastmix.spec import MixSpec
 
 BOOTSTRAP_REPEATS = 1000
+NEEDS_KEY = ("the mixed data is hardened (orientation, jitter or seam blur): hashing cannot "
+             "find where its blocks went, so nothing can be measured without the key; give the "
+             "key it was mixed with (--key-file KEY): the audit uses it for the ground truth "
+             "only, never in the attack")
 
 
 def _check(original, mixed, labels, spec, window):
@@ -132,10 +136,13 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
     attack : bool
         Run the restoration attack (else only the ground truth and the leak without attack).
     key : Key, optional
-        Only for testing: take the ground truth from the planner instead of the pixels. The
-        attack never sees it.
+        The key the data was mixed with: the ground truth (where every block went) comes
+        from its plan instead of from hashing the pixels. Required for hardened data, whose
+        oriented, jittered or blurred blocks hashing cannot find. The attack never sees it.
     scorer : EdgeScorer, optional
-        Edge score and orientation variants of the attack.
+        Edge score and orientation variants of the attack. Default: adapted to the spec's
+        hardening (:func:`fastmix.audit.adaptive.scorer_for`), as an attacker who knows the
+        scheme would adapt.
     groups_known : bool
         Give the attack the true permute groups instead of inferring them (an upper bound).
     keep_images : bool
@@ -145,11 +152,16 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
     -------
     AuditReport
     """
+    from fastmix.audit.adaptive import attack_donors, scorer_for
+
     original, mixed, labels = _check(original, mixed, labels, spec, window)
     if isinstance(sample, bool) or int(sample) < 2:
         raise BadInputError(f"sample must be at least 2 images per label, got {sample!r}")
+    if spec.hardened and key is None:
+        raise BadInputError(NEEDS_KEY)
     count = len(original)
     height, width = original.shape[1:3]
+    scorer = scorer or scorer_for(spec, height, width)
     grid = BlockGrid.of(height, width, spec.block_shape(height, width))
     pools = _pool_keys(labels, window)
     truth = (planner_truth(labels, spec, key, grid, window) if key is not None
@@ -157,7 +169,9 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
     copies = truth.copies()
     largest = _largest_share(truth.source)
     settings = dict(spec.to_dict(), block=list(grid_block(spec, height, width)),
-                    window=window, sample=int(sample), seed=int(seed))
+                    window=window, sample=int(sample), seed=int(seed),
+                    provenance="key" if key is not None else "hashing",
+                    attack_knows=_attack_knowledge(scorer, groups_known))
     report = AuditReport(
         settings=settings, images=count, sampled=count,
         displaced_fraction=truth.displaced_fraction(),
@@ -197,8 +211,9 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         if groups_known:
             true_groups = _components(source)
         restoration = restoration_attack(sample_mixed, sample_pools, grid_block(spec, height,
-                                         width), spec.mode, spec.donors, groups=true_groups,
-                                         scorer=scorer, seed=seed)
+                                         width), spec.mode,
+                                         attack_donors(spec, window or count),
+                                         groups=true_groups, scorer=scorer, seed=seed)
         chance = null_attack(restoration.pools, grid.count, chosen.size, seed=seed + 1)
         scored = metrics.score_restoration(restoration.placement, source, sample_pools, grid,
                                            classes)
@@ -236,6 +251,7 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         report.ssim_mean = float(np.nanmean(ssim)) if np.isfinite(ssim).any() else float("nan")
         report.ssim_max = float(np.nanmax(ssim)) if np.isfinite(ssim).any() else float("nan")
         report.restored_reidentified_fraction = float(restored_found.mean())
+        report.attacked_pools = len(restoration.pools)
         if spec.mode == "permute" and not groups_known:
             report.group_purity = _purity(restoration.pools, source)
     report.reidentified_fraction = float(found.mean())
@@ -248,6 +264,21 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
     report.verdict_text = (verdict_sentence(report.verdict) if report.verdict != "unknown" else
                            "no attack was run: only the leak without attack was measured")
     return report
+
+
+def _attack_knowledge(scorer: EdgeScorer, groups_known: bool) -> list[str]:
+    """What the attack was told or adapted to, beyond the mixed pixels and the spec."""
+    knows = []
+    if scorer.orientations != "none":
+        knows.append(f"tries every {scorer.orientations} orientation")
+    if getattr(scorer, "skip", 0):
+        knows.append(f"scores edges outside the {scorer.skip}-pixel blurred band")
+    if getattr(scorer, "offset_invariant", False):
+        knows.append("adds mean-removed edge scores against jitter")
+    if groups_known:
+        knows.append("is given the true groups from the key (the conservative upper bound "
+                     "of this attack)")
+    return knows
 
 
 def grid_block(spec: MixSpec, height: int, width: int) -> tuple[int, int]:
@@ -285,28 +316,34 @@ def _purity(pools: list, source: np.ndarray) -> float:
 def read_store_spec(attributes, overrides: dict) -> tuple[MixSpec, int | None]:
     """The spec and window of a mixed store.
 
-    ``overrides`` (a :meth:`MixSpec.to_dict` with ``block`` or ``grid``, plus ``window``) wins
-    when it names a geometry; otherwise the store's ``fastmix_*`` attributes are read.
+    The store's ``fastmix_spec`` attribute is read whole, hardening (``orient``, ``jitter``,
+    ``seam_blur``, ``group``) included. ``overrides`` (a :meth:`MixSpec.to_dict` with
+    ``block`` or ``grid``, plus ``window``) replaces the parameters it names; a store without
+    that attribute needs it to name the geometry.
     """
     stored = attributes.get("fastmix_spec")
     window = attributes.get("fastmix_window")
     given = {name: value for name, value in overrides.items()
              if value is not None and name != "window"}
-    if "block" in given or "grid" in given:
-        spec = MixSpec.from_dict(given)
-    elif stored is not None:
-        if isinstance(stored, bytes):
-            stored = stored.decode()
+    data: dict = {}
+    if stored is not None:
         try:
-            spec = MixSpec.from_dict(json.loads(stored))
-        except (ValueError, TypeError) as error:
+            data = json.loads(_text(stored))
+            MixSpec.from_dict(data)
+        except BadInputError:
+            raise
+        except (ValueError, TypeError, AttributeError) as error:
             raise BadInputError(f"the mixed store's fastmix_spec attribute is damaged "
                                 f"({error}); give --block/--grid, --mode, --donors, --prob") \
                 from None
-    else:
+    elif "block" not in given and "grid" not in given:
         raise BadInputError(
             "the mixed store has no fastmix_spec attribute: give the block grid with "
             "--block 96x24 or --grid 2x8 (and --mode, --donors, --prob as mixed)")
+    if "block" in given or "grid" in given:
+        data.pop("block", None)
+        data.pop("grid", None)
+    spec = MixSpec.from_dict({**data, **given})
     if overrides.get("window") is not None:
         window = overrides["window"]
     if window is not None:
@@ -315,17 +352,32 @@ def read_store_spec(attributes, overrides: dict) -> tuple[MixSpec, int | None]:
     return spec, window
 
 
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value[()])
+    return str(value)
+
+
 def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
                  images: str = "images", labels: str | None = None,
                  spec: MixSpec | None = None, window: int | None = None,
                  sample: int = 1000, seed: int = 0, attack: bool = True,
-                 utility: bool = False, utility_folds: int = 5) -> AuditReport:
+                 utility: bool = False, utility_folds: int = 5, key=None) -> AuditReport:
     """Audit a mixed HDF5 store against the store it was made from.
 
     The spec and window come from the mixed store's ``fastmix_*`` attributes when present;
     ``spec`` and ``window`` override them. Whole windows are read from the start until every
-    label has ``sample`` images or the store ends. See :func:`audit_arrays` for the rest.
+    label has ``sample`` images or the store ends.
+
+    With ``key`` (checked against the store's key check value) the ground truth comes from
+    the key's plan, the attack adapts to the hardening and is given the true groups
+    (:func:`fastmix.audit.adaptive.audit_options`). A hardened store needs the key. See
+    :func:`audit_arrays` for the rest.
     """
+    from fastmix.audit.adaptive import audit_options
+
     h5py = require("h5py")
     original_path, mixed_path = Path(original_path), Path(mixed_path)
     for path in (original_path, mixed_path):
@@ -345,6 +397,10 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
             overrides = {} if spec is None else spec.to_dict()
             overrides["window"] = window
             store_spec, store_window = read_store_spec(attributes, overrides)
+            if key is not None and "fastmix_key_check" in attributes:
+                key.verify(_text(attributes["fastmix_key_check"]))
+            if store_spec.hardened and key is None:
+                raise BadInputError(f"{mixed_path}: {NEEDS_KEY}")
             if labels not in before:
                 raise BadInputError(f"{original_path} has no dataset {labels!r}: name it with "
                                     "--labels")
@@ -361,8 +417,11 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
             mixed = np.asarray(after[images][:count])
     except OSError as error:
         raise BadInputError(f"cannot read the stores as HDF5: {error}") from None
+    height, width = original.shape[1:3]
+    options = audit_options(store_spec, height, width, key_given=key is not None)
     report = audit_arrays(original, mixed, label_values[:count], store_spec,
-                          window=store_window, sample=sample, seed=seed, attack=attack)
+                          window=store_window, sample=sample, seed=seed, attack=attack,
+                          key=key, **options)
     report.images = int(len(label_values))
     if utility:
         from fastmix.audit.utility import utility_check

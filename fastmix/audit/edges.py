@@ -59,7 +59,11 @@ def _transpose_rotate_half(blocks):
     return np.swapaxes(blocks, 1, 2)[:, ::-1, ::-1]
 
 
-#: Orientation variants by name; the first variant of each is the identity.
+#: Factor above every real score given to a candidate variant that cannot occur.
+IMPOSSIBLE = 1e3
+
+#: Orientation variants by name; the first variant of each is the identity, and the first
+#: four of ``d4`` are ``flip``.
 ORIENTATIONS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], ...]] = {
     "none": (_identity,),
     "flip": (_identity, _flip_columns, _flip_rows, _rotate_half),
@@ -151,23 +155,48 @@ class EdgeScorer:
         self._variants = ORIENTATIONS[self.orientations]
 
     @property
+    def transforms(self) -> tuple:
+        """The orientation variants: functions of a block stack (n, bh, bw, C)."""
+        return self._variants
+
+    @property
     def variants(self) -> int:
         """How many candidates each block gives (orientation variants)."""
         return len(self._variants)
 
+    def allowed(self, grid: BlockGrid, position: int) -> int:
+        """How many of the variants apply at ``position``: the flips only on a non-square
+        block under ``d4``, as the mixing does (the transposes would change its shape)."""
+        rows, cols = grid.slices(position)
+        square = rows.stop - rows.start == cols.stop - cols.start
+        return self.variants if square or self.orientations != "d4" else len(ORIENTATIONS["flip"])
+
     def candidates(self, images: np.ndarray, grid: BlockGrid, position: int) -> np.ndarray:
-        """Blocks at ``position`` in every variant: (n * variants, bh, bw, channels)."""
+        """Blocks at ``position`` in every variant: (n * variants, bh, bw, channels).
+
+        Variants that do not apply at ``position`` (see :meth:`allowed`) repeat the allowed
+        ones, so every position has the same candidate numbering; :meth:`matrices` rules
+        them out.
+        """
         blocks = grid.block(images, position)
         if blocks.ndim == 3:
             blocks = blocks[..., None]
-        variants = [transform(blocks) for transform in self._variants]
-        shapes = {variant.shape for variant in variants}
-        if len(shapes) > 1:
-            raise BadInputError(
-                f"orientations={self.orientations!r} needs square blocks, got blocks of "
-                f"{blocks.shape[1]}x{blocks.shape[2]}; use orientations='flip' or 'none'"
-            )
+        allowed = self.allowed(grid, position)
+        variants = [self._variants[index % allowed](blocks) for index in range(self.variants)]
         return np.stack(variants, axis=1).reshape(-1, *variants[0].shape[1:])
+
+    def _rule_out(self, scores: np.ndarray, grid: BlockGrid, first: int,
+                  second: int) -> np.ndarray:
+        """Give candidates in a variant that does not apply the worst possible score."""
+        masks = [np.arange(scores.shape[axis]) % self.variants >= self.allowed(grid, position)
+                 for axis, position in ((0, first), (1, second))]
+        if not (masks[0].any() or masks[1].any()):
+            return scores
+        scores = np.array(scores, dtype=np.float32)
+        worst = np.float32(2 * float(scores.max(initial=0.0)) + 1.0) * IMPOSSIBLE
+        scores[masks[0], :] = worst
+        scores[:, masks[1]] = worst
+        return scores
 
     def matrices(self, images: np.ndarray, grid: BlockGrid) -> dict[tuple[int, int], np.ndarray]:
         """Raw dissimilarity of every edge: ``{(first, second): (n*k, n*k)}``.
@@ -187,5 +216,5 @@ class EdgeScorer:
                 a1, a2 = a_blocks[:, -1], a_blocks[:, max(a_blocks.shape[1] - 2, 0)]
                 b1, b2 = b_blocks[:, 0], b_blocks[:, min(1, b_blocks.shape[1] - 1)]
             flat = [line.reshape(line.shape[0], -1) for line in (a2, a1, b1, b2)]
-            found[(first, second)] = self.score(*flat)
+            found[(first, second)] = self._rule_out(self.score(*flat), grid, first, second)
         return found

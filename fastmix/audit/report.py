@@ -86,6 +86,8 @@ class AuditReport:
     restored_reidentified_fraction: float = float("nan")
     mixed_reidentified_fraction: float = float("nan")
     group_purity: float | None = None
+    #: How many pools (groups) the attack solved separately.
+    attacked_pools: int | None = None
     verdict: str = "weak"
     verdict_text: str = ""
     warnings: list = field(default_factory=list)
@@ -106,12 +108,23 @@ class AuditReport:
         """The report as one JSON object."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
+    def verdict_line(self) -> str:
+        """The verdict and its main figures on one line."""
+        figures = []
+        if self.attack:
+            figures.append(f"advantage A {_fmt(self.advantage, [])}")
+        figures.append(f"re-identified {_fmt(self.reidentified_fraction, [])}")
+        return (f"audit of {self.sampled} images ({', '.join(figures)}): "
+                f"{self.verdict_text}")
+
     def summary(self) -> str:
         """A human-readable multi-line summary."""
         s = self.settings
         lines = [
             f"fastmix audit: {self.sampled} of {self.images} images sampled; mode {s.get('mode')},"
             f" block {s.get('block')}, donors {s.get('donors')}, prob {s.get('prob')}",
+            f"  block provenance:                from the "
+            f"{'key' if s.get('provenance') == 'key' else 'pixels (hashing)'}",
             f"  displaced blocks:                {self.displaced_fraction:.3f}",
             f"  largest share of one original in one mixed image: mean "
             f"{self.largest_share_mean:.3f}, max {self.largest_share_max:.3f} (no attack needed)",
@@ -128,7 +141,8 @@ class AuditReport:
             advantage = _fmt(self.advantage, self.advantage_interval)
             restored_90 = _fmt(self.restored_90_fraction, self.restored_90_interval)
             lines += [
-                f"  attack: {ATTACK_NAME}",
+                f"  attack: {ATTACK_NAME}"
+                + (f"; it {'; '.join(s['attack_knows'])}" if s.get("attack_knows") else ""),
                 f"  restored displaced blocks R:     {restored}",
                 f"  chance R0 (random assignment):   {chance}",
                 f"  advantage A = (R-R0)/(1-R0):     {advantage}",

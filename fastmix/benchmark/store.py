@@ -117,7 +117,7 @@ def _run(images: int, filters: tuple[str, ...], repeats: int, memory: str,
     import fastmix
 
     key = fastmix.Key.generate()
-    spec = fastmix.MixSpec(block=(8, 8), donors=10, prob=0.5)
+    spec = fastmix.MixSpec()  # the defaults: permute, 2x8 grid, 10 donors, prob 0.5
     rows = []
     with tempfile.TemporaryDirectory(prefix="fastmix-bench-", dir=directory) as folder:
         source = os.path.join(folder, "source.h5")

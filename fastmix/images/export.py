@@ -25,6 +25,8 @@ from fastmix.images.workers import WorkerProcesses, use_processes
 
 #: Windows of about this many bytes are read at once (whole chunks).
 WINDOW_TARGET_BYTES = 32 * 1024**2
+#: HDF5 chunk cache of the store being exported (see export_store).
+READ_CACHE_BYTES = 1024**2
 #: Images per encoding job handed to one thread.
 JOB_IMAGES = 16
 #: zlib level of the PNG files: level 1 is about 3x faster than Pillow's default 6 and the
@@ -135,11 +137,19 @@ def png_options(compress_level: int = PNG_COMPRESS_LEVEL) -> dict:
 
 
 def write_images(images: np.ndarray, paths: list[str], options: dict) -> int:
-    """Write each image to its path with imageio (Pillow); returns the number written."""
+    """Write each image to its path with imageio (Pillow); returns the number written.
+
+    ``options`` must name the ``extension``; the file is opened here and handed to imageio
+    as an open file, which skips imageio's URI parsing (measured cheaper per file).
+    """
     import imageio.v3 as iio
 
+    from fastmix.images.decode import cache_missing_optional_plugins
+
+    cache_missing_optional_plugins()
     for image, path in zip(images, paths):
-        iio.imwrite(path, png_ready(image), plugin="pillow", **options)
+        with open(path, "wb") as handle:
+            iio.imwrite(handle, png_ready(image), plugin="pillow", **options)
     return len(paths)
 
 
@@ -225,7 +235,9 @@ def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
     options = png_options(compress_level) if image_format == "png" else \
         {"extension": ".jpg", "quality": int(quality)}
     _check_directory(directory, overwrite)
-    with open_store(store, images=images, labels=labels) as opened:
+    # Whole chunks are read, each once: with a chunk cache smaller than a chunk, HDF5 reads
+    # them straight into the window instead of through its cache (half the CPU, measured).
+    with open_store(store, images=images, labels=labels, rdcc_nbytes=READ_CACHE_BYTES) as opened:
         dataset = opened.images
         _check_exportable(dataset, opened.path, image_format)
         count = opened.count
@@ -235,10 +247,20 @@ def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
         window = chunk * max(1, WINDOW_TARGET_BYTES // max(1, chunk * opened.image_bytes))
         label_list = opened.labels.tolist()
 
+        ahead = 2 * worker_count(workers)
+        # Windows are read into reused buffers, taken in turn (fresh memory costs page faults
+        # worth a third of the copy): at most ``ahead`` jobs are in flight (bounded_map), so
+        # a buffer is free again once ceil(ahead / jobs per window) later windows were read.
+        window = min(window, count)
+        jobs_per_window = max(1, -(-window // JOB_IMAGES))
+        buffers = [np.empty((window, *dataset.shape[1:]), dtype=dataset.dtype)
+                   for _ in range(1 + -(-ahead // jobs_per_window))] if count else []
+
         def jobs(root: str):
-            for start in range(0, count, window):
+            for number, start in enumerate(range(0, count, window)):
                 stop = min(start + window, count)
-                pixels = dataset[start:stop]
+                pixels = buffers[number % len(buffers)][:stop - start]
+                dataset.read_direct(pixels, np.s_[start:stop], np.s_[0:stop - start])
                 for first in range(start, stop, JOB_IMAGES):
                     last = min(first + JOB_IMAGES, stop)
                     paths = [os.path.join(root, folders[label_list[index]],
@@ -254,8 +276,7 @@ def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
                 write = (worker_processes.write
                          if use_processes(count, worker_count(workers), processes)
                          else write_images)
-                for written in bounded_map(pool, write, jobs(temporary),
-                                           ahead=2 * worker_count(workers)):
+                for written in bounded_map(pool, write, jobs(temporary), ahead=ahead):
                     bar.update(written)
     return ExportReport(directory=directory, images=count,
                         folders=[folders[value] for value in sorted(folders)],

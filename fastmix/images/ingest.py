@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,8 +149,12 @@ def list_images(image_dir: str | os.PathLike, csv: str | os.PathLike | None = No
 
 
 def _write_batches(images, batch: np.ndarray, results, listing: ImageList, strict: bool,
-                   bar) -> tuple[list[int], list[str]]:
+                   bar, direct_chunk: int | None = None) -> tuple[list[int], list[str]]:
     """Copy decoded jobs into ``batch`` and write each full batch (whole chunks) to ``images``.
+
+    With ``direct_chunk`` (the chunk length of an unfiltered dataset), whole chunks that
+    start a batch are written straight from the decoded job with ``write_direct_chunk``,
+    skipping the copy into ``batch`` and HDF5's own copy through its chunk cache.
 
     Returns the labels of the images written, in order, and the unreadable files.
     """
@@ -167,6 +172,13 @@ def _write_batches(images, batch: np.ndarray, results, listing: ImageList, stric
         job_start += len(ok) + len(job_failures)
         offset = 0
         while offset < len(decoded):
+            if direct_chunk and filled == 0 and len(decoded) - offset >= direct_chunk:
+                # ``written`` is a multiple of the chunk length whenever the batch is empty
+                images.id.write_direct_chunk((written,) + (0,) * (images.ndim - 1),
+                                             decoded[offset:offset + direct_chunk])
+                written += direct_chunk
+                offset += direct_chunk
+                continue
             take = min(len(batch) - filled, len(decoded) - offset)
             batch[filled:filled + take] = decoded[offset:offset + take]
             filled += take
@@ -238,10 +250,20 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
     chunk = chunk_length(image_bytes, total)
     batch_rows = chunk * max(1, BATCH_TARGET_BYTES // (chunk * image_bytes))
     batch = np.empty((min(batch_rows, total), height, width, channels), dtype=np.uint8)
-    jobs = ((listing.paths[start:start + JOB_IMAGES], (height, width), channels)
-            for start in range(0, total, JOB_IMAGES))
+    ahead = 2 * worker_count(workers)
+    # Jobs decode into reused buffers, taken in turn: bounded_map keeps at most ``ahead``
+    # jobs in flight and a job's result is copied out before the next job is created, so
+    # ahead + 1 buffers are never reused while still in use.
+    job_buffers = [np.empty((min(JOB_IMAGES, total), height, width, channels), dtype=np.uint8)
+                   for _ in range(ahead + 1)]
+    jobs = ((listing.paths[start:start + JOB_IMAGES], (height, width), channels,
+             job_buffers[number % len(job_buffers)])
+            for number, start in enumerate(range(0, total, JOB_IMAGES)))
 
     with atomic_output(store, overwrite) as temporary, contextlib.ExitStack() as stack:
+        # one unreadable or odd file must not flood the terminal; restored on the way out
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
         file = stack.enter_context(h5py.File(temporary, "w"))
         images = file.create_dataset(
             "images", shape=(total, height, width, channels), dtype=np.uint8,
@@ -252,8 +274,9 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
         if use_processes(total, worker_count(workers), processes):
             decode = stack.enter_context(WorkerProcesses()).decode
         bar = stack.enter_context(Progress(total, image_bytes, "ingest", enabled=progress))
-        results = bounded_map(pool, decode, jobs, ahead=2 * worker_count(workers))
-        labels, failures = _write_batches(images, batch, results, listing, strict, bar)
+        results = bounded_map(pool, decode, jobs, ahead=ahead)
+        labels, failures = _write_batches(images, batch, results, listing, strict, bar,
+                                          direct_chunk=None if options else chunk)
         written = len(labels)
         if written == 0:
             raise BadInputError(

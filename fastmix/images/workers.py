@@ -54,6 +54,20 @@ def _read_exactly(stream, size: int) -> bytes:
     return data
 
 
+def _byte_view(array: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy (empty arrays included)."""
+    return memoryview(array.reshape(-1).view(np.uint8))
+
+
+def _read_into(stream, buffer: memoryview) -> None:
+    done = 0
+    while done < len(buffer):
+        count = stream.readinto(buffer[done:])
+        if not count:
+            raise WorkerError("an image worker process exited unexpectedly")
+        done += count
+
+
 class WorkerProcesses:
     """Worker processes, one per calling thread, started on first use."""
 
@@ -82,8 +96,13 @@ class WorkerProcesses:
             self._local.worker = worker
         return worker
 
-    def call(self, request: dict, payload: bytes | memoryview = b"") -> tuple[dict, bytes]:
-        """Send one job to this thread's worker and wait for its reply."""
+    def call(self, request: dict, payload: bytes | memoryview = b"",
+             into: np.ndarray | None = None) -> tuple[dict, bytes]:
+        """Send one job to this thread's worker and wait for its reply.
+
+        The reply's bytes are returned, or read straight into ``into`` (a C-contiguous array
+        large enough for them), in which case ``b""`` is returned.
+        """
         worker = self._worker()
         header = json.dumps({**request, "bytes": len(payload)}).encode() + b"\n"
         try:
@@ -96,27 +115,30 @@ class WorkerProcesses:
         if not line:
             raise WorkerError("an image worker process exited unexpectedly")
         reply = json.loads(line)
-        data = _read_exactly(worker.stdout, int(reply.get("bytes", 0)))
+        size = int(reply.get("bytes", 0))
+        if into is not None and "error" not in reply:
+            _read_into(worker.stdout, _byte_view(into)[:size])
+            return reply, b""
+        data = _read_exactly(worker.stdout, size)
         if "error" in reply:
             raise WorkerError(reply["error"])
         return reply, data
 
-    def decode(self, paths: list[str], size: tuple[int, int],
-               channels: int) -> tuple[np.ndarray, list[int], list[str]]:
+    def decode(self, paths: list[str], size: tuple[int, int], channels: int,
+               out: np.ndarray | None = None) -> tuple[np.ndarray, list[int], list[str]]:
         """:func:`fastmix.images.decode.decode_batch` in this thread's worker process."""
-        reply, data = self.call({"op": "decode", "paths": paths, "size": list(size),
-                                 "channels": channels})
-        ok = reply["ok"]
-        images = np.frombuffer(data, dtype=np.uint8).reshape(len(ok), size[0], size[1],
-                                                             channels)
-        return images, ok, reply["failures"]
+        if out is None:
+            out = np.empty((len(paths), size[0], size[1], channels), dtype=np.uint8)
+        reply, _ = self.call({"op": "decode", "paths": paths, "size": list(size),
+                              "channels": channels}, into=out)
+        return out[: len(reply["ok"])], reply["ok"], reply["failures"]
 
     def write(self, images: np.ndarray, paths: list[str], options: dict) -> int:
         """:func:`fastmix.images.export.write_images` in this thread's worker process."""
         images = np.ascontiguousarray(images)
         reply, _ = self.call({"op": "write", "paths": paths, "shape": list(images.shape),
                               "dtype": images.dtype.str, "options": options},
-                             memoryview(images).cast("B"))
+                             _byte_view(images))
         return int(reply["done"])
 
     def close(self) -> None:
@@ -158,6 +180,7 @@ def _serve() -> None:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints from libraries must not corrupt the protocol
     requests = sys.stdin.buffer
+    decoded = None  # reused between jobs: fresh memory costs page faults
     while True:
         line = requests.readline()
         if not line:
@@ -167,9 +190,13 @@ def _serve() -> None:
         body = b""
         try:
             if request["op"] == "decode":
+                shape = (len(request["paths"]), *request["size"], int(request["channels"]))
+                if decoded is None or decoded.shape[1:] != shape[1:] or \
+                        len(decoded) < shape[0]:
+                    decoded = np.empty(shape, dtype=np.uint8)
                 images, ok, failures = decode_batch(request["paths"], tuple(request["size"]),
-                                                    int(request["channels"]))
-                body = images.tobytes()
+                                                    int(request["channels"]), out=decoded)
+                body = _byte_view(images)
                 reply = {"ok": ok, "failures": failures}
             elif request["op"] == "write":
                 images = np.frombuffer(payload, dtype=np.dtype(request["dtype"])).reshape(

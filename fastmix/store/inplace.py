@@ -1,20 +1,20 @@
 """In-place mixing and unmixing that survive SIGKILL, power loss and a full disk.
 
 ``mix_store(src, in_place=True)`` and ``unmix_store(src, in_place=True)`` land here. The
-images dataset is rewritten window by window; every window goes through the redo journal
-(:mod:`fastmix.store.journal`) first::
+images dataset is rewritten window by window; every window's input goes into the undo
+journal (:mod:`fastmix.store.journal`) before its output touches the store::
 
-    read window k (it still holds its input)  ->  mix into the output buffer
-    journal: redo record of k (the output bytes, checksummed), fsync
-    store:   write window k, flush, fsync
-    journal: commit "k + 1 windows done", fsync
+    reader thread: read window k (it still holds its input)
+                   journal: undo record of k (the input bytes, checksummed), fsync
+    main thread:   mix window k piece by piece (as in new-file mode)
+    writer thread: write the pieces into the store; at the window's end flush, fsync,
+                   journal: commit "k + 1 windows done", fsync
 
-A window therefore always holds either its input or its complete output, and the journal
-says which: after a crash, ``resume`` rewrites window ``committed`` from its redo record when
-the record is complete (the store may hold a torn window), and otherwise recomputes it from
-the store (the store was not touched). Window plans derive from the key and the window
-index, so the remaining windows mix exactly as in an uninterrupted run and no window is
-ever mixed twice.
+A window therefore always holds either its input or its complete output, or its input is in
+the journal: after a crash, ``resume`` mixes window ``committed`` from its undo record when
+the record is complete (the store may hold a torn window), and otherwise from the store
+(which was not touched). Window plans derive from the key and the window index, so the
+remaining windows mix exactly as in an uninterrupted run and no window is ever mixed twice.
 
 HDF5 facts the design relies on are in ``docs/crash-safety.md``; in short: metadata-cache
 evictions are turned off so that HDF5 metadata reaches the file only when fastmix flushes;
@@ -439,7 +439,6 @@ class _UndoJournalingReader:
         try:
             self.journal.write_undo(index, start, stop, images, self.pool)
         except JournalError as error:
-            self.commits.fail()
             raise InPlaceRunStopped(
                 f"{error.strerror}; window {index} was not touched, the store is consistent: "
                 "free space and run again with --resume"
@@ -535,7 +534,15 @@ def _stream(reader, writer, windows: list[tuple[int, int]], indices: list[int],
         reading = read_thread.submit(prepare, 0, inputs[0])
         try:
             for position, (start, stop) in enumerate(windows):
-                images, plan = reading.result()
+                try:
+                    images, plan = reading.result()
+                except BaseException:
+                    # Window k could not be read or journaled: let window k-1, whose pieces
+                    # are all handed over, finish and commit before stopping.
+                    for pending in [*in_flight, *written]:
+                        if pending is not None:
+                            pending.result()
+                    raise
                 if position + 1 < len(windows):
                     reading = read_thread.submit(prepare, position + 1,
                                                  inputs[(position + 1) % len(inputs)])

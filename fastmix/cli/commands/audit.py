@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 NAME = "audit"
-HELP = "measure what a mixed store leaks about its original (restoration attack, no key)"
+HELP = ("measure what a mixed store leaks about its original (restoration attack; the key, "
+        "if given, only locates the blocks)")
 ORDER = 45
 
 
@@ -14,6 +15,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("original", metavar="ORIGINAL", help="the store before mixing")
     parser.add_argument("mixed", metavar="MIXED", help="the mixed store")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--key-file", metavar="KEY",
+                        help="the key MIXED was made with: block provenance comes from its "
+                             "plan, the attack is given the true groups; needed for a "
+                             "hardened store (the attack itself never sees the key)")
     parser.add_argument("--sample", type=int, default=1000, metavar="N",
                         help="attack at most N images per label; default 1000")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
@@ -43,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     """Audit and print the summary (or JSON); exit 0."""
     from fastmix.audit._deps import require
     from fastmix.errors import BadInputError
+    from fastmix.keys import Key
     from fastmix.spec import MixSpec, parse_pair
 
     for module in ("scipy", "skimage", "sklearn"):
@@ -59,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
         spec = MixSpec(**{name: value for name, value in given.items() if value is not None})
     elif any(value is not None for value in given.values()):
         raise BadInputError("--mode, --donors and --prob need --block or --grid as well")
+    key = Key.load(args.key_file) if args.key_file else None
     report = audit_stores(args.original, args.mixed, images=args.images, labels=args.labels,
                           spec=spec, window=args.window, sample=args.sample, seed=args.seed,
                           attack=not args.no_attack, utility=args.utility,
-                          utility_folds=args.folds)
+                          utility_folds=args.folds, key=key)
     print(report.to_json() if args.json else report.summary())
     return 0

@@ -48,6 +48,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="mix a store that already carries a fastmix record")
     add_hardening_arguments(parser)
+    parser.add_argument("--audit", action="store_true",
+                        help="after a new-file mix, audit a sample of SRC against DST with the "
+                             "key (restoration attack) and print the verdict")
+    parser.add_argument("--audit-sample", type=int, default=200, metavar="N",
+                        help="with --audit: attack at most N images per label; default 200")
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -110,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     memory = parse_memory(args.memory)
     window = parse_positive_int(args.window, "--window") if args.window is not None else None
     check_targets(args)
+    check_audit(args)
     if args.new_key:
         check_new_key_path(args.key_file)
         check_source(args.source, args.images, args.labels)
@@ -140,4 +146,27 @@ def run(args: argparse.Namespace) -> int:
         if args.new_key:
             print(f"new key saved to {args.key_file} (check value {key.check_value}); keep it "
                   "secret and safe: unmixing needs it")
+    if args.audit:
+        from fastmix.audit import audit_stores
+
+        audited = audit_stores(args.source, args.destination, images=args.images,
+                               labels=args.labels, sample=args.audit_sample, key=key)
+        print(audited.verdict_line())
     return 0
+
+
+def check_audit(args: argparse.Namespace) -> None:
+    """Refuse ``--audit`` where it cannot run, before anything is done."""
+    from fastmix.errors import BadInputError
+
+    if not args.audit:
+        return
+    if args.in_place:
+        raise BadInputError("--audit compares SRC with the mixed result, but --in-place "
+                            "replaces SRC; mix into a new file to audit, or drop --audit")
+    if args.audit_sample < 2:
+        raise BadInputError(f"--audit-sample must be at least 2, got {args.audit_sample}")
+    from fastmix.audit._deps import require
+
+    for module in ("scipy", "skimage", "sklearn"):
+        require(module)
