@@ -9,27 +9,6 @@ from fastmix.kernels import body
 copy_row_segment = njit(inline="always", cache=True, nogil=True)(body.copy_row_segment)
 
 
-@njit(inline="always", cache=True, nogil=True)
-def gather_image(source, out, source_map, image, row_bounds, col_bounds):
-    """Fill output ``image`` from the sources that ``source_map[image]`` names."""
-    block_cols = col_bounds.size - 1
-    # Every block column but the last has the same width: a loop-invariant segment length
-    # lets the compiler keep the copy tight (it measured ~1.5x faster than reading each
-    # column's bounds).
-    segment = col_bounds[1] - col_bounds[0]
-    last_start = col_bounds[block_cols - 1]
-    last_length = col_bounds[block_cols] - last_start
-    for block_row in range(row_bounds.size - 1):
-        first_block = block_row * block_cols
-        for row in range(row_bounds[block_row], row_bounds[block_row + 1]):
-            for block_col in range(block_cols - 1):
-                copy_row_segment(source, out, image, source_map[image, first_block + block_col],
-                                 row, block_col * segment, segment)
-            copy_row_segment(source, out, image,
-                             source_map[image, first_block + block_cols - 1],
-                             row, last_start, last_length)
-
-
 @njit(parallel=True, nogil=True, cache=True)
 def gather(source, out, source_map, row_bounds, col_bounds, order):
     """``out[i, block b] = source[source_map[i, b], block b]`` for every image ``i``.
@@ -40,5 +19,21 @@ def gather(source, out, source_map, row_bounds, col_bounds, order):
     (a permutation of ``range(n)``), so that images sharing sources run on the same thread
     back to back.
     """
+    block_cols = col_bounds.size - 1
+    # All block columns but the last have one width: a loop-invariant segment length, with
+    # the loop body written here rather than in a helper function, measured 1.3-1.5x faster.
+    segment = col_bounds[1] - col_bounds[0]
+    last_start = col_bounds[block_cols - 1]
+    last_length = col_bounds[block_cols] - last_start
     for position in prange(order.size):
-        gather_image(source, out, source_map, order[position], row_bounds, col_bounds)
+        image = order[position]
+        for block_row in range(row_bounds.size - 1):
+            first_block = block_row * block_cols
+            for row in range(row_bounds[block_row], row_bounds[block_row + 1]):
+                for block_col in range(block_cols - 1):
+                    copy_row_segment(source, out, image,
+                                     source_map[image, first_block + block_col],
+                                     row, block_col * segment, segment)
+                copy_row_segment(source, out, image,
+                                 source_map[image, first_block + block_cols - 1],
+                                 row, last_start, last_length)
