@@ -146,3 +146,23 @@ def test_worker_process_errors_surface_as_one_message(tmp_path):
                                    str(tmp_path / "missing" / "b.png")], {"extension": ".png"})
         decoded, ok, failures = workers.decode([str(tmp_path / "none.png")], (4, 4), 3)
         assert decoded.shape == (0, 4, 4, 3) and ok == [] and "none.png" in failures[0]
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_many_small_windows_through_reused_buffers(tmp_path, photo_tiles, monkeypatch,
+                                                   processes):
+    """Windows of one chunk and one-image jobs rotate through the reused window buffers."""
+    import fastmix.images.export as export
+
+    tiles, labels = photo_tiles
+    with h5py.File(tmp_path / "s.h5", "w") as file:
+        file.create_dataset("images", data=tiles[:41], chunks=(2, 32, 32, 3))
+        file.create_dataset("labels", data=labels[:41])
+    monkeypatch.setattr(export, "WINDOW_TARGET_BYTES", 1)
+    monkeypatch.setattr(export, "JOB_IMAGES", 1)
+    export_store(tmp_path / "s.h5", tmp_path / "out", progress=False, workers=2,
+                 processes=processes)
+    written = _read_export(tmp_path / "out")
+    assert sorted(written) == list(range(41))
+    for index, (_, image) in written.items():
+        np.testing.assert_array_equal(image, tiles[index], err_msg=str(index))

@@ -193,3 +193,12 @@ def test_worker_processes_give_the_same_store(tree, tmp_path):
             h5py.File(tmp_path / "processes.h5", "r") as two:
         np.testing.assert_array_equal(one["images"][()], two["images"][()])
         np.testing.assert_array_equal(one["labels"][()], two["labels"][()])
+
+
+def test_ingest_leaves_the_warning_filters_as_they_were(tree, tmp_path):
+    import warnings
+
+    root, _ = tree
+    before = list(warnings.filters)
+    ingest_folder(root, tmp_path / "s.h5", size=(SIZE, SIZE), progress=False, workers=2)
+    assert warnings.filters == before

@@ -188,6 +188,73 @@ def test_half_rewritten_store_without_its_journal_is_refused(tmp_path, monkeypat
             in_place(store, resume=resume)
 
 
+def test_new_file_mode_refuses_a_store_left_half_rewritten(tmp_path, key_file, monkeypatch):
+    """An interrupted in-place run leaves windows mixed and others not: no new-file run may
+    read it as a whole; the message names the way to finish it."""
+    store = tmp_path / "store.h5"
+    make_store(store)
+    in_place(store)
+    # An interrupted unmix: its journal names the operation to resume.
+    monkeypatch.setenv("FASTMIX_TEST_JOURNAL_ENOSPC", "1")
+    with pytest.raises(InPlaceRunStopped, match="no space left on device"):
+        unmix_store(store, key=KEY, in_place=True, progress=False)
+    monkeypatch.delenv("FASTMIX_TEST_JOURNAL_ENOSPC")
+    before = store.read_bytes()
+    output = tmp_path / "out.h5"
+    with pytest.raises(BadInputError, match="fastmix unmix .* --in-place --resume"):
+        unmix_store(store, output, key=KEY, progress=False)
+    with pytest.raises(BadInputError, match="interrupted in-place run.*--in-place --resume"):
+        mix_store(store, output, spec=SPEC, key=KEY, window=WINDOW, progress=False,
+                  force=True)
+    for command in (["mix", str(store), str(output), "--force"], ["unmix", str(store),
+                                                                   str(output)]):
+        assert_one_line_bad_input(cli(*command, "--key-file", str(key_file), "--quiet"),
+                                  "in-progress", "fastmix unmix", "--in-place --resume")
+    assert not output.exists()
+    assert store.read_bytes() == before
+    # Without its journal the store still counts as half rewritten.
+    os.unlink(f"{store}.fastmix-journal")
+    with pytest.raises(BadInputError, match="--in-place --resume"):
+        mix_store(store, output, spec=SPEC, key=KEY, window=WINDOW, progress=False,
+                  force=True)
+    assert not output.exists()
+
+
+def test_resume_through_the_cli_uses_the_recorded_spec_and_window(tmp_path, key_file):
+    """``--resume`` with only the key finishes a ``--privacy fast`` run (not the default
+    preset), exactly as an uninterrupted new-file run; conflicting flags are refused."""
+    store = tmp_path / "store.h5"
+    make_store(store, compressed=True)
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(store.read_bytes())
+    expected = tmp_path / "expected.h5"
+    flags = ["--key-file", str(key_file), "--window", str(WINDOW), "--privacy", "fast",
+             "--quiet"]
+    uninterrupted = cli("mix", str(copy), str(expected), *flags)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    failing = subprocess.run([sys.executable, "-m", "fastmix.cli", "mix", str(store),
+                              "--in-place", *flags], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "FASTMIX_TEST_JOURNAL_ENOSPC": "2"})
+    assert failing.returncode == 1, failing.stderr
+    assert "--resume" in failing.stderr
+    before = read_images(store)
+    resume = ["mix", str(store), "--in-place", "--resume", "--key-file", str(key_file)]
+    assert_one_line_bad_input(cli(*resume, "--privacy", "balanced", "--quiet"),
+                              "interrupted run mixes with spec", "--resume --key-file KEY")
+    assert_one_line_bad_input(cli(*resume, "--window", str(2 * WINDOW), "--quiet"),
+                              f"windows of {WINDOW} images, not {2 * WINDOW}")
+    np.testing.assert_array_equal(read_images(store), before)
+    resumed = cli(*resume)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "as recorded by the interrupted run" in resumed.stdout
+    assert "no hardening" in resumed.stdout
+    np.testing.assert_array_equal(read_images(store), read_images(expected))
+    with h5py.File(store, "r") as mixed, h5py.File(expected, "r") as reference:
+        for name in ("fastmix_spec", "fastmix_window", "fastmix_key_check"):
+            assert mixed["images"].attrs[name] == reference["images"].attrs[name]
+    assert leftovers(store) == []
+
+
 # -- other guards ----------------------------------------------------------------------------
 
 def test_already_mixed_store_is_refused_unless_force(tmp_path, key_file):

@@ -1,9 +1,11 @@
 """Worker threads for decoding and encoding image files.
 
-Pillow releases the GIL while it decodes, so threads overlap the work. PNG and JPEG
-encoding hold the GIL; :mod:`fastmix.images.workers` offers worker processes for them
-(``processes=True``), but on the two shared cores where fastmix is measured they were no
-faster than threads (``bench/bench_ingest.py``), so threads are the default.
+Pillow releases the GIL while it decodes and encodes (checked with Pillow 13: another Python
+thread runs freely during a long JPEG encode or decode), so threads overlap the work; only
+imageio's and Pillow's per-file Python code holds it. :mod:`fastmix.images.workers` offers
+worker processes (``processes=True``), but on the two shared cores where fastmix is measured
+they cost more CPU per image than threads (interpreter start-up, pipe copies) and were slower
+(``bench/bench_ingest.py``), so threads are the default.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ def bounded_map(pool: Executor, function: Callable, jobs: Iterable[tuple],
     """``function(*job)`` for each job, results in order, at most ``ahead`` jobs in flight.
 
     Keeps memory bounded however many jobs there are (``Executor.map`` submits them all).
+    The next job is taken from ``jobs`` only after the caller is done with the previous
+    result, so jobs may write into ``ahead + 1`` buffers used in turn.
     """
     pending = []
     try:

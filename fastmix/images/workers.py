@@ -1,13 +1,15 @@
-"""Worker processes for the GIL-bound part of decoding and encoding image files.
+"""Worker processes for decoding and encoding image files, an alternative to threads.
 
-Pillow holds the GIL while it compresses PNG and JPEG files, and imageio's per-file Python
-work holds it too, so threads cannot use a second core for export and only partly for
-ingest. Each worker is a fresh interpreter (see ``_WORKER_MAIN``) that
-speaks a small protocol on its standard input and output: one JSON header line, then the
-raw bytes it announces. Fresh interpreters avoid the hazards of ``multiprocessing``: no fork
-of a process that runs Numba, HDF5 or tqdm threads, and no re-import of the user's main
-script. Each thread of a thread pool owns one worker process, so jobs spread over the
-workers and pipe I/O overlaps (it releases the GIL).
+Pillow releases the GIL while it decodes and encodes, but imageio's and Pillow's per-file
+Python work holds it, so threads contend for it a little; worker processes do not, at the
+price of an interpreter start (about 0.2 s of CPU each) and a pipe copy of every image, which
+made them slower than threads on two cores (``bench/bench_ingest.py``). Each worker is a
+fresh interpreter (see ``_WORKER_MAIN``) that speaks a small protocol on its standard input
+and output: one JSON header line, then the raw bytes it announces. Fresh interpreters avoid
+the hazards of ``multiprocessing``: no fork of a process that runs Numba, HDF5 or tqdm
+threads, and no re-import of the user's main script. Each thread of a thread pool owns one
+worker process, so jobs spread over the workers and pipe I/O overlaps (it releases the
+GIL).
 """
 
 from __future__ import annotations

@@ -26,12 +26,17 @@ indices, progress, after_window) -> unpartnered``
     the original window indices when a run resumes; ``after_window(position, start, stop)``
     runs in the writer thread after each window is written, in order.
 ``stream_windows(reader, writer, windows, labels, spec, key, *, threads, piece, inverse,
-backend, progress) -> unpartnered``
-    (:mod:`fastmix.store.stream`) the new-file loop: two window buffers (mixed, read ahead);
-    the output is gathered a few chunks at a time into a small ring of reused buffers and
-    written by a writer thread. It needs no window-sized output buffer, so a window holds
-    twice the images per byte of budget; in-place mode, which journals whole windows, uses
-    ``run_windows`` instead.
+backend, progress, indices) -> unpartnered``
+    (:mod:`fastmix.store.stream`) the loop of both engines: two window buffers (mixed, read
+    ahead); the output is gathered a few chunks at a time into a small ring of reused
+    buffers and written by a writer thread. It needs no window-sized output buffer, so a
+    window holds twice the images per byte of budget. ``indices`` (default ``0, 1, ...``)
+    seeds each window's plan; in-place mode passes the remaining windows of a resumed run
+    with their original indices, and wraps the reader and writer to journal and commit.
+``piece_images(store, memory, threads)``, ``streaming_staging_bytes(store, threads, raw,
+piece)``
+    (:mod:`fastmix.store.engine`) the output piece length and the loop's memory besides
+    its window buffers, so that both engines cut the same windows from the same budget.
 ``allocate_window_buffers(length, image_shape, dtype)``, ``count_unpartnered(labels, windows)``,
 ``require_unmixable(dataset, path, key) -> MixRecord``
     (:mod:`fastmix.store.engine`) buffers, the strict pre-check, and the unmix checks
@@ -44,7 +49,9 @@ In-place mode: ``mix_store(..., in_place=True)`` and ``unmix_store(..., in_place
 ``fastmix.store.inplace.run_in_place(operation, src, **options)`` with ``operation`` "mix"
 (options: spec, key, memory, window, images, labels, progress, resume, force, strict,
 backend) or "unmix" (options: key, memory, images, progress, resume, backend); it returns a
-:class:`StoreReport`.
+:class:`StoreReport`. A resumed run uses the spec and window of its journal (``spec=None``,
+``window=None``); others are refused. New-file mode refuses a store whose images dataset
+carries ``fastmix_state = "in-progress"`` (an interrupted in-place run).
 """
 
 from fastmix.store.access import Store, open_store

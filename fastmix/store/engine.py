@@ -26,7 +26,15 @@ from fastmix.store.chunkio import (
     codec_threads,
     piece_length,
 )
-from fastmix.store.metadata import PREFIX, read_mix_record, write_mix_attributes
+from fastmix.store.journal import journal_path, read_journal_header
+from fastmix.store.metadata import (
+    IN_PROGRESS,
+    PREFIX,
+    STATE_ATTRIBUTE,
+    read_mix_record,
+    read_state,
+    write_mix_attributes,
+)
 from fastmix.store.newfile import (
     atomic_output,
     check_destination,
@@ -214,25 +222,57 @@ def _new_file_run(operation: str, source: str, destination: str, *, spec: MixSpe
                        seconds=time.perf_counter() - started, io_path=io_path)
 
 
-def _piece(store, memory: int | str, threads: int) -> int:
-    """Images per output piece: about 2 MiB, less when the ring would crowd the budget."""
+def piece_images(store, memory: int | str, threads: int) -> int:
+    """Images per output piece: about 2 MiB, less when the ring would crowd the budget.
+
+    Parameters
+    ----------
+    store : Store
+        The open store (:func:`~fastmix.store.access.open_store`).
+    memory : int or str
+        The memory budget.
+    threads : int
+        Codec threads (the ring holds ``threads + 2`` pieces).
+
+    Returns
+    -------
+    int
+        Whole chunks' worth of images.
+    """
     target = min(PIECE_BYTES, parse_memory(memory) // (8 * ring_slots(threads)))
     return piece_length(store.images, target)
 
 
-def _new_file_staging(store, threads: int, raw: bool, piece: int) -> int:
-    """Memory of the streaming loop besides its window buffers: the output ring and I/O."""
+def streaming_staging_bytes(store, threads: int, raw: bool, piece: int) -> int:
+    """Memory of the streaming loop besides its window buffers: the output ring and I/O.
+
+    Parameters
+    ----------
+    store : Store
+        The open store.
+    threads : int
+        Codec threads.
+    raw : bool
+        Whether the raw-chunk I/O path is used.
+    piece : int
+        Images per output piece (:func:`piece_images`).
+
+    Returns
+    -------
+    int
+        Bytes, to pass to :func:`~fastmix.store.windows.plan_windows` as ``staging_bytes``.
+    """
     from fastmix.store.codecs import pipeline_for
 
     ring = ring_slots(threads) * piece * store.image_bytes
     pipeline = pipeline_for(store.images) if raw else None
     if pipeline is not None and pipeline.filters:
         ring *= 2  # each piece's encoded chunks wait beside it until they are written
-    return ring + _staging(store, threads, raw)
+    return ring + chunk_io_staging_bytes(store, threads, raw)
 
 
-def _staging(store, threads: int, raw: bool) -> int:
-    """Memory the chunk I/O needs besides the window buffers (codec buffers)."""
+def chunk_io_staging_bytes(store, threads: int, raw: bool) -> int:
+    """Memory the chunk I/O needs besides the window buffers (codec buffers), in bytes."""
     from fastmix.store.codecs import pipeline_for
 
     size = chunk_bytes(store.images)
@@ -244,6 +284,37 @@ def _staging(store, threads: int, raw: bool) -> int:
     if pipeline is not None:
         return size  # the padded copy of a partial last chunk
     return 2 * size + (1 << 20)  # HDF5's chunk cache and filter buffer
+
+
+# The former private names, kept for code that imported them.
+_piece = piece_images
+_new_file_staging = streaming_staging_bytes
+_staging = chunk_io_staging_bytes
+
+
+def require_not_interrupted(dataset, path: str) -> None:
+    """Refuse a store that an interrupted in-place run left half rewritten.
+
+    Its images dataset carries ``fastmix_state = "in-progress"``: some windows are mixed
+    (or unmixed) and the others are not, so reading it as a whole would give garbage.
+
+    Raises
+    ------
+    BadInputError
+        Naming ``--in-place --resume``, which finishes the interrupted run.
+    """
+    if read_state(dataset) != IN_PROGRESS:
+        return
+    header = read_journal_header(journal_path(path))
+    operation = header.get("operation") if header else None
+    how = (f"finish it first with 'fastmix {operation} {path} --in-place --resume "
+           "--key-file KEY'" if operation in ("mix", "unmix") else
+           "finish it first with fastmix mix (or unmix, as it was started) --in-place "
+           "--resume and the same key file")
+    raise BadInputError(
+        f"store {path!r} is half rewritten by an interrupted in-place run ({dataset.name!r} "
+        f"has {STATE_ATTRIBUTE} = {IN_PROGRESS!r}); {how}"
+    )
 
 
 def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
@@ -262,13 +333,16 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     dst : path, optional
         The new store. Required unless ``in_place``.
     spec : MixSpec, optional
-        Mixing parameters (default ``MixSpec()``).
+        Mixing parameters (default ``MixSpec()``). When ``resume`` finishes an interrupted
+        in-place run, the default is the spec recorded in its journal, and another spec is
+        refused.
     key : Key
         The secret key. Only its check value is stored.
     memory : int or str
         Memory budget (``"1GiB"``); sets the window length unless ``window`` is given.
     window : int, optional
-        Window length in images; must fall on chunk boundaries.
+        Window length in images; must fall on chunk boundaries. A resumed in-place run uses
+        the recorded window (another one is refused).
     images, labels : str
         Dataset names.
     progress : bool
@@ -294,19 +368,21 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     -------
     StoreReport
     """
-    spec = MixSpec() if spec is None else spec
-    if not isinstance(spec, MixSpec):
+    if spec is not None and not isinstance(spec, MixSpec):
         raise BadInputTypeError(f"spec must be a fastmix.MixSpec, got {type(spec).__name__}")
     key = _check_key(key)
     get_backend(backend)
     parse_memory(memory)
     if in_place:
+        # spec=None: a resumed run uses the journal's spec, a fresh one MixSpec().
         return _in_place("mix", src, spec=spec, key=key, memory=memory, window=window,
                          images=images, labels=labels, progress=progress, resume=resume,
                          force=force, strict=strict, backend=backend)
+    spec = MixSpec() if spec is None else spec
     source = os.fspath(src)
     store = open_store(source, images, labels, rdcc_nbytes=1 << 20)
     try:
+        require_not_interrupted(store.images, source)
         destination = check_destination(source, dst, overwrite)
         if read_mix_record(store.images) is not None and not force:
             raise BadInputError(
@@ -315,10 +391,10 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
             )
         threads = threads or codec_threads()
         layout = layout_for(tuple(store.images.shape[1:]), store.images.dtype, spec)
-        piece = _piece(store, memory, threads)
+        piece = piece_images(store, memory, threads)
         windows = plan_windows(store.images, memory, window, block_count=layout.block_count,
-                               staging_bytes=_new_file_staging(store, threads, raw_chunks,
-                                                               piece),
+                               staging_bytes=streaming_staging_bytes(store, threads,
+                                                                     raw_chunks, piece),
                                buffers=window_buffers(spec))
         unpartnered = count_unpartnered(store.labels, windows)
         if unpartnered and strict:
@@ -379,6 +455,7 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     source = os.fspath(src)
     store = open_store(source, images, labels=None, rdcc_nbytes=1 << 20)
     try:
+        require_not_interrupted(store.images, source)
         record = require_unmixable(store.images, source, key)
         destination = check_destination(source, dst, overwrite)
         store.close()
@@ -392,7 +469,7 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
                                  inverse=True, overwrite=overwrite, progress=progress,
                                  backend=backend, pool=pool, threads=threads,
                                  raw=raw_chunks and aligned,
-                                 piece=_piece(store, memory, threads))
+                                 piece=piece_images(store, memory, threads))
     finally:
         store.close()
 

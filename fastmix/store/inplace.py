@@ -41,28 +41,30 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from fastmix.backends import get_backend
 from fastmix.errors import BadInputError, FastmixError, FastmixWarning, WrongKeyError
 from fastmix.keys import Key
-from fastmix.mixing import layout_for, mix_window
-from fastmix.plan import encode_labels, plan_window
+from fastmix.mixing import layout_for
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec
 from fastmix.store.access import open_store, read_labels
 from fastmix.store.allocator import tune_allocator
 from fastmix.store.chunkio import WindowReader, WindowWriter, codec_threads
 from fastmix.store.crashrepair import chunk_extents, clear_open_flag, raise_eoa, shared_bytes
-from fastmix.store.journal import Journal, JournalError, journal_path
+from fastmix.store.journal import Journal, JournalError, journal_path, read_journal_header
 from fastmix.store.lock import StoreLock
-from fastmix.store.metadata import read_mix_record, remove_mix_attributes, write_mix_attributes
+from fastmix.store.metadata import (
+    COMPLETE,
+    IN_PROGRESS,
+    STATE_ATTRIBUTE,
+    read_mix_record,
+    remove_mix_attributes,
+    write_mix_attributes,
+)
 from fastmix.store.report import StoreReport
-from fastmix.store.stream import ring_slots, streaming, window_buffers
+from fastmix.store.stream import stream_windows, window_buffers
 from fastmix.store.windows import plan_windows
 from fastmix.store.writeback import EarlyWriteback
 
-STATE_ATTRIBUTE = "fastmix_state"
-IN_PROGRESS = "in-progress"
-COMPLETE = "complete"
 JOURNAL_FORMAT = 1
 #: Compressed stores: fsync after every chunk, not only after every window (power loss).
 SYNC_EACH_CHUNK = True
@@ -89,11 +91,13 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
     key : Key
         The key. Only its check value is stored (in the store and the journal).
     spec : MixSpec, optional
-        Mixing parameters (mix only; unmix reads them from the store).
+        Mixing parameters (mix only; unmix reads them from the store). Default: the spec
+        recorded in the journal when a run is resumed, ``MixSpec()`` otherwise.
     memory : int or str
         Memory budget; sets the window length unless ``window`` is given.
     window : int, optional
-        Window length (mix only; unmix uses the recorded one).
+        Window length (mix only; unmix uses the recorded one). Default: the recorded one
+        when a run is resumed.
     images, labels : str
         Dataset names (unmix reads the labels name from the store).
     progress : bool
@@ -146,7 +150,7 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
                                force, strict)
             journal = _start(source, store, plan)
         else:
-            plan = _resumed_plan(operation, source, store, journal, key, spec, images)
+            plan = _resumed_plan(operation, source, store, journal, key, spec, window)
         store.labels = read_labels(store.file, plan["labels"], store.count, source)
         report = _run(source, store, journal, plan, key, progress, backend, resumed,
                       memory)
@@ -208,8 +212,26 @@ def _pending_message(source: str, journal: Journal) -> str:
             f"{journal.path!r}); finish it with --resume (resume=True)")
 
 
+def pending_run(source: str | os.PathLike) -> dict | None:
+    """The recorded options of an interrupted in-place run on ``source``, or ``None``.
+
+    Reads the journal header without taking the lock (the run itself checks again under
+    it). The header holds ``operation``, ``spec`` (:meth:`MixSpec.to_dict`), ``window``,
+    ``windows``, ``labels`` and the key check value, never the key.
+    """
+    return read_journal_header(journal_path(source))
+
+
 def _same_spec(spec: MixSpec | None, recorded: MixSpec) -> bool:
     return spec is None or spec.canonical() == recorded.canonical()
+
+
+def _same_windows(window: int | None, plan: dict) -> bool:
+    if window is None:
+        return True
+    count = plan["count"]
+    return [(start, min(start + window, count)) for start in range(0, count, window)] == \
+        _windows(plan)
 
 
 # -- planning -------------------------------------------------------------------------------
@@ -233,14 +255,14 @@ def _fresh_plan(operation, source, store, key, spec, memory, window, labels, for
                 f"store {source!r} is already mixed by fastmix; unmix it first, or pass "
                 "force=True (--force) to mix it again"
             )
-        from fastmix.store.engine import _new_file_staging, _piece, count_unpartnered
+        from fastmix.store.engine import count_unpartnered, piece_images, streaming_staging_bytes
 
         # The same windows as new-file mode for the same budget: the same loop and buffers.
         threads = codec_threads()
         layout = layout_for(tuple(images.shape[1:]), images.dtype, spec)
         windows = plan_windows(images, memory, window, block_count=layout.block_count,
-                               staging_bytes=_new_file_staging(
-                                   store, threads, True, _piece(store, memory, threads)),
+                               staging_bytes=streaming_staging_bytes(
+                                   store, threads, True, piece_images(store, memory, threads)),
                                buffers=window_buffers(spec))
         label_array = read_labels(store.file, labels, store.count, source)
         unpartnered = count_unpartnered(label_array, windows)
@@ -263,7 +285,7 @@ def _fresh_plan(operation, source, store, key, spec, memory, window, labels, for
             "unpartnered": unpartnered, "shape": list(images.shape), "dtype": images.dtype.str}
 
 
-def _resumed_plan(operation, source, store, journal, key, spec, images_name) -> dict:
+def _resumed_plan(operation, source, store, journal, key, spec, window) -> dict:
     plan = dict(journal.header)
     if plan.get("format") != JOURNAL_FORMAT:
         raise BadInputError(f"journal {journal.path!r} was written by another fastmix version; "
@@ -284,10 +306,18 @@ def _resumed_plan(operation, source, store, journal, key, spec, images_name) -> 
             "resume with the key file it was started with"
         )
     recorded = MixSpec.from_dict(plan["spec"])
+    resume_hint = (f"resume with the same options, or with none of them ('fastmix "
+                   f"{operation} STORE --in-place --resume --key-file KEY' uses the recorded "
+                   "ones)")
     if operation == "mix" and not _same_spec(spec, recorded):
         raise BadInputError(
             f"the interrupted run mixes with spec {recorded.canonical()}, not "
-            f"{spec.canonical()}; resume with the same options"
+            f"{spec.canonical()}; {resume_hint}"
+        )
+    if operation == "mix" and not _same_windows(window, plan):
+        raise BadInputError(
+            f"the interrupted run mixes in windows of {plan['window']} images, not {window}; "
+            f"{resume_hint}"
         )
     return plan
 
@@ -499,95 +529,9 @@ class _CommittingWriter:
             ) from None
 
 
-def _stream(reader, writer, windows: list[tuple[int, int]], indices: list[int],
-            labels: np.ndarray, spec: MixSpec, key: Key, *, threads: int, piece: int,
-            inverse: bool, backend: str, progress) -> None:
-    """The window loop: read (and journal) window k+1 while window k is mixed piece by piece
-    and its pieces are written by a writer thread, as the new-file loop does
-    (:func:`fastmix.store.stream.stream_windows`), with each window's own index."""
-    if not windows:
-        return
-    dataset = reader.dataset
-    shape, dtype = tuple(dataset.shape[1:]), dataset.dtype
-    layout = layout_for(shape, dtype, spec)
-    longest = max(stop - start for start, stop in windows)
-    inputs = [np.empty((longest, *shape), dtype) for _ in range(min(2, len(windows)))]
-    if streaming(spec):
-        ring = [np.empty((min(piece, longest), *shape), dtype) for _ in range(ring_slots(threads))]
-        whole_output = None
-    else:
-        ring, whole_output = [], np.empty((longest, *shape), dtype)
-    kernel = get_backend(backend)
-    visit_order = np.arange(min(piece, longest), dtype=np.int64)
-    in_flight: list = [None] * len(ring)
-    written: list = []
-    counter = 0
-
-    def prepare(position: int, buffer: np.ndarray):
-        start, stop = windows[position]
-        images = reader.read(start, stop, buffer)
-        codes = encode_labels(labels[start:stop])
-        return images, plan_window(codes, layout.block_count, spec, key, indices[position])
-
-    with ThreadPoolExecutor(1, thread_name_prefix="fastmix-reader") as read_thread, \
-            ThreadPoolExecutor(1, thread_name_prefix="fastmix-writer") as write_thread:
-        reading = read_thread.submit(prepare, 0, inputs[0])
-        try:
-            for position, (start, stop) in enumerate(windows):
-                try:
-                    images, plan = reading.result()
-                except BaseException:
-                    # Window k could not be read or journaled: let window k-1, whose pieces
-                    # are all handed over, finish and commit before stopping.
-                    for pending in [*in_flight, *written]:
-                        if pending is not None:
-                            pending.result()
-                    raise
-                if position + 1 < len(windows):
-                    reading = read_thread.submit(prepare, position + 1,
-                                                 inputs[(position + 1) % len(inputs)])
-                if whole_output is not None:
-                    for pending in written:
-                        pending.result()
-                    written.clear()
-                    mixed = whole_output[:stop - start]
-                    mix_window(images, labels[start:stop], spec, key, indices[position], mixed,
-                               inverse=inverse, backend=backend, layout=layout, plan=plan)
-                    for first in range(start, stop, piece):
-                        last = min(first + piece, stop)
-                        items = writer.encode_piece(first, last,
-                                                    mixed[first - start:last - start])
-                        written.append(write_thread.submit(writer.store_piece, items))
-                else:
-                    source_map = plan.inverse() if inverse else plan.source
-                    source = layout.view(images)
-                    for first in range(start, stop, piece):
-                        last = min(first + piece, stop)
-                        slot = counter % len(ring)
-                        counter += 1
-                        if in_flight[slot] is not None:
-                            in_flight[slot].result()
-                        out = ring[slot][:last - first]
-                        kernel.gather(source, layout.view(out),
-                                      source_map[first - start:last - start],
-                                      layout.row_bounds, layout.col_bounds,
-                                      visit_order[:last - first])
-                        items = writer.encode_piece(first, last, out)
-                        in_flight[slot] = write_thread.submit(writer.store_piece, items)
-                if progress is not None:
-                    write_thread.submit(progress.update, stop - start)
-            for pending in [*in_flight, *written]:
-                if pending is not None:
-                    pending.result()
-        finally:
-            for pending in [*in_flight, *written]:
-                if pending is not None:
-                    pending.cancel()
-
-
 def _run(source, store, journal, plan, key, progress, backend, resumed,
          memory) -> StoreReport:
-    from fastmix.store.engine import _piece
+    from fastmix.store.engine import piece_images
 
     images = store.images
     spec = MixSpec.from_dict(plan["spec"])
@@ -599,7 +543,7 @@ def _run(source, store, journal, plan, key, progress, backend, resumed,
     _hold_metadata(store)
     committed = journal.committed
     threads = codec_threads()
-    piece = _piece(store, memory, threads)
+    piece = piece_images(store, memory, threads)
     tune_allocator()
     with ThreadPoolExecutor(threads, thread_name_prefix="fastmix-codec") as pool:
         if filtered:
@@ -617,10 +561,11 @@ def _run(source, store, journal, plan, key, progress, backend, resumed,
         try:
             with Progress(store.count, store.image_bytes, plan["operation"], progress) as bar:
                 bar.update(sum(stop - start for start, stop in windows[:committed]))
-                _stream(reader, writer, windows[committed:],
-                        list(range(committed, len(windows))), store.labels, spec, key,
-                        threads=threads, piece=piece, inverse=inverse, backend=backend,
-                        progress=bar)
+                # The remaining windows keep their own indices, which seed their plans.
+                stream_windows(reader, writer, windows[committed:], store.labels, spec, key,
+                               threads=threads, piece=piece, inverse=inverse,
+                               backend=backend, progress=bar,
+                               indices=range(committed, len(windows)))
         finally:
             reader.close()
             writeback.close()

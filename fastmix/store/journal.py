@@ -156,16 +156,8 @@ class Journal:
     def open(cls, path: str) -> Journal | None:
         """Open an existing journal; ``None`` when its header is torn (it was never used)."""
         descriptor = os.open(path, os.O_RDWR)
-        try:
-            head = os.pread(descriptor, _HEADER_SIZE, 0)
-            if head[:8] != _HEADER_MAGIC or len(head) < 12:
-                raise ValueError("no header")
-            (length,) = struct.unpack_from("<I", head, 8)
-            text = head[12:12 + length]
-            if len(text) != length or head[12 + length:12 + length + _DIGEST] != _digest(text):
-                raise ValueError("torn header")
-            header = json.loads(text)
-        except ValueError:
+        header = _read_header(descriptor)
+        if header is None:
             os.close(descriptor)
             return None
         journal = cls(path, descriptor, header)
@@ -291,6 +283,35 @@ class Journal:
         self.close()
         os.unlink(self.path)
         fsync_directory(self.path)
+
+
+def read_journal_header(path: str | os.PathLike) -> dict | None:
+    """The header of the journal at ``path`` (read-only), or ``None``.
+
+    ``None`` when there is no journal or its header is torn (it was never used).
+    """
+    try:
+        descriptor = os.open(os.fspath(path), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        return _read_header(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _read_header(descriptor: int) -> dict | None:
+    head = os.pread(descriptor, _HEADER_SIZE, 0)
+    if head[:8] != _HEADER_MAGIC or len(head) < 12:
+        return None
+    (length,) = struct.unpack_from("<I", head, 8)
+    text = head[12:12 + length]
+    if len(text) != length or head[12 + length:12 + length + _DIGEST] != _digest(text):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _write_all(descriptor: int, data, offset: int) -> None:

@@ -15,6 +15,10 @@ from fastmix.spec import MixSpec
 
 FORMAT_VERSION = 1
 PREFIX = "fastmix_"
+#: State of the images dataset during and after an in-place run (:mod:`fastmix.store.inplace`).
+STATE_ATTRIBUTE = "fastmix_state"
+IN_PROGRESS = "in-progress"
+COMPLETE = "complete"
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,12 @@ def remove_mix_attributes(dataset) -> None:
     """Delete every ``fastmix_*`` attribute of ``dataset``."""
     for name in [name for name in dataset.attrs if name.startswith(PREFIX)]:
         del dataset.attrs[name]
+
+
+def read_state(dataset) -> str | None:
+    """The dataset's ``fastmix_state`` (``"in-progress"`` while an in-place run is pending)."""
+    state = dataset.attrs.get(STATE_ATTRIBUTE)
+    return None if state is None else _text(state)
 
 
 def _text(value) -> str:

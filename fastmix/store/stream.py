@@ -11,6 +11,7 @@ the next one being read (and planned) by the reader thread. Fresh memory is expe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -45,15 +46,52 @@ def window_buffers(spec: MixSpec) -> int:
 def stream_windows(reader: WindowReader, writer: WindowWriter,
                    windows: list[tuple[int, int]], labels: np.ndarray, spec: MixSpec,
                    key: Key, *, threads: int, piece: int | None = None, inverse: bool = False,
-                   backend: str = "cpu", progress=None) -> int:
+                   backend: str = "cpu", progress=None,
+                   indices: Sequence[int] | None = None) -> int:
     """Mix (or unmix) ``windows`` from ``reader`` into ``writer``; returns unpartnered images.
 
     The reader thread reads and plans window k+1 while the calling thread mixes window k
     piece by piece (``piece`` images, whole chunks) and the writer thread writes the pieces
-    in order.
+    in order. When reading a window fails, the pieces already handed to the writer are
+    written before the error is raised (in-place mode commits the previous window there).
+
+    Parameters
+    ----------
+    reader : WindowReader
+        Anything with ``dataset`` and ``read(start, stop, buffer)``.
+    writer : WindowWriter
+        Anything with ``piece_length()``, ``encode_piece(first, last, images)`` and
+        ``store_piece(encoded)``.
+    windows : list of (start, stop)
+        The windows to process, in order.
+    labels : ndarray
+        All labels of the store.
+    spec, key
+        Mixing parameters and key.
+    threads : int
+        Codec threads (sizes the output ring).
+    piece : int, optional
+        Images per output piece; default ``writer.piece_length()``.
+    inverse : bool
+        Unmix instead of mix.
+    backend : str
+        Kernel backend.
+    progress : Progress, optional
+        Updated (in the writer thread) after each window.
+    indices : sequence of int, optional
+        The window index of each window, which seeds its plan; default ``0, 1, 2, ...``.
+        A resumed in-place run passes its remaining windows with their original indices.
+
+    Returns
+    -------
+    int
+        Images left unmixed for want of a same-label partner in their window.
     """
     if not windows:
         return 0
+    indices = range(len(windows)) if indices is None else indices
+    if len(indices) != len(windows):
+        raise ValueError(f"{len(windows)} windows but {len(indices)} window indices")
     dataset = reader.dataset
     shape, dtype = tuple(dataset.shape[1:]), dataset.dtype
     layout = layout_for(shape, dtype, spec)
@@ -77,14 +115,22 @@ def stream_windows(reader: WindowReader, writer: WindowWriter,
         start, stop = windows[position]
         images = reader.read(start, stop, buffer)
         codes = encode_labels(labels[start:stop])
-        return images, plan_window(codes, layout.block_count, spec, key, position)
+        return images, plan_window(codes, layout.block_count, spec, key, indices[position])
 
     with ThreadPoolExecutor(1, thread_name_prefix="fastmix-reader") as read_thread, \
             ThreadPoolExecutor(1, thread_name_prefix="fastmix-writer") as write_thread:
         reading = read_thread.submit(prepare, 0, inputs[0])
         try:
             for position, (start, stop) in enumerate(windows):
-                images, plan = reading.result()
+                try:
+                    images, plan = reading.result()
+                except BaseException:
+                    # Let the previous window, whose pieces are all handed over, be
+                    # written (and in place, committed) before stopping.
+                    for pending in [*in_flight, *written]:
+                        if pending is not None:
+                            pending.result()
+                    raise
                 if position + 1 < len(windows):
                     reading = read_thread.submit(prepare, position + 1,
                                                  inputs[(position + 1) % len(inputs)])
@@ -94,7 +140,7 @@ def stream_windows(reader: WindowReader, writer: WindowWriter,
                         pending.result()  # the output buffer is about to be rewritten
                     written.clear()
                     mixed = whole_output[:stop - start]
-                    mix_window(images, labels[start:stop], spec, key, position, mixed,
+                    mix_window(images, labels[start:stop], spec, key, indices[position], mixed,
                                inverse=inverse, backend=backend, layout=layout, plan=plan)
                     for first in range(start, stop, piece):
                         last = min(first + piece, stop)

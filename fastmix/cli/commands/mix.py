@@ -10,6 +10,10 @@ NAME = "mix"
 HELP = "mix the pixel blocks of an HDF5 image store (into a new file or in place)"
 ORDER = 10
 
+#: The flags that set the mixing spec (argparse destinations); all default to None.
+SPEC_FLAGS = ("privacy", "mode", "block", "grid", "donors", "prob", "rounds", "orient", "jitter",
+              "seam_blur", "group")
+
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix mix``, the privacy preset and hardening flags included."""
@@ -64,7 +68,8 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-place", action="store_true",
                         help="rewrite SRC itself, crash-safe (no DST)")
     parser.add_argument("--resume", action="store_true",
-                        help="with --in-place: finish an interrupted run")
+                        help="with --in-place: finish an interrupted run with the spec and "
+                             "window it recorded (other mixing flags are refused)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing DST")
     parser.add_argument("--quiet", action="store_true",
@@ -116,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     window = parse_positive_int(args.window, "--window") if args.window is not None else None
     check_targets(args)
     check_audit(args)
+    recorded = resumes_recorded_spec(args)
     if args.new_key:
         check_new_key_path(args.key_file)
         check_source(args.source, args.images, args.labels)
@@ -126,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with print_warnings(NAME):
             report = mix_store(
-                args.source, None if args.in_place else args.destination, spec=spec, key=key,
+                args.source, None if args.in_place else args.destination,
+                spec=None if recorded else spec, key=key,
                 memory=memory, window=window, images=args.images, labels=args.labels,
                 progress=not args.quiet, in_place=args.in_place, resume=args.resume,
                 force=args.force, overwrite=args.overwrite, strict=args.strict)
@@ -137,6 +144,12 @@ def run(args: argparse.Namespace) -> int:
         if args.new_key and (not args.in_place or isinstance(error, BadInputError)):
             os.unlink(args.key_file)
         raise
+    if recorded:
+        from fastmix.harden.options import describe, leaks
+
+        parameters = describe(report.spec).replace(
+            "mixing:", "mixing (as recorded by the interrupted run):", 1)
+        leak_warnings = leaks(report.spec)
     # Printed after the run, so that bad input still gets exactly one line.
     for message in leak_warnings:
         print(f"fastmix {NAME}: warning: {message}", file=sys.stderr)
@@ -153,6 +166,22 @@ def run(args: argparse.Namespace) -> int:
                                labels=args.labels, sample=args.audit_sample, key=key)
         print(audited.verdict_line())
     return 0
+
+
+def resumes_recorded_spec(args: argparse.Namespace) -> bool:
+    """Whether this run resumes a pending in-place mix with the spec its journal recorded.
+
+    ``--in-place --resume`` with no mixing flag over a pending run: the run finishes with
+    the recorded spec and window, whatever ``--privacy`` defaults to. Mixing flags given
+    explicitly are passed on, and the run refuses them unless they give the recorded spec.
+    """
+    if not (args.in_place and args.resume):
+        return False
+    if any(getattr(args, name, None) is not None for name in SPEC_FLAGS):
+        return False
+    from fastmix.store.inplace import pending_run
+
+    return pending_run(args.source) is not None
 
 
 def check_audit(args: argparse.Namespace) -> None:
