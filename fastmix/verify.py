@@ -30,9 +30,8 @@ from numba import njit, prange
 from fastmix.errors import BadInputError, BadInputTypeError, WrongKeyError
 from fastmix.keys import Key
 from fastmix.mixing import layout_for, mix_window
+from fastmix.store.metadata import IN_PROGRESS, STATE_ATTRIBUTE
 
-_STATE_ATTRIBUTE = "fastmix_state"  # written by in-place runs (fastmix.store.inplace)
-_IN_PROGRESS = "in-progress"
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
@@ -162,10 +161,10 @@ def _success_line(count: int, windows: int, spec, key_checked: bool) -> str:
 def _read_record(dataset, path: str):
     from fastmix.store.metadata import read_mix_record
 
-    state = dataset.attrs.get(_STATE_ATTRIBUTE)
+    state = dataset.attrs.get(STATE_ATTRIBUTE)
     if isinstance(state, bytes):
         state = state.decode("utf-8", "replace")
-    if state == _IN_PROGRESS:
+    if state == IN_PROGRESS:
         raise BadInputError(
             f"{path!r} has an interrupted in-place run (fastmix_state is {state!r}); finish it "
             "with --in-place --resume before verifying"
