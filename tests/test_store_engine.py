@@ -327,18 +327,6 @@ def test_bad_files(tmp_path, key):
     assert not (tmp_path / "out.h5").exists()
 
 
-def test_in_place_dispatch(tmp_path, photos, key):
-    images, labels = photos
-    source = write_store(tmp_path / "in.h5", images, labels)
-    try:
-        import fastmix.store.inplace  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(BadInputError, match="in-place mixing is not available yet"):
-            fastmix.mix_store(source, spec=SPEC, key=key, in_place=True, progress=False)
-    else:
-        pytest.skip("in-place mode exists; its own tests cover it")
-
-
 def test_report(tmp_path, photos, key, capfd):
     images, labels = photos
     source = write_store(tmp_path / "in.h5", images, labels)

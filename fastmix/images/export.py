@@ -148,7 +148,9 @@ def write_images(images: np.ndarray, paths: list[str], options: dict) -> int:
 
     cache_missing_optional_plugins()
     for image, path in zip(images, paths):
-        with open(path, "wb") as handle:
+        # unbuffered: Pillow writes whole encoded blocks itself, and Python's buffered open
+        # would add a terminal check and position queries (syscalls) to every file
+        with open(path, "wb", buffering=0) as handle:
             iio.imwrite(handle, png_ready(image), plugin="pillow", **options)
     return len(paths)
 
