@@ -17,6 +17,7 @@ from fastmix.audit.groundtruth import GroundTruth, content_classes, locate_block
 from fastmix.audit.report import MISLEADING_SSIM, AuditReport, verdict, verdict_sentence
 from fastmix.errors import BadInputError, BadInputTypeError
 from fastmix.spec import MixSpec
+from fastmix.store.metadata import attribute_text
 
 BOOTSTRAP_REPEATS = 1000
 NEEDS_KEY = ("the mixed data is hardened (orientation, jitter or seam blur): hashing cannot "
@@ -328,7 +329,7 @@ def read_store_spec(attributes, overrides: dict) -> tuple[MixSpec, int | None]:
     data: dict = {}
     if stored is not None:
         try:
-            data = json.loads(_text(stored))
+            data = json.loads(attribute_text(stored))
             MixSpec.from_dict(data)
         except BadInputError:
             raise
@@ -350,14 +351,6 @@ def read_store_spec(attributes, overrides: dict) -> tuple[MixSpec, int | None]:
         window = int(window)
         window = None if window <= 0 else window
     return spec, window
-
-
-def _text(value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _text(value[()])
-    return str(value)
 
 
 def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
@@ -398,7 +391,7 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
             overrides["window"] = window
             store_spec, store_window = read_store_spec(attributes, overrides)
             if key is not None and "fastmix_key_check" in attributes:
-                key.verify(_text(attributes["fastmix_key_check"]))
+                key.verify(attribute_text(attributes["fastmix_key_check"]))
             if store_spec.hardened and key is None:
                 raise BadInputError(f"{mixed_path}: {NEEDS_KEY}")
             if labels not in before:

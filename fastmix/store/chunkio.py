@@ -59,6 +59,12 @@ def _read_exactly(descriptor: int, target: memoryview, offset: int) -> None:
         done += count
 
 
+def _write_exactly(descriptor: int, source: memoryview, offset: int) -> None:
+    done = 0
+    while done < source.nbytes:
+        done += os.pwrite(descriptor, source[done:], offset + done)
+
+
 def _chunk_index(dataset) -> dict[int, tuple[int, int, int]] | None:
     """Map chunk start (along axis 0) -> (file offset, stored size, filter mask)."""
     index: dict[int, tuple[int, int, int]] = {}
@@ -205,8 +211,37 @@ class WindowWriter:
         self.pipeline = pipeline_for(dataset) if raw and _holds_whole_images(dataset) else None
         self.path = "h5py"
         self.scratch: np.ndarray | None = None
+        self.offsets: dict[int, int] | None = None
+        self.descriptor: int | None = None
         if self.pipeline is not None:
             self.path = "raw-chunks" if self.pipeline.filters else "chunks"
+
+    def write_in_place(self, filename: str) -> bool:
+        """Write unfiltered chunks with ``os.pwrite`` at their file offsets.
+
+        Only where every chunk of the dataset is already allocated (early allocation) at
+        full size: the chunks are then overwritten in place, without h5py (whose lock and
+        GIL it holds while writing) or HDF5's chunk index. Returns whether that path is on;
+        call :meth:`close` when done.
+        """
+        if self.path != "chunks":
+            return False
+        index = _chunk_index(self.dataset)
+        full = self.chunk_images * self.image_bytes
+        chunks = -(-self.dataset.shape[0] // self.chunk_images)
+        if index is None or len(index) != chunks or \
+                any(size != full or mask for _, size, mask in index.values()):
+            return False
+        self.offsets = {start: offset for start, (offset, _, _) in index.items()}
+        self.descriptor = os.open(filename, os.O_WRONLY)
+        self.path = "pwrite"
+        return True
+
+    def close(self) -> None:
+        """Release the file descriptor of :meth:`write_in_place`."""
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
 
     def staging_bytes(self, threads: int) -> int:
         """Memory this writer needs besides the window buffer."""
@@ -286,4 +321,8 @@ class WindowWriter:
     def _store(self, offset: tuple[int, ...], encoded) -> None:
         if not isinstance(encoded, memoryview | bytes | bytearray):
             encoded = encoded.result()
+        if self.offsets is not None:
+            _write_exactly(self.descriptor, memoryview(encoded).cast("B"),
+                           self.offsets[offset[0]])
+            return
         self.dataset.id.write_direct_chunk(offset, encoded, 0)

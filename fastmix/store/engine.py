@@ -194,8 +194,12 @@ def _new_file_run(operation: str, source: str, destination: str, *, spec: MixSpe
             with h5py.File(temporary, "w", libver=store.file.libver,
                            rdcc_nbytes=_output_cache(images),
                            userblock_size=store.file.userblock_size) as target:
-                output = create_output(store.file, target, images.name, skip_prefix=PREFIX)
+                output = create_output(store.file, target, images.name, skip_prefix=PREFIX,
+                                       early_allocation=raw)
                 writer = WindowWriter(output, pool, threads, raw=raw)
+                if raw:
+                    target.flush()  # the allocated chunks exist in the file before pwrite
+                    writer.write_in_place(temporary)
                 longest = max((stop - start for start, stop in windows), default=0)
                 writeback = EarlyWriteback(temporary)
                 try:
@@ -207,6 +211,7 @@ def _new_file_run(operation: str, source: str, destination: str, *, spec: MixSpe
                         writeback.kick()
                 finally:
                     writeback.close()
+                    writer.close()
                 if operation == "mix":
                     write_mix_attributes(output, spec, window=longest,
                                          key_check=key.check_value, labels=labels_name,

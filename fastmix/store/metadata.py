@@ -79,14 +79,15 @@ def remove_mix_attributes(dataset) -> None:
 def read_state(dataset) -> str | None:
     """The dataset's ``fastmix_state`` (``"in-progress"`` while an in-place run is pending)."""
     state = dataset.attrs.get(STATE_ATTRIBUTE)
-    return None if state is None else _text(state)
+    return None if state is None else attribute_text(state)
 
 
-def _text(value) -> str:
+def attribute_text(value) -> str:
+    """An HDF5 attribute value (bytes, str or a 0-d array) as ``str``."""
     if isinstance(value, bytes):
         return value.decode("utf-8")
     if isinstance(value, np.ndarray) and value.shape == ():
-        return _text(value[()])
+        return attribute_text(value[()])
     return str(value)
 
 
@@ -109,13 +110,13 @@ def read_mix_record(dataset) -> MixRecord | None:
                 f"{where} was mixed by a newer fastmix (store format {version}, this one "
                 f"reads up to {FORMAT_VERSION}); upgrade fastmix"
             )
-        spec = MixSpec.from_dict(json.loads(_text(attrs["fastmix_spec"])))
+        spec = MixSpec.from_dict(json.loads(attribute_text(attrs["fastmix_spec"])))
         return MixRecord(
             format_version=version,
             spec=spec,
             window=int(attrs["fastmix_window"]),
-            key_check=_text(attrs["fastmix_key_check"]),
-            labels=_text(attrs.get("fastmix_labels", "labels")),
+            key_check=attribute_text(attrs["fastmix_key_check"]),
+            labels=attribute_text(attrs.get("fastmix_labels", "labels")),
             reversible=bool(attrs.get("fastmix_reversible", spec.reversible)),
             unpartnered=int(attrs.get("fastmix_unpartnered", 0)),
         )

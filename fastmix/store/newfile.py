@@ -86,7 +86,8 @@ def copy_attributes(source, target, skip_prefix: str | None = None) -> None:
         target.attrs.create(name, value, dtype=dtype)
 
 
-def _copy_tree(source_group, target_group, images_path: str, skip_prefix: str | None):
+def _copy_tree(source_group, target_group, images_path: str, skip_prefix: str | None,
+               early_allocation: bool = False):
     import h5py
 
     copy_attributes(source_group, target_group)
@@ -98,9 +99,10 @@ def _copy_tree(source_group, target_group, images_path: str, skip_prefix: str | 
             continue
         item = source_group[name]
         if item.name == images_path:
-            created = _create_like(item, target_group, name, skip_prefix)
+            created = _create_like(item, target_group, name, skip_prefix, early_allocation)
         elif isinstance(item, h5py.Group) and images_path.startswith(item.name + "/"):
-            found = _copy_tree(item, target_group.create_group(name), images_path, skip_prefix)
+            found = _copy_tree(item, target_group.create_group(name), images_path, skip_prefix,
+                               early_allocation)
             created = created or found
         else:
             source_group.copy(item, target_group, name=name)
@@ -111,10 +113,30 @@ def _filters(plist) -> list[tuple[int, int, tuple[int, ...]]]:
     return [tuple(plist.get_filter(index)[:3]) for index in range(plist.get_nfilters())]
 
 
-def _create_like(dataset, group, name: str, skip_prefix: str | None):
+def allocates_early_cheaply(dataset) -> bool:
+    """Whether a copy of ``dataset`` can have its chunks allocated at creation for free.
+
+    True for chunked, unfiltered datasets without a user-defined fill value: HDF5 then
+    reserves every chunk at creation without writing anything into it, so the chunks can be
+    written in place at their file offsets.
+    """
+    import h5py
+
+    if dataset.chunks is None:
+        return False
+    dcpl = dataset.id.get_create_plist()
+    return dcpl.get_nfilters() == 0 and \
+        (dcpl.fill_value_defined() != h5py.h5d.FILL_VALUE_USER_DEFINED or
+         dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER)
+
+
+def _create_like(dataset, group, name: str, skip_prefix: str | None,
+                 early_allocation: bool = False):
     import h5py
 
     dcpl = dataset.id.get_create_plist()
+    if early_allocation and allocates_early_cheaply(dataset):
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
     wanted = _filters(dcpl)
     identifier = h5py.h5d.create(group.id, name.encode(), dataset.id.get_type(),
                                  dataset.id.get_space(), dcpl=dcpl)
@@ -142,14 +164,18 @@ def _create_like(dataset, group, name: str, skip_prefix: str | None):
     return created
 
 
-def create_output(source_file, target_file, images_path: str, skip_prefix: str | None = None):
+def create_output(source_file, target_file, images_path: str, skip_prefix: str | None = None,
+                  early_allocation: bool = False):
     """Copy ``source_file`` into ``target_file`` except the pixels of ``images_path``.
 
     Returns the new, empty images dataset. Attributes of the images dataset starting with
-    ``skip_prefix`` are not copied.
+    ``skip_prefix`` are not copied. ``early_allocation`` reserves the chunks of the images
+    dataset at creation where that writes nothing (:func:`allocates_early_cheaply`), so
+    they can be written in place by file offset.
     """
     images_path = source_file[images_path].name
-    created = _copy_tree(source_file["/"], target_file["/"], images_path, skip_prefix)
+    created = _copy_tree(source_file["/"], target_file["/"], images_path, skip_prefix,
+                         early_allocation)
     if created is None:  # pragma: no cover - the images path was validated before
         raise BadInputError(f"images dataset {images_path!r} not found while copying")
     return created
