@@ -7,7 +7,8 @@ raw chunks
     reproduce are read by byte offset with ``os.preadv`` (no h5py call, so no h5py lock)
     and decoded in a thread pool; written chunks are encoded in the pool and stored with
     ``write_direct_chunk``. Unfiltered chunks and contiguous datasets are read straight
-    into the window buffer.
+    into the window buffer; unfiltered chunks allocated at creation are written in place
+    with ``os.pwrite`` (:meth:`WindowWriter.write_in_place`).
 h5py
     Anything else (lzf, Blosc, Bitshuffle, chunks that split images, unaligned windows)
     goes through h5py's own ``read_direct`` / ``write_direct``; HDF5 runs the filters.
@@ -224,8 +225,8 @@ class WindowWriter:
         GIL it holds while writing) or HDF5's chunk index. Returns whether that path is on;
         call :meth:`close` when done.
         """
-        if self.path != "chunks":
-            return False
+        if self.path != "chunks" or self.offsets is not None:
+            return self.offsets is not None
         index = _chunk_index(self.dataset)
         full = self.chunk_images * self.image_bytes
         chunks = -(-self.dataset.shape[0] // self.chunk_images)
@@ -234,7 +235,6 @@ class WindowWriter:
             return False
         self.offsets = {start: offset for start, (offset, _, _) in index.items()}
         self.descriptor = os.open(filename, os.O_WRONLY)
-        self.path = "pwrite"
         return True
 
     def close(self) -> None:

@@ -116,18 +116,19 @@ def _filters(plist) -> list[tuple[int, int, tuple[int, ...]]]:
 def allocates_early_cheaply(dataset) -> bool:
     """Whether a copy of ``dataset`` can have its chunks allocated at creation for free.
 
-    True for chunked, unfiltered datasets without a user-defined fill value: HDF5 then
-    reserves every chunk at creation without writing anything into it, so the chunks can be
-    written in place at their file offsets.
+    True for chunked, unfiltered datasets of fixed shape without a user-defined fill
+    value. Their copy gets early allocation and fill time "never": HDF5 reserves every chunk
+    at creation without writing zeros into it, and the chunks are then written in place at
+    their file offsets. Every chunk is written, and a fixed shape never grows new ones, so
+    neither property changes what the dataset reads.
     """
     import h5py
 
-    if dataset.chunks is None:
+    if dataset.chunks is None or tuple(dataset.maxshape) != tuple(dataset.shape):
         return False
     dcpl = dataset.id.get_create_plist()
     return dcpl.get_nfilters() == 0 and \
-        (dcpl.fill_value_defined() != h5py.h5d.FILL_VALUE_USER_DEFINED or
-         dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER)
+        dcpl.fill_value_defined() != h5py.h5d.FILL_VALUE_USER_DEFINED
 
 
 def _create_like(dataset, group, name: str, skip_prefix: str | None,
@@ -137,6 +138,7 @@ def _create_like(dataset, group, name: str, skip_prefix: str | None,
     dcpl = dataset.id.get_create_plist()
     if early_allocation and allocates_early_cheaply(dataset):
         dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
     wanted = _filters(dcpl)
     identifier = h5py.h5d.create(group.id, name.encode(), dataset.id.get_type(),
                                  dataset.id.get_space(), dcpl=dcpl)
