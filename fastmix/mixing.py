@@ -11,7 +11,7 @@ from fastmix.backends import get_backend
 from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
 from fastmix.kernels.layout import PixelLayout
 from fastmix.keys import Key
-from fastmix.plan import Plan, encode_labels, plan_window
+from fastmix.plan import Plan, encode_labels, images_in_pairs, pairs_warning, plan_window
 from fastmix.plan.labels import validate_labels
 from fastmix.spec import MixSpec
 
@@ -124,12 +124,15 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse):
     count = len(images)
     window = window or max(count, 1)
     layout = layout_for(images.shape[1:], images.dtype, spec)
-    unpartnered = 0
+    unpartnered = paired = 0
     for window_index, start in enumerate(range(0, count, window)):
         stop = min(start + window, count)
         plan = mix_window(images[start:stop], labels[start:stop], spec, key, window_index,
                           out[start:stop], inverse=inverse, backend=backend, layout=layout)
         unpartnered += plan.unpartnered
+        paired += images_in_pairs(np.unique(labels[start:stop], return_counts=True)[1], spec)
+    if paired and not inverse:
+        warnings.warn(pairs_warning(paired), FastmixWarning, stacklevel=3)
     if unpartnered and not inverse:
         message = (f"{unpartnered} image(s) have no other image of their label in their window "
                    "and were left unmixed")

@@ -236,7 +236,7 @@ def test_custom_names_string_labels_quiet_and_overwrite(tmp_path, photo_tiles, k
     key.save(tmp_path / "k.key")
     (tmp_path / "out.h5").write_text("to be replaced")
     mixed = run_cli("mix", "named.h5", "out.h5", "--key-file", "k.key", "--images",
-                    "data/pixels", "--labels", "y", "--grid", "2x2", "--donors", "2",
+                    "data/pixels", "--labels", "y", "--grid", "2x2", "--group", "window",
                     "--privacy", "fast", "--quiet", "--overwrite", cwd=tmp_path)
     assert mixed.returncode == 0, mixed.stderr
     assert mixed.stdout == "" and mixed.stderr == ""

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -190,3 +191,21 @@ def test_block_count_with_edge_blocks():
     assert block_count(10, 10, (4, 3)) == 3 * 4
     assert fastmix.MixSpec(grid=(2, 8)).block_shape(192, 192) == (96, 24)
     assert fastmix.MixSpec(grid=(3, 3)).block_shape(10, 11) == (4, 4)
+
+
+@pytest.mark.parametrize(("count", "warned"), [(13, True), (12, False), (11, False)])
+def test_images_left_in_a_group_of_two_are_reported(key, count, warned):
+    # 13 images with groups of 11 leave a last group of two, which swaps whole images.
+    images = provenance_images(count)
+    labels = np.zeros(count, dtype=np.int64)
+    spec = fastmix.MixSpec(block=(4, 4), donors=10, prob=1.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        source = sources(fastmix.mix_array(images, labels, spec, key), (4, 4))
+    messages = [str(item.message) for item in caught if item.category is fastmix.FastmixWarning]
+    pairs = [i for i in range(count) if len(set(source[i].tolist())) == 1]
+    assert len(pairs) == (2 if warned else 0)
+    assert (messages == ["2 image(s) are in permute groups of two: each takes every mixed "
+                         "block from one other image, so at prob 1 it shows that other "
+                         "original whole; choose donors or group so the label counts divide "
+                         "evenly, or use group='window'"]) == warned

@@ -423,3 +423,13 @@ def test_codec_edge_cases(tmp_path, photos, key, options):
     assert np.array_equal(mixed, fastmix.mix_array(noise, labels, SPEC, key, window=200))
     fastmix.unmix_store(tmp_path / "out.h5", tmp_path / "back.h5", key=key, progress=False)
     assert np.array_equal(read_images(tmp_path / "back.h5"), noise)
+
+
+def test_images_in_groups_of_two_are_warned_about(tmp_path, key):
+    # Two labels of 13 images with groups of 11: each label leaves a last group of two.
+    images = np.random.default_rng(4).integers(0, 256, (26, 16, 16, 3), dtype=np.uint8)
+    labels = np.repeat([0, 1], 13)
+    source = write_store(tmp_path / "in.h5", images, labels, chunks=(26,))
+    spec = fastmix.MixSpec(block=(8, 8), donors=10, prob=1.0)
+    with pytest.warns(fastmix.FastmixWarning, match="4 image\\(s\\) are in permute groups of two"):
+        fastmix.mix_store(source, tmp_path / "out.h5", spec=spec, key=key, progress=False)

@@ -197,6 +197,35 @@ def _group_starts(sorted_codes: np.ndarray, group_size: int) -> np.ndarray:
     return np.asarray(starts, dtype=np.int64)
 
 
+def images_in_pairs(label_counts: np.ndarray, spec: MixSpec) -> int:
+    """Images that permute mode puts in groups of exactly two, given one window's label counts.
+
+    Two images that form a group receive every mixed block from each other: at ``prob=1``
+    each mixed image is the other original, whole. The grouping rule allows this for the
+    last group of a label (only a last group of one joins the previous group), so callers
+    warn about it.
+    """
+    if spec.mode != "permute":
+        return 0
+    size = spec.group_size(int(np.sum(label_counts)))
+    pairs = 0
+    for count in np.asarray(label_counts).tolist():
+        full_groups, remainder = divmod(count, size)
+        groups = [size] * full_groups + ([remainder] if remainder else [])
+        if len(groups) > 1 and groups[-1] == 1:
+            groups.pop()
+            groups[-1] += 1  # a last group of one joins the previous group
+        pairs += 2 * groups.count(2)
+    return pairs
+
+
+def pairs_warning(pairs: int) -> str:
+    """The warning about images in permute groups of two (see :func:`images_in_pairs`)."""
+    return (f"{pairs} image(s) are in permute groups of two: each takes every mixed block from "
+            "one other image, so at prob 1 it shows that other original whole; choose donors "
+            "or group so the label counts divide evenly, or use group='window'")
+
+
 def plan_window(codes: np.ndarray, block_count: int, spec: MixSpec, key: Key,
                 window_index: int) -> Plan:
     """Compute the source map of one window.

@@ -14,7 +14,7 @@ from fastmix.backends import get_backend
 from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
 from fastmix.keys import Key
 from fastmix.mixing import layout_for, mix_window
-from fastmix.plan import encode_labels, plan_window
+from fastmix.plan import encode_labels, images_in_pairs, pairs_warning, plan_window
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec, parse_memory
 from fastmix.store.access import open_store
@@ -54,6 +54,12 @@ def count_unpartnered(labels: np.ndarray, windows: Iterable[tuple[int, int]]) ->
         _, counts = np.unique(labels[start:stop], return_counts=True)
         total += int(np.count_nonzero(counts == 1))
     return total
+
+
+def count_paired(labels: np.ndarray, windows: Iterable[tuple[int, int]], spec: MixSpec) -> int:
+    """Images that permute mode puts in groups of two (see ``images_in_pairs``)."""
+    return sum(images_in_pairs(np.unique(labels[start:stop], return_counts=True)[1], spec)
+               for start, stop in windows)
 
 
 def allocate_window_buffers(length: int, image_shape: tuple[int, ...], dtype: np.dtype,
@@ -428,6 +434,7 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
                                                                      raw_chunks, piece),
                                buffers=window_buffers(spec))
         unpartnered = count_unpartnered(store.labels, windows)
+        paired = count_paired(store.labels, windows, spec)
         if unpartnered and strict:
             raise BadInputError(
                 f"{unpartnered} image(s) have no other image of their label in their window; "
@@ -444,6 +451,8 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     if report.unpartnered:
         warnings.warn(f"{report.unpartnered} image(s) have no other image of their label in "
                       "their window and were left unmixed", FastmixWarning, stacklevel=2)
+    if paired:
+        warnings.warn(pairs_warning(paired), FastmixWarning, stacklevel=2)
     return report
 
 

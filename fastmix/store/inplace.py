@@ -44,6 +44,7 @@ import numpy as np
 from fastmix.errors import BadInputError, FastmixError, FastmixWarning, WrongKeyError
 from fastmix.keys import Key
 from fastmix.mixing import layout_for
+from fastmix.plan import pairs_warning
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec
 from fastmix.store.access import open_store, read_labels
@@ -169,6 +170,8 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
     if report.unpartnered and operation == "mix":
         warnings.warn(f"{report.unpartnered} image(s) have no other image of their label in "
                       "their window and were left unmixed", FastmixWarning, stacklevel=3)
+    if plan.get("paired") and operation == "mix":
+        warnings.warn(pairs_warning(plan["paired"]), FastmixWarning, stacklevel=3)
     return report
 
 
@@ -255,7 +258,12 @@ def _fresh_plan(operation, source, store, key, spec, memory, window, labels, for
                 f"store {source!r} is already mixed by fastmix; unmix it first, or pass "
                 "force=True (--force) to mix it again"
             )
-        from fastmix.store.engine import count_unpartnered, piece_images, streaming_staging_bytes
+        from fastmix.store.engine import (
+            count_paired,
+            count_unpartnered,
+            piece_images,
+            streaming_staging_bytes,
+        )
 
         # The same windows as new-file mode for the same budget: the same loop and buffers.
         threads = codec_threads()
@@ -271,18 +279,20 @@ def _fresh_plan(operation, source, store, key, spec, memory, window, labels, for
                 f"{unpartnered} image(s) have no other image of their label in their window; "
                 "use a larger window (--window/--memory) or drop those images"
             )
+        paired = count_paired(label_array, windows, spec)
         labels_name = labels
     else:
         from fastmix.store.engine import require_unmixable
 
         record = require_unmixable(images, source, key)
-        spec, labels_name, unpartnered = record.spec, record.labels, 0
+        spec, labels_name, unpartnered, paired = record.spec, record.labels, 0, 0
         windows = plan_windows(images, memory, record.window, aligned=False)
     length = max((stop - start for start, stop in windows), default=0)
     return {"format": JOURNAL_FORMAT, "operation": operation, "images": images.name,
             "labels": labels_name, "spec": spec.to_dict(), "window": length,
             "count": store.count, "windows": len(windows), "key_check": key.check_value,
-            "unpartnered": unpartnered, "shape": list(images.shape), "dtype": images.dtype.str}
+            "unpartnered": unpartnered, "paired": paired, "shape": list(images.shape),
+            "dtype": images.dtype.str}
 
 
 def _resumed_plan(operation, source, store, journal, key, spec, window) -> dict:
