@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastmix.audit.edges import EdgeScorer
-from fastmix.audit.geometry import BlockGrid
+from fastmix.audit.edges import EdgeScorer, lines_from_end, lines_from_start
 from fastmix.spec import MixSpec
 
 
@@ -40,41 +39,20 @@ class AdaptiveScorer(EdgeScorer):
     skip: int = 0
     offset_invariant: bool = False
 
-    def matrices(self, images: np.ndarray, grid: BlockGrid) -> dict[tuple[int, int], np.ndarray]:
-        """Dissimilarity of every edge: ``{(first, second): (n*k, n*k)}``."""
-        images = np.asarray(images, dtype=np.float32)
-        blocks = {position: self.candidates(images, grid, position)
-                  for position in range(grid.count)}
-        found = {}
-        for first, second, direction in grid.edges():
-            a_blocks, b_blocks = blocks[first], blocks[second]
-            axis = 2 if direction == "h" else 1
-            a_lines = _lines_from_end(a_blocks, axis, self.skip)
-            b_lines = _lines_from_start(b_blocks, axis, self.skip)
-            a1, a2 = (line.reshape(line.shape[0], -1) for line in a_lines)
-            b1, b2 = (line.reshape(line.shape[0], -1) for line in b_lines)
-            scores = self.score(a2, a1, b1, b2)
-            if self.offset_invariant:
-                mean_a = a1.mean(axis=1, keepdims=True)
-                mean_b = b1.mean(axis=1, keepdims=True)
-                scores = scores + self.score(a2 - mean_a, a1 - mean_a, b1 - mean_b,
-                                             b2 - mean_b)
-            found[(first, second)] = self._rule_out(scores, grid, first, second)
-        return found
+    def edge_lines(self, a_blocks: np.ndarray, b_blocks: np.ndarray, axis: int) -> list:
+        """The edge lines just outside the blurred band."""
+        a1, a2 = lines_from_end(a_blocks, axis, self.skip)
+        b1, b2 = lines_from_start(b_blocks, axis, self.skip)
+        return [line.reshape(line.shape[0], -1) for line in (a2, a1, b1, b2)]
 
-
-def _lines_from_end(blocks: np.ndarray, axis: int, skip: int):
-    size = blocks.shape[axis]
-    depth = min(skip, max(size - 2, 0))
-    return (np.take(blocks, size - 1 - depth, axis=axis),
-            np.take(blocks, max(size - 2 - depth, 0), axis=axis))
-
-
-def _lines_from_start(blocks: np.ndarray, axis: int, skip: int):
-    size = blocks.shape[axis]
-    depth = min(skip, max(size - 2, 0))
-    return (np.take(blocks, depth, axis=axis),
-            np.take(blocks, min(depth + 1, size - 1), axis=axis))
+    def edge_score(self, a2, a1, b1, b2) -> np.ndarray:
+        """The raw score, plus the score of mean-removed lines against jitter."""
+        scores = self.score(a2, a1, b1, b2)
+        if self.offset_invariant:
+            mean_a = a1.mean(axis=1, keepdims=True)
+            mean_b = b1.mean(axis=1, keepdims=True)
+            scores = scores + self.score(a2 - mean_a, a1 - mean_a, b1 - mean_b, b2 - mean_b)
+        return scores
 
 
 def scorer_for(spec: MixSpec, height: int, width: int) -> EdgeScorer:

@@ -198,6 +198,20 @@ class EdgeScorer:
         scores[:, masks[1]] = worst
         return scores
 
+    def edge_lines(self, a_blocks: np.ndarray, b_blocks: np.ndarray, axis: int) -> list:
+        """The lines ``(a2, a1, b1, b2)`` either side of an edge, flattened per candidate.
+
+        ``axis`` is 2 for a left-right edge and 1 for a top-bottom one. Subclasses move the
+        lines away from the seam (see :mod:`fastmix.audit.adaptive`).
+        """
+        a1, a2 = lines_from_end(a_blocks, axis, 0)
+        b1, b2 = lines_from_start(b_blocks, axis, 0)
+        return [line.reshape(line.shape[0], -1) for line in (a2, a1, b1, b2)]
+
+    def edge_score(self, a2, a1, b1, b2) -> np.ndarray:
+        """Dissimilarity of every candidate pair across one edge."""
+        return self.score(a2, a1, b1, b2)
+
     def matrices(self, images: np.ndarray, grid: BlockGrid) -> dict[tuple[int, int], np.ndarray]:
         """Raw dissimilarity of every edge: ``{(first, second): (n*k, n*k)}``.
 
@@ -208,13 +222,23 @@ class EdgeScorer:
                   for position in range(grid.count)}
         found = {}
         for first, second, direction in grid.edges():
-            a_blocks, b_blocks = blocks[first], blocks[second]
-            if direction == "h":
-                a1, a2 = a_blocks[:, :, -1], a_blocks[:, :, max(a_blocks.shape[2] - 2, 0)]
-                b1, b2 = b_blocks[:, :, 0], b_blocks[:, :, min(1, b_blocks.shape[2] - 1)]
-            else:
-                a1, a2 = a_blocks[:, -1], a_blocks[:, max(a_blocks.shape[1] - 2, 0)]
-                b1, b2 = b_blocks[:, 0], b_blocks[:, min(1, b_blocks.shape[1] - 1)]
-            flat = [line.reshape(line.shape[0], -1) for line in (a2, a1, b1, b2)]
-            found[(first, second)] = self._rule_out(self.score(*flat), grid, first, second)
+            lines = self.edge_lines(blocks[first], blocks[second], 2 if direction == "h" else 1)
+            found[(first, second)] = self._rule_out(self.edge_score(*lines), grid, first,
+                                                    second)
         return found
+
+
+def lines_from_end(blocks: np.ndarray, axis: int, skip: int):
+    """The last line of ``blocks`` along ``axis`` after ``skip`` lines, and the one before."""
+    size = blocks.shape[axis]
+    depth = min(skip, max(size - 2, 0))
+    return (np.take(blocks, size - 1 - depth, axis=axis),
+            np.take(blocks, max(size - 2 - depth, 0), axis=axis))
+
+
+def lines_from_start(blocks: np.ndarray, axis: int, skip: int):
+    """The first line of ``blocks`` along ``axis`` after ``skip`` lines, and the next one."""
+    size = blocks.shape[axis]
+    depth = min(skip, max(size - 2, 0))
+    return (np.take(blocks, depth, axis=axis),
+            np.take(blocks, min(depth + 1, size - 1), axis=axis))
