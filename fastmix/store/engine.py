@@ -224,7 +224,7 @@ def _new_file_run(operation: str, source: str, destination: str, *, spec: MixSpe
             with h5py.File(temporary, "w", libver=store.file.libver,
                            rdcc_nbytes=_output_cache(images),
                            userblock_size=store.file.userblock_size) as target:
-                output = create_output(store.file, target, images.name, skip_prefix=PREFIX,
+                output = create_output(store.file, target, images, skip_prefix=PREFIX,
                                        early_allocation=raw)
                 writer = WindowWriter(output, pool, threads, raw=raw)
                 if raw:

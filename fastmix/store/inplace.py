@@ -47,7 +47,7 @@ from fastmix.mixing import layout_for
 from fastmix.plan import pairs_warning
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec
-from fastmix.store.access import open_store, read_labels
+from fastmix.store.access import foreign_layout, open_store, read_labels
 from fastmix.store.allocator import tune_allocator
 from fastmix.store.chunkio import WindowReader, WindowWriter, codec_threads
 from fastmix.store.crashrepair import chunk_extents, clear_open_flag, raise_eoa, shared_bytes
@@ -145,6 +145,7 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
         if journal is not None:
             clear_open_flag(source)  # a killed v110+ writer leaves it set
         store = open_store(source, images, labels=None, writable=True, rdcc_nbytes=1 << 20)
+        _refuse_foreign_layout(source, store.images)
         resumed = journal is not None
         if journal is None:
             plan = _fresh_plan(operation, source, store, key, spec, memory, window, labels,
@@ -194,6 +195,15 @@ def _check_writable(source: str) -> None:
         raise BadInputError(
             f"folder {folder!r} is not writable: in-place mode keeps its journal and lock "
             "beside the store; make the folder writable, or write a new file"
+        )
+
+
+def _refuse_foreign_layout(source: str, dataset) -> None:
+    layout = foreign_layout(dataset)
+    if layout is not None:
+        raise BadInputError(
+            f"images dataset {dataset.name!r} of {source!r} is {layout}; in-place mode never "
+            "writes through it. Write a new file instead: fastmix mix SRC DST"
         )
 
 

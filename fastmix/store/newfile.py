@@ -3,15 +3,25 @@
 Everything except the images dataset's pixels is copied unchanged (groups, datasets, links
 and attributes). The images dataset is created with the source's own creation property
 list, so it keeps shape, maxshape, dtype, chunking, fill value and every filter.
+
+Datasets whose data lives in other files (external raw files, virtual datasets) are the
+exception: their creation properties name those files, and copying them would make every
+write to the output land there. Such a dataset is written into the output file as
+contiguous storage instead, and a :class:`~fastmix.errors.FastmixWarning` says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, FastmixWarning
+from fastmix.store.access import foreign_layout
+
+#: Bytes copied at a time when a dataset kept in other files is copied into the output.
+_COPY_SLAB = 16 << 20
 
 TEMPORARY_MARK = ".fastmix-tmp-"
 
@@ -86,10 +96,11 @@ def copy_attributes(source, target, skip_prefix: str | None = None) -> None:
         target.attrs.create(name, value, dtype=dtype)
 
 
-def _copy_tree(source_group, target_group, images_path: str, skip_prefix: str | None,
+def _copy_tree(source_group, target_group, images, skip_prefix: str | None,
                early_allocation: bool = False):
     import h5py
 
+    images_path = images.name
     copy_attributes(source_group, target_group)
     created = None
     for name in source_group:
@@ -97,16 +108,60 @@ def _copy_tree(source_group, target_group, images_path: str, skip_prefix: str | 
         if isinstance(link, h5py.SoftLink | h5py.ExternalLink):
             target_group[name] = link
             continue
+        if f"{source_group.name.rstrip('/')}/{name}" == images_path:
+            # The open dataset itself: a second open could differ in its access properties.
+            created = _create_like(images, target_group, name, skip_prefix, early_allocation)
+            continue
         item = source_group[name]
-        if item.name == images_path:
-            created = _create_like(item, target_group, name, skip_prefix, early_allocation)
-        elif isinstance(item, h5py.Group) and images_path.startswith(item.name + "/"):
-            found = _copy_tree(item, target_group.create_group(name), images_path, skip_prefix,
+        if isinstance(item, h5py.Group) and (images_path.startswith(item.name + "/")
+                                             or _holds_foreign_layout(item)):
+            found = _copy_tree(item, target_group.create_group(name), images, skip_prefix,
                                early_allocation)
             created = created or found
+        elif isinstance(item, h5py.Dataset) and foreign_layout(item) is not None:
+            _copy_inside(item, target_group, name)
         else:
             source_group.copy(item, target_group, name=name)
     return created
+
+
+def _holds_foreign_layout(group) -> bool:
+    import h5py
+
+    found = []
+
+    def visit(_name, item):
+        if isinstance(item, h5py.Dataset) and foreign_layout(item) is not None:
+            found.append(item.name)
+            return True
+        return None
+
+    group.visititems(visit)
+    return bool(found)
+
+
+def _layout_warning(dataset, layout: str) -> None:
+    warnings.warn(
+        f"dataset {dataset.name!r} of the source is {layout}; the output holds its data as "
+        "contiguous storage inside the output file (those files are read, never written)",
+        FastmixWarning, stacklevel=2)
+
+
+def _copy_inside(dataset, group, name: str) -> None:
+    """Copy a dataset kept in other files into contiguous storage inside ``group``'s file."""
+    _layout_warning(dataset, foreign_layout(dataset))
+    copy = group.create_dataset(name, shape=dataset.shape, dtype=dataset.dtype)
+    copy_attributes(dataset, copy)
+    if dataset.shape is None or dataset.size == 0:
+        return
+    if dataset.ndim == 0:
+        copy[()] = dataset[()]
+        return
+    row = max(1, dataset.dtype.itemsize * int(dataset.size // max(dataset.shape[0], 1)))
+    step = max(1, _COPY_SLAB // row)
+    for start in range(0, dataset.shape[0], step):
+        stop = min(start + step, dataset.shape[0])
+        copy[start:stop] = dataset[start:stop]
 
 
 def _filters(plist) -> list[tuple[int, int, tuple[int, ...]]]:
@@ -135,6 +190,17 @@ def _create_like(dataset, group, name: str, skip_prefix: str | None,
                  early_allocation: bool = False):
     import h5py
 
+    layout = foreign_layout(dataset)
+    if layout is not None:
+        # Never the source's layout: it names files outside the output.
+        _layout_warning(dataset, layout)
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+        identifier = h5py.h5d.create(group.id, name.encode(), dataset.id.get_type(),
+                                     dataset.id.get_space(), dcpl=dcpl)
+        created = h5py.Dataset(identifier)
+        copy_attributes(dataset, created, skip_prefix)
+        return created
     dcpl = dataset.id.get_create_plist()
     if early_allocation and allocates_early_cheaply(dataset):
         dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
@@ -166,20 +232,22 @@ def _create_like(dataset, group, name: str, skip_prefix: str | None,
     return created
 
 
-def create_output(source_file, target_file, images_path: str, skip_prefix: str | None = None,
+def create_output(source_file, target_file, images, skip_prefix: str | None = None,
                   early_allocation: bool = False):
-    """Copy ``source_file`` into ``target_file`` except the pixels of ``images_path``.
+    """Copy ``source_file`` into ``target_file`` except the pixels of ``images``.
 
-    Returns the new, empty images dataset. Attributes of the images dataset starting with
+    ``images`` is the open images dataset of ``source_file`` (or its path). Returns the
+    new, empty images dataset. Attributes of the images dataset starting with
     ``skip_prefix`` are not copied. ``early_allocation`` reserves the chunks of the images
     dataset at creation where that writes nothing (:func:`allocates_early_cheaply`), so
     they can be written in place by file offset.
     """
-    images_path = source_file[images_path].name
-    created = _copy_tree(source_file["/"], target_file["/"], images_path, skip_prefix,
+    if isinstance(images, str):
+        images = source_file[images]
+    created = _copy_tree(source_file["/"], target_file["/"], images, skip_prefix,
                          early_allocation)
     if created is None:  # pragma: no cover - the images path was validated before
-        raise BadInputError(f"images dataset {images_path!r} not found while copying")
+        raise BadInputError(f"images dataset {images.name!r} not found while copying")
     return created
 
 
