@@ -42,7 +42,8 @@ import imageio.v3 as iio
 import numpy as np
 
 import fastmix
-from fastmix.images.export import export_store, png_options
+from fastmix.images.encode import jpeg_options, png_options
+from fastmix.images.export import export_store
 from fastmix.images.ingest import chunk_length, ingest_folder
 
 PROTOTYPE_IMAGES_PER_SECOND = 86.0
@@ -128,7 +129,7 @@ def run(files: int, repeats: int, work: str, formats: tuple[str, ...]) -> list[t
     labels = [class_of[os.path.basename(os.path.dirname(path))] for path in paths]
     key = fastmix.Key.generate()
     spec = fastmix.MixSpec(block=(96, 24), donors=10, prob=0.5, mode="paper")
-    options = {"png": png_options(), "jpeg": {"extension": ".jpg", "quality": 95}}
+    options = {"png": png_options(), "jpeg": jpeg_options()}
     store = os.path.join(work, "source.h5")
     mixed = os.path.join(work, "mixed.h5")
     out = os.path.join(work, "out")

@@ -10,6 +10,7 @@ import stat
 import struct
 import subprocess
 import sys
+from dataclasses import replace
 
 import h5py
 import hdf5plugin
@@ -21,7 +22,7 @@ from fastmix.errors import BadInputError, WrongKeyError
 from fastmix.store import mix_store, unmix_store
 from fastmix.store.crashrepair import chunk_extents, clear_open_flag, lookup3, shared_bytes
 from fastmix.store.inplace import InPlaceRunStopped
-from fastmix.store.journal import Journal
+from fastmix.store.journal import Journal, RunHeader
 
 WINDOW = 64
 SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)
@@ -326,7 +327,13 @@ def test_stale_lock_of_a_dead_pid_is_recovered(tmp_path):
 
 def test_journal_detects_torn_records_and_torn_commits(tmp_path):
     path = str(tmp_path / "journal")
-    journal = Journal.create(path, {"operation": "mix"}, max_payload=10_000)
+    header = RunHeader(operation="mix", images="/images", labels="labels", spec=SPEC,
+                       window=64, count=640, windows=10, key_check=KEY.check_value,
+                       unpartnered=0, paired=0, shape=(640, 8, 8), dtype="|u1")
+    journal = Journal.create(path, header, max_payload=10_000)
+    reopened = Journal.open(path)
+    assert reopened.header == replace(header, max_payload=10_000)
+    reopened.close()
     window = np.arange(10_000, dtype=np.uint8).reshape(100, 100)
     buffer = np.empty(10_000, dtype=np.uint8)
     journal.commit(3)

@@ -14,12 +14,17 @@ import contextlib
 import os
 import shutil
 import time
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from fastmix.errors import BadInputError
+from fastmix.images.encode import (
+    PNG_COMPRESS_LEVEL,
+    jpeg_options,
+    png_options,
+    write_images,
+)
 from fastmix.images.parallel import bounded_map, make_pool, worker_count
 from fastmix.images.workers import WorkerProcesses, use_processes
 
@@ -29,12 +34,6 @@ WINDOW_TARGET_BYTES = 32 * 1024**2
 READ_CACHE_BYTES = 1024**2
 #: Images per encoding job handed to one thread.
 JOB_IMAGES = 16
-#: zlib level of the PNG files: level 1 is about 3x faster than Pillow's default 6 and the
-#: files are only a few percent larger on photographs.
-PNG_COMPRESS_LEVEL = 1
-#: zlib strategy of the PNG files: run-length (Z_RLE) after Pillow's PNG filters took 20%
-#: less CPU than the default strategy on photographs, and made slightly smaller files.
-PNG_STRATEGY = zlib.Z_RLE
 FORMATS = {"png": ".png", "jpeg": ".jpg"}
 
 
@@ -105,13 +104,6 @@ def label_folders(labels: np.ndarray, class_names: list[str] | None) -> dict[obj
     return folders
 
 
-def png_ready(image: np.ndarray) -> np.ndarray:
-    """An image as Pillow writes it to PNG: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA."""
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    return np.ascontiguousarray(image)
-
-
 def _check_exportable(dataset, path: str, image_format: str) -> None:
     shape, dtype = dataset.shape, dataset.dtype
     channels = shape[3] if len(shape) == 4 else 1
@@ -128,31 +120,6 @@ def _check_exportable(dataset, path: str, image_format: str) -> None:
     raise BadInputError(
         f"images in {path!r} are {dtype} with {channels} channel(s); PNG export supports uint8 "
         "grey, RGB or RGBA and uint16 grey. Convert the store first")
-
-
-def png_options(compress_level: int = PNG_COMPRESS_LEVEL) -> dict:
-    """imageio/Pillow keyword arguments of the PNG files export writes."""
-    return {"extension": ".png", "compress_level": int(compress_level),
-            "compress_type": PNG_STRATEGY}
-
-
-def write_images(images: np.ndarray, paths: list[str], options: dict) -> int:
-    """Write each image to its path with imageio (Pillow); returns the number written.
-
-    ``options`` must name the ``extension``; the file is opened here and handed to imageio
-    as an open file, which skips imageio's URI parsing (measured cheaper per file).
-    """
-    import imageio.v3 as iio
-
-    from fastmix.images.decode import cache_missing_optional_plugins
-
-    cache_missing_optional_plugins()
-    for image, path in zip(images, paths):
-        # unbuffered: Pillow writes whole encoded blocks itself, and Python's buffered open
-        # would add a terminal check and position queries (syscalls) to every file
-        with open(path, "wb", buffering=0) as handle:
-            iio.imwrite(handle, png_ready(image), plugin="pillow", **options)
-    return len(paths)
 
 
 def _check_directory(directory: str, overwrite: bool) -> None:
@@ -235,7 +202,7 @@ def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
         raise BadInputError(f"format must be png or jpeg, got {image_format!r}")
     extension = FORMATS[image_format]
     options = png_options(compress_level) if image_format == "png" else \
-        {"extension": ".jpg", "quality": int(quality)}
+        jpeg_options(quality)
     _check_directory(directory, overwrite)
     # Whole chunks are read, each once: with a chunk cache smaller than a chunk, HDF5 reads
     # them straight into the window instead of through its cache (half the CPU, measured).

@@ -136,7 +136,7 @@ class WorkerProcesses:
         return out[: len(reply["ok"])], reply["ok"], reply["failures"]
 
     def write(self, images: np.ndarray, paths: list[str], options: dict) -> int:
-        """:func:`fastmix.images.export.write_images` in this thread's worker process."""
+        """:func:`fastmix.images.encode.write_images` in this thread's worker process."""
         images = np.ascontiguousarray(images)
         reply, _ = self.call({"op": "write", "paths": paths, "shape": list(images.shape),
                               "dtype": images.dtype.str, "options": options},
@@ -174,7 +174,7 @@ def _serve() -> None:
     import warnings
 
     from fastmix.images.decode import decode_batch
-    from fastmix.images.export import write_images
+    from fastmix.images.encode import write_images
 
     # Ctrl-C is the parent's to handle: it stops feeding jobs and closes our input.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -19,12 +19,6 @@ The building blocks below are shared with the in-place engine (``fastmix.store.i
     raw chunks (``os.preadv`` by chunk offset, codecs in the thread pool,
     ``write_direct_chunk``) where the filters allow it, h5py otherwise. The reader indexes
     the chunk offsets when it is created.
-``run_windows(reader, writer, windows, labels, spec, key, *, inverse, backend, buffers,
-indices, progress, after_window) -> unpartnered``
-    (:mod:`fastmix.store.engine`) the window loop. A reader thread reads and plans window
-    k+1, the caller mixes window k, a writer thread writes window k-1. ``indices`` keeps
-    the original window indices when a run resumes; ``after_window(position, start, stop)``
-    runs in the writer thread after each window is written, in order.
 ``stream_windows(reader, writer, windows, labels, spec, key, *, threads, piece, inverse,
 backend, progress, indices) -> unpartnered``
     (:mod:`fastmix.store.stream`) the loop of both engines: two window buffers (mixed, read
@@ -34,18 +28,19 @@ backend, progress, indices) -> unpartnered``
     seeds each window's plan; in-place mode passes the remaining windows of a resumed run
     with their original indices, and wraps the reader and writer to journal and commit.
 ``piece_images(store, memory, threads)``, ``streaming_staging_bytes(store, threads, raw,
-piece)``
-    (:mod:`fastmix.store.engine`) the output piece length and the loop's memory besides
-    its window buffers, so that both engines cut the same windows from the same budget.
-``allocate_window_buffers(length, image_shape, dtype)``, ``count_unpartnered(labels, windows)``,
-``require_unmixable(dataset, path, key) -> MixRecord``
-    (:mod:`fastmix.store.engine`) buffers, the strict pre-check, and the unmix checks
-    (unmixed store, paper mode, wrong key) done before anything is written.
+piece)``, ``mix_windows(store, spec, memory, window, *, threads, raw, piece)``
+    (:mod:`fastmix.store.prepare`) the output piece length, the loop's memory besides its
+    window buffers and the windows a mix cuts, so that both engines cut the same windows
+    from the same budget. The same module holds the checks both engines make before a run
+    (``check_key``, ``require_not_interrupted``, ``require_unmixed``, ``require_partners``,
+    ``require_unmixable(dataset, path, key) -> MixRecord``) and their messages.
 ``write_mix_attributes(dataset, spec, window=, key_check=, labels=, unpartnered=)``,
 ``read_mix_record(dataset) -> MixRecord | None``, ``remove_mix_attributes(dataset)``
     (:mod:`fastmix.store.metadata`) the ``fastmix_*`` record. Never the key.
 
-In-place mode: ``mix_store(..., in_place=True)`` and ``unmix_store(..., in_place=True)`` call
+The entry points live in :mod:`fastmix.store.engine`, above both engines: new-file mode runs
+``fastmix.store.newfile_engine.run_new_file``, and in-place mode (``mix_store(...,
+in_place=True)`` and ``unmix_store(..., in_place=True)``) calls
 ``fastmix.store.inplace.run_in_place(operation, src, **options)`` with ``operation`` "mix"
 (options: spec, key, memory, window, images, labels, progress, resume, force, strict,
 backend) or "unmix" (options: key, memory, images, progress, resume, backend); it returns a
@@ -55,12 +50,12 @@ carries ``fastmix_state = "in-progress"`` (an interrupted in-place run).
 """
 
 from fastmix.store.access import Store, open_store
-from fastmix.store.engine import mix_store, run_windows, unmix_store
+from fastmix.store.engine import mix_store, unmix_store
 from fastmix.store.metadata import MixRecord, read_mix_record, write_mix_attributes
 from fastmix.store.report import StoreReport
 from fastmix.store.stream import stream_windows
 from fastmix.store.windows import plan_windows
 
 __all__ = ["MixRecord", "Store", "StoreReport", "mix_store", "open_store", "plan_windows",
-           "read_mix_record", "run_windows", "stream_windows", "unmix_store",
+           "read_mix_record", "stream_windows", "unmix_store",
            "write_mix_attributes"]

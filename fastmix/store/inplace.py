@@ -36,37 +36,51 @@ import os
 import stat
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from fastmix.errors import BadInputError, FastmixError, FastmixWarning, WrongKeyError
+from fastmix.errors import BadInputError, FastmixError, WrongKeyError
 from fastmix.keys import Key
-from fastmix.mixing import layout_for
-from fastmix.plan import pairs_warning
+from fastmix.plan.windows import fixed_windows
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec
 from fastmix.store.access import foreign_layout, open_store, read_labels
 from fastmix.store.allocator import tune_allocator
 from fastmix.store.chunkio import WindowReader, WindowWriter, codec_threads
 from fastmix.store.crashrepair import chunk_extents, clear_open_flag, raise_eoa, shared_bytes
-from fastmix.store.journal import Journal, JournalError, journal_path, read_journal_header
+from fastmix.store.durable import fsync_path
+from fastmix.store.journal import (
+    Journal,
+    JournalError,
+    RunHeader,
+    journal_path,
+    read_journal_header,
+)
 from fastmix.store.lock import StoreLock
 from fastmix.store.metadata import (
     COMPLETE,
     IN_PROGRESS,
     STATE_ATTRIBUTE,
-    read_mix_record,
+    read_state,
     remove_mix_attributes,
     write_mix_attributes,
 )
+from fastmix.store.prepare import (
+    count_paired,
+    count_unpartnered,
+    mix_windows,
+    piece_images,
+    require_partners,
+    require_unmixable,
+    require_unmixed,
+    warn_after_mix,
+)
 from fastmix.store.report import StoreReport
-from fastmix.store.stream import stream_windows, window_buffers
-from fastmix.store.windows import plan_windows
+from fastmix.store.stream import stream_windows
+from fastmix.store.windows import chunk_length, plan_windows
 from fastmix.store.writeback import EarlyWriteback
 
-JOURNAL_FORMAT = 1
 #: Compressed stores: fsync after every chunk, not only after every window (power loss).
 SYNC_EACH_CHUNK = True
 
@@ -148,15 +162,14 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
         _refuse_foreign_layout(source, store.images)
         resumed = journal is not None
         if journal is None:
-            plan = _fresh_plan(operation, source, store, key, spec, memory, window, labels,
-                               force, strict)
-            journal = _start(source, store, plan)
+            header = _fresh_header(operation, source, store, key, spec, memory, window,
+                                   labels, force, strict)
+            journal = _start(source, store, header)
         else:
-            plan = _resumed_plan(operation, source, store, journal, key, spec, window)
-        store.labels = read_labels(store.file, plan["labels"], store.count, source)
-        report = _run(source, store, journal, plan, key, progress, backend, resumed,
-                      memory)
-        _finish(store, plan, report)
+            header = _resumed_header(operation, source, store, journal, key, spec, window)
+        store.labels = read_labels(store.file, header.labels, store.count, source)
+        report = _run(source, store, journal, key, progress, backend, resumed, memory)
+        _finish(store, header, report)
         store.close()
         store = None
         journal.remove()
@@ -168,11 +181,8 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
             journal.close()
         lock.release()
     report.seconds = time.perf_counter() - started
-    if report.unpartnered and operation == "mix":
-        warnings.warn(f"{report.unpartnered} image(s) have no other image of their label in "
-                      "their window and were left unmixed", FastmixWarning, stacklevel=3)
-    if plan.get("paired") and operation == "mix":
-        warnings.warn(pairs_warning(plan["paired"]), FastmixWarning, stacklevel=3)
+    if operation == "mix":
+        warn_after_mix(report.unpartnered, header.paired, stacklevel=3)
     return report
 
 
@@ -220,17 +230,17 @@ def _open_journal(source: str) -> Journal | None:
 
 def _pending_message(source: str, journal: Journal) -> str:
     header = journal.header
-    return (f"store {source!r} has an interrupted in-place {header['operation']} "
-            f"({journal.committed} of {header['windows']} windows done, journal "
+    return (f"store {source!r} has an interrupted in-place {header.operation} "
+            f"({journal.committed} of {header.windows} windows done, journal "
             f"{journal.path!r}); finish it with --resume (resume=True)")
 
 
-def pending_run(source: str | os.PathLike) -> dict | None:
+def pending_run(source: str | os.PathLike) -> RunHeader | None:
     """The recorded options of an interrupted in-place run on ``source``, or ``None``.
 
     Reads the journal header without taking the lock (the run itself checks again under
-    it). The header holds ``operation``, ``spec`` (:meth:`MixSpec.to_dict`), ``window``,
-    ``windows``, ``labels`` and the key check value, never the key.
+    it). The header holds the operation, spec, window, windows, labels and the key check
+    value, never the key.
     """
     return read_journal_header(journal_path(source))
 
@@ -239,23 +249,18 @@ def _same_spec(spec: MixSpec | None, recorded: MixSpec) -> bool:
     return spec is None or spec.canonical() == recorded.canonical()
 
 
-def _same_windows(window: int | None, plan: dict) -> bool:
+def _same_windows(window: int | None, header: RunHeader) -> bool:
     if window is None:
         return True
-    count = plan["count"]
-    return [(start, min(start + window, count)) for start in range(0, count, window)] == \
-        _windows(plan)
+    return fixed_windows(header.count, window) == header.window_ranges()
 
 
 # -- planning -------------------------------------------------------------------------------
 
-def _fresh_plan(operation, source, store, key, spec, memory, window, labels, force,
-                strict) -> dict:
+def _fresh_header(operation, source, store, key, spec, memory, window, labels, force,
+                  strict) -> RunHeader:
     images = store.images
-    state = images.attrs.get(STATE_ATTRIBUTE)
-    if isinstance(state, bytes):
-        state = state.decode()
-    if state == IN_PROGRESS:
+    if read_state(images) == IN_PROGRESS:
         raise BadInputError(
             f"store {source!r} was left half-rewritten by an in-place run whose journal "
             f"{journal_path(source)!r} is missing; it cannot be finished. Restore the store "
@@ -263,69 +268,45 @@ def _fresh_plan(operation, source, store, key, spec, memory, window, labels, for
         )
     if operation == "mix":
         spec = MixSpec() if spec is None else spec
-        if read_mix_record(images) is not None and not force:
-            raise BadInputError(
-                f"store {source!r} is already mixed by fastmix; unmix it first, or pass "
-                "force=True (--force) to mix it again"
-            )
-        from fastmix.store.engine import (
-            count_paired,
-            count_unpartnered,
-            piece_images,
-            streaming_staging_bytes,
-        )
-
+        require_unmixed(images, source, force)
         # The same windows as new-file mode for the same budget: the same loop and buffers.
         threads = codec_threads()
-        layout = layout_for(tuple(images.shape[1:]), images.dtype, spec)
-        windows = plan_windows(images, memory, window, block_count=layout.block_count,
-                               staging_bytes=streaming_staging_bytes(
-                                   store, threads, True, piece_images(store, memory, threads)),
-                               buffers=window_buffers(spec))
+        windows = mix_windows(store, spec, memory, window, threads=threads, raw=True,
+                              piece=piece_images(store, memory, threads))
         label_array = read_labels(store.file, labels, store.count, source)
         unpartnered = count_unpartnered(label_array, windows)
-        if unpartnered and strict:
-            raise BadInputError(
-                f"{unpartnered} image(s) have no other image of their label in their window; "
-                "use a larger window (--window/--memory) or drop those images"
-            )
+        require_partners(unpartnered, strict)
         paired = count_paired(label_array, windows, spec)
         labels_name = labels
     else:
-        from fastmix.store.engine import require_unmixable
-
         record = require_unmixable(images, source, key)
         spec, labels_name, unpartnered, paired = record.spec, record.labels, 0, 0
         windows = plan_windows(images, memory, record.window, aligned=False)
     length = max((stop - start for start, stop in windows), default=0)
-    return {"format": JOURNAL_FORMAT, "operation": operation, "images": images.name,
-            "labels": labels_name, "spec": spec.to_dict(), "window": length,
-            "count": store.count, "windows": len(windows), "key_check": key.check_value,
-            "unpartnered": unpartnered, "paired": paired, "shape": list(images.shape),
-            "dtype": images.dtype.str}
+    return RunHeader(operation=operation, images=images.name, labels=labels_name, spec=spec,
+                     window=length, count=store.count, windows=len(windows),
+                     key_check=key.check_value, unpartnered=unpartnered, paired=paired,
+                     shape=tuple(images.shape), dtype=images.dtype.str)
 
 
-def _resumed_plan(operation, source, store, journal, key, spec, window) -> dict:
-    plan = dict(journal.header)
-    if plan.get("format") != JOURNAL_FORMAT:
-        raise BadInputError(f"journal {journal.path!r} was written by another fastmix version; "
-                            "finish the run with that version")
-    if plan["operation"] != operation:
+def _resumed_header(operation, source, store, journal, key, spec, window) -> RunHeader:
+    header = journal.header
+    if header.operation != operation:
         raise BadInputError(
-            f"store {source!r} has an interrupted in-place {plan['operation']}, not a "
-            f"{operation}; finish it with 'fastmix {plan['operation']} --in-place --resume'"
+            f"store {source!r} has an interrupted in-place {header.operation}, not a "
+            f"{operation}; finish it with 'fastmix {header.operation} --in-place --resume'"
         )
-    if store.images.name != plan["images"] or list(store.images.shape) != plan["shape"]:
+    if store.images.name != header.images or tuple(store.images.shape) != header.shape:
         raise BadInputError(
-            f"the interrupted run rewrote dataset {plan['images']!r} of shape "
-            f"{tuple(plan['shape'])}; resume with --images {plan['images'].lstrip('/')}"
+            f"the interrupted run rewrote dataset {header.images!r} of shape "
+            f"{header.shape}; resume with --images {header.images.lstrip('/')}"
         )
-    if key.check_value != plan["key_check"]:
+    if key.check_value != header.key_check:
         raise WrongKeyError(
             "wrong key: the interrupted run used another key (its check value differs); "
             "resume with the key file it was started with"
         )
-    recorded = MixSpec.from_dict(plan["spec"])
+    recorded = header.spec
     resume_hint = (f"resume with the same options, or with none of them ('fastmix "
                    f"{operation} STORE --in-place --resume --key-file KEY' uses the recorded "
                    "ones)")
@@ -334,23 +315,19 @@ def _resumed_plan(operation, source, store, journal, key, spec, window) -> dict:
             f"the interrupted run mixes with spec {recorded.canonical()}, not "
             f"{spec.canonical()}; {resume_hint}"
         )
-    if operation == "mix" and not _same_windows(window, plan):
+    if operation == "mix" and not _same_windows(window, header):
         raise BadInputError(
-            f"the interrupted run mixes in windows of {plan['window']} images, not {window}; "
+            f"the interrupted run mixes in windows of {header.window} images, not {window}; "
             f"{resume_hint}"
         )
-    return plan
+    return header
 
 
-def _windows(plan: dict) -> list[tuple[int, int]]:
-    length, count = plan["window"], plan["count"]
-    return [(start, min(start + length, count)) for start in range(0, count, length)]
-
-
-def _start(source: str, store, plan: dict) -> Journal:
+def _start(source: str, store, header: RunHeader) -> Journal:
     """Create the journal, then mark the store in progress (both durable)."""
     try:
-        journal = Journal.create(journal_path(source), plan, plan["window"] * store.image_bytes)
+        journal = Journal.create(journal_path(source), header,
+                                 header.window * store.image_bytes)
     except JournalError as error:
         raise InPlaceRunStopped(f"{error.strerror}; the store was not changed") from None
     store.images.attrs[STATE_ATTRIBUTE] = IN_PROGRESS
@@ -363,11 +340,7 @@ def _start(source: str, store, plan: dict) -> Journal:
 def _sync(store) -> None:
     """Flush HDF5's caches to the file and the file to the disk."""
     store.file.flush()
-    descriptor = os.open(store.path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    fsync_path(store.path)
 
 
 def _filtered(dataset) -> bool:
@@ -549,15 +522,13 @@ class _CommittingWriter:
             ) from None
 
 
-def _run(source, store, journal, plan, key, progress, backend, resumed,
-         memory) -> StoreReport:
-    from fastmix.store.engine import piece_images
-
+def _run(source, store, journal, key, progress, backend, resumed, memory) -> StoreReport:
+    header = journal.header
     images = store.images
-    spec = MixSpec.from_dict(plan["spec"])
-    windows = _windows(plan)
-    inverse = plan["operation"] == "unmix"
-    step = int(images.chunks[0]) if images.chunks is not None else 1
+    spec = header.spec
+    windows = header.window_ranges()
+    inverse = header.operation == "unmix"
+    step = chunk_length(images)
     aligned = all(start % step == 0 for start, _ in windows)
     filtered = _filtered(images)
     _hold_metadata(store)
@@ -579,7 +550,7 @@ def _run(source, store, journal, plan, key, progress, backend, resumed,
             WindowReader(images, pool, raw=aligned), journal, commits,
             {start: index for index, (start, _) in enumerate(windows)}, pool)
         try:
-            with Progress(store.count, store.image_bytes, plan["operation"], progress) as bar:
+            with Progress(store.count, store.image_bytes, header.operation, progress) as bar:
                 bar.update(sum(stop - start for start, stop in windows[:committed]))
                 # The remaining windows keep their own indices, which seed their plans.
                 stream_windows(reader, writer, windows[committed:], store.labels, spec, key,
@@ -590,20 +561,20 @@ def _run(source, store, journal, plan, key, progress, backend, resumed,
             reader.close()
             writeback.close()
         io_path = f"in-place {reader.path}/{inner.path}"
-    return StoreReport(operation=plan["operation"], destination=source, spec=spec,
-                       images=store.count, windows=len(windows), window=plan["window"],
-                       unpartnered=plan["unpartnered"],
+    return StoreReport(operation=header.operation, destination=source, spec=spec,
+                       images=store.count, windows=len(windows), window=header.window,
+                       unpartnered=header.unpartnered,
                        pixel_bytes=store.count * store.image_bytes, seconds=0.0,
                        io_path=io_path,
                        extra={"resumed_at_window": committed if resumed else None})
 
 
-def _finish(store, plan: dict, report: StoreReport) -> None:
+def _finish(store, header: RunHeader, report: StoreReport) -> None:
     images = store.images
-    if plan["operation"] == "mix":
-        write_mix_attributes(images, report.spec, window=plan["window"],
-                             key_check=plan["key_check"], labels=plan["labels"],
-                             unpartnered=plan["unpartnered"])
+    if header.operation == "mix":
+        write_mix_attributes(images, report.spec, window=header.window,
+                             key_check=header.key_check, labels=header.labels,
+                             unpartnered=header.unpartnered)
         images.attrs[STATE_ATTRIBUTE] = COMPLETE
     else:
         remove_mix_attributes(images)

@@ -2,9 +2,9 @@ r"""The undo journal of an in-place run: ``STORE.fastmix-journal`` beside the st
 
 Layout (all integers little-endian)::
 
-    [0, 4096)        header: magic, JSON of the run (operation, spec, windows, key check
-                     value), BLAKE2b digest. Written once and fsynced before the store is
-                     touched.
+    [0, 4096)        header: magic, JSON of the run (a :class:`RunHeader`: operation, spec,
+                     windows, key check value), BLAKE2b digest. Written once and fsynced
+                     before the store is touched.
     [4096, 4608)     commit slot 0 \  the number of windows committed to the store, with a
     [4608, 5120)     commit slot 1 /  sequence number; written alternately so that a torn
                                       write leaves the other slot valid.
@@ -37,10 +37,17 @@ import json
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from fastmix.errors import BadInputError
+from fastmix.plan.windows import fixed_windows
+from fastmix.spec import MixSpec
+from fastmix.store.durable import fsync_folder_of
+
+#: Version of the header's fields; a journal of another version is refused.
+JOURNAL_FORMAT = 1
 JOURNAL_SUFFIX = ".fastmix-journal"
 FAILURE_HOOK = "FASTMIX_TEST_JOURNAL_ENOSPC"
 
@@ -72,16 +79,6 @@ def _digest(*parts) -> bytes:
     return digest.digest()
 
 
-def fsync_directory(path: str | os.PathLike) -> None:
-    """Make a file creation, rename or removal in ``path``'s folder durable."""
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _segment_crcs(payload: memoryview) -> list[int]:
     return [zlib.crc32(payload[start:start + _SEGMENT])
             for start in range(0, payload.nbytes, _SEGMENT)]
@@ -90,6 +87,85 @@ def _segment_crcs(payload: memoryview) -> list[int]:
 def _slot_size(max_payload: int) -> int:
     size = _RECORD.size + max_payload + 4 * (max_payload // _SEGMENT + 1) + _DIGEST
     return -(-size // 4096) * 4096
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    """What an in-place run records before it touches the store. Never the key.
+
+    Attributes
+    ----------
+    operation : {"mix", "unmix"}
+    images, labels : str
+        The images dataset's path and the labels dataset's name.
+    spec : MixSpec
+        The mixing parameters.
+    window : int
+        Window length in images.
+    count : int
+        Images in the store.
+    windows : int
+        Windows in the run.
+    key_check : str
+        The key's check value.
+    unpartnered, paired : int
+        Images left unmixed, and images in permute groups of two (for the report).
+    shape : tuple of int
+        The images dataset's shape.
+    dtype : str
+        Its dtype (``numpy.dtype.str``).
+    max_payload : int
+        Bytes of the largest undo record (set by :meth:`Journal.create`).
+    format : int
+        :data:`JOURNAL_FORMAT`.
+    """
+
+    operation: str
+    images: str
+    labels: str
+    spec: MixSpec
+    window: int
+    count: int
+    windows: int
+    key_check: str
+    unpartnered: int
+    paired: int
+    shape: tuple[int, ...]
+    dtype: str
+    max_payload: int = 0
+    format: int = JOURNAL_FORMAT
+
+    def window_ranges(self) -> list[tuple[int, int]]:
+        """The run's windows ``[(start, stop), ...]``; the position is the window index."""
+        return fixed_windows(self.count, self.window)
+
+    def to_json(self) -> bytes:
+        """The header as canonical JSON (the spec as :meth:`MixSpec.to_dict`)."""
+        values = {field.name: getattr(self, field.name) for field in fields(self)}
+        values.update(spec=self.spec.to_dict(), shape=list(self.shape))
+        return json.dumps(values, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, text: bytes, path: str) -> RunHeader:
+        """Parse a header written by :meth:`to_json`.
+
+        Raises
+        ------
+        BadInputError
+            When the header has another format or fields this version does not know (a
+            journal of another fastmix version); ``path`` names the journal.
+        """
+        refused = BadInputError(f"journal {path!r} was written by another fastmix version; "
+                                "finish the run with that version")
+        try:
+            values = json.loads(text)
+            if not isinstance(values, dict) or values.get("format") != JOURNAL_FORMAT:
+                raise refused
+            values["spec"] = MixSpec.from_dict(values["spec"])
+            values["shape"] = tuple(int(size) for size in values["shape"])
+            return cls(**values)
+        except (ValueError, TypeError, KeyError, BadInputError):
+            raise refused from None
 
 
 @dataclass(frozen=True)
@@ -105,17 +181,17 @@ class UndoRecord:
 class Journal:
     """An open journal file. Create with :meth:`create`, reopen with :meth:`open`."""
 
-    def __init__(self, path: str, descriptor: int, header: dict):
+    def __init__(self, path: str, descriptor: int, header: RunHeader):
         self.path = path
         self.descriptor = descriptor
         self.header = header
         self._sequence = 0
-        self.slot_size = _slot_size(int(header["max_payload"]))
+        self.slot_size = _slot_size(header.max_payload)
 
     # -- creation and opening -------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str, header: dict, max_payload: int) -> Journal:
+    def create(cls, path: str, header: RunHeader, max_payload: int) -> Journal:
         """Create a new journal holding ``header`` and two records of ``max_payload`` bytes.
 
         Raises
@@ -123,8 +199,8 @@ class Journal:
         JournalError
             When the file cannot be created or the disk has no room for it; nothing is left.
         """
-        header = {**header, "max_payload": int(max_payload)}
-        text = json.dumps(header, sort_keys=True).encode()
+        header = replace(header, max_payload=int(max_payload))
+        text = header.to_json()
         block = _HEADER_MAGIC + struct.pack("<I", len(text)) + text + _digest(text)
         if len(block) > _HEADER_SIZE:
             raise ValueError("journal header too large")
@@ -142,7 +218,7 @@ class Journal:
                 os.ftruncate(descriptor, size)  # filesystems without fallocate
             _write_all(descriptor, block, 0)
             os.fsync(descriptor)
-            fsync_directory(path)
+            fsync_folder_of(path)
         except OSError as error:
             os.close(descriptor)
             os.unlink(path)
@@ -154,9 +230,19 @@ class Journal:
 
     @classmethod
     def open(cls, path: str) -> Journal | None:
-        """Open an existing journal; ``None`` when its header is torn (it was never used)."""
+        """Open an existing journal; ``None`` when its header is torn (it was never used).
+
+        Raises
+        ------
+        BadInputError
+            When the journal was written by another fastmix version.
+        """
         descriptor = os.open(path, os.O_RDWR)
-        header = _read_header(descriptor)
+        try:
+            header = _read_header(descriptor, path)
+        except BadInputError:
+            os.close(descriptor)
+            raise
         if header is None:
             os.close(descriptor)
             return None
@@ -206,7 +292,7 @@ class Journal:
             When the write fails (a full disk): the store has not been touched.
         """
         payload = memoryview(np.ascontiguousarray(window)).cast("B")
-        if payload.nbytes > int(self.header["max_payload"]):
+        if payload.nbytes > self.header.max_payload:
             raise ValueError("window larger than the journal's records")
         segments = [payload[first:first + _SEGMENT]
                     for first in range(0, payload.nbytes, _SEGMENT)]
@@ -282,25 +368,26 @@ class Journal:
         """Close and delete the journal, durably (the run is complete)."""
         self.close()
         os.unlink(self.path)
-        fsync_directory(self.path)
+        fsync_folder_of(self.path)
 
 
-def read_journal_header(path: str | os.PathLike) -> dict | None:
+def read_journal_header(path: str | os.PathLike) -> RunHeader | None:
     """The header of the journal at ``path`` (read-only), or ``None``.
 
-    ``None`` when there is no journal or its header is torn (it was never used).
+    ``None`` when there is no journal or its header is torn (it was never used); a
+    :class:`~fastmix.errors.BadInputError` when another fastmix version wrote it.
     """
     try:
         descriptor = os.open(os.fspath(path), os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
-        return _read_header(descriptor)
+        return _read_header(descriptor, os.fspath(path))
     finally:
         os.close(descriptor)
 
 
-def _read_header(descriptor: int) -> dict | None:
+def _read_header(descriptor: int, path: str) -> RunHeader | None:
     head = os.pread(descriptor, _HEADER_SIZE, 0)
     if head[:8] != _HEADER_MAGIC or len(head) < 12:
         return None
@@ -308,10 +395,7 @@ def _read_header(descriptor: int) -> dict | None:
     text = head[12:12 + length]
     if len(text) != length or head[12 + length:12 + length + _DIGEST] != _digest(text):
         return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
+    return RunHeader.from_json(text, path)
 
 
 def _write_all(descriptor: int, data, offset: int) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 from fastmix.errors import BadInputError, FastmixWarning
 from fastmix.store.access import foreign_layout
+from fastmix.store.durable import fsync_folder_of, fsync_path
 
 #: Bytes copied at a time when a dataset kept in other files is copied into the output.
 _COPY_SLAB = 16 << 20
@@ -259,14 +260,6 @@ def copy_userblock(source: str, target: str, size: int) -> None:
         writer.write(reader.read(size))
 
 
-def _fsync_path(path: str, directory: bool = False) -> None:
-    descriptor = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 @contextlib.contextmanager
 def atomic_output(destination: str, overwrite: bool) -> Iterator[str]:
     """Yield a temporary path; on success it is fsynced and renamed to ``destination``.
@@ -281,7 +274,7 @@ def atomic_output(destination: str, overwrite: bool) -> Iterator[str]:
     finished = False
     try:
         yield temporary
-        _fsync_path(temporary)
+        fsync_path(temporary)
         if os.path.exists(destination) and not overwrite:
             raise BadInputError(
                 f"destination {destination!r} appeared while fastmix was writing; it was left "
@@ -289,7 +282,7 @@ def atomic_output(destination: str, overwrite: bool) -> Iterator[str]:
             )
         os.replace(temporary, destination)
         finished = True
-        _fsync_path(os.path.dirname(os.path.abspath(destination)), directory=True)
+        fsync_folder_of(destination)
     finally:
         if not finished:
             with contextlib.suppress(FileNotFoundError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastmix.errors import BadInputError
+from fastmix.plan.windows import fixed_windows
 from fastmix.spec import format_bytes, parse_memory
 
 #: Window-sized buffers alive at once: the window being mixed and the next one being read
@@ -133,5 +134,4 @@ def plan_windows(dataset, memory: int | str = "1GiB", window: int | None = None,
         length = check_window(dataset, window)
     else:
         length = max(1, int(window))
-    count = int(dataset.shape[0])
-    return [(start, min(start + length, count)) for start in range(0, count, length)]
+    return fixed_windows(int(dataset.shape[0]), length)

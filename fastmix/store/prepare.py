@@ -1,0 +1,241 @@
+"""What both store engines check and size before a run, with the messages they give.
+
+The new-file engine (:mod:`fastmix.store.newfile_engine`) and the in-place engine
+(:mod:`fastmix.store.inplace`) import this module; :func:`fastmix.store.engine.mix_store`
+and :func:`~fastmix.store.engine.unmix_store` sit above both. Keeping the checks here means
+that both modes refuse the same inputs with the same words, and cut the same windows from
+the same memory budget.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+import numpy as np
+
+from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
+from fastmix.keys import Key
+from fastmix.mixing import layout_for
+from fastmix.plan import images_in_pairs, pairs_warning
+from fastmix.plan.windows import unpartnered_message
+from fastmix.spec import MixSpec, parse_memory
+from fastmix.store.chunkio import PIECE_BYTES, piece_length
+from fastmix.store.codecs import pipeline_for
+from fastmix.store.journal import journal_path, read_journal_header
+from fastmix.store.metadata import IN_PROGRESS, STATE_ATTRIBUTE, read_mix_record, read_state
+from fastmix.store.stream import ring_slots, window_buffers
+from fastmix.store.windows import chunk_bytes, plan_windows
+
+# -- arguments ------------------------------------------------------------------------------
+
+
+def check_key(key: object) -> Key:
+    """``key`` itself when it is a :class:`~fastmix.keys.Key`; a one-line error otherwise."""
+    if not isinstance(key, Key):
+        raise BadInputTypeError(
+            f"key must be a fastmix.Key (Key.generate() or Key.load(path)), got "
+            f"{type(key).__name__}"
+        )
+    return key
+
+
+def check_spec(spec: object) -> MixSpec | None:
+    """``spec`` itself when it is a :class:`~fastmix.spec.MixSpec` or ``None``."""
+    if spec is not None and not isinstance(spec, MixSpec):
+        raise BadInputTypeError(f"spec must be a fastmix.MixSpec, got {type(spec).__name__}")
+    return spec
+
+
+# -- the store's state ----------------------------------------------------------------------
+
+
+def require_not_interrupted(dataset, path: str) -> None:
+    """Refuse a store that an interrupted in-place run left half rewritten.
+
+    Its images dataset carries ``fastmix_state = "in-progress"``: some windows are mixed
+    (or unmixed) and the others are not, so reading it as a whole would give garbage.
+
+    Raises
+    ------
+    BadInputError
+        Naming ``--in-place --resume``, which finishes the interrupted run.
+    """
+    if read_state(dataset) != IN_PROGRESS:
+        return
+    header = read_journal_header(journal_path(path))
+    operation = header.operation if header else None
+    how = (f"finish it first with 'fastmix {operation} {path} --in-place --resume "
+           "--key-file KEY'" if operation in ("mix", "unmix") else
+           "finish it first with fastmix mix (or unmix, as it was started) --in-place "
+           "--resume and the same key file")
+    raise BadInputError(
+        f"store {path!r} is half rewritten by an interrupted in-place run ({dataset.name!r} "
+        f"has {STATE_ATTRIBUTE} = {IN_PROGRESS!r}); {how}"
+    )
+
+
+def require_unmixed(dataset, path: str, force: bool) -> None:
+    """Refuse to mix a store that already carries a fastmix record, unless ``force``."""
+    if read_mix_record(dataset) is not None and not force:
+        raise BadInputError(
+            f"store {path!r} is already mixed by fastmix; unmix it first, or pass "
+            "force=True (--force) to mix it again"
+        )
+
+
+def require_unmixable(dataset, path: str, key: Key):
+    """The dataset's :class:`~fastmix.store.metadata.MixRecord`, checked for unmixing.
+
+    Raises
+    ------
+    BadInputError
+        For an unmixed, paper-mode or one-way hardened store.
+    WrongKeyError
+        For the wrong key.
+    """
+    record = read_mix_record(dataset)
+    if record is None:
+        raise BadInputError(
+            f"store {path!r} carries no fastmix record on {dataset.name!r}: it was not mixed by "
+            "fastmix, so there is nothing to unmix"
+        )
+    if record.spec.mode != "permute":
+        raise BadInputError(
+            f"store {path!r} was mixed in {record.spec.mode!r} mode, which is not reversible; "
+            "only permute-mode stores can be unmixed"
+        )
+    if not record.reversible or not record.spec.reversible:
+        raise BadInputError(
+            f"store {path!r} was mixed with one-way hardening (jitter or seam blur), which is "
+            "not reversible; it cannot be unmixed"
+        )
+    key.verify(record.key_check)
+    return record
+
+
+# -- labels in windows ----------------------------------------------------------------------
+
+
+def count_unpartnered(labels: np.ndarray, windows: Iterable[tuple[int, int]]) -> int:
+    """Images whose label occurs only once in their window (they pass through unmixed)."""
+    total = 0
+    for start, stop in windows:
+        _, counts = np.unique(labels[start:stop], return_counts=True)
+        total += int(np.count_nonzero(counts == 1))
+    return total
+
+
+def count_paired(labels: np.ndarray, windows: Iterable[tuple[int, int]], spec: MixSpec) -> int:
+    """Images that permute mode puts in groups of two (see ``images_in_pairs``)."""
+    return sum(images_in_pairs(np.unique(labels[start:stop], return_counts=True)[1], spec)
+               for start, stop in windows)
+
+
+def require_partners(unpartnered: int, strict: bool) -> None:
+    """With ``strict``, refuse (before anything is written) images left without a partner."""
+    if unpartnered and strict:
+        raise BadInputError(
+            f"{unpartnered} image(s) have no other image of their label in their window; "
+            "use a larger window (--window/--memory) or drop those images"
+        )
+
+
+def warn_after_mix(unpartnered: int, paired: int, stacklevel: int) -> None:
+    """Warn about images left unmixed and images in permute groups of two."""
+    if unpartnered:
+        warnings.warn(unpartnered_message(unpartnered), FastmixWarning,
+                      stacklevel=stacklevel + 1)
+    if paired:
+        warnings.warn(pairs_warning(paired), FastmixWarning, stacklevel=stacklevel + 1)
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+def piece_images(store, memory: int | str, threads: int) -> int:
+    """Images per output piece: about 2 MiB, less when the ring would crowd the budget.
+
+    Parameters
+    ----------
+    store : Store
+        The open store (:func:`~fastmix.store.access.open_store`).
+    memory : int or str
+        The memory budget.
+    threads : int
+        Codec threads (the ring holds ``threads + 2`` pieces).
+
+    Returns
+    -------
+    int
+        Whole chunks' worth of images.
+    """
+    target = min(PIECE_BYTES, parse_memory(memory) // (8 * ring_slots(threads)))
+    return piece_length(store.images, target)
+
+
+def streaming_staging_bytes(store, threads: int, raw: bool, piece: int) -> int:
+    """Memory of the streaming loop besides its window buffers: the output ring and I/O.
+
+    Parameters
+    ----------
+    store : Store
+        The open store.
+    threads : int
+        Codec threads.
+    raw : bool
+        Whether the raw-chunk I/O path is used.
+    piece : int
+        Images per output piece (:func:`piece_images`).
+
+    Returns
+    -------
+    int
+        Bytes, to pass to :func:`~fastmix.store.windows.plan_windows` as ``staging_bytes``.
+    """
+    ring = ring_slots(threads) * piece * store.image_bytes
+    pipeline = pipeline_for(store.images) if raw else None
+    if pipeline is not None and pipeline.filters:
+        ring *= 2  # each piece's encoded chunks wait beside it until they are written
+    return ring + chunk_io_staging_bytes(store, threads, raw)
+
+
+def chunk_io_staging_bytes(store, threads: int, raw: bool) -> int:
+    """Memory the chunk I/O needs besides the window buffers (codec buffers), in bytes."""
+    size = chunk_bytes(store.images)
+    pipeline = pipeline_for(store.images) if raw else None
+    if pipeline is not None and pipeline.filters:
+        # Reading: each codec thread holds a stored and a decoded chunk. Writing: encodes in
+        # flight (threads + 1) plus the codec's temporary copy of each.
+        return (2 * threads + 2 * (threads + 1) + 1) * size
+    if pipeline is not None:
+        return size  # the padded copy of a partial last chunk
+    return 2 * size + (1 << 20)  # HDF5's chunk cache and filter buffer
+
+
+def mix_windows(store, spec: MixSpec, memory: int | str, window: int | None, *,
+                threads: int, raw: bool, piece: int) -> list[tuple[int, int]]:
+    """The windows a mix cuts from ``memory``: the same for new-file and in-place mode.
+
+    Parameters
+    ----------
+    store : Store
+        The open store.
+    spec : MixSpec
+        The mixing parameters (they set the blocks per image).
+    memory : int or str
+        The memory budget; sets the window length unless ``window`` is given.
+    window : int, optional
+        An explicit window length (chunk-aligned).
+    threads, raw, piece
+        As for :func:`streaming_staging_bytes`.
+
+    Returns
+    -------
+    list of (int, int)
+    """
+    images = store.images
+    layout = layout_for(tuple(images.shape[1:]), images.dtype, spec)
+    return plan_windows(images, memory, window, block_count=layout.block_count,
+                        staging_bytes=streaming_staging_bytes(store, threads, raw, piece),
+                        buffers=window_buffers(spec))
