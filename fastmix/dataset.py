@@ -51,8 +51,8 @@ class H5ImageDataset:
 
     def __init__(self, path: str | os.PathLike, transform: Callable | None = None,
                  images: str = "images", labels: str = "labels") -> None:
-        from fastmix.images.export import class_names_of
         from fastmix.store.access import open_store
+        from fastmix.store.hdf5 import class_names_of
 
         self.path = os.fspath(path)
         self.transform = transform

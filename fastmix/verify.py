@@ -30,6 +30,7 @@ from numba import njit, prange
 from fastmix.errors import BadInputError, BadInputTypeError, WrongKeyError
 from fastmix.keys import Key
 from fastmix.mixing import layout_for, mix_window
+from fastmix.plan.windows import fixed_windows
 from fastmix.store.metadata import IN_PROGRESS, STATE_ATTRIBUTE
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -221,8 +222,7 @@ def _check_windows(before, after, record, key: Key | None, progress: bool) -> in
             Progress(count, original[0].nbytes, "verify", enabled=progress) as bar:
         readers = (WindowReader(dataset_before, pool), WindowReader(dataset_after, pool))
         try:
-            for index, start in enumerate(range(0, count, window)):
-                stop = min(start + window, count)
+            for index, (start, stop) in enumerate(fixed_windows(count, window)):
                 _check_window(readers[0].read(start, stop, original),
                               readers[1].read(start, stop, mixed), before.labels[start:stop],
                               index, start, spec, layout, key, expected)

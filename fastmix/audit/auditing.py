@@ -16,6 +16,7 @@ from fastmix.audit.geometry import BlockGrid
 from fastmix.audit.groundtruth import GroundTruth, content_classes, locate_blocks
 from fastmix.audit.report import MISLEADING_SSIM, AuditReport, verdict, verdict_sentence
 from fastmix.errors import BadInputError, BadInputTypeError
+from fastmix.plan.windows import fixed_windows
 from fastmix.spec import MixSpec
 from fastmix.store.metadata import attribute_text
 
@@ -62,8 +63,7 @@ def planner_truth(labels: np.ndarray, spec: MixSpec, key, grid: BlockGrid,
     count = len(labels)
     window = window or max(count, 1)
     source = np.empty((count, grid.count), dtype=np.int64)
-    for index, start in enumerate(range(0, count, window)):
-        stop = min(start + window, count)
+    for index, (start, stop) in enumerate(fixed_windows(count, window)):
         plan = plan_window(encode_labels(labels[start:stop]), grid.count, spec, key, index)
         source[start:stop] = plan.source + start
     return GroundTruth(source=source, exact=np.ones_like(source, dtype=bool))
@@ -430,8 +430,7 @@ def _images_to_read(labels: np.ndarray, window: int | None, sample: int) -> int:
         return count
     _, codes = np.unique(labels, return_inverse=True)
     seen = np.zeros(codes.max() + 1, dtype=np.int64)
-    for start in range(0, count, window):
-        stop = min(start + window, count)
+    for start, stop in fixed_windows(count, window):
         seen += np.bincount(codes[start:stop], minlength=seen.size)
         if seen.min() >= sample:
             return stop

@@ -73,17 +73,6 @@ class ExportReport:
                 f"({self.images_per_second:,.0f} images/s) -> {self.directory}")
 
 
-def class_names_of(file, labels_name: str) -> list[str] | None:
-    """The ``class_names`` attribute of the labels dataset as a list of ``str``, if any."""
-    if labels_name not in file:
-        return None
-    names = file[labels_name].attrs.get("class_names")
-    if names is None:
-        return None
-    return [name.decode("utf-8") if isinstance(name, bytes) else str(name)
-            for name in np.atleast_1d(names).tolist()]
-
-
 def _safe_folder_name(text: str, fallback: str) -> str:
     cleaned = "".join("_" if char in '/\\:\0' else char for char in text).strip()
     return fallback if cleaned in ("", ".", "..") else cleaned
@@ -195,6 +184,7 @@ def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
 
     from fastmix.progress import Progress
     from fastmix.store.access import open_store
+    from fastmix.store.hdf5 import class_names_of
 
     started = time.perf_counter()
     directory = os.fspath(directory)

@@ -121,8 +121,8 @@ def preview_grid(store: str | os.PathLike, output: str | os.PathLike, *,
     import hdf5plugin  # noqa: F401 - registers the LZ4/Zstd/Blosc filters with h5py
     from PIL import Image, ImageDraw, ImageFont
 
-    from fastmix.images.export import class_names_of
     from fastmix.store.access import open_store
+    from fastmix.store.hdf5 import class_names_of
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise BadInputError(f"count must be a positive number of images, got {count!r}")

@@ -25,6 +25,8 @@ def fixed_windows(count: int, length: int) -> list[tuple[int, int]]:
         a range in the list is its window index.
     """
     count, length = int(count), int(length)
+    if count <= 0:
+        return []
     if length < 1:
         raise ValueError(f"window length must be at least 1, got {length}")
     return [(start, min(start + length, count)) for start in range(0, count, length)]

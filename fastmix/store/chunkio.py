@@ -24,6 +24,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from fastmix.store.codecs import ChunkPipeline, pipeline_for
+from fastmix.store.hdf5 import stored_chunks
 from fastmix.store.windows import chunk_bytes, chunk_length
 
 #: Bytes the new-file engine hands to the writer at a time (whole chunks).
@@ -68,17 +69,11 @@ def _write_exactly(descriptor: int, source: memoryview, offset: int) -> None:
 
 def _chunk_index(dataset) -> dict[int, tuple[int, int, int]] | None:
     """Map chunk start (along axis 0) -> (file offset, stored size, filter mask)."""
-    index: dict[int, tuple[int, int, int]] = {}
-
-    def visit(info) -> None:
-        index[int(info.chunk_offset[0])] = (int(info.byte_offset), int(info.size),
-                                            int(info.filter_mask))
-
     try:
-        dataset.id.chunk_iter(visit)
+        chunks = stored_chunks(dataset)
     except Exception:  # older HDF5 without H5Dchunk_iter: use the h5py path
         return None
-    return index
+    return {chunk.first: (chunk.offset, chunk.size, chunk.filter_mask) for chunk in chunks}
 
 
 def _fill_value(dataset) -> np.ndarray:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastmix.store.hdf5 import dataset_filters
+
 FILTER_DEFLATE = 1
 FILTER_SHUFFLE = 2
 FILTER_LZ4 = 32004
@@ -116,19 +118,16 @@ class ChunkPipeline:
         return data
 
 
-def dataset_filters(dataset) -> list[Filter]:
-    """The filter pipeline of an h5py dataset."""
-    plist = dataset.id.get_create_plist()
-    return [Filter(int(code), tuple(int(v) for v in values))
-            for code, _flags, values, _name in
-            (plist.get_filter(index) for index in range(plist.get_nfilters()))]
+def codec_filters(dataset) -> list[Filter]:
+    """The filter pipeline of an h5py dataset, as filters fastmix can apply."""
+    return [Filter(stored.code, stored.values) for stored in dataset_filters(dataset)]
 
 
 def pipeline_for(dataset) -> ChunkPipeline | None:
     """The dataset's chunk pipeline, or ``None`` when fastmix cannot reproduce it."""
     if dataset.chunks is None:
         return None
-    filters = dataset_filters(dataset)
+    filters = codec_filters(dataset)
     if any(item.code not in _SUPPORTED for item in filters):
         return None
     return ChunkPipeline(filters, tuple(dataset.chunks), dataset.dtype.itemsize)

@@ -22,6 +22,7 @@ import os
 import struct
 
 from fastmix.store.access import HDF5_SIGNATURE
+from fastmix.store.hdf5 import stored_chunks
 
 _MASK = 0xFFFFFFFF
 
@@ -109,11 +110,7 @@ def _library():
 
 def chunk_extents(dataset) -> list[tuple[int, int]]:
     """``(file offset, stored size)`` of every allocated chunk, sorted by offset."""
-    extents: list[tuple[int, int]] = []
-    if dataset.chunks is not None:
-        dataset.id.chunk_iter(
-            lambda info: extents.append((int(info.byte_offset), int(info.size))))
-    return sorted(extents)
+    return sorted((chunk.offset, chunk.size) for chunk in stored_chunks(dataset))
 
 
 def shared_bytes(extents: list[tuple[int, int]]) -> int | None:

@@ -50,6 +50,7 @@ from fastmix.store.allocator import tune_allocator
 from fastmix.store.chunkio import WindowReader, WindowWriter, codec_threads
 from fastmix.store.crashrepair import chunk_extents, clear_open_flag, raise_eoa, shared_bytes
 from fastmix.store.durable import fsync_path
+from fastmix.store.hdf5 import hold_metadata, is_filtered
 from fastmix.store.journal import (
     Journal,
     JournalError,
@@ -343,20 +344,6 @@ def _sync(store) -> None:
     fsync_path(store.path)
 
 
-def _filtered(dataset) -> bool:
-    return dataset.chunks is not None and dataset.id.get_create_plist().get_nfilters() > 0
-
-
-def _hold_metadata(store) -> None:
-    """Keep dirty HDF5 metadata in memory until fastmix flushes (no cache evictions)."""
-    config = store.file.id.get_mdc_config()
-    config.evictions_enabled = False
-    config.incr_mode = 0  # H5C_incr__off: required when evictions are disabled
-    config.flash_incr_mode = 0
-    config.decr_mode = 0
-    store.file.id.set_mdc_config(config)
-
-
 def _check_chunk_index(source: str, dataset) -> None:
     """Refuse to write through a chunk index with two chunks on the same bytes.
 
@@ -530,8 +517,8 @@ def _run(source, store, journal, key, progress, backend, resumed, memory) -> Sto
     inverse = header.operation == "unmix"
     step = chunk_length(images)
     aligned = all(start % step == 0 for start, _ in windows)
-    filtered = _filtered(images)
-    _hold_metadata(store)
+    filtered = is_filtered(images)
+    hold_metadata(store.file)
     committed = journal.committed
     threads = codec_threads()
     piece = piece_images(store, memory, threads)

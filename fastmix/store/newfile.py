@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from fastmix.errors import BadInputError, FastmixWarning
 from fastmix.store.access import foreign_layout
 from fastmix.store.durable import fsync_folder_of, fsync_path
+from fastmix.store.hdf5 import plist_filters
 
 #: Bytes copied at a time when a dataset kept in other files is copied into the output.
 _COPY_SLAB = 16 << 20
@@ -166,7 +167,7 @@ def _copy_inside(dataset, group, name: str) -> None:
 
 
 def _filters(plist) -> list[tuple[int, int, tuple[int, ...]]]:
-    return [tuple(plist.get_filter(index)[:3]) for index in range(plist.get_nfilters())]
+    return [(stored.code, stored.flags, stored.values) for stored in plist_filters(plist)]
 
 
 def allocates_early_cheaply(dataset) -> bool:
@@ -183,7 +184,7 @@ def allocates_early_cheaply(dataset) -> bool:
     if dataset.chunks is None or tuple(dataset.maxshape) != tuple(dataset.shape):
         return False
     dcpl = dataset.id.get_create_plist()
-    return dcpl.get_nfilters() == 0 and \
+    return not plist_filters(dcpl) and \
         dcpl.fill_value_defined() != h5py.h5d.FILL_VALUE_USER_DEFINED
 
 

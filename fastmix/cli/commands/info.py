@@ -50,16 +50,12 @@ def describe_filter(code: int, values: tuple[int, ...], name: str) -> dict:
             "options": options}
 
 
-def dataset_filters(dataset) -> list[dict]:
+def describe_filters(dataset) -> list[dict]:
     """The filter pipeline of an h5py dataset, in order."""
-    plist = dataset.id.get_create_plist()
-    described = []
-    for index in range(plist.get_nfilters()):
-        code, _flags, values, name = plist.get_filter(index)
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
-        described.append(describe_filter(int(code), tuple(int(v) for v in values), name))
-    return described
+    from fastmix.store.hdf5 import dataset_filters
+
+    return [describe_filter(stored.code, stored.values, stored.name)
+            for stored in dataset_filters(dataset)]
 
 
 def _filter_text(item: dict) -> str:
@@ -88,13 +84,11 @@ def describe_labels(file, name: str, count: int, path: str) -> dict:
     import numpy as np
 
     from fastmix.store.access import read_labels
+    from fastmix.store.hdf5 import class_names_of
 
     labels = read_labels(file, name, count, path)
     values, counts = np.unique(labels, return_counts=True)
-    class_names = file[name].attrs.get("class_names")
-    class_names = _plain(class_names) if class_names is not None else None
-    if isinstance(class_names, str):
-        class_names = [class_names]
+    class_names = class_names_of(file, name)
     classes = []
     for value, number in zip(values.tolist(), counts.tolist()):
         entry: dict = {"label": value, "count": number}
@@ -152,7 +146,7 @@ def describe_store(path: str, images: str = "images", labels: str | None = None)
             "images": {"name": images, "count": store.count, "shape": list(dataset.shape),
                        "dtype": str(dataset.dtype),
                        "chunks": list(dataset.chunks) if dataset.chunks else None,
-                       "filters": dataset_filters(dataset),
+                       "filters": describe_filters(dataset),
                        "pixel_bytes": store.count * store.image_bytes},
             "labels": labels_info,
             "fastmix": describe_record(record),
