@@ -6,13 +6,51 @@ import hashlib
 import hmac
 import os
 import secrets
+import stat
+import warnings
 from pathlib import Path
 
-from fastmix.errors import BadInputError, WrongKeyError
+from fastmix.errors import BadInputError, FastmixWarning, WrongKeyError, check_regular_file
 
 KEY_BYTES = 32
+#: A key file holds 64 hex characters and a newline; fastmix reads no more than this.
+KEY_FILE_MAX_BYTES = 256
 _WINDOW_DOMAIN = b"fastmix/window-seed/v1\x00"
 _CHECK_DOMAIN = b"fastmix/key-check/v1"
+
+
+def read_small_file(path: str, limit: int) -> bytes | None:
+    """The bytes of the regular file ``path``, or ``None`` when it holds more than ``limit``.
+
+    Opened without blocking, so a FIFO that replaced the file cannot hang the read.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        data = os.read(descriptor, limit + 1)
+    finally:
+        os.close(descriptor)
+    return None if len(data) > limit else data
+
+
+def is_key_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a fastmix key file, judged by its content (64 hex characters).
+
+    No command writes an output over such a file, whatever ``--overwrite`` says.
+    """
+    text = os.fspath(path)
+    try:
+        if not stat.S_ISREG(os.stat(text).st_mode):
+            return False
+        content = read_small_file(text, KEY_FILE_MAX_BYTES)
+    except OSError:
+        return False
+    if content is None:
+        return False
+    stripped = content.strip()
+    return len(stripped) == 2 * KEY_BYTES and all(
+        chr(byte) in "0123456789abcdefABCDEF" for byte in stripped)
 
 
 class Key:
@@ -59,27 +97,40 @@ class Key:
             ) from None
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Key:
-        """Read a key file written by :meth:`save`."""
-        path = Path(path)
+    def load(cls, path: str | os.PathLike, strict: bool = False) -> Key:
+        """Read a key file written by :meth:`save`.
+
+        At most :data:`KEY_FILE_MAX_BYTES` are read. A key file that group or others may
+        read is used with a :class:`~fastmix.errors.FastmixWarning` (as ssh warns about
+        private keys), or refused with ``strict=True``.
+        """
+        text = os.fspath(path)
+        if not os.path.lexists(text):
+            raise BadInputError(f"key file {text!r} does not exist; create one with --new-key")
+        status = check_regular_file(text, "key file")
         try:
-            text = path.read_text(encoding="ascii")
-        except FileNotFoundError:
-            raise BadInputError(
-                f"key file {str(path)!r} does not exist; create one with --new-key"
-            ) from None
-        except IsADirectoryError:
-            raise BadInputError(f"key file {str(path)!r} is a directory, not a key file") from None
-        except (UnicodeDecodeError, ValueError):
-            raise BadInputError(f"key file {str(path)!r} is not a fastmix key file") from None
+            content = read_small_file(text, KEY_FILE_MAX_BYTES)
         except PermissionError:
+            raise BadInputError(f"key file {text!r} cannot be read: permission denied") from None
+        if content is None:
             raise BadInputError(
-                f"key file {str(path)!r} cannot be read: permission denied"
-            ) from None
+                f"key file {text!r} is larger than {KEY_FILE_MAX_BYTES} bytes, so it is not a "
+                "fastmix key file (64 hex characters); check the path"
+            )
         try:
-            return cls.from_hex(text)
+            key = cls.from_hex(content.decode("ascii"))
+        except UnicodeDecodeError:
+            raise BadInputError(f"key file {text!r} is not a fastmix key file") from None
         except BadInputError as error:
-            raise BadInputError(f"key file {str(path)!r} is malformed: {error}") from None
+            raise BadInputError(f"key file {text!r} is malformed: {error}") from None
+        exposed = stat.S_IMODE(status.st_mode) & 0o077
+        if exposed:
+            how = (f"key file {text!r} can be read by group or others (mode "
+                   f"{stat.S_IMODE(status.st_mode):04o}); make it private: chmod 600 {text}")
+            if strict:
+                raise BadInputError(how)
+            warnings.warn(how, FastmixWarning, stacklevel=2)
+        return key
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the key as 64 hex characters to a new file with mode 0600.

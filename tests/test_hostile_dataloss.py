@@ -7,6 +7,10 @@ ever writing into those files; in-place mode refuses them.
 from __future__ import annotations
 
 import hashlib
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -150,3 +154,111 @@ def test_in_place_refuses_images_kept_in_other_files(tmp_path, key, kind):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "in-place mode never writes through it" in lines[0]
     assert {path.name: digest(path) for path in tmp_path.iterdir()} == before
+
+
+# -- keys are never an output ----------------------------------------------------------------
+
+@pytest.fixture
+def folder(tmp_path, key):
+    images, labels = sample()
+    plain_store(tmp_path / "good.h5", images, labels)
+    key.save(tmp_path / "k.key")
+    fastmix.Key.from_hex("cd" * 32).save(tmp_path / "other.key")
+    fastmix.mix_store(tmp_path / "good.h5", tmp_path / "mixed.h5", spec=SPEC, key=key,
+                      progress=False)
+    return tmp_path
+
+
+def refused(folder: Path, *arguments: str) -> str:
+    before = {path.name: digest(path) for path in folder.iterdir() if path.is_file()}
+    done = run_cli(*arguments, cwd=folder)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert {path.name: digest(path) for path in folder.iterdir() if path.is_file()} == before
+    return lines[0]
+
+
+def test_mix_never_writes_onto_its_own_new_key(folder):
+    line = refused(folder, "mix", "good.h5", "new.key", "--key-file", "new.key", "--new-key",
+                   "--overwrite", *MIX)
+    assert "input of this run" in line
+    assert not (folder / "new.key").exists()
+
+
+def test_mix_never_writes_onto_its_own_key(folder):
+    line = refused(folder, "mix", "good.h5", "k.key", "--key-file", "k.key", "--overwrite", *MIX)
+    assert "input of this run" in line
+
+
+def test_overwrite_never_replaces_another_key(folder):
+    line = refused(folder, "mix", "good.h5", "other.key", "--key-file", "k.key", "--overwrite",
+                   *MIX)
+    assert "is a fastmix key file" in line
+    line = refused(folder, "unmix", "mixed.h5", "other.key", "--key-file", "k.key",
+                   "--overwrite")
+    assert "is a fastmix key file" in line
+
+
+def test_ingest_never_writes_onto_a_key(folder):
+    pictures = folder / "pictures" / "cats"
+    pictures.mkdir(parents=True)
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(pictures / "a.png")
+    line = refused(folder, "ingest", "pictures", "other.key", "--size", "8x8", "--overwrite")
+    assert "is a fastmix key file" in line
+
+
+# -- preview -o --------------------------------------------------------------------------------
+
+def test_preview_refuses_an_existing_output(folder):
+    (folder / "grid.png").write_bytes(b"precious")
+    line = refused(folder, "preview", "mixed.h5", "-o", "grid.png")
+    assert "already exists" in line and "--overwrite" in line
+    done = run_cli("preview", "mixed.h5", "-o", "grid.png", "--overwrite", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert (folder / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_preview_never_writes_onto_its_store_or_a_key(folder):
+    assert "input of this run" in refused(folder, "preview", "mixed.h5", "-o", "mixed.h5",
+                                          "--overwrite")
+    assert "input of this run" in refused(folder, "preview", "mixed.h5", "--original",
+                                          "good.h5", "-o", "good.h5", "--overwrite")
+    assert "key file" in refused(folder, "preview", "mixed.h5", "-o", "k.key", "--overwrite")
+
+
+def test_preview_writes_the_format_its_extension_names(folder):
+    done = run_cli("preview", "mixed.h5", "-o", "grid.jpg", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert (folder / "grid.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    assert "extension" in refused(folder, "preview", "mixed.h5", "-o", "grid.h5")
+    assert "extension" in refused(folder, "preview", "mixed.h5", "-o", "grid")
+
+
+# -- SIGTERM and SIGHUP clean up like Ctrl-C ----------------------------------------------------
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+def test_termination_removes_the_temporary_output(tmp_path, key, number):
+    rng = np.random.default_rng(5)
+    with h5py.File(tmp_path / "big.h5", "w") as file:
+        file.create_dataset("images", data=rng.integers(0, 256, (3072, 64, 64, 3), np.uint8),
+                            chunks=(16, 64, 64, 3), compression="gzip", compression_opts=1)
+        file["labels"] = np.arange(3072) % 4
+    key.save(tmp_path / "k.key")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "fastmix.cli", "mix", "big.h5", "out.h5", "--key-file", "k.key",
+         "--window", "64", *MIX], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    # Wait on progress: the hidden temporary output exists and has grown past its start.
+    while child.poll() is None and not any(
+            path.name.startswith(".out.h5") and path.stat().st_size > (1 << 20)
+            for path in tmp_path.iterdir()):
+        time.sleep(0.02)
+    assert child.poll() is None, "the run ended before it could be stopped; enlarge the store"
+    child.send_signal(number)
+    _, stderr = child.communicate(timeout=300)
+    assert child.returncode == 128 + number, stderr
+    assert stderr.strip().splitlines()[-1].endswith(f"stopped by {signal.Signals(number).name}")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["big.h5", "k.key"]

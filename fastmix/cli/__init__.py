@@ -13,9 +13,13 @@ heavy dependencies inside ``run`` so that ``fastmix --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import pkgutil
+import signal
 import sys
+import threading
 
 from fastmix.errors import BadInputError
 
@@ -59,25 +63,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: stop and clean up exactly as for Ctrl-C (SIGINT)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _termination_as_interrupt():
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` while a command runs.
+
+    Every cleanup that Ctrl-C runs (temporary files removed, a new key made for a failed
+    run deleted, an in-place run left resumable) then runs for them too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, _raise_terminated)
+                for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    from fastmix.cli.console import one_line, print_warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        status = args._run(args)
+        with _termination_as_interrupt(), print_warnings(args.command):
+            status = args._run(args)
     except BadInputError as error:
-        print(f"fastmix {args.command}: error: {error}", file=sys.stderr)
+        print(f"fastmix {args.command}: error: {one_line(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Terminated as stop:
+        name = signal.Signals(stop.signum).name
+        print(f"fastmix {args.command}: stopped by {name}", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print(f"fastmix {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - last resort: one line, exit 1
-        if "FASTMIX_DEBUG" in __import__("os").environ:
+        if "FASTMIX_DEBUG" in os.environ:
             raise
-        print(f"fastmix {args.command}: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"fastmix {args.command}: failed: {type(error).__name__}: "
+              f"{one_line(str(error))}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK if status is None else int(status)
 

@@ -114,16 +114,9 @@ def compression_options(name: str | None) -> dict:
 
 
 def _check_destination(store: str, overwrite: bool) -> None:
-    if os.path.isdir(store):
-        raise BadInputError(f"destination {store!r} is a folder; give a file path such as "
-                            "train.h5")
-    if os.path.exists(store) and not overwrite:
-        raise BadInputError(f"destination {store!r} already exists; choose another path or "
-                            "pass --overwrite (overwrite=True) to replace it")
-    folder = os.path.dirname(os.path.abspath(store))
-    if not os.path.isdir(folder):
-        raise BadInputError(f"the folder of destination {store!r} does not exist; create it "
-                            "first")
+    from fastmix.store.newfile import check_output_path
+
+    check_output_path(store, overwrite)
 
 
 def _size(size: object) -> tuple[int, int]:

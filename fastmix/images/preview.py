@@ -95,15 +95,17 @@ def choose(labels: np.ndarray, count: int, seed: int, max_classes: int = MAX_CLA
 
 def preview_grid(store: str | os.PathLike, output: str | os.PathLike, *,
                  original: str | os.PathLike | None = None, count: int = 4, seed: int = 0,
-                 images: str = "images", labels: str = "labels") -> PreviewLayout:
-    """Draw a grid of a few images per class into a PNG file.
+                 images: str = "images", labels: str = "labels",
+                 overwrite: bool = False) -> PreviewLayout:
+    """Draw a grid of a few images per class into a picture file.
 
     Parameters
     ----------
     store : str or PathLike
         The (mixed) store to show.
     output : str or PathLike
-        The PNG file to write.
+        The picture to write; its extension names the format (``.png``, ``.jpg``,
+        ``.webp``, ...). An extension Pillow cannot write is refused.
     original : str or PathLike, optional
         The store ``store`` was made from; each image is then shown beside its original.
     count : int
@@ -112,6 +114,8 @@ def preview_grid(store: str | os.PathLike, output: str | os.PathLike, *,
         Seed of the random choice of images (the same seed shows the same images).
     images, labels : str
         Dataset names (the same in both stores).
+    overwrite : bool
+        Replace an existing ``output`` (never a store of this run or a key file).
 
     Returns
     -------
@@ -126,9 +130,10 @@ def preview_grid(store: str | os.PathLike, output: str | os.PathLike, *,
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise BadInputError(f"count must be a positive number of images, got {count!r}")
-    output = os.fspath(output)
-    if not os.path.isdir(os.path.dirname(os.path.abspath(output))):
-        raise BadInputError(f"the folder of {output!r} does not exist; create it first")
+    from fastmix.store.newfile import atomic_output, check_output_path
+
+    output = check_output_path(output, overwrite, protected=(store, original), role="output")
+    picture_format = picture_format_of(output)
     with open_store(store, images=images, labels=labels) as mixed:
         class_names = class_names_of(mixed.file, mixed.labels_name)
         chosen = choose(mixed.labels, count, seed)
@@ -176,7 +181,22 @@ def preview_grid(store: str | os.PathLike, output: str | os.PathLike, *,
                 paste(originals[row][column], x, y)
                 x += layout.cell_width + PAIR_GAP
             paste(picture, x, y)
-    import imageio.v3 as iio
-
-    iio.imwrite(output, np.asarray(canvas), plugin="pillow", extension=".png")
+    with atomic_output(output, overwrite) as temporary:
+        canvas.save(temporary, format=picture_format)
     return layout
+
+
+#: Picture formats ``preview`` writes, by extension (Pillow format names).
+PICTURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
+                   ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
+
+
+def picture_format_of(output: str) -> str:
+    """The Pillow format that ``output``'s extension names; refuse any other extension."""
+    extension = os.path.splitext(output)[1].lower()
+    if extension not in PICTURE_FORMATS:
+        raise BadInputError(
+            f"cannot write a picture named {output!r}: its extension {extension or '(none)'!r} "
+            f"is not one of {', '.join(PICTURE_FORMATS)}"
+        )
+    return PICTURE_FORMATS[extension]

@@ -17,7 +17,8 @@ import os
 import warnings
 from collections.abc import Iterator
 
-from fastmix.errors import BadInputError, FastmixWarning
+from fastmix.errors import BadInputError, FastmixWarning, check_regular_file
+from fastmix.keys import is_key_file
 from fastmix.store.access import foreign_layout
 from fastmix.store.durable import fsync_folder_of, fsync_path
 from fastmix.store.hdf5 import plist_filters
@@ -57,7 +58,58 @@ def _remove_stale_temporaries(destination: str) -> None:
             pass
 
 
-def check_destination(source: str, destination: object, overwrite: bool) -> str:
+def check_output_path(destination: object, overwrite: bool, *,
+                      protected: tuple = (), role: str = "destination") -> str:
+    """Validate the path of a new output file and return it as a path string.
+
+    The one rule for every file fastmix writes: never onto a fastmix key file (judged by
+    content, whatever ``overwrite`` says), never onto one of the ``protected`` paths (the
+    run's source stores and key file), never onto a folder or a special file, and onto an
+    existing file only with ``overwrite``.
+    """
+    destination = os.fspath(destination)
+    for path in protected:
+        if path is not None and _same_file(os.fspath(path), destination):
+            raise BadInputError(
+                f"{role} {destination!r} is also an input of this run ({os.fspath(path)!r}); "
+                "give another path for the output"
+            )
+    if os.path.lexists(destination):
+        if os.path.isdir(destination):
+            raise BadInputError(
+                f"{role} {destination!r} is a folder (a directory); give a file path"
+            )
+        if is_key_file(destination):
+            raise BadInputError(
+                f"{role} {destination!r} is a fastmix key file; fastmix never writes over a "
+                "key, even with --overwrite. Choose another path"
+            )
+        if os.path.exists(destination):
+            check_regular_file(destination, role)
+        if not overwrite:
+            raise BadInputError(
+                f"{role} {destination!r} already exists; choose another path or pass "
+                "--overwrite (overwrite=True) to replace it"
+            )
+    folder = os.path.dirname(os.path.abspath(destination))
+    if not os.path.isdir(folder):
+        raise BadInputError(
+            f"the folder of {role} {destination!r} does not exist; create it first"
+        )
+    if not os.access(folder, os.W_OK):
+        raise BadInputError(f"cannot write in {folder!r}: permission denied")
+    return destination
+
+
+def _same_file(first: str, second: str) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return os.path.abspath(first) == os.path.abspath(second)
+
+
+def check_destination(source: str, destination: object, overwrite: bool,
+                      key_file: object = None) -> str:
     """Validate the destination of a new-file run and return it as a path string."""
     if destination is None:
         raise BadInputError(
@@ -65,27 +117,12 @@ def check_destination(source: str, destination: object, overwrite: bool) -> str:
             "rewrite the source store"
         )
     destination = os.fspath(destination)
-    if os.path.exists(destination):
-        if os.path.samefile(source, destination):
-            raise BadInputError(
-                f"destination {destination!r} is the source store; give another file, or use "
-                "--in-place (in_place=True) to rewrite it"
-            )
-        if os.path.isdir(destination):
-            raise BadInputError(f"destination {destination!r} is a directory; give a file path")
-        if not overwrite:
-            raise BadInputError(
-                f"destination {destination!r} already exists; choose another path or pass "
-                "--overwrite (overwrite=True) to replace it"
-            )
-    folder = os.path.dirname(os.path.abspath(destination))
-    if not os.path.isdir(folder):
+    if os.path.exists(destination) and _same_file(source, destination):
         raise BadInputError(
-            f"the folder of destination {destination!r} does not exist; create it first"
+            f"destination {destination!r} is the source store; give another file, or use "
+            "--in-place (in_place=True) to rewrite it"
         )
-    if not os.access(folder, os.W_OK):
-        raise BadInputError(f"cannot write in {folder!r}: permission denied")
-    return destination
+    return check_output_path(destination, overwrite, protected=(source, key_file))
 
 
 def copy_attributes(source, target, skip_prefix: str | None = None) -> None:
@@ -276,10 +313,10 @@ def atomic_output(destination: str, overwrite: bool) -> Iterator[str]:
     try:
         yield temporary
         fsync_path(temporary)
-        if os.path.exists(destination) and not overwrite:
+        if os.path.lexists(destination) and (not overwrite or is_key_file(destination)):
             raise BadInputError(
                 f"destination {destination!r} appeared while fastmix was writing; it was left "
-                "alone. Choose another path or pass --overwrite"
+                "alone. Choose another path" + ("" if overwrite else " or pass --overwrite")
             )
         os.replace(temporary, destination)
         finished = True

@@ -98,6 +98,9 @@ def check_targets(args: argparse.Namespace) -> None:
         raise BadInputError(
             "give DST, the new store to write, or --in-place to rewrite SRC itself"
         )
+    from fastmix.store.newfile import check_destination
+
+    check_destination(args.source, args.destination, args.overwrite, key_file=args.key_file)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
         key = Key.generate()
         key.save(args.key_file)
     else:
-        key = Key.load(args.key_file)
+        with print_warnings(NAME):
+            key = Key.load(args.key_file, strict=args.strict)
     try:
         with print_warnings(NAME):
             report = mix_store(

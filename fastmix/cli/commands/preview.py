@@ -15,7 +15,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--original", metavar="ORIGINAL",
                         help="the store STORE was mixed from; shown on the left of each pair")
     parser.add_argument("-o", "--output", required=True, metavar="PNG",
-                        help="the picture to write, e.g. grid.png")
+                        help="the picture to write, e.g. grid.png (.jpg and .webp work too)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing picture")
     parser.add_argument("--count", default="4", metavar="N", help="images per class; default 4")
     parser.add_argument("--seed", default="0", metavar="N",
                         help="seed of the random choice of images; default 0")
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     layout = preview_grid(args.store, args.output, original=args.original,
                           count=_integer(args.count, "--count", 1),
                           seed=_integer(args.seed, "--seed", 0),
-                          images=args.images, labels=args.labels)
+                          images=args.images, labels=args.labels, overwrite=args.overwrite)
     width, height = layout.size
     print(f"preview of {layout.rows} class(es) x {layout.count} image(s), {width}x{height} "
           f"pixels -> {args.output}")

@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     register_filters()
     memory = parse_memory(args.memory)
     check_targets(args)
-    key = Key.load(args.key_file)
     with print_warnings(NAME):
+        key = Key.load(args.key_file)
         report = unmix_store(
             args.source, None if args.in_place else args.destination, key=key, memory=memory,
             images=args.images, progress=not args.quiet, in_place=args.in_place,
