@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastmix.errors import BadInputError, FastmixError
+from fastmix.samples import PHOTOS, lfw_faces_uint8, photo_tiles
 
 #: Side of the demo images and of the photograph tiles.
 TILE = 64
 #: Tiles are cut every STRIDE pixels (overlapping, for a few hundred images per photograph).
 STRIDE = 32
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 MARKER = ".fastmix-demo"
 
 
@@ -44,28 +44,13 @@ class DemoResult:
     lines: list[str] = field(default_factory=list)
 
 
-def _sample_data():
-    try:
-        from skimage import data
-    except ImportError:
-        raise BadInputError(
-            "the demo needs scikit-image for its bundled sample images; install it with "
-            "pip install 'fastmix[audit]' (make demo does this)") from None
-    return data
-
-
 def sample_classes() -> dict[str, list[np.ndarray]]:
     """Class name -> real uint8 images, from the sample data bundled with scikit-image."""
-    data = _sample_data()
-    faces = data.lfw_subset()
-    grey = np.clip(np.rint(faces * 255.0), 0, 255).astype(np.uint8)
-    classes = {"face": list(grey[:100]), "non-face": list(grey[100:])}
-    for name in PHOTOS:
-        photo = getattr(data, name)()
-        tiles = [photo[top:top + TILE, left:left + TILE]
-                 for top in range(0, photo.shape[0] - TILE + 1, STRIDE)
-                 for left in range(0, photo.shape[1] - TILE + 1, STRIDE)]
-        classes[name] = tiles
+    grey, face_labels = lfw_faces_uint8()
+    classes = {"face": list(grey[face_labels == 0]), "non-face": list(grey[face_labels == 1])}
+    tiles, labels = photo_tiles(TILE, STRIDE, crop=None)
+    for label, name in enumerate(PHOTOS):
+        classes[name] = list(tiles[labels == label])
     return classes
 
 

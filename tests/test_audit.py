@@ -29,10 +29,9 @@ pytest.importorskip("sklearn")
 @pytest.fixture(scope="module")
 def faces():
     """scikit-image's LFW subset: 100 faces (label 0), then 100 non-faces (label 1)."""
-    from skimage.data import lfw_subset
+    from fastmix.samples import lfw_faces
 
-    images = lfw_subset()
-    return images, np.repeat([0, 1], 100)
+    return lfw_faces()
 
 
 def _noise(count=60, shape=(12, 15, 3), labels=3, seed=1):

@@ -18,9 +18,10 @@ adaptive = pytest.importorskip("fastmix.audit.adaptive")
 
 @pytest.fixture(scope="module")
 def lfw():
-    data = pytest.importorskip("skimage.data")
-    images = data.lfw_subset()
-    return images, np.r_[np.zeros(100, int), np.ones(100, int)]
+    pytest.importorskip("skimage.data")
+    from fastmix.samples import lfw_faces
+
+    return lfw_faces()
 
 
 def attack(lfw, spec, scorer):

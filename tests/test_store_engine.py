@@ -54,18 +54,14 @@ def read_images(path, name="images"):
 
 @pytest.fixture(scope="module")
 def photos():
-    """512 real 32x32 photo tiles (two passes over the samples, flipped) with 4 labels."""
-    data = pytest.importorskip("skimage.data")
-    tiles, labels = [], []
-    for label, name in enumerate(("astronaut", "coffee", "chelsea", "rocket")):
-        photo = getattr(data, name)()[:256, :256, :3]
-        for variant in (photo, photo[::-1]):
-            for top in range(0, 256, 32):
-                for left in range(0, 256, 32):
-                    tiles.append(variant[top:top + 32, left:left + 32])
-                    labels.append(label)
+    """512 real 32x32 photo tiles (the samples, then each tile upside down) with 4 labels."""
+    pytest.importorskip("skimage.data")
+    from fastmix.samples import photo_tiles
+
+    tiles, labels = photo_tiles()
+    tiles, labels = np.concatenate([tiles, tiles[:, ::-1]]), np.concatenate([labels, labels])
     order = np.random.default_rng(1).permutation(len(tiles))
-    return np.ascontiguousarray(np.stack(tiles)[order]), np.asarray(labels)[order]
+    return np.ascontiguousarray(tiles[order]), labels[order]
 
 
 @pytest.mark.parametrize("filter_name", sorted(FILTERS))

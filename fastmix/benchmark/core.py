@@ -13,6 +13,8 @@ from functools import partial
 import numpy as np
 
 import fastmix
+from fastmix.errors import BadInputError
+from fastmix.samples import photos as sample_photos
 
 WORKLOADS = [
     # name, count, image shape, block, prob
@@ -25,10 +27,8 @@ def photographic_images(count: int, shape: tuple[int, ...], seed: int = 0) -> np
     """``count`` crops of real photographs (scikit-image samples), or smooth noise without it."""
     rng = np.random.default_rng(seed)
     try:
-        from skimage import data
-
-        photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
-    except ImportError:  # pragma: no cover - audit extra missing
+        photos = sample_photos()
+    except BadInputError:  # pragma: no cover - audit extra missing
         photos = [rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)]
     height, width = shape[:2]
     out = np.empty((count,) + tuple(shape), dtype=np.uint8)

@@ -1,9 +1,13 @@
 """Measure each privacy preset: attack advantage, re-identification and utility.
 
-Run ``python -m fastmix.harden.measure`` (needs the ``audit`` extra); it prints the
-Markdown table of ``docs/hardening.md``. Data: scikit-image's LFW subset (first 100 faces,
-last 100 non-faces, 5x5-pixel blocks on 25x25 images) and photo tiles (32x32 RGB tiles of
-four scikit-image photos, labelled by photo, 8x8 blocks).
+    python bench/bench_hardening.py --data lfw            # presets, with the utility check
+    python bench/bench_hardening.py --data tiles --no-utility
+    python bench/bench_hardening.py --data lfw --ablation  # one option at a time
+
+Needs the ``audit`` extra; it prints the Markdown table of ``docs/hardening.md``. Data
+(:mod:`fastmix.samples`): scikit-image's LFW subset (first 100 faces, last 100 non-faces,
+5x5-pixel blocks on 25x25 images) and photo tiles (32x32 RGB tiles of four scikit-image
+photos, labelled by photo, 8x8 blocks).
 
 For every setting the restoration attack runs twice: adapted to the hardening (see
 :mod:`fastmix.audit.adaptive`) with the true groups given (an upper bound, "A known"), and
@@ -19,7 +23,12 @@ import time
 
 import numpy as np
 
+from fastmix.audit import audit_arrays, utility_check
+from fastmix.audit.adaptive import scorer_for
+from fastmix.audit.edges import EdgeScorer
 from fastmix.keys import Key
+from fastmix.mixing import mix_array
+from fastmix.samples import lfw_faces, photo_tiles
 from fastmix.spec import MixSpec
 
 SETTINGS = (
@@ -42,29 +51,8 @@ ABLATION = (
 )
 
 
-def lfw_faces() -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """LFW subset: 200 grey 25x25 images, the first 100 faces; 5x5 blocks."""
-    from skimage import data
-
-    images = data.lfw_subset()
-    return images, np.r_[np.zeros(100, int), np.ones(100, int)], (5, 5)
-
-
-def photo_tiles() -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """32x32 RGB tiles of four photos (64 each), labelled by photo; 8x8 blocks."""
-    from skimage import data
-
-    tiles, labels = [], []
-    for label, name in enumerate(("astronaut", "coffee", "chelsea", "rocket")):
-        photo = getattr(data, name)()[:256, :256, :3]
-        for top in range(0, 256, 32):
-            for left in range(0, 256, 32):
-                tiles.append(photo[top:top + 32, left:left + 32])
-                labels.append(label)
-    return np.ascontiguousarray(np.stack(tiles)), np.asarray(labels), (8, 8)
-
-
-DATASETS = {"lfw": lfw_faces, "tiles": photo_tiles}
+#: Data set name -> (loader of images and labels, block shape).
+DATASETS = {"lfw": (lfw_faces, (5, 5)), "tiles": (photo_tiles, (8, 8))}
 
 
 def spec_of(preset: str | None, overrides: dict, block: tuple[int, int]) -> MixSpec:
@@ -77,11 +65,6 @@ def spec_of(preset: str | None, overrides: dict, block: tuple[int, int]) -> MixS
 def measure(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, seed: int = 0,
             utility: bool = True, folds: int = 5) -> dict:
     """Audit ``spec`` on the images: adapted (known and inferred groups) and plain attacks."""
-    from fastmix.audit import audit_arrays, utility_check
-    from fastmix.audit.adaptive import scorer_for
-    from fastmix.audit.edges import EdgeScorer
-    from fastmix.mixing import mix_array
-
     key = Key.from_hex(f"{seed:064x}")
     mixed = mix_array(images, labels, spec, key)
     height, width = images.shape[1:3]
@@ -113,7 +96,8 @@ def table(dataset_names: tuple[str, ...], *, utility: bool = True, seed: int = 0
              "re-identified | verdict | accuracy change | 1x1 control change |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in dataset_names:
-        images, labels, block = DATASETS[name]()
+        load, block = DATASETS[name]
+        images, labels = load()
         for title, preset, overrides in settings:
             row = measure(images, labels, spec_of(preset, overrides, block), seed=seed,
                           utility=utility)
