@@ -22,7 +22,7 @@ from fastmix.errors import BadInputError, WrongKeyError
 from fastmix.store import mix_store, unmix_store
 from fastmix.store.crashrepair import chunk_extents, clear_open_flag, lookup3, shared_bytes
 from fastmix.store.inplace import InPlaceRunStopped
-from fastmix.store.journal import Journal, RunHeader
+from fastmix.store.journal import Journal, JournalDamaged, RunHeader
 
 WINDOW = 64
 SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)
@@ -350,22 +350,34 @@ def test_journal_detects_torn_records_and_torn_commits(tmp_path):
     journal.commit(5)
     assert journal.pending_undo(buffer) is None  # window 5 has no record: nothing to undo
     journal.close()
-    # A torn payload byte invalidates the record of window 5.
+    # A torn payload byte in the record of the window being written is a refusal.
     journal = Journal.open(path)
     journal.write_undo(5, 320, 384, window)
     os.pwrite(journal.descriptor, b"\xff", journal._slot(5) + 40 + 5_000)
-    assert journal.pending_undo(buffer) is None
-    # A torn commit slot falls back to the other slot.
+    with pytest.raises(JournalDamaged, match="undo record of window 5"):
+        journal.pending_undo(buffer)
+    with pytest.raises(JournalDamaged, match="undo record of window 5"):
+        Journal.open(path)
+    # One damaged state slot: the other holds the same state.
+    journal.write_undo(5, 320, 384, window)
     journal.commit(6)
-    slot = 4096 if journal._sequence % 2 == 0 else 4608
-    os.pwrite(journal.descriptor, b"\0\0", slot + 12)
-    assert journal.committed == 5
+    os.pwrite(journal.descriptor, b"\0\0", 4096 + 12)
+    assert journal.committed == 6
     journal.close()
-    # A torn header means the journal never started.
+    assert Journal.open(path).committed == 6
+    # A torn header after records were written is a refusal, not a fresh start.
     with open(path, "r+b") as handle:
         handle.seek(20)
         handle.write(b"#")
-    assert Journal.open(path) is None
+    with pytest.raises(JournalDamaged, match="header"):
+        Journal.open(path)
+    # A torn header before any record: the journal was never used.
+    fresh = str(tmp_path / "fresh")
+    Journal.create(fresh, header, max_payload=10_000).close()
+    with open(fresh, "r+b") as handle:
+        handle.seek(20)
+        handle.write(b"#")
+    assert Journal.open(fresh) is None
 
 
 # -- superblock repair -----------------------------------------------------------------------

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import secrets
 import stat
 import threading
 import time
@@ -62,7 +63,9 @@ from fastmix.store.lock import StoreLock
 from fastmix.store.metadata import (
     COMPLETE,
     IN_PROGRESS,
+    RUN_ATTRIBUTE,
     STATE_ATTRIBUTE,
+    attribute_text,
     read_state,
     remove_mix_attributes,
     write_mix_attributes,
@@ -168,13 +171,16 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
             journal = _start(source, store, header)
         else:
             header = _resumed_header(operation, source, store, journal, key, spec, window)
+            if read_state(store.images) != IN_PROGRESS:
+                _mark_in_progress(store, header)  # killed before the first run marked it
         store.labels = read_labels(store.file, header.labels, store.count, source)
         report = _run(source, store, journal, key, progress, backend, resumed, memory)
         _finish(store, header, report)
-        store.close()
-        store = None
         journal.remove()
         journal = None
+        _forget_run(store)
+        store.close()
+        store = None
     finally:
         if store is not None:
             store.close()
@@ -287,11 +293,37 @@ def _fresh_header(operation, source, store, key, spec, memory, window, labels, f
     return RunHeader(operation=operation, images=images.name, labels=labels_name, spec=spec,
                      window=length, count=store.count, windows=len(windows),
                      key_check=key.check_value, unpartnered=unpartnered, paired=paired,
-                     shape=tuple(images.shape), dtype=images.dtype.str)
+                     shape=tuple(images.shape), dtype=images.dtype.str,
+                     run=secrets.token_hex(8))
+
+
+def _require_same_run(source: str, store, journal: Journal) -> None:
+    """Refuse a journal that is not the one of the run the store was left in."""
+    images = store.images
+    recorded = images.attrs.get(RUN_ATTRIBUTE)
+    recorded = None if recorded is None else attribute_text(recorded)
+    if recorded == journal.header.run and (read_state(images) == IN_PROGRESS or
+                                           journal.committed == journal.header.windows):
+        return  # the run itself; or it finished and was killed before removing the journal
+    if read_state(images) == IN_PROGRESS:
+        raise BadInputError(
+            f"journal {journal.path!r} belongs to another run than the one that left store "
+            f"{source!r} half rewritten (their run identifiers differ); nothing was changed. "
+            "Put back the journal of that run, or restore the store from a copy"
+        )
+    # Killed after the journal was made but before the store was marked: nothing is done.
+    if journal.ready or journal.committed:
+        raise BadInputError(
+            f"journal {journal.path!r} records {journal.committed} rewritten window(s), but "
+            f"store {source!r} is not marked as being rewritten: the journal is stale (of "
+            "another run or another copy of the store); nothing was changed. Move it away "
+            "if the store is the one you expect"
+        )
 
 
 def _resumed_header(operation, source, store, journal, key, spec, window) -> RunHeader:
     header = journal.header
+    _require_same_run(source, store, journal)
     if header.operation != operation:
         raise BadInputError(
             f"store {source!r} has an interrupted in-place {header.operation}, not a "
@@ -331,9 +363,15 @@ def _start(source: str, store, header: RunHeader) -> Journal:
                                  header.window * store.image_bytes)
     except JournalError as error:
         raise InPlaceRunStopped(f"{error.strerror}; the store was not changed") from None
+    _mark_in_progress(store, header)
+    return journal
+
+
+def _mark_in_progress(store, header: RunHeader) -> None:
+    """Durably mark the store as being rewritten by the run of ``header``."""
+    store.images.attrs[RUN_ATTRIBUTE] = header.run
     store.images.attrs[STATE_ATTRIBUTE] = IN_PROGRESS
     _sync(store)
-    return journal
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -565,5 +603,14 @@ def _finish(store, header: RunHeader, report: StoreReport) -> None:
         images.attrs[STATE_ATTRIBUTE] = COMPLETE
     else:
         remove_mix_attributes(images)
+    # Kept until the journal is gone: a run killed in between is known as finished.
+    images.attrs[RUN_ATTRIBUTE] = header.run
     _sync(store)
+
+
+def _forget_run(store) -> None:
+    """Drop the run identifier once the journal is removed (the run is over)."""
+    if RUN_ATTRIBUTE in store.images.attrs:
+        del store.images.attrs[RUN_ATTRIBUTE]
+        _sync(store)
 

@@ -5,21 +5,29 @@ Layout (all integers little-endian)::
     [0, 4096)        header: magic, JSON of the run (a :class:`RunHeader`: operation, spec,
                      windows, key check value), BLAKE2b digest. Written once and fsynced
                      before the store is touched.
-    [4096, 4608)     commit slot 0 \  the number of windows committed to the store, with a
-    [4608, 5120)     commit slot 1 /  sequence number; written alternately so that a torn
-                                      write leaves the other slot valid.
+    [4096, 4608)     state slot 0 \  the run's state: a sequence number, the windows
+    [4608, 5120)     state slot 1 /  committed to the store, and the undo records proven
+                                     durable ("ready"); both slots hold the same state,
+                                     written by one write, so that a torn write or one
+                                     damaged slot leaves the other valid.
     [8192, ...)      two undo record slots, window k in slot k % 2: window index, start,
                      stop, payload length, the window's input bytes, CRC-32 of each 4 MiB
                      segment, BLAKE2b digest of the rest (written last).
 
 Protocol for window ``k`` (see :mod:`fastmix.store.inplace`): read window k from the store
-and write its undo record, fsync; only then write the window's output into the store, flush
-and fsync the store; write the commit slot ``committed = k + 1`` and fsync. Slot ``k % 2`` is
-reused only once window ``k - 2`` is committed, so the undo record of the window being
-written is never overwritten. After a crash, :meth:`Journal.pending_undo` returns the input
-of window ``committed`` if (and only if) its record is complete: the store may then hold a
-torn window, which is mixed again from that input. A torn or older record means the store
-was not touched for that window, which therefore still holds its input.
+and write its undo record, fsync; record ``ready = k + 1`` in the state slots, fsync; only
+then write the window's output into the store, flush and fsync the store; record
+``committed = k + 1``, fsync. Slot ``k % 2`` is reused only once window ``k - 2`` is
+committed, so the undo record of the window being written is never overwritten.
+
+After a crash the journal proves what it says before anything uses it
+(:meth:`Journal.open`): its full preallocated length, a valid state slot, a state that a run
+can be in (``committed <= ready <= committed + 2 <= windows + 2``) and, when
+``ready > committed`` (the store may hold window ``committed`` torn), a complete undo record
+of exactly that window: magic, index, bounds, length, every segment's CRC and the digest.
+Anything else is a :class:`JournalDamaged` refusal, and the store is left alone. With
+``ready == committed`` the store was not touched for window ``committed``, which therefore
+still holds its input.
 
 The file is preallocated to its full size when created, so a full disk is found before the
 store is touched, and later records never need new space.
@@ -36,6 +44,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 import zlib
 from dataclasses import dataclass, fields, replace
 
@@ -47,7 +56,7 @@ from fastmix.spec import MixSpec
 from fastmix.store.durable import fsync_folder_of
 
 #: Version of the header's fields; a journal of another version is refused.
-JOURNAL_FORMAT = 1
+JOURNAL_FORMAT = 2
 JOURNAL_SUFFIX = ".fastmix-journal"
 FAILURE_HOOK = "FASTMIX_TEST_JOURNAL_ENOSPC"
 
@@ -59,12 +68,24 @@ _SLOT_OFFSETS = (4096, 4608)
 _RECORDS_OFFSET = 8192
 _DIGEST = 16
 _SEGMENT = 4 << 20
-_COMMIT = struct.Struct("<4sQQ")
+_COMMIT = struct.Struct("<4sQQQ")  # magic, sequence, committed, ready
+_SLOT_BYTES = 512
 _RECORD = struct.Struct("<4sQQQQ")
 
 
 class JournalError(OSError):
     """Writing the journal failed (for example a full disk); the store was not touched."""
+
+
+class JournalDamaged(BadInputError):
+    """The journal of an interrupted run cannot be proven intact; nothing was changed."""
+
+    def __init__(self, path: str, what: str):
+        super().__init__(
+            f"journal {path!r} is damaged ({what}), so --resume cannot prove which windows "
+            "hold their input; nothing was changed. Restore the store from a copy (or put "
+            "back the journal's own copy) and run again"
+        )
 
 
 def journal_path(store_path: str | os.PathLike) -> str:
@@ -118,6 +139,9 @@ class RunHeader:
         Bytes of the largest undo record (set by :meth:`Journal.create`).
     format : int
         :data:`JOURNAL_FORMAT`.
+    run : str
+        A random identifier of this run, also recorded on the store while it runs: a
+        journal of another run is refused.
     """
 
     operation: str
@@ -134,6 +158,12 @@ class RunHeader:
     dtype: str
     max_payload: int = 0
     format: int = JOURNAL_FORMAT
+    run: str = ""
+
+    @property
+    def image_bytes(self) -> int:
+        """Bytes of one image."""
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
     def window_ranges(self) -> list[tuple[int, int]]:
         """The run's windows ``[(start, stop), ...]``; the position is the window index."""
@@ -186,7 +216,14 @@ class Journal:
         self.descriptor = descriptor
         self.header = header
         self._sequence = 0
+        self._state = (0, 0)  # (committed, ready), as last written
+        self._lock = threading.Lock()
         self.slot_size = _slot_size(header.max_payload)
+
+    @property
+    def size(self) -> int:
+        """The journal's full, preallocated length in bytes."""
+        return _RECORDS_OFFSET + 2 * self.slot_size
 
     # -- creation and opening -------------------------------------------------------------
 
@@ -209,6 +246,7 @@ class Journal:
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             raise JournalError(errno.EEXIST, f"journal {path!r} already exists") from None
+        journal = cls(path, descriptor, header)
         try:
             try:
                 os.posix_fallocate(descriptor, 0, size)
@@ -217,7 +255,7 @@ class Journal:
                     raise
                 os.ftruncate(descriptor, size)  # filesystems without fallocate
             _write_all(descriptor, block, 0)
-            os.fsync(descriptor)
+            journal._write_state(0, 0)  # fsyncs; a journal without a valid state is damaged
             fsync_folder_of(path)
         except OSError as error:
             os.close(descriptor)
@@ -226,54 +264,131 @@ class Journal:
                 error.errno, f"cannot create the journal {path!r} "
                 f"({_describe(error)}; it needs {size:,} bytes beside the store)"
             ) from None
-        return cls(path, descriptor, header)
+        return journal
 
     @classmethod
     def open(cls, path: str) -> Journal | None:
-        """Open an existing journal; ``None`` when its header is torn (it was never used).
+        """Open an existing journal and prove it intact; ``None`` when it was never used.
+
+        A journal was never used when its header is torn (a crash while it was created)
+        and neither record slot holds a record: the store was then never touched.
 
         Raises
         ------
         BadInputError
             When the journal was written by another fastmix version.
+        JournalDamaged
+            When it cannot be proven complete and intact (see the module notes).
         """
         descriptor = os.open(path, os.O_RDWR)
         try:
             header = _read_header(descriptor, path)
-        except BadInputError:
+            if header is None:
+                # Creation preallocates the file before it writes the header.
+                if os.fstat(descriptor).st_size <= _RECORDS_OFFSET or \
+                        _records_written(descriptor):
+                    raise JournalDamaged(path, "its header is unreadable and the journal was "
+                                               "used or cut short")
+                os.close(descriptor)
+                return None
+            journal = cls(path, descriptor, header)
+            journal._prove()
+        except BaseException:
             os.close(descriptor)
             raise
-        if header is None:
-            os.close(descriptor)
-            return None
-        journal = cls(path, descriptor, header)
-        journal._sequence = journal._read_slots()[0]
         return journal
 
-    # -- commits --------------------------------------------------------------------------
+    def _prove(self) -> None:
+        """Check everything a resume relies on (see the module notes)."""
+        length = os.fstat(self.descriptor).st_size
+        if length != self.size:
+            raise JournalDamaged(self.path, f"{length:,} bytes where the run preallocated "
+                                            f"{self.size:,}")
+        found = self._read_slots()
+        if found is None:
+            raise JournalDamaged(self.path, "no valid state slot")
+        self._sequence, committed, ready = found
+        self._state = (committed, ready)
+        windows = self.header.window_ranges()
+        if not committed <= ready <= min(committed + 2, len(windows)) or \
+                len(windows) != self.header.windows:
+            raise JournalDamaged(self.path, f"an impossible state: {committed} windows "
+                                            f"committed, {ready} undo records ready, of "
+                                            f"{self.header.windows}")
+        if ready > committed:
+            start, stop = windows[committed]
+            if not self._record_intact(committed, start, stop):
+                raise JournalDamaged(self.path, f"the undo record of window {committed}, "
+                                                "which the store may hold half written, is "
+                                                "incomplete or corrupt")
 
-    def _read_slots(self) -> tuple[int, int]:
-        best = (0, 0)
+    def _record_intact(self, index: int, start: int, stop: int) -> bool:
+        """Whether slot ``index % 2`` holds window ``index``'s complete record (streamed)."""
+        base = self._slot(index)
+        length = (stop - start) * self.header.image_bytes
+        head = os.pread(self.descriptor, _RECORD.size, base)
+        if head != _RECORD.pack(_RECORD_MAGIC, index, start, stop, length):
+            return False
+        count = -(-length // _SEGMENT)
+        trailer = os.pread(self.descriptor, 4 * count + _DIGEST, base + _RECORD.size + length)
+        crcs, digest = trailer[:4 * count], trailer[4 * count:]
+        if len(trailer) != 4 * count + _DIGEST or digest != _digest(head, crcs):
+            return False
+        expected = struct.unpack(f"<{count}I", crcs)
+        for number in range(count):
+            first = number * _SEGMENT
+            segment = os.pread(self.descriptor, min(_SEGMENT, length - first),
+                               base + _RECORD.size + first)
+            if len(segment) != min(_SEGMENT, length - first) or \
+                    zlib.crc32(segment) != expected[number]:
+                return False
+        return True
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _read_slots(self) -> tuple[int, int, int] | None:
+        """The newest valid ``(sequence, committed, ready)``, or ``None``."""
+        best = None
         for offset in _SLOT_OFFSETS:
             raw = os.pread(self.descriptor, _COMMIT.size + _DIGEST, offset)
             if len(raw) < _COMMIT.size + _DIGEST:
                 continue
-            magic, sequence, committed = _COMMIT.unpack_from(raw)
+            magic, sequence, committed, ready = _COMMIT.unpack_from(raw)
             if magic == _COMMIT_MAGIC and raw[_COMMIT.size:] == _digest(raw[:_COMMIT.size]):
-                best = max(best, (sequence, committed))
+                best = max(best or (0, 0, 0), (sequence, committed, ready))
         return best
+
+    def _write_state(self, committed: int | None = None, ready: int | None = None) -> None:
+        """Durably record the state in both slots (one write, then fsync).
+
+        ``None`` keeps that field; the reader thread (ready) and the writer thread
+        (committed) update it concurrently, so the new state is made under the lock.
+        """
+        with self._lock:
+            committed = self._state[0] if committed is None else committed
+            ready = max(self._state[1], committed, 0 if ready is None else ready)
+            self._sequence += 1
+            body = _COMMIT.pack(_COMMIT_MAGIC, self._sequence, committed, ready)
+            slot = (body + _digest(body)).ljust(_SLOT_BYTES, b"\0")
+            _write_all(self.descriptor, slot + slot, _SLOT_OFFSETS[0])
+            os.fsync(self.descriptor)
+            self._state = (committed, ready)
 
     @property
     def committed(self) -> int:
         """Windows durably written to the store."""
-        return self._read_slots()[1]
+        found = self._read_slots()
+        return 0 if found is None else found[1]
+
+    @property
+    def ready(self) -> int:
+        """Undo records durably written (window ``ready - 1``'s is the newest)."""
+        found = self._read_slots()
+        return 0 if found is None else found[2]
 
     def commit(self, committed: int) -> None:
         """Durably record that windows ``0 .. committed - 1`` are in the store."""
-        self._sequence += 1
-        body = _COMMIT.pack(_COMMIT_MAGIC, self._sequence, committed)
-        _write_all(self.descriptor, body + _digest(body), _SLOT_OFFSETS[self._sequence % 2])
-        os.fsync(self.descriptor)
+        self._write_state(committed=committed)
 
     # -- undo records ---------------------------------------------------------------------
 
@@ -284,7 +399,8 @@ class Journal:
                    pool=None) -> None:
         """Durably record the input bytes of window ``index`` before the store is written.
 
-        ``pool`` (an executor) computes the checksums while the bytes are written.
+        ``pool`` (an executor) computes the checksums while the bytes are written. Once
+        the record is durable, the state records it as ready.
 
         Raises
         ------
@@ -315,45 +431,56 @@ class Journal:
             _write_all(self.descriptor, trailer + _digest(head, trailer),
                        base + _RECORD.size + payload.nbytes)
             os.fsync(self.descriptor)
+            self._write_state(ready=index + 1)
         except OSError as error:
             raise JournalError(
                 error.errno, f"cannot write the journal {self.path!r} ({_describe(error)})"
             ) from None
 
     def pending_undo(self, buffer: np.ndarray) -> UndoRecord | None:
-        """The complete undo record of window ``committed``, or ``None``.
+        """The undo record of window ``committed`` when the store may hold it torn.
 
-        Its payload is read into ``buffer`` (C-contiguous, at least the window's size) and
-        returned as a view of it; ``buffer`` may be overwritten even when ``None`` is
-        returned.
+        ``None`` when no record of that window was made ready: the store was not touched
+        for it. Its payload is read into ``buffer`` (C-contiguous, at least the window's
+        size) and returned as a view of it.
+
+        Raises
+        ------
+        JournalDamaged
+            When the record was made ready but is no longer intact.
         """
-        committed = self.committed
+        found = self._read_slots()
+        if found is None:
+            raise JournalDamaged(self.path, "no valid state slot")
+        _, committed, ready = found
+        if ready <= committed:
+            return None
         base = self._slot(committed)
         head = os.pread(self.descriptor, _RECORD.size, base)
+        damaged = JournalDamaged(self.path, f"the undo record of window {committed} is "
+                                            "incomplete or corrupt")
         if len(head) < _RECORD.size:
-            return None
+            raise damaged
         magic, index, start, stop, length = _RECORD.unpack(head)
         if magic != _RECORD_MAGIC or index != committed or length > self.slot_size:
-            return None
-        count = length // _SEGMENT + (1 if length % _SEGMENT else 0)
+            raise damaged
+        count = -(-length // _SEGMENT)
         trailer = os.pread(self.descriptor, 4 * count + _DIGEST, base + _RECORD.size + length)
         if len(trailer) != 4 * count + _DIGEST:
-            return None
+            raise damaged
         crcs, digest = trailer[:4 * count], trailer[4 * count:]
-        if digest != _digest(head, crcs):
-            return None
         view = memoryview(buffer.reshape(-1).view(np.uint8))
-        if view.nbytes < length:
-            return None
+        if digest != _digest(head, crcs) or view.nbytes < length:
+            raise damaged
         view = view[:length]
         done = 0
         while done < length:
             read = os.preadv(self.descriptor, [view[done:]], base + _RECORD.size + done)
             if read <= 0:
-                return None
+                raise damaged
             done += read
         if list(struct.unpack(f"<{count}I", crcs)) != _segment_crcs(view):
-            return None
+            raise damaged
         return UndoRecord(index, start, stop, view)
 
     # -- end ------------------------------------------------------------------------------
@@ -369,6 +496,16 @@ class Journal:
         self.close()
         os.unlink(self.path)
         fsync_folder_of(self.path)
+
+
+def _records_written(descriptor: int) -> bool:
+    """Whether any undo record was ever written (the header cannot say where they are).
+
+    Window 0's record, the first of every run, starts record slot 0, and every later
+    record there starts with the same magic: its absence proves that no record was made,
+    so the store was never touched.
+    """
+    return os.pread(descriptor, len(_RECORD_MAGIC), _RECORDS_OFFSET) == _RECORD_MAGIC
 
 
 def read_journal_header(path: str | os.PathLike) -> RunHeader | None:

@@ -17,6 +17,8 @@ FORMAT_VERSION = 1
 PREFIX = "fastmix_"
 #: State of the images dataset during and after an in-place run (:mod:`fastmix.store.inplace`).
 STATE_ATTRIBUTE = "fastmix_state"
+#: The identifier of the in-place run under way, matched against its journal's header.
+RUN_ATTRIBUTE = "fastmix_run"
 IN_PROGRESS = "in-progress"
 COMPLETE = "complete"
 
