@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import h5py
 import numpy as np
 import pytest
-from test_cli_support import BLOCK, photo_subset, run_cli, snapshot, write_store
+from test_cli_support import BLOCK, run_cli, snapshot, write_mixed_pair, write_store
 
 import fastmix
 
@@ -22,15 +22,12 @@ OTHER_KEY = "other.key"
 def workspace(tmp_path_factory, photo_tiles):
     """A folder of good and broken stores and keys, built once for every case."""
     folder = tmp_path_factory.mktemp("bad-input")
-    images, labels = photo_subset(photo_tiles)
-    good = write_store(folder / "good.h5", images, labels)
     key = fastmix.Key.from_hex("ab" * 32)
+    good, images, labels = write_mixed_pair(folder, photo_tiles, key, original="good.h5")
     key.save(folder / KEY)
     fastmix.Key.from_hex("cd" * 32).save(folder / OTHER_KEY)
     (folder / "malformed.key").write_text("not a key at all\n")
     (folder / "short.key").write_text("ab" * 10 + "\n")
-    spec = fastmix.MixSpec(block=(8, 8), donors=3)
-    fastmix.mix_store(good, folder / "mixed.h5", spec=spec, key=key, window=32, progress=False)
     fastmix.mix_store(good, folder / "paper.h5", spec=fastmix.MixSpec(block=(8, 8), donors=3,
                                                                       mode="paper"),
                       key=key, window=32, progress=False)

@@ -14,6 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+import fastmix
+
 #: Block size the CLI tests mix with (the photo tiles are 32x32).
 BLOCK = "8x8"
 
@@ -51,6 +53,19 @@ def write_store(path: Path, images: np.ndarray, labels: np.ndarray | None, *,
         file["meta/ids"] = np.arange(len(images), dtype=np.int32)
         file.attrs["source"] = "test"
     return path
+
+
+def write_mixed_pair(folder: Path, photo_tiles, key: fastmix.Key, *, original: str,
+                     mixed: str = "mixed.h5") -> tuple[Path, np.ndarray, np.ndarray]:
+    """A store of :func:`photo_subset` tiles and its permute mix (8x8 blocks, windows of 32).
+
+    Returns the original store's path, its images and its labels.
+    """
+    images, labels = photo_subset(photo_tiles)
+    path = write_store(folder / original, images, labels)
+    fastmix.mix_store(path, folder / mixed, spec=fastmix.MixSpec(block=(8, 8), donors=3),
+                      key=key, window=32, progress=False)
+    return path, images, labels
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from test_cli_support import photo_subset, write_store
+from test_cli_support import write_mixed_pair, write_store
 
 import fastmix
 from fastmix.errors import WrongKeyError
@@ -14,11 +14,9 @@ from fastmix.errors import WrongKeyError
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, photo_tiles):
     folder = tmp_path_factory.mktemp("verify")
-    images, labels = photo_subset(photo_tiles)
-    original = write_store(folder / "original.h5", images, labels)
     key = fastmix.Key.from_hex("5a" * 32)
-    fastmix.mix_store(original, folder / "mixed.h5", spec=fastmix.MixSpec(block=(8, 8), donors=3),
-                      key=key, window=32, progress=False)
+    original, images, labels = write_mixed_pair(folder, photo_tiles, key,
+                                                original="original.h5")
     return folder, original, folder / "mixed.h5", key, images, labels
 
 

@@ -6,7 +6,7 @@ import h5py
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from test_ingest_support import run_fastmix
+from test_cli_support import run_cli
 
 from fastmix.demo import run_demo
 from fastmix.errors import BadInputError
@@ -15,7 +15,7 @@ from fastmix.keys import Key
 
 def test_demo_runs_end_to_end(tmp_path):
     pytest.importorskip("skimage", reason="the demo's sample images come with scikit-image")
-    result = run_fastmix("demo", "--out", "demo", cwd=tmp_path)
+    result = run_cli("demo", "--out", "demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "demo"
     for name in ("source.h5", "mixed-permute.h5", "mixed-paper.h5", "restored.h5",

@@ -8,7 +8,7 @@ import h5py
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from test_ingest_support import run_fastmix
+from test_cli_support import run_cli
 
 import fastmix
 from fastmix.errors import BadInputError
@@ -42,7 +42,7 @@ def test_folder_to_mixed_store_to_folder(tmp_path, photo_tiles, key):
     spec = fastmix.MixSpec(block=(8, 8))
     fastmix.mix_store(tmp_path / "source.h5", tmp_path / "mixed.h5", spec=spec, key=key,
                       progress=False)
-    result = run_fastmix("export", "mixed.h5", "out", cwd=tmp_path)
+    result = run_cli("export", "mixed.h5", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "exported 48 PNG files into 4 class folders" in result.stdout
     with h5py.File(tmp_path / "mixed.h5", "r") as mixed, \
@@ -83,7 +83,7 @@ def test_nonempty_folder_is_refused_then_replaced(tmp_path, photo_tiles):
         file.create_dataset("labels", data=labels[:8])
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
-    result = run_fastmix("export", "s.h5", "out", cwd=tmp_path)
+    result = run_cli("export", "s.h5", "out", cwd=tmp_path)
     assert result.returncode == 2 and "not empty" in result.stderr
     assert os.listdir(tmp_path / "out") == ["keep.txt"]
     export_store(tmp_path / "s.h5", tmp_path / "out", overwrite=True, progress=False)
@@ -106,7 +106,7 @@ def test_jpeg_export_is_close_and_named_jpg(tmp_path, photo_tiles):
     with h5py.File(tmp_path / "s.h5", "w") as file:
         file.create_dataset("images", data=tiles[:20], chunks=(8, 32, 32, 3))
         file.create_dataset("labels", data=labels[:20])
-    result = run_fastmix("export", "s.h5", "out", "--format", "jpeg", "--quality", "95",
+    result = run_cli("export", "s.h5", "out", "--format", "jpeg", "--quality", "95",
                          cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "exported 20 JPEG files" in result.stdout
@@ -114,7 +114,7 @@ def test_jpeg_export_is_close_and_named_jpg(tmp_path, photo_tiles):
         image = iio.imread(tmp_path / "out" / str(labels[index]) / f"{index:06d}.jpg")
         error = np.abs(image.astype(np.int16) - tiles[index]).mean()
         assert image.shape == tiles[index].shape and error < 4.0
-    bad = run_fastmix("export", "s.h5", "out2", "--format", "jpeg", "--quality", "100",
+    bad = run_cli("export", "s.h5", "out2", "--format", "jpeg", "--quality", "100",
                       cwd=tmp_path)
     assert bad.returncode == 2 and "--quality" in bad.stderr
 

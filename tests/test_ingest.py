@@ -7,7 +7,8 @@ import os
 import h5py
 import numpy as np
 import pytest
-from test_ingest_support import run_fastmix, write_format_tree
+from test_cli_support import run_cli
+from test_ingest_support import write_format_tree
 
 from fastmix.errors import BadInputError
 from fastmix.images.decode import decode_image, to_uint8
@@ -131,18 +132,18 @@ def test_batches_stream_through_many_writes(tree, tmp_path, monkeypatch):
 
 def test_cli_skips_and_names_the_broken_file(tree, tmp_path):
     root, expected = tree
-    result = run_fastmix("ingest", root, "out.h5", "--size", f"{SIZE}x{SIZE}", cwd=tmp_path)
+    result = run_cli("ingest", root, "out.h5", "--size", f"{SIZE}x{SIZE}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     warning = [line for line in result.stderr.splitlines() if "warning" in line]
     assert len(warning) == 1 and "1 unreadable" in warning[0] and "z_broken.png" in warning[0]
     assert f"ingested {len(expected)} images" in result.stdout
-    quiet = run_fastmix("ingest", root, "quiet.h5", "--quiet", cwd=tmp_path)
+    quiet = run_cli("ingest", root, "quiet.h5", "--quiet", cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stdout == ""
 
 
 def test_cli_strict_fails_and_leaves_nothing(tree, tmp_path):
     root, _ = tree
-    result = run_fastmix("ingest", root, "out.h5", "--strict", cwd=tmp_path)
+    result = run_cli("ingest", root, "out.h5", "--strict", cwd=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "z_broken.png" in result.stderr and "Traceback" not in result.stderr
@@ -157,7 +158,7 @@ def test_cli_strict_fails_and_leaves_nothing(tree, tmp_path):
     (["photos", "out.h5", "--csv", "nothing.csv"], "does not exist"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tree, tmp_path, arguments, message):
-    result = run_fastmix("ingest", *arguments, cwd=tmp_path)
+    result = run_cli("ingest", *arguments, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert _store_listing(tmp_path) == []

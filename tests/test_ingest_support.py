@@ -1,27 +1,15 @@
-"""Helpers for the image workflow tests: real image files of every format, the real CLI.
+"""Helpers for the image workflow tests: real image files of every format.
 
-This module holds no tests; ``test_ingest``, ``test_export``, ``test_preview``,
-``test_dataset`` and ``test_demo`` import it.
+This module holds no tests; ``test_ingest`` imports it (the real CLI
+runs through ``test_cli_support.run_cli``).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
-
-
-def run_fastmix(*arguments: object, cwd: Path) -> subprocess.CompletedProcess:
-    """Run ``python -m fastmix.cli ARGUMENTS`` in ``cwd`` and return the finished process."""
-    environment = {name: value for name, value in os.environ.items()
-                   if name != "FASTMIX_DEBUG"}
-    return subprocess.run([sys.executable, "-m", "fastmix.cli", *map(str, arguments)],
-                          cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env=environment)
 
 
 def photo(name: str, height: int, width: int, top: int = 0, left: int = 0) -> np.ndarray:

@@ -75,6 +75,14 @@ def assert_one_line_bad_input(result: subprocess.CompletedProcess, *words: str) 
         assert word in lines[0], lines[0]
 
 
+def assert_mixed_in_place(store, original, labels, finished: bool = True) -> None:
+    """The store holds ``mix_array`` of ``original``; ``finished``: no journal or lock left."""
+    np.testing.assert_array_equal(read_images(store),
+                                  fastmix.mix_array(original, labels, SPEC, KEY, window=WINDOW))
+    if finished:
+        assert leftovers(store) == []
+
+
 @pytest.fixture
 def key_file(tmp_path):
     path = tmp_path / "key"
@@ -102,9 +110,7 @@ def test_in_place_equals_mix_array_and_leaves_no_journal_or_lock(tmp_path, compr
     store = tmp_path / "store.h5"
     images, labels = make_store(store, compressed=compressed)
     report = in_place(store)
-    np.testing.assert_array_equal(read_images(store),
-                                  fastmix.mix_array(images, labels, SPEC, KEY, window=WINDOW))
-    assert leftovers(store) == []
+    assert_mixed_in_place(store, images, labels)
     assert report.windows == 4 and report.destination == str(store)
     with h5py.File(store, "r") as file:
         assert file["images"].attrs["fastmix_state"] == "complete"
@@ -140,8 +146,7 @@ def test_resume_with_nothing_pending_starts_a_fresh_run(tmp_path):
     store = tmp_path / "store.h5"
     images, labels = make_store(store)
     in_place(store, resume=True)
-    np.testing.assert_array_equal(read_images(store),
-                                  fastmix.mix_array(images, labels, SPEC, KEY, window=WINDOW))
+    assert_mixed_in_place(store, images, labels, finished=False)
 
 
 # -- pending runs ----------------------------------------------------------------------------
@@ -161,9 +166,7 @@ def test_plain_run_over_a_pending_run_is_refused_and_resume_finishes(tmp_path, k
     assert store.read_bytes() == before
     resumed = cli_in_place(store, key_file, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    np.testing.assert_array_equal(read_images(store),
-                                  fastmix.mix_array(images, labels, SPEC, KEY, window=WINDOW))
-    assert leftovers(store) == []
+    assert_mixed_in_place(store, images, labels)
 
 
 def test_resume_with_another_key_or_spec_is_refused(tmp_path, monkeypatch):
@@ -175,8 +178,7 @@ def test_resume_with_another_key_or_spec_is_refused(tmp_path, monkeypatch):
     with pytest.raises(BadInputError, match="same options"):
         in_place(store, resume=True, spec=fastmix.MixSpec(grid=(2, 2), donors=3))
     in_place(store, resume=True)
-    np.testing.assert_array_equal(read_images(store),
-                                  fastmix.mix_array(images, labels, SPEC, KEY, window=WINDOW))
+    assert_mixed_in_place(store, images, labels, finished=False)
 
 
 def test_half_rewritten_store_without_its_journal_is_refused(tmp_path, monkeypatch):
@@ -267,9 +269,7 @@ def test_already_mixed_store_is_refused_unless_force(tmp_path, key_file):
     np.testing.assert_array_equal(read_images(store), once)
     forced = cli_in_place(store, key_file, "--force")
     assert forced.returncode == 0, forced.stderr
-    np.testing.assert_array_equal(read_images(store),
-                                  fastmix.mix_array(once, labels, SPEC, KEY, window=WINDOW))
-    assert leftovers(store) == []
+    assert_mixed_in_place(store, once, labels)
 
 
 def test_read_only_store_is_refused(tmp_path, key_file):
@@ -318,9 +318,7 @@ def test_stale_lock_of_a_dead_pid_is_recovered(tmp_path):
     with open(f"{store}.fastmix-lock", "w") as handle:
         json.dump({"pid": dead.pid, "host": socket.gethostname()}, handle)
     in_place(store)
-    np.testing.assert_array_equal(read_images(store),
-                                  fastmix.mix_array(images, labels, SPEC, KEY, window=WINDOW))
-    assert leftovers(store) == []
+    assert_mixed_in_place(store, images, labels)
 
 
 # -- the journal -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import imageio.v3 as iio
 import numpy as np
-from test_ingest_support import run_fastmix
+from test_cli_support import run_cli
 
 import fastmix
 from fastmix.images.preview import (
@@ -60,7 +60,7 @@ def test_seed_selects_and_cli_writes_png(tmp_path, photo_tiles, key):
     labels = photo_tiles[1]
     assert [list(i) for _, i in choose(labels, 4, 0)] == [list(i) for _, i in choose(labels, 4, 0)]
     assert [list(i) for _, i in choose(labels, 4, 0)] != [list(i) for _, i in choose(labels, 4, 1)]
-    result = run_fastmix("preview", "mixed.h5", "-o", "grid.png", "--count", "2", cwd=tmp_path)
+    result = run_cli("preview", "mixed.h5", "-o", "grid.png", "--count", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     picture = iio.imread(tmp_path / "grid.png")
@@ -73,7 +73,7 @@ def test_mismatched_original_is_one_line_exit_2(tmp_path, photo_tiles, key):
     with h5py.File(tmp_path / "other.h5", "w") as file:
         file.create_dataset("images", data=np.zeros((5, 32, 32, 3), np.uint8))
         file.create_dataset("labels", data=np.zeros(5, np.int64))
-    result = run_fastmix("preview", "mixed.h5", "--original", "other.h5", "-o", "g.png",
+    result = run_cli("preview", "mixed.h5", "--original", "other.h5", "-o", "g.png",
                          cwd=tmp_path)
     assert result.returncode == 2 and "give the store it was mixed from" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -45,7 +45,7 @@ class Filter:
         if self.code == FILTER_DEFLATE:
             return zlib.decompress(data, bufsize=size)
         if self.code == FILTER_SHUFFLE:
-            return _unshuffle(data, self.values[0] if self.values else itemsize)
+            return _shuffle(data, self.values[0] if self.values else itemsize, inverse=True)
         if self.code == FILTER_LZ4:
             return _lz4_decode(data)
         if self.code == FILTER_ZSTD:
@@ -133,26 +133,21 @@ def pipeline_for(dataset) -> ChunkPipeline | None:
     return ChunkPipeline(filters, tuple(dataset.chunks), dataset.dtype.itemsize)
 
 
-def _shuffle(data, itemsize: int):
+def _shuffle(data, itemsize: int, inverse: bool = False):
+    """HDF5's shuffle filter: byte ``k`` of every element together (``inverse``: undo it).
+
+    Trailing bytes that do not fill an element are copied as they are, as HDF5 does.
+    """
     if itemsize <= 1:
         return data
     raw = np.frombuffer(data, dtype=np.uint8)
     whole = raw.size - raw.size % itemsize
-    shuffled = np.empty_like(raw)
-    shuffled[:whole].reshape(itemsize, -1)[...] = raw[:whole].reshape(-1, itemsize).T
-    shuffled[whole:] = raw[whole:]
-    return memoryview(shuffled)
-
-
-def _unshuffle(data, itemsize: int):
-    if itemsize <= 1:
-        return data
-    raw = np.frombuffer(data, dtype=np.uint8)
-    whole = raw.size - raw.size % itemsize
-    plain = np.empty_like(raw)
-    plain[:whole].reshape(-1, itemsize)[...] = raw[:whole].reshape(itemsize, -1).T
-    plain[whole:] = raw[whole:]
-    return memoryview(plain)
+    by_element, by_byte = (-1, itemsize), (itemsize, -1)
+    target, source = (by_element, by_byte) if inverse else (by_byte, by_element)
+    moved = np.empty_like(raw)
+    moved[:whole].reshape(target)[...] = raw[:whole].reshape(source).T
+    moved[whole:] = raw[whole:]
+    return memoryview(moved)
 
 
 def _lz4_decode(data) -> bytes | bytearray | memoryview:
