@@ -93,26 +93,6 @@ def open_hdf5(path: str | os.PathLike, writable: bool = False, **file_options):
         ) from None
 
 
-def foreign_layout(dataset) -> str | None:
-    """How ``dataset`` keeps its data in other files, or ``None`` when it keeps it inside.
-
-    A *virtual* dataset maps datasets of other files (sharded stores look like this); an
-    *external* one keeps its raw bytes in files the dataset names (HDF5 resolves relative
-    names from the current folder). fastmix reads through both, but never writes through
-    a layout it did not create: a crafted store could aim that write at any file.
-    """
-    import h5py
-
-    dcpl = dataset.id.get_create_plist()
-    if dcpl.get_layout() == h5py.h5d.VIRTUAL:
-        return "a virtual dataset mapping other files"
-    if dcpl.get_external_count():
-        names = sorted({dcpl.get_external(index)[0].decode(errors="replace")
-                        for index in range(dcpl.get_external_count())})
-        return f"kept in external raw files ({', '.join(names)})"
-    return None
-
-
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__

@@ -1,9 +1,10 @@
 """The h5py low-level calls fastmix makes, in one place.
 
-The filter pipeline of a dataset, its chunk index, the metadata cache of a file and the
-``class_names`` attribute of a labels dataset are read here and nowhere else, so that every
-module that needs them (the codecs, the new-file copy, the in-place engine, ``info``, export,
-preview and the PyTorch dataset) reads them the same way.
+The filter pipeline of a dataset, its chunk index, its layout (data kept in other files),
+the metadata cache of a file and the ``class_names`` attribute of a labels dataset are read
+here and nowhere else, so that every module that needs them (the codecs, the new-file copy,
+the in-place engine, ``info``, export, preview and the PyTorch dataset) reads them the same
+way.
 """
 
 from __future__ import annotations
@@ -95,6 +96,26 @@ def stored_chunks(dataset) -> list[StoredChunk]:
 
     dataset.id.chunk_iter(visit)
     return chunks
+
+
+def foreign_layout(dataset) -> str | None:
+    """How ``dataset`` keeps its data in other files, or ``None`` when it keeps it inside.
+
+    A *virtual* dataset maps datasets of other files (sharded stores look like this); an
+    *external* one keeps its raw bytes in files the dataset names (HDF5 resolves relative
+    names from the current folder). fastmix reads through both, but never writes through
+    a layout it did not create: a crafted store could aim that write at any file.
+    """
+    import h5py
+
+    dcpl = dataset.id.get_create_plist()
+    if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+        return "a virtual dataset mapping other files"
+    if dcpl.get_external_count():
+        names = sorted({dcpl.get_external(index)[0].decode(errors="replace")
+                        for index in range(dcpl.get_external_count())})
+        return f"kept in external raw files ({', '.join(names)})"
+    return None
 
 
 def hold_metadata(file) -> None:

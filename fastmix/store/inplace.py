@@ -46,12 +46,12 @@ from fastmix.keys import Key
 from fastmix.plan.windows import fixed_windows
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec
-from fastmix.store.access import foreign_layout, open_store, read_labels
+from fastmix.store.access import open_store, read_labels
 from fastmix.store.allocator import tune_allocator
 from fastmix.store.chunkio import WindowReader, WindowWriter, codec_threads
 from fastmix.store.crashrepair import chunk_extents, clear_open_flag, raise_eoa, shared_bytes
 from fastmix.store.durable import fsync_path
-from fastmix.store.hdf5 import hold_metadata, is_filtered
+from fastmix.store.hdf5 import foreign_layout, hold_metadata, is_filtered
 from fastmix.store.journal import (
     Journal,
     JournalError,

@@ -19,9 +19,8 @@ from collections.abc import Iterator
 
 from fastmix.errors import BadInputError, FastmixWarning, check_regular_file
 from fastmix.keys import is_key_file
-from fastmix.store.access import foreign_layout
 from fastmix.store.durable import fsync_folder_of, fsync_path
-from fastmix.store.hdf5 import plist_filters
+from fastmix.store.hdf5 import foreign_layout, plist_filters
 
 #: Bytes copied at a time when a dataset kept in other files is copied into the output.
 _COPY_SLAB = 16 << 20
