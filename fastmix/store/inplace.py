@@ -85,9 +85,6 @@ from fastmix.store.stream import stream_windows
 from fastmix.store.windows import chunk_length, plan_windows
 from fastmix.store.writeback import EarlyWriteback
 
-#: Compressed stores: fsync after every chunk, not only after every window (power loss).
-SYNC_EACH_CHUNK = True
-
 
 class InPlaceRunStopped(FastmixError):
     """An in-place run stopped part-way; the store is consistent and ``resume`` finishes it."""
