@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -35,9 +36,12 @@ class Progress:
         if enabled and _is_terminal(sys.stderr):
             from tqdm import tqdm
 
-            columns = shutil.get_terminal_size().columns or 80  # 0 on a sizeless terminal
+            columns, rows = terminal_size(sys.stderr)
+            # Both sizes are given: on a terminal that reports 0x0 (a bare pseudo-terminal)
+            # tqdm takes the rows as -1 and hides every bar.
             self.bar = tqdm(total=total, desc=description, unit="img", unit_scale=True,
-                            file=sys.stderr, leave=True, ncols=max(columns, 60))
+                            file=sys.stderr, leave=True, ncols=max(columns, 60),
+                            nrows=max(rows, 2))
 
     def update(self, images: int) -> None:
         """Count ``images`` more images as done."""
@@ -61,8 +65,57 @@ class Progress:
         self.close()
 
 
+def terminal_size(stream) -> tuple[int, int]:
+    """``(columns, rows)`` of the terminal behind ``stream``; 80x24 where it reports 0 or none."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+        columns, rows = size.columns, size.lines
+    except (AttributeError, ValueError, OSError):
+        columns, rows = shutil.get_terminal_size()
+    return columns or 80, rows or 24
+
+
 def _is_terminal(stream) -> bool:
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+class PieceProgress:
+    """A window writer that advances a progress display as each piece is stored.
+
+    The window loop reports whole windows; with the default memory budget a store of a few
+    hundred MB is one window, and the bar would sit at 0% until it jumps to 100%. Wrapping
+    the writer advances it per piece (a few chunks), as the pieces reach the file.
+
+    Parameters
+    ----------
+    writer
+        Anything with ``piece_length()``, ``encode_piece(first, last, images)`` and
+        ``store_piece(encoded)``.
+    progress : Progress
+        The display to advance.
+    """
+
+    def __init__(self, writer, progress: Progress):
+        self.writer = writer
+        self.progress = progress
+        self.dataset = getattr(writer, "dataset", None)
+
+    def piece_length(self) -> int:
+        """The writer's piece length."""
+        return self.writer.piece_length()
+
+    def encode_piece(self, first: int, last: int, images) -> tuple:
+        """Encode with the writer, remembering how many images the piece holds."""
+        return last - first, self.writer.encode_piece(first, last, images)
+
+    def store_piece(self, piece: tuple) -> None:
+        """Store with the writer, then count the piece's images as done."""
+        count, encoded = piece
+        self.writer.store_piece(encoded)
+        self.progress.update(count)
+
+    def __getattr__(self, name: str):
+        return getattr(self.writer, name)

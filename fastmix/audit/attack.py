@@ -172,7 +172,7 @@ def _restricted(raw, members, variants):
 def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, int],
                        mode: str, donors: int, *, groups: list | None = None,
                        scorer: EdgeScorer | None = None, starts: int | None = None,
-                       seed: int = 0) -> Restoration:
+                       seed: int = 0, progress=None) -> Restoration:
     """Restore mixed images without the key.
 
     Parameters
@@ -197,6 +197,8 @@ def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, 
         position for small pools, fewer for large ones (see :func:`default_starts`).
     seed : int
         Seed of the attack's own random choices (clustering, seed positions).
+    progress : Progress, optional
+        Advanced by each pool's images once the pool is solved.
 
     Returns
     -------
@@ -240,6 +242,8 @@ def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, 
             placement[slots] = slots[solved // variants]
             variant[slots] = solved % variants
             pools.append(slots)
+            if progress is not None:
+                progress.update(int(slots.size))
     return Restoration(placement=placement, variant=variant, pools=pools)
 
 

@@ -17,6 +17,7 @@ from fastmix.audit.groundtruth import GroundTruth, content_classes, locate_block
 from fastmix.audit.report import MISLEADING_SSIM, AuditReport, verdict, verdict_sentence
 from fastmix.errors import BadInputError, BadInputTypeError
 from fastmix.plan.windows import fixed_windows
+from fastmix.progress import Progress
 from fastmix.spec import MixSpec
 from fastmix.store.metadata import attribute_text
 
@@ -117,7 +118,8 @@ def _sample(truth: GroundTruth, labels: np.ndarray, sample: int,
 def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, spec: MixSpec, *,
                  window: int | None = None, sample: int = 1000, seed: int = 0,
                  attack: bool = True, key=None, scorer: EdgeScorer | None = None,
-                 groups_known: bool = False, keep_images: bool = False) -> AuditReport:
+                 groups_known: bool = False, keep_images: bool = False,
+                 progress: bool = False) -> AuditReport:
     """Measure what a mixed set leaks about the original images.
 
     Parameters
@@ -148,6 +150,8 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         Give the attack the true permute groups instead of inferring them (an upper bound).
     keep_images : bool
         Keep the sample's indices and restored images on the report (for display).
+    progress : bool
+        Show a progress bar of the attacked images on a terminal.
 
     Returns
     -------
@@ -211,10 +215,12 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         true_groups = None
         if groups_known:
             true_groups = _components(source)
-        restoration = restoration_attack(sample_mixed, sample_pools, grid_block(spec, height,
-                                         width), spec.mode,
-                                         attack_donors(spec, window or count),
-                                         groups=true_groups, scorer=scorer, seed=seed)
+        with Progress(chosen.size, sample_mixed[0].nbytes, "audit", enabled=progress) as bar:
+            restoration = restoration_attack(sample_mixed, sample_pools,
+                                             grid_block(spec, height, width), spec.mode,
+                                             attack_donors(spec, window or count),
+                                             groups=true_groups, scorer=scorer, seed=seed,
+                                             progress=bar)
         chance = null_attack(restoration.pools, grid.count, chosen.size, seed=seed + 1)
         scored = metrics.score_restoration(restoration.placement, source, sample_pools, grid,
                                            classes)
@@ -357,7 +363,8 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
                  images: str = "images", labels: str | None = None,
                  spec: MixSpec | None = None, window: int | None = None,
                  sample: int = 1000, seed: int = 0, attack: bool = True,
-                 utility: bool = False, utility_folds: int = 5, key=None) -> AuditReport:
+                 utility: bool = False, utility_folds: int = 5, key=None,
+                 progress: bool = True) -> AuditReport:
     """Audit a mixed HDF5 store against the store it was made from.
 
     The spec and window come from the mixed store's ``fastmix_*`` attributes when present;
@@ -366,8 +373,9 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
 
     With ``key`` (checked against the store's key check value) the ground truth comes from
     the key's plan, the attack adapts to the hardening and is given the true groups
-    (:func:`fastmix.audit.adaptive.audit_options`). A hardened store needs the key. See
-    :func:`audit_arrays` for the rest.
+    (:func:`fastmix.audit.adaptive.audit_options`). A hardened store needs the key.
+    ``progress`` shows a bar of the attacked images on a terminal. See :func:`audit_arrays`
+    for the rest.
     """
     from fastmix.audit.adaptive import audit_options
 
@@ -414,7 +422,7 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
     options = audit_options(store_spec, height, width, key_given=key is not None)
     report = audit_arrays(original, mixed, label_values[:count], store_spec,
                           window=store_window, sample=sample, seed=seed, attack=attack,
-                          key=key, **options)
+                          key=key, progress=progress, **options)
     report.images = int(len(label_values))
     if utility:
         from fastmix.audit.utility import utility_check

@@ -44,7 +44,7 @@ import numpy as np
 from fastmix.errors import BadInputError, FastmixError, WrongKeyError
 from fastmix.keys import Key
 from fastmix.plan.windows import fixed_windows
-from fastmix.progress import Progress
+from fastmix.progress import PieceProgress, Progress
 from fastmix.spec import MixSpec
 from fastmix.store.access import open_store, read_labels
 from fastmix.store.allocator import tune_allocator
@@ -575,20 +575,23 @@ def _run(source, store, journal, key, progress, backend, resumed, memory) -> Sto
             with Progress(store.count, store.image_bytes, header.operation, progress) as bar:
                 bar.update(sum(stop - start for start, stop in windows[:committed]))
                 # The remaining windows keep their own indices, which seed their plans.
-                stream_windows(reader, writer, windows[committed:], store.labels, spec, key,
-                               threads=threads, piece=piece, inverse=inverse,
-                               backend=backend, progress=bar,
+                stream_windows(reader, PieceProgress(writer, bar), windows[committed:],
+                               store.labels, spec, key, threads=threads, piece=piece,
+                               inverse=inverse, backend=backend,
                                indices=range(committed, len(windows)))
         finally:
             reader.close()
             writeback.close()
         io_path = f"in-place {reader.path}/{inner.path}"
+    # A resumed run reports what it did itself: the windows left, not the whole store.
+    done = sum(stop - start for start, stop in windows[committed:])
     return StoreReport(operation=header.operation, destination=source, spec=spec,
-                       images=store.count, windows=len(windows), window=header.window,
+                       images=done, windows=len(windows) - committed, window=header.window,
                        unpartnered=header.unpartnered,
-                       pixel_bytes=store.count * store.image_bytes, seconds=0.0,
+                       pixel_bytes=done * store.image_bytes, seconds=0.0,
                        io_path=io_path,
-                       extra={"resumed_at_window": committed if resumed else None})
+                       extra={"resumed_at_window": committed if resumed else None,
+                              "store_images": store.count, "store_windows": len(windows)})
 
 
 def _finish(store, header: RunHeader, report: StoreReport) -> None:

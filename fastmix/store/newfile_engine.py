@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from fastmix.keys import Key
-from fastmix.progress import Progress
+from fastmix.progress import PieceProgress, Progress
 from fastmix.spec import MixSpec
 from fastmix.store.allocator import tune_allocator
 from fastmix.store.chunkio import WindowReader, WindowWriter
@@ -115,12 +115,10 @@ def run_new_file(operation: str, source: str, destination: str, *, spec: MixSpec
                 writeback = EarlyWriteback(temporary)
                 try:
                     with Progress(store.count, store.image_bytes, operation, progress) as bar:
-                        unpartnered = stream_windows(reader,
-                                                     _WritebackWriter(writer, writeback),
-                                                     windows, store.labels,
-                                                     spec, key, threads=threads,
-                                                     piece=piece, inverse=operation == "unmix",
-                                                     backend=backend, progress=bar)
+                        unpartnered = stream_windows(
+                            reader, PieceProgress(_WritebackWriter(writer, writeback), bar),
+                            windows, store.labels, spec, key, threads=threads, piece=piece,
+                            inverse=operation == "unmix", backend=backend)
                         writeback.kick()
                 finally:
                     writeback.close()

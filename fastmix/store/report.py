@@ -20,9 +20,10 @@ class StoreReport:
     spec : MixSpec
         The mixing parameters.
     images : int
-        Images processed.
+        Images processed by this run (a resumed in-place run: those of the windows it had
+        left; ``extra["store_images"]`` is the whole store).
     windows : int
-        Windows processed.
+        Windows processed by this run.
     window : int
         Window length in images.
     unpartnered : int
@@ -60,9 +61,20 @@ class StoreReport:
     def summary(self) -> str:
         """One human line."""
         verb = "mixed" if self.operation == "mix" else "unmixed"
-        line = (f"{verb} {self.images:,} images in {self.windows:,} window(s) of "
-                f"{self.window:,} in {self.seconds:.2f} s ({self.images_per_second:,.0f} "
-                f"images/s, {self.megabytes_per_second:,.0f} MB/s) -> {self.destination}")
+        rate = (f"in {self.seconds:.2f} s ({self.images_per_second:,.0f} images/s, "
+                f"{self.megabytes_per_second:,.0f} MB/s) -> {self.destination}")
+        resumed_at = self.extra.get("resumed_at_window")
+        if resumed_at is not None:
+            total = self.extra.get("store_windows", resumed_at + self.windows)
+            if self.windows:
+                line = (f"resumed at window {resumed_at + 1:,} of {total:,}: {verb} the "
+                        f"{self.images:,} images of the {self.windows:,} window(s) left {rate}")
+            else:
+                line = (f"resumed after all {total:,} windows were written: finished the "
+                        f"interrupted run in {self.seconds:.2f} s -> {self.destination}")
+        else:
+            line = (f"{verb} {self.images:,} images in {self.windows:,} window(s) of "
+                    f"{self.window:,} {rate}")
         if self.unpartnered:
             line += f"; {self.unpartnered:,} image(s) left unmixed (no same-label partner)"
         return line
