@@ -9,9 +9,58 @@ from __future__ import annotations
 import os
 import stat
 
+#: What the user is told to do, in the language of each place an error is read: a Python
+#: caller passes keyword arguments, a command-line user gives flags. A message names a hint
+#: with :func:`hint`; ``str(error)`` reads the Python phrase, and the command line prints
+#: :func:`command_line_message`. One table, so that the two never drift apart.
+HINTS: dict[str, tuple[str, str]] = {
+    "overwrite": ("pass overwrite=True", "pass --overwrite"),
+    "force": ("pass force=True", "pass --force"),
+    "in_place": ("use in_place=True", "use --in-place"),
+    "resume": ("finish it with resume=True", "finish it with --resume"),
+    "resume_again": ("run again with resume=True", "run again with --resume"),
+    "not_strict": ("pass strict=False", "drop --strict"),
+    "new_key": ("make one with Key.generate() and Key.save(path)",
+                "make one with fastmix mix --new-key"),
+}
+
+_MARK = "\x1f"
+
+
+def hint(name: str) -> str:
+    """A placeholder for the hint ``name`` of :data:`HINTS`, to put in an error message."""
+    if name not in HINTS:
+        raise KeyError(f"unknown hint {name!r}")
+    return f"{_MARK}{name}{_MARK}"
+
+
+def _render(text: str, language: int) -> str:
+    if _MARK not in text:
+        return text
+    parts = text.split(_MARK)
+    # odd parts are hint names (a stray mark is left as it was)
+    return "".join(HINTS[part][language] if index % 2 and part in HINTS else part
+                   for index, part in enumerate(parts))
+
 
 class FastmixError(Exception):
-    """Base class of every fastmix error."""
+    """Base class of every fastmix error.
+
+    A message may hold :func:`hint` placeholders: the error reads in Python terms
+    (``overwrite=True``); :func:`command_line_message` gives the same message in flags.
+    """
+
+    def __init__(self, *args: object) -> None:
+        self.template = args[0] if args and isinstance(args[0], str) else None
+        if self.template is not None:
+            args = (_render(self.template, 0), *args[1:])
+        super().__init__(*args)
+
+
+def command_line_message(error: BaseException) -> str:
+    """The message of ``error`` with its hints phrased as command-line flags."""
+    template = getattr(error, "template", None)
+    return _render(template, 1) if isinstance(template, str) else str(error)
 
 
 class BadInputError(FastmixError, ValueError):

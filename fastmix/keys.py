@@ -10,7 +10,7 @@ import stat
 import warnings
 from pathlib import Path
 
-from fastmix.errors import BadInputError, FastmixWarning, WrongKeyError, check_regular_file
+from fastmix.errors import BadInputError, FastmixWarning, WrongKeyError, check_regular_file, hint
 
 KEY_BYTES = 32
 #: A key file holds 64 hex characters and a newline; fastmix reads no more than this.
@@ -106,7 +106,8 @@ class Key:
         """
         text = os.fspath(path)
         if not os.path.lexists(text):
-            raise BadInputError(f"key file {text!r} does not exist; create one with --new-key")
+            raise BadInputError(f"key file {text!r} does not exist; check the path, or "
+                                f"{hint('new_key')}")
         status = check_regular_file(text, "key file")
         try:
             content = read_small_file(text, KEY_FILE_MAX_BYTES)

@@ -3,6 +3,7 @@ stderr, no traceback, every file in the folder byte for byte unchanged, nothing 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -181,7 +182,10 @@ def test_bad_input_exits_2_with_one_line(outcomes, case):
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert expected in lines[0], lines[0]
-    assert result.stdout == ""
+    if "--json" in CASES[case][0]:  # the error as JSON on stdout too, for the parser reading it
+        assert json.loads(result.stdout)["exit_status"] == 2
+    else:
+        assert result.stdout == ""
     assert after == before  # inputs unchanged, no output, no key left behind
 
 

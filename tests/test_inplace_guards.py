@@ -161,7 +161,7 @@ def test_plain_run_over_a_pending_run_is_refused_and_resume_finishes(tmp_path, k
     before = store.read_bytes()
     assert_one_line_bad_input(cli_in_place(store, key_file), "interrupted", "--resume",
                               "2 of 4 windows")
-    with pytest.raises(BadInputError, match="--resume"):
+    with pytest.raises(BadInputError, match="resume=True"):
         in_place(store, force=True)
     assert store.read_bytes() == before
     resumed = cli_in_place(store, key_file, "--resume")

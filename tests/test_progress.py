@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import fastmix
-import fastmix.store.newfile_engine
 import fastmix.store.inplace
+import fastmix.store.newfile_engine
 from fastmix.progress import Progress
 from fastmix.store.inplace import InPlaceRunStopped
 

@@ -21,11 +21,16 @@ import signal
 import sys
 import threading
 
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, command_line_message
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+
+
+#: The exit status part of every ``fastmix COMMAND --help``, unless the command sets its own.
+EXIT_STATUS = ("0 success; 2 bad input or usage (one line on stderr that says what was found "
+               "and what to do; nothing is left behind); 1 any other failure")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +38,45 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def option_strings(self) -> list[str]:
+        """Every ``--flag`` this parser knows."""
+        return [option for action in self._actions for option in action.option_strings
+                if option.startswith("--")]
+
+
+def unrecognized(parser: _Parser, extras: list[str]) -> str:
+    """The usage error for unknown arguments, with "did you mean" for misspelt flags.
+
+    argparse suggests close matches only for choices, and only from Python 3.14
+    (``suggest_on_error``); flags get none, so the suggestion is made here.
+    """
+    import difflib
+
+    known = parser.option_strings()
+    described = []
+    for extra in extras:
+        flag = extra.split("=", 1)[0]
+        close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6) \
+            if flag.startswith("--") else []
+        described.append(f"{extra} (did you mean {close[0]}?)" if close else extra)
+    return f"unrecognized arguments: {' '.join(described)}"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fills paragraphs as argparse does, but keeps indented lines (the examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(line if line.startswith("  ") or not line.strip()
+                         else super(_HelpFormatter, self)._fill_text(line, width, indent)
+                         for line in text.splitlines())
+
+
+def _epilog(module) -> str:
+    examples = "\n".join(f"  {line}" for line in getattr(module, "EXAMPLES", "").splitlines())
+    status = getattr(module, "EXIT_STATUS", EXIT_STATUS)
+    parts = [f"examples:\n{examples}"] if examples else []
+    return "\n\n".join([*parts, f"exit status: {status}"])
 
 
 def _command_modules() -> list:
@@ -57,9 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastmix {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in _command_modules():
-        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP,
+                                    epilog=_epilog(module),
+                                    formatter_class=_HelpFormatter)
         module.register(sub)
-        sub.set_defaults(_run=module.run)
+        sub.set_defaults(_run=module.run, _parser=sub)
     return parser
 
 
@@ -99,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     from fastmix.cli.console import one_line, print_warnings
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        command_parser = getattr(args, "_parser", parser)
+        command_parser.error(unrecognized(command_parser, extras))
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
@@ -107,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         with _termination_as_interrupt(), print_warnings(args.command):
             status = args._run(args)
     except BadInputError as error:
-        print(f"fastmix {args.command}: error: {one_line(str(error))}", file=sys.stderr)
+        message = one_line(command_line_message(error))
+        print(f"fastmix {args.command}: error: {message}", file=sys.stderr)
+        _print_json_error(args, message, EXIT_BAD_INPUT)
         return EXIT_BAD_INPUT
     except Terminated as stop:
         name = signal.Signals(stop.signum).name
@@ -119,10 +170,19 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - last resort: one line, exit 1
         if "FASTMIX_DEBUG" in os.environ:
             raise
-        print(f"fastmix {args.command}: failed: {type(error).__name__}: "
-              f"{one_line(str(error))}", file=sys.stderr)
+        message = f"{type(error).__name__}: {one_line(command_line_message(error))}"
+        print(f"fastmix {args.command}: failed: {message}", file=sys.stderr)
+        _print_json_error(args, message, EXIT_FAILURE)
         return EXIT_FAILURE
     return EXIT_OK if status is None else int(status)
+
+
+def _print_json_error(args: argparse.Namespace, message: str, status: int) -> None:
+    """Under ``--json``, the error as one JSON object on stdout too, for programs that parse it."""
+    if getattr(args, "json", False):
+        import json
+
+        print(json.dumps({"error": message, "exit_status": status, "command": args.command}))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,6 +36,24 @@ def check_new_key_path(path: str | os.PathLike) -> None:
         raise BadInputError(f"cannot create key file {text!r}: folder {folder!r} does not exist")
 
 
+def load_key(path: str | os.PathLike, command: str):
+    """Load the key of ``--key-file``; a missing file gets the hint that suits ``command``.
+
+    Only ``mix`` can make a key (``--new-key``); every other command needs the key the store
+    was mixed with, and is never told to make one.
+    """
+    from fastmix.keys import Key
+
+    text = os.fspath(path)
+    if not os.path.lexists(text):
+        if command == "mix":
+            raise BadInputError(f"key file {text!r} does not exist; check the path, or add "
+                                "--new-key to make a new key there")
+        raise BadInputError(f"key file {text!r} does not exist; {command} needs the key file "
+                            "the store was mixed with: check the path")
+    return Key.load(text)
+
+
 def check_source(path: str | os.PathLike, images: str, labels: str | None) -> None:
     """Open the store read-only, validate its images and labels, and close it.
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, hint
 from fastmix.images.encode import (
     PNG_COMPRESS_LEVEL,
     jpeg_options,
@@ -117,7 +117,7 @@ def _check_directory(directory: str, overwrite: bool) -> None:
             raise BadInputError(f"destination {directory!r} is a file; give a folder path")
         if os.listdir(directory) and not overwrite:
             raise BadInputError(f"destination folder {directory!r} is not empty; choose another "
-                                "folder or pass --overwrite (overwrite=True) to replace it")
+                                f"folder or {hint('overwrite')} to replace it")
     parent = os.path.dirname(os.path.abspath(directory))
     if not os.path.isdir(parent):
         raise BadInputError(f"the parent folder of {directory!r} does not exist; create it first")

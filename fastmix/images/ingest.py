@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, FastmixWarning, hint
 from fastmix.images.decode import decode_batch
 from fastmix.images.parallel import bounded_map, make_pool, worker_count
 from fastmix.images.sources import ImageList, csv_listing, image_folder
@@ -158,8 +158,8 @@ def _write_batches(images, batch: np.ndarray, results, listing: ImageList, stric
     for decoded, ok, job_failures in results:
         if job_failures and strict:
             raise BadInputError(
-                f"unreadable image file {job_failures[0]}; fix or remove it, or drop "
-                "--strict (strict=False) to skip unreadable files")
+                f"unreadable image file {job_failures[0]}; fix or remove it, or "
+                f"{hint('not_strict')} to skip unreadable files")
         failures.extend(job_failures)
         labels.extend(listing.labels[job_start + position] for position in ok)
         job_start += len(ok) + len(job_failures)
@@ -210,7 +210,8 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
         A CSV of ``path,label`` rows instead of the ImageFolder layout.
     strict : bool
         Raise :class:`~fastmix.errors.BadInputError` on the first unreadable file instead of
-        skipping it.
+        skipping it. Skipped files are named in one :class:`~fastmix.errors.FastmixWarning`
+        and in the report's ``skipped``.
     progress : bool
         Show a progress bar on a terminal.
     overwrite : bool
@@ -279,6 +280,8 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
         images.resize(written, axis=0)
         label_dataset = file.create_dataset("labels", data=np.asarray(labels, np.int64))
         label_dataset.attrs["class_names"] = listing.class_names
+    if failures:
+        warnings.warn(describe_failures(failures), FastmixWarning, stacklevel=2)
     return IngestReport(store=store, images=written, class_names=list(listing.class_names),
                         skipped=failures, image_shape=(height, width, channels),
                         seconds=time.perf_counter() - started)

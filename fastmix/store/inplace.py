@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from fastmix.errors import BadInputError, FastmixError, WrongKeyError
+from fastmix.errors import BadInputError, FastmixError, WrongKeyError, hint
 from fastmix.keys import Key
 from fastmix.plan.windows import fixed_windows
 from fastmix.progress import PieceProgress, Progress
@@ -236,7 +236,7 @@ def _pending_message(source: str, journal: Journal) -> str:
     header = journal.header
     return (f"store {source!r} has an interrupted in-place {header.operation} "
             f"({journal.committed} of {header.windows} windows done, journal "
-            f"{journal.path!r}); finish it with --resume (resume=True)")
+            f"{journal.path!r}); {hint('resume')}")
 
 
 def pending_run(source: str | os.PathLike) -> RunHeader | None:
@@ -450,8 +450,8 @@ class _Commits:
         with self.condition:
             self.condition.wait_for(lambda: self.failed or self.value >= value)
             if self.failed:
-                raise InPlaceRunStopped("stopped because an earlier window failed; run again "
-                                        "with --resume")
+                raise InPlaceRunStopped("stopped because an earlier window failed; "
+                                        f"{hint('resume_again')}")
 
 
 class _UndoJournalingReader:
@@ -486,7 +486,7 @@ class _UndoJournalingReader:
         except JournalError as error:
             raise InPlaceRunStopped(
                 f"{error.strerror}; window {index} was not touched, the store is consistent: "
-                "free space and run again with --resume"
+                f"free space and {hint('resume_again')}"
             ) from None
         return images
 
@@ -525,7 +525,7 @@ class _CommittingWriter:
             self.commits.fail()
             raise InPlaceRunStopped(
                 f"window {index} was not written because window {self.commits.value} was "
-                "not committed; run again with --resume"
+                f"not committed; {hint('resume_again')}"
             )
         try:
             self.inner.store_piece(items)
@@ -540,7 +540,7 @@ class _CommittingWriter:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise InPlaceRunStopped(
                 f"writing window {index} into the store failed ({type(error).__name__}: "
-                f"{first_line}); the journal holds its input: run again with --resume"
+                f"{first_line}); the journal holds its input: {hint('resume_again')}"
             ) from None
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, hint
 from fastmix.spec import MixSpec
 
 FORMAT_VERSION = 1
@@ -91,6 +91,16 @@ def attribute_text(value) -> str:
     if isinstance(value, np.ndarray) and value.shape == ():
         return attribute_text(value[()])
     return str(value)
+
+
+def already_mixed_message(source: str, record: MixRecord) -> str:
+    """Why a store that is already mixed is refused, and what can be done."""
+    if record.reversible:
+        how = "unmix it first with its key"
+    else:
+        how = ("it is one-way and cannot be unmixed, so mix the original store instead")
+    return (f"store {source!r} is already mixed by fastmix; {how}, or {hint('force')} to mix "
+            "it again")
 
 
 def read_mix_record(dataset) -> MixRecord | None:

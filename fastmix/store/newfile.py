@@ -17,7 +17,7 @@ import os
 import warnings
 from collections.abc import Iterator
 
-from fastmix.errors import BadInputError, FastmixWarning, check_regular_file
+from fastmix.errors import BadInputError, FastmixWarning, check_regular_file, hint
 from fastmix.keys import is_key_file
 from fastmix.store.durable import fsync_folder_of, fsync_path
 from fastmix.store.hdf5 import foreign_layout, plist_filters
@@ -81,14 +81,14 @@ def check_output_path(destination: object, overwrite: bool, *,
         if is_key_file(destination):
             raise BadInputError(
                 f"{role} {destination!r} is a fastmix key file; fastmix never writes over a "
-                "key, even with --overwrite. Choose another path"
+                "key, even when told to overwrite. Choose another path"
             )
         if os.path.exists(destination):
             check_regular_file(destination, role)
         if not overwrite:
             raise BadInputError(
-                f"{role} {destination!r} already exists; choose another path or pass "
-                "--overwrite (overwrite=True) to replace it"
+                f"{role} {destination!r} already exists; choose another path or "
+                f"{hint('overwrite')} to replace it"
             )
     folder = os.path.dirname(os.path.abspath(destination))
     if not os.path.isdir(folder):
@@ -112,14 +112,14 @@ def check_destination(source: str, destination: object, overwrite: bool,
     """Validate the destination of a new-file run and return it as a path string."""
     if destination is None:
         raise BadInputError(
-            "give a destination file for the output, or use in_place=True (--in-place) to "
-            "rewrite the source store"
+            f"give a destination file for the output, or {hint('in_place')} to rewrite the "
+            "source store"
         )
     destination = os.fspath(destination)
     if os.path.exists(destination) and _same_file(source, destination):
         raise BadInputError(
-            f"destination {destination!r} is the source store; give another file, or use "
-            "--in-place (in_place=True) to rewrite it"
+            f"destination {destination!r} is the source store; give another file, or "
+            f"{hint('in_place')} to rewrite it"
         )
     return check_output_path(destination, overwrite, protected=(source, key_file))
 
@@ -315,7 +315,7 @@ def atomic_output(destination: str, overwrite: bool) -> Iterator[str]:
         if os.path.lexists(destination) and (not overwrite or is_key_file(destination)):
             raise BadInputError(
                 f"destination {destination!r} appeared while fastmix was writing; it was left "
-                "alone. Choose another path" + ("" if overwrite else " or pass --overwrite")
+                "alone. Choose another path" + ("" if overwrite else f" or {hint('overwrite')}")
             )
         os.replace(temporary, destination)
         finished = True

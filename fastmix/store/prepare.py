@@ -23,7 +23,13 @@ from fastmix.spec import MixSpec, parse_memory
 from fastmix.store.chunkio import PIECE_BYTES, piece_length
 from fastmix.store.codecs import pipeline_for
 from fastmix.store.journal import journal_path, read_journal_header
-from fastmix.store.metadata import IN_PROGRESS, STATE_ATTRIBUTE, read_mix_record, read_state
+from fastmix.store.metadata import (
+    IN_PROGRESS,
+    STATE_ATTRIBUTE,
+    already_mixed_message,
+    read_mix_record,
+    read_state,
+)
 from fastmix.store.stream import ring_slots, window_buffers
 from fastmix.store.windows import chunk_bytes, plan_windows
 
@@ -77,11 +83,9 @@ def require_not_interrupted(dataset, path: str) -> None:
 
 def require_unmixed(dataset, path: str, force: bool) -> None:
     """Refuse to mix a store that already carries a fastmix record, unless ``force``."""
-    if read_mix_record(dataset) is not None and not force:
-        raise BadInputError(
-            f"store {path!r} is already mixed by fastmix; unmix it first, or pass "
-            "force=True (--force) to mix it again"
-        )
+    record = read_mix_record(dataset)
+    if record is not None and not force:
+        raise BadInputError(already_mixed_message(path, record))
 
 
 def require_unmixable(dataset, path: str, key: Key):

@@ -8,13 +8,20 @@ NAME = "audit"
 HELP = ("measure what a mixed store leaks about its original (restoration attack; the key, "
         "if given, only locates the blocks)")
 ORDER = 45
+#: Shown under "examples" in ``fastmix audit --help``.
+EXAMPLES = """\
+fastmix audit train.h5 train-mixed.h5 --key-file secret.key
+fastmix audit train.h5 train-mixed.h5 --key-file secret.key --json > audit.json
+"""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix audit``."""
     parser.add_argument("original", metavar="ORIGINAL", help="the store before mixing")
     parser.add_argument("mixed", metavar="MIXED", help="the mixed store")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (an error too, as {\"error\": ...})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--key-file", metavar="KEY",
                         help="the key MIXED was made with: block provenance comes from its "
                              "plan, the attack is given the true groups; needed for a "
@@ -47,8 +54,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Audit and print the summary (or JSON); exit 0."""
     from fastmix.audit._deps import require
+    from fastmix.cli.storecheck import load_key
     from fastmix.errors import BadInputError
-    from fastmix.keys import Key
     from fastmix.spec import MixSpec, parse_pair
 
     for module in ("scipy", "skimage", "sklearn"):
@@ -65,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
         spec = MixSpec(**{name: value for name, value in given.items() if value is not None})
     elif any(value is not None for value in given.values()):
         raise BadInputError("--mode, --donors and --prob need --block or --grid as well")
-    key = Key.load(args.key_file) if args.key_file else None
+    key = load_key(args.key_file, NAME) if args.key_file else None
     report = audit_stores(args.original, args.mixed, images=args.images, labels=args.labels,
                           spec=spec, window=args.window, sample=args.sample, seed=args.seed,
                           attack=not args.no_attack, utility=args.utility,
-                          utility_folds=args.folds, key=key)
+                          utility_folds=args.folds, key=key, progress=not args.quiet)
     print(report.to_json() if args.json else report.summary())
     return 0

@@ -8,6 +8,11 @@ import json
 NAME = "info"
 HELP = "describe a store: images, chunks, filters, labels and the fastmix record"
 ORDER = 30
+#: Shown under "examples" in ``fastmix info --help``.
+EXAMPLES = """\
+fastmix info train-mixed.h5
+fastmix info train-mixed.h5 --json
+"""
 
 #: Classes listed by the human output; ``--json`` lists all of them.
 SHOWN_CLASSES = 20
@@ -23,7 +28,8 @@ _BITSHUFFLE_CODECS = {0: "none", 2: "lz4", 3: "zstd"}
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix info``."""
     parser.add_argument("store", metavar="STORE", help="the HDF5 store")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (an error too, as {\"error\": ...})")
     parser.add_argument("--images", default="images", metavar="NAME",
                         help="images dataset; default 'images'")
     parser.add_argument("--labels", metavar="NAME",

@@ -7,11 +7,15 @@ import argparse
 NAME = "unmix"
 HELP = "restore a store mixed in permute mode, with its key (into a new file or in place)"
 ORDER = 20
+#: Shown under "examples" in ``fastmix unmix --help``.
+EXAMPLES = """\
+fastmix unmix train-mixed.h5 restored.h5 --key-file secret.key
+"""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix unmix``."""
-    from fastmix.cli.commands.mix import add_store_options
+    from fastmix.cli.commands.mix import add_resource_options, add_store_options
 
     parser.add_argument("source", metavar="SRC", help="the mixed HDF5 store")
     parser.add_argument("destination", metavar="DST", nargs="?",
@@ -19,14 +23,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-file", metavar="KEY", required=True,
                         help="the key file the store was mixed with")
     add_store_options(parser)
+    add_resource_options(parser, window=False)
 
 
 def run(args: argparse.Namespace) -> int:
     """Unmix SRC into DST (or in place) and print the summary line."""
     from fastmix.cli.commands.mix import check_targets
     from fastmix.cli.console import print_warnings
-    from fastmix.cli.storecheck import register_filters
-    from fastmix.keys import Key
+    from fastmix.cli.storecheck import load_key, register_filters
     from fastmix.spec import parse_memory
     from fastmix.store import unmix_store
 
@@ -34,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     memory = parse_memory(args.memory)
     check_targets(args)
     with print_warnings(NAME):
-        key = Key.load(args.key_file)
+        key = load_key(args.key_file, NAME)
         report = unmix_store(
             args.source, None if args.in_place else args.destination, key=key, memory=memory,
             images=args.images, progress=not args.quiet, in_place=args.in_place,

@@ -8,6 +8,13 @@ import sys
 NAME = "verify"
 HELP = "check that a mixed store keeps the invariants of its mode (and, with the key, unmixes)"
 ORDER = 40
+#: Shown under "examples" in ``fastmix verify --help``.
+EXAMPLES = """\
+fastmix verify train.h5 train-mixed.h5 --key-file secret.key
+"""
+#: Shown under "exit status" in ``fastmix verify --help``.
+EXIT_STATUS = ("0 verified; 1 verification failed, or another failure; 2 bad input or usage "
+               "(one line on stderr)")
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -25,10 +32,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify; print ``verified: ...`` and exit 0, or ``verification failed: ...`` and exit 1."""
-    from fastmix.keys import Key
+    from fastmix.cli.storecheck import load_key
     from fastmix.verify import verify_stores
 
-    key = Key.load(args.key_file) if args.key_file is not None else None
+    key = load_key(args.key_file, NAME) if args.key_file is not None else None
     result = verify_stores(args.original, args.mixed, key, images=args.images,
                            labels=args.labels, progress=not args.quiet)
     if result.ok:
