@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/fastmix demo
+	@echo
+	@echo "The fastmix command is installed in .venv. To use it, run"
+	@echo "    source .venv/bin/activate      (then: fastmix --help)"
+	@echo "or call it as .venv/bin/fastmix, or install it elsewhere with: pip install -e ."
 
 test: $(STAMP)
 	$(BIN)/ruff check fastmix tests bench

@@ -1,7 +1,5 @@
 """fastmix: label-based pixel block mixing for privacy-preserving image training sets."""
 
-import importlib
-
 from fastmix.errors import BadInputError, FastmixError, FastmixWarning, WrongKeyError
 from fastmix.keys import Key
 from fastmix.mixing import mix_array, unmix_array
@@ -15,6 +13,7 @@ _LAZY_EXPORTS = {
     "unmix_store": "fastmix.store.engine",
     "StoreReport": "fastmix.store.report",
     "H5ImageDataset": "fastmix.dataset",
+    "ChunkShuffleSampler": "fastmix.dataset",
     "ingest_folder": "fastmix.images.ingest",
     "export_store": "fastmix.images.export",
     "preview_grid": "fastmix.images.preview",
@@ -38,5 +37,12 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in _LAZY_EXPORTS:
-        return getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY_EXPORTS[name]), name)
     raise AttributeError(f"module 'fastmix' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # the lazy names too, which tab completion and dir() would otherwise miss
+    return sorted({*globals(), *_LAZY_EXPORTS})

@@ -4,7 +4,12 @@ torch is not needed: the class only has ``__len__`` and ``__getitem__``. The HDF
 opened lazily, once per process (the open handle is dropped when the process id changes and
 when the object is pickled), so DataLoader workers, forked or spawned, each open their own.
 Sequential reads go through a cache of one window of whole chunks: the window around the
-requested image is read once and served from memory; a jump elsewhere reads a single image.
+requested image is read once and served from memory; a jump elsewhere reads the image's
+whole chunk into a second cache (one chunk), keeping the window.
+
+Reading a compressed store in a fully random order decompresses a whole chunk for every
+image; :class:`ChunkShuffleSampler` shuffles the chunks and the images within each chunk
+instead, so that each chunk is decompressed once per epoch (see README for the figures).
 """
 
 from __future__ import annotations
@@ -28,10 +33,15 @@ class H5ImageDataset:
     path : str or PathLike
         The store.
     transform : callable, optional
-        Applied to each image (a NumPy array of shape (H, W) or (H, W, C)) before it is
-        returned, for example ``torchvision.transforms.ToTensor()``.
+        Applied to each image (a NumPy array of shape (H, W) or (H, W, C), or the tensor
+        of ``to_tensor``) before it is returned.
     images, labels : str
         Dataset names.
+    to_tensor : bool
+        Return each image as a ``torch.Tensor`` of shape (C, H, W), as torchvision's
+        ``ToTensor`` does: uint8 pixels become float32 in [0, 1], other types keep their
+        values. torch is imported on first use only; without it this raises
+        :class:`~fastmix.errors.BadInputError`.
 
     Attributes
     ----------
@@ -40,22 +50,33 @@ class H5ImageDataset:
     classes : list of str
         Class names: the labels' ``class_names`` attribute, the sorted string labels, or the
         label values as text.
+    class_to_idx : dict of str to int
+        Each class name's label, as torchvision's ``ImageFolder`` has it.
+    targets : list of int
+        Every label as a list, as ``ImageFolder`` has it.
+    chunk_length : int
+        Images per HDF5 chunk (1 for a contiguous dataset).
 
     Examples
     --------
     >>> dataset = fastmix.H5ImageDataset("mixed.h5")  # doctest: +SKIP
     >>> image, label = dataset[0]  # doctest: +SKIP
     >>> loader = torch.utils.data.DataLoader(  # doctest: +SKIP
-    ...     dataset, batch_size=64, shuffle=True, num_workers=4)
+    ...     dataset, batch_size=64, sampler=fastmix.ChunkShuffleSampler(dataset),
+    ...     num_workers=4)
     """
 
     def __init__(self, path: str | os.PathLike, transform: Callable | None = None,
-                 images: str = "images", labels: str = "labels") -> None:
+                 images: str = "images", labels: str = "labels", *,
+                 to_tensor: bool = False) -> None:
         from fastmix.store.access import open_store
         from fastmix.store.hdf5 import class_names_of
 
+        if to_tensor:
+            require_torch()
         self.path = os.fspath(path)
         self.transform = transform
+        self.to_tensor = bool(to_tensor)
         self.images_name = images
         self.labels_name = labels
         with open_store(self.path, images=images, labels=labels) as store:
@@ -72,6 +93,7 @@ class H5ImageDataset:
             self.classes, codes = np.unique(raw_labels.astype(str), return_inverse=True)
             self.classes = [str(name) for name in self.classes]
             self.labels = codes.astype(np.int64)
+        self.chunk_length = int(chunk)
         image_bytes = int(np.prod(self._shape[1:], dtype=np.int64)) * self._dtype.itemsize
         self.window = chunk * max(1, WINDOW_BYTES // max(1, chunk * image_bytes))
         self._reset()
@@ -82,6 +104,8 @@ class H5ImageDataset:
         self._pid = None
         self._cache_start = 0
         self._cache = None
+        self._chunk_start = 0
+        self._chunk = None
         self._last = -2
 
     def _images(self):
@@ -100,6 +124,16 @@ class H5ImageDataset:
         return self._shape[0]
 
     @property
+    def class_to_idx(self) -> dict[str, int]:
+        """Each class name's label (torchvision's ``ImageFolder.class_to_idx``)."""
+        return {name: index for index, name in enumerate(self.classes)}
+
+    @property
+    def targets(self) -> list[int]:
+        """Every label, in store order (torchvision's ``ImageFolder.targets``)."""
+        return self.labels.tolist()
+
+    @property
     def image_shape(self) -> tuple[int, ...]:
         """Shape of one image."""
         return self._shape[1:]
@@ -114,6 +148,16 @@ class H5ImageDataset:
             self._cache = dataset[start:min(start + self.window, len(self))]
             self._cache_start = start
             image = self._cache[index - start]
+        elif self._chunk is not None and \
+                self._chunk_start <= index < self._chunk_start + len(self._chunk):
+            image = self._chunk[index - self._chunk_start]
+        elif self.chunk_length > 1:
+            # HDF5 decodes the whole chunk anyway; keeping it (beside the window) serves the
+            # chunk's other images from memory, which ChunkShuffleSampler reads next
+            start = index - index % self.chunk_length
+            self._chunk = dataset[start:min(start + self.chunk_length, len(self))]
+            self._chunk_start = start
+            image = self._chunk[index - start]
         else:
             image = dataset[index]
         self._last = index
@@ -127,6 +171,10 @@ class H5ImageDataset:
         if not 0 <= position < count:
             raise IndexError(f"index {index} is out of range for {count} images")
         image = self._read(position)
+        if self.to_tensor:
+            import torch
+
+            image = torch.from_numpy(channels_first(image))
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[position])
@@ -145,7 +193,7 @@ class H5ImageDataset:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for name in ("_file", "_dataset", "_cache"):
+        for name in ("_file", "_dataset", "_cache", "_chunk"):
             state[name] = None
         state["_pid"] = None
         state["_last"] = -2
@@ -155,3 +203,86 @@ class H5ImageDataset:
         return (f"H5ImageDataset({self.path!r}, {len(self):,} images of "
                 f"{'x'.join(map(str, self.image_shape))} {self._dtype}, "
                 f"{len(self.classes)} classes)")
+
+
+def require_torch() -> None:
+    """Raise :class:`BadInputError` when torch cannot be imported (checked without importing)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise BadInputError("to_tensor=True needs torch, which is not installed; install "
+                            "torch, or leave to_tensor off to get NumPy arrays")
+
+
+def channels_first(image: np.ndarray) -> np.ndarray:
+    """An (H, W) or (H, W, C) image as a C-contiguous (C, H, W) array, as ``ToTensor`` makes it.
+
+    uint8 pixels become float32 in [0, 1]; other types keep their values and type.
+    """
+    chw = image[None] if image.ndim == 2 else np.moveaxis(image, -1, 0)
+    if chw.dtype == np.uint8:
+        return np.divide(chw, np.float32(255), dtype=np.float32, order="C")
+    return np.ascontiguousarray(chw)
+
+
+class ChunkShuffleSampler:
+    """Shuffled indices that visit an HDF5 store chunk by chunk.
+
+    Each epoch shuffles the order of the chunks and, within each chunk, the order of its
+    images. A fully random order decompresses a whole chunk for almost every image read from
+    a compressed store; this order decompresses each chunk once (its images stay in HDF5's
+    chunk cache while they are read). Plain Python with ``__iter__`` and ``__len__``, so it
+    serves as the ``sampler`` of a ``torch.utils.data.DataLoader`` without depending on
+    torch.
+
+    Parameters
+    ----------
+    dataset : H5ImageDataset or int
+        The dataset (its length and chunk length are used), or a number of images.
+    chunk_length : int, optional
+        Images per chunk; default the dataset's, required with a number of images. A
+        multiple of it (several chunks shuffled together) mixes classes better when a chunk
+        holds one class only.
+    seed : int
+        Seed of the shuffles. Epoch ``e`` draws from ``(seed, e)`` only, so the order is the
+        same in every process and every run.
+
+    Notes
+    -----
+    Each iteration starts the next epoch; :meth:`set_epoch` chooses it, as with torch's
+    ``DistributedSampler``.
+    """
+
+    def __init__(self, dataset: H5ImageDataset | int, chunk_length: int | None = None, *,
+                 seed: int = 0) -> None:
+        if isinstance(dataset, int | np.integer) and not isinstance(dataset, bool):
+            count = int(dataset)
+            if chunk_length is None:
+                raise BadInputError("give chunk_length with a number of images, or pass the "
+                                    "H5ImageDataset itself")
+        else:
+            count = len(dataset)
+            chunk_length = dataset.chunk_length if chunk_length is None else chunk_length
+        if isinstance(chunk_length, bool) or int(chunk_length) < 1 or count < 0:
+            raise BadInputError(f"chunk_length must be a positive integer, got "
+                                f"{chunk_length!r}")
+        self.count = count
+        self.chunk_length = int(chunk_length)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration use ``epoch``'s order."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        rng = np.random.default_rng((self.seed, self.epoch))
+        self.epoch += 1
+        starts = np.arange(0, self.count, self.chunk_length)
+        rng.shuffle(starts)
+        for start in starts.tolist():
+            stop = min(start + self.chunk_length, self.count)
+            yield from (start + rng.permutation(stop - start)).tolist()

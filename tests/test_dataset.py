@@ -58,9 +58,10 @@ def test_sequential_reads_come_from_chunk_aligned_windows(store, monkeypatch):
         assert label == labels[index]
         starts.add(dataset._cache_start)
     assert starts == {0, 32, 64, 96}
-    image, _ = dataset[200]  # a jump reads one image and keeps the window
+    image, _ = dataset[200]  # a jump reads its chunk and keeps the window
     np.testing.assert_array_equal(image, tiles[200])
-    assert dataset._cache_start == 96
+    assert dataset._cache_start == 96 and dataset._chunk_start == 192
+    np.testing.assert_array_equal(dataset[193][0], tiles[193])
     image[:] = 0  # callers get their own copy, never a view of the cache
     np.testing.assert_array_equal(dataset[97][0], tiles[97])
 
@@ -115,3 +116,65 @@ def test_dataloader_with_two_workers(store):
     images, targets = zip(*[(x.numpy(), y.numpy()) for x, y in loader])
     np.testing.assert_array_equal(np.concatenate(images), tiles)
     np.testing.assert_array_equal(np.concatenate(targets), labels)
+
+
+def test_imagefolder_attributes(store):
+    path, _, labels = store
+    dataset = fastmix.H5ImageDataset(path)
+    assert dataset.class_to_idx == {"astronaut": 0, "coffee": 1, "chelsea": 2, "rocket": 3}
+    assert dataset.targets == labels.tolist() and isinstance(dataset.targets, list)
+    assert dataset.chunk_length == 16
+
+
+def test_channels_first_is_what_to_tensor_returns():
+    from fastmix.dataset import channels_first
+
+    image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    chw = channels_first(image)
+    assert chw.shape == (3, 2, 3) and chw.dtype == np.float32 and chw.flags.c_contiguous
+    np.testing.assert_allclose(chw[1], image[:, :, 1] / 255, rtol=1e-6)
+    grey = channels_first(np.ones((2, 3), np.uint16))
+    assert grey.shape == (1, 2, 3) and grey.dtype == np.uint16
+
+
+def test_to_tensor(store):
+    import importlib.util
+
+    path, tiles, _ = store
+    if importlib.util.find_spec("torch") is None:
+        with pytest.raises(BadInputError, match="needs torch"):
+            fastmix.H5ImageDataset(path, to_tensor=True)
+        return
+    import torch
+
+    image, _ = fastmix.H5ImageDataset(path, to_tensor=True)[3]
+    assert isinstance(image, torch.Tensor) and tuple(image.shape) == (3, 32, 32)
+    np.testing.assert_allclose(image.numpy()[0], tiles[3][:, :, 0] / 255, rtol=1e-6)
+
+
+def test_chunk_shuffle_sampler_visits_each_chunk_once_per_epoch(store):
+    path, tiles, _ = store
+    dataset = fastmix.H5ImageDataset(path)
+    sampler = fastmix.ChunkShuffleSampler(dataset, seed=3)
+    first, second = list(sampler), list(sampler)
+    assert len(sampler) == len(tiles)
+    for order in (first, second):
+        assert sorted(order) == list(range(len(tiles)))
+        chunks = [index // 16 for index in order]
+        # each chunk's images come together: the chunk changes exactly once per chunk
+        assert sum(a != b for a, b in zip(chunks, chunks[1:])) == len(tiles) // 16 - 1
+    assert first != second and first != list(range(len(tiles)))
+    again = fastmix.ChunkShuffleSampler(dataset, seed=3)
+    assert list(again) == first
+    again.set_epoch(1)
+    assert list(again) == second
+
+
+def test_chunk_shuffle_sampler_of_a_count_and_a_short_last_chunk():
+    sampler = fastmix.ChunkShuffleSampler(10, chunk_length=4, seed=0)
+    order = list(sampler)
+    assert sorted(order) == list(range(10))
+    with pytest.raises(BadInputError, match="chunk_length"):
+        fastmix.ChunkShuffleSampler(10)
+    with pytest.raises(BadInputError, match="chunk_length"):
+        fastmix.ChunkShuffleSampler(10, chunk_length=0)

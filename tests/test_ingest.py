@@ -203,3 +203,13 @@ def test_ingest_leaves_the_warning_filters_as_they_were(tree, tmp_path):
     before = list(warnings.filters)
     ingest_folder(root, tmp_path / "s.h5", size=(SIZE, SIZE), progress=False, workers=2)
     assert warnings.filters == before
+
+
+def test_python_ingest_warns_about_skipped_files(tree, tmp_path):
+    """The command line names skipped files on a warning line; Python gets a FastmixWarning."""
+    from fastmix.errors import FastmixWarning
+
+    root, _ = tree
+    with pytest.warns(FastmixWarning, match="skipped 1 unreadable file.*z_broken.png"):
+        report = ingest_folder(root, tmp_path / "s.h5", size=(SIZE, SIZE), progress=False)
+    assert len(report.skipped) == 1

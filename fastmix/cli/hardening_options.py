@@ -24,7 +24,7 @@ def add_hardening_arguments(parser: argparse.ArgumentParser) -> None:
     from fastmix.harden.options import DEFAULT_PRESET, preset_names
 
     group = parser.add_argument_group(
-        "privacy hardening",
+        "privacy preset and hardening",
         "a preset sets every mixing parameter; any flag given beside it overrides that "
         "parameter. fast: the paper's parameters (donors 10, prob 0.5), no hardening, "
         "reversible. balanced: permute, prob 1, groups of 11, keyed d4 orientation, jitter "

@@ -36,11 +36,11 @@ def check_new_key_path(path: str | os.PathLike) -> None:
         raise BadInputError(f"cannot create key file {text!r}: folder {folder!r} does not exist")
 
 
-def load_key(path: str | os.PathLike, command: str):
+def load_key(path: str | os.PathLike, command: str, strict: bool = False):
     """Load the key of ``--key-file``; a missing file gets the hint that suits ``command``.
 
     Only ``mix`` can make a key (``--new-key``); every other command needs the key the store
-    was mixed with, and is never told to make one.
+    was mixed with, and is never told to make one. ``strict`` is :meth:`Key.load`'s.
     """
     from fastmix.keys import Key
 
@@ -51,7 +51,7 @@ def load_key(path: str | os.PathLike, command: str):
                                 "--new-key to make a new key there")
         raise BadInputError(f"key file {text!r} does not exist; {command} needs the key file "
                             "the store was mixed with: check the path")
-    return Key.load(text)
+    return Key.load(text, strict=strict)
 
 
 def check_source(path: str | os.PathLike, images: str, labels: str | None) -> None:

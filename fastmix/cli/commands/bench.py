@@ -7,6 +7,10 @@ import argparse
 NAME = "bench"
 HELP = "measure mix_store against a plain h5py copy of a generated store, per filter"
 ORDER = 90
+#: Shown under "examples" in ``fastmix bench --help``.
+EXAMPLES = """\
+fastmix bench
+"""
 
 DEFAULT_IMAGES = 4000
 DEFAULT_FILTERS = "none,lz4,gzip-1"

@@ -7,6 +7,10 @@ import argparse
 NAME = "demo"
 HELP = "build a small labelled store from bundled sample images, mix it, preview and unmix it"
 ORDER = 1
+#: Shown under "examples" in ``fastmix demo --help``.
+EXAMPLES = """\
+fastmix demo --out demo
+"""
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,11 @@ import argparse
 NAME = "export"
 HELP = "write every image of a store as DIR/CLASS/000123.png (index kept in the name)"
 ORDER = 50
+#: Shown under "examples" in ``fastmix export --help``.
+EXAMPLES = """\
+fastmix export train-mixed.h5 train-mixed/
+fastmix export train-mixed.h5 train-mixed/ --format jpeg --quality 90
+"""
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 NAME = "ingest"
 HELP = "decode a folder of labelled images (ImageFolder layout or CSV) into an HDF5 store"
 ORDER = 5
+#: Shown under "examples" in ``fastmix ingest --help``.
+EXAMPLES = """\
+fastmix ingest photos/ train.h5 --size 192x192 --compression lz4
+fastmix ingest photos/ train.h5 --csv labels.csv
+"""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -33,15 +37,16 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Ingest IMAGE_DIR into STORE and print the summary line."""
+    from fastmix.cli.console import print_warnings
     from fastmix.images.ingest import ingest_folder
     from fastmix.spec import parse_pair
 
-    report = ingest_folder(args.image_dir, args.store, size=parse_pair(args.size, "--size"),
-                           channels=int(args.channels), compression=args.compression,
-                           csv=args.csv, strict=args.strict, progress=not args.quiet,
-                           overwrite=args.overwrite)
-    if report.skipped:
-        print(f"fastmix {NAME}: warning: {report.skipped_line()}", file=sys.stderr)
+    with print_warnings(NAME):  # the skipped files, as one warning line
+        report = ingest_folder(args.image_dir, args.store,
+                               size=parse_pair(args.size, "--size"),
+                               channels=int(args.channels), compression=args.compression,
+                               csv=args.csv, strict=args.strict, progress=not args.quiet,
+                               overwrite=args.overwrite)
     if not args.quiet:
         print(report.summary())
     return 0

@@ -9,6 +9,12 @@ import sys
 NAME = "mix"
 HELP = "mix the pixel blocks of an HDF5 image store (into a new file or in place)"
 ORDER = 10
+#: Shown under "examples" in ``fastmix mix --help``.
+EXAMPLES = """\
+fastmix mix train.h5 train-mixed.h5 --key-file secret.key --new-key --audit
+fastmix mix train.h5 train-mixed.h5 --key-file secret.key --new-key --privacy fast
+fastmix mix train.h5 --in-place --key-file secret.key --resume
+"""
 
 #: The flags that set the mixing spec (argparse destinations); all default to None.
 SPEC_FLAGS = ("privacy", "mode", "block", "grid", "donors", "prob", "rounds", "orient", "jitter",
@@ -16,64 +22,74 @@ SPEC_FLAGS = ("privacy", "mode", "block", "grid", "donors", "prob", "rounds", "o
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """Add the arguments of ``fastmix mix``, the privacy preset and hardening flags included."""
+    """Add the arguments of ``fastmix mix`` in groups: input/output, key, scheme, hardening,
+    resources."""
     from fastmix.cli.hardening_options import add_hardening_arguments
 
-    parser.add_argument("source", metavar="SRC", help="the HDF5 store to mix")
-    parser.add_argument("destination", metavar="DST", nargs="?",
-                        help="the new mixed store (omit with --in-place)")
-    parser.add_argument("--key-file", metavar="KEY", required=True,
-                        help="the key file (64 hex characters); see --new-key")
-    parser.add_argument("--new-key", action="store_true",
-                        help="generate a new key and save it to --key-file (mode 0600); an "
-                             "existing file is never overwritten")
-    parser.add_argument("--mode", metavar="permute|paper",
+    files = parser.add_argument_group("input and output")
+    files.add_argument("source", metavar="SRC", help="the HDF5 store to mix")
+    files.add_argument("destination", metavar="DST", nargs="?",
+                       help="the new mixed store (omit with --in-place)")
+    add_store_options(files)
+    files.add_argument("--labels", default="labels", metavar="NAME",
+                       help="labels dataset; default 'labels'")
+    files.add_argument("--force", action="store_true",
+                       help="mix a store that already carries a fastmix record")
+    files.add_argument("--audit", action="store_true",
+                       help="after a new-file mix, audit a sample of SRC against DST with the "
+                            "key (restoration attack) and print the verdict")
+    files.add_argument("--audit-sample", type=int, default=200, metavar="N",
+                       help="with --audit: attack at most N images per label; default 200")
+    key = parser.add_argument_group("key")
+    key.add_argument("--key-file", metavar="KEY", required=True,
+                     help="the key file (64 hex characters); see --new-key")
+    key.add_argument("--new-key", action="store_true",
+                     help="generate a new key and save it to --key-file (mode 0600); an "
+                          "existing file is never overwritten")
+    scheme = parser.add_argument_group("mixing scheme",
+                                       "each defaults to the --privacy preset's value")
+    scheme.add_argument("--mode", metavar="permute|paper",
                         help="permute (bijective; reversible without one-way hardening) or "
-                             "paper (substitution, one-way); default: from --privacy")
-    geometry = parser.add_mutually_exclusive_group()
+                             "paper (substitution, one-way)")
+    geometry = scheme.add_mutually_exclusive_group()
     geometry.add_argument("--block", metavar="HxW", help="block size in pixels, e.g. 96x24")
     geometry.add_argument("--grid", metavar="ROWSxCOLS",
                           help="block grid, e.g. 2x8 (the default)")
-    parser.add_argument("--donors", metavar="N",
-                        help="donor images per image (permute: groups of N+1); default: from "
-                             "--privacy")
-    parser.add_argument("--prob", metavar="P",
-                        help="probability that a block position is mixed; default: from "
-                             "--privacy")
-    parser.add_argument("--rounds", metavar="N", help="mixing rounds; default 1")
-    add_store_options(parser)
-    parser.add_argument("--window", metavar="N",
-                        help="images per window (a multiple of the chunk length); default: "
-                             "from --memory")
-    parser.add_argument("--labels", default="labels", metavar="NAME",
-                        help="labels dataset; default 'labels'")
-    parser.add_argument("--strict", action="store_true",
+    scheme.add_argument("--donors", metavar="N",
+                        help="donor images per image (permute: groups of N+1)")
+    scheme.add_argument("--prob", metavar="P",
+                        help="probability that a block position is mixed")
+    scheme.add_argument("--rounds", metavar="N", help="mixing rounds; default 1")
+    scheme.add_argument("--strict", action="store_true",
                         help="fail when an image has no same-label partner in its window")
-    parser.add_argument("--force", action="store_true",
-                        help="mix a store that already carries a fastmix record")
     add_hardening_arguments(parser)
-    parser.add_argument("--audit", action="store_true",
-                        help="after a new-file mix, audit a sample of SRC against DST with the "
-                             "key (restoration attack) and print the verdict")
-    parser.add_argument("--audit-sample", type=int, default=200, metavar="N",
-                        help="with --audit: attack at most N images per label; default 200")
+    resources = parser.add_argument_group("resources")
+    add_resource_options(resources)
 
 
-def add_store_options(parser: argparse.ArgumentParser) -> None:
-    """Options that ``mix`` and ``unmix`` share."""
-    parser.add_argument("--memory", default="1GiB", metavar="SIZE",
-                        help="memory budget that sets the window length; default 1GiB")
-    parser.add_argument("--images", default="images", metavar="NAME",
-                        help="images dataset; default 'images'")
-    parser.add_argument("--in-place", action="store_true",
-                        help="rewrite SRC itself, crash-safe (no DST)")
-    parser.add_argument("--resume", action="store_true",
-                        help="with --in-place: finish an interrupted run with the spec and "
-                             "window it recorded (other mixing flags are refused)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing DST")
-    parser.add_argument("--quiet", action="store_true",
-                        help="no progress bar and no summary line")
+def add_store_options(group) -> None:
+    """Input and output options that ``mix`` and ``unmix`` share."""
+    group.add_argument("--images", default="images", metavar="NAME",
+                       help="images dataset; default 'images'")
+    group.add_argument("--in-place", action="store_true",
+                       help="rewrite SRC itself, crash-safe (no DST)")
+    group.add_argument("--resume", action="store_true",
+                       help="with --in-place: finish an interrupted run with the spec and "
+                            "window it recorded (other mixing flags are refused)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace an existing DST")
+    group.add_argument("--quiet", action="store_true",
+                       help="no progress bar and no summary line")
+
+
+def add_resource_options(group, window: bool = True) -> None:
+    """The memory budget (and, for ``mix``, the window length)."""
+    group.add_argument("--memory", default="1GiB", metavar="SIZE",
+                       help="memory budget that sets the window length; default 1GiB")
+    if window:
+        group.add_argument("--window", metavar="N",
+                           help="images per window (a multiple of the chunk length); default: "
+                                "from --memory")
 
 
 def check_targets(args: argparse.Namespace) -> None:
@@ -110,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     from fastmix.cli.storecheck import (
         check_new_key_path,
         check_source,
+        load_key,
         parse_positive_int,
         register_filters,
     )
@@ -132,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         key.save(args.key_file)
     else:
         with print_warnings(NAME):
-            key = Key.load(args.key_file, strict=args.strict)
+            key = load_key(args.key_file, NAME, strict=args.strict)
     try:
         with print_warnings(NAME):
             report = mix_store(
@@ -161,13 +178,16 @@ def run(args: argparse.Namespace) -> int:
         print(parameters)
         print(report.summary())
         if args.new_key:
+            use = ("unmixing needs it" if report.spec.reversible else
+                   "this store is one-way, and the key serves its audit and verify")
             print(f"new key saved to {args.key_file} (check value {key.check_value}); keep it "
-                  "secret and safe: unmixing needs it")
+                  f"secret and safe: {use}")
     if args.audit:
         from fastmix.audit import audit_stores
 
         audited = audit_stores(args.source, args.destination, images=args.images,
-                               labels=args.labels, sample=args.audit_sample, key=key)
+                               labels=args.labels, sample=args.audit_sample, key=key,
+                               progress=not args.quiet)
         print(audited.verdict_line())
     return 0
 

@@ -7,6 +7,10 @@ import argparse
 NAME = "preview"
 HELP = "draw a PNG grid of a few images per class (original beside mixed with --original)"
 ORDER = 45
+#: Shown under "examples" in ``fastmix preview --help``.
+EXAMPLES = """\
+fastmix preview train-mixed.h5 --original train.h5 -o preview.png
+"""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
