@@ -119,8 +119,34 @@ def _dataset(file, name: str, role: str, path: str):
     return item
 
 
+def missing_virtual_source(dataset) -> str | None:
+    """The first source file of a virtual dataset that does not exist, or ``None``.
+
+    HDF5 reads the part of a missing source as fill values, silently; a sharded store with
+    a shard gone would read as blank images.
+    """
+    if not dataset.is_virtual:
+        return None
+    folder = os.path.dirname(os.path.abspath(dataset.file.filename))
+    for mapping in dataset.virtual_sources():
+        name = mapping.file_name
+        if name == "." or "%" in name:  # this file, or a printf-style pattern
+            continue
+        full = name if os.path.isabs(name) else os.path.join(folder, name)
+        if not os.path.isfile(full):
+            return full
+    return None
+
+
 def check_images_dataset(images, path: str) -> None:
     """Raise :class:`BadInputError` unless ``images`` is (N, H, W[, C]) of a numeric dtype."""
+    missing = missing_virtual_source(images)
+    if missing is not None:
+        raise BadInputError(
+            f"images dataset {images.name!r} in {path!r} is a virtual dataset whose source "
+            f"{missing!r} is missing (it would read as blank images); restore it, for a "
+            "sharded store the .shards folder beside the store"
+        )
     if images.ndim not in (3, 4):
         raise BadInputError(
             f"images dataset {images.name!r} in {path!r} has shape {images.shape}; it must be "

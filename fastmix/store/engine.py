@@ -1,8 +1,9 @@
 """The store entry points :func:`mix_store` and :func:`unmix_store`.
 
 They check their arguments and the store (:mod:`fastmix.store.prepare`), then hand the run to
-the new-file engine (:mod:`fastmix.store.newfile_engine`) or, with ``in_place=True``, to the
-in-place engine (:mod:`fastmix.store.inplace`). Both engines sit below this module and
+the new-file engine (:mod:`fastmix.store.newfile_engine`), with ``in_place=True`` to the
+in-place engine (:mod:`fastmix.store.inplace`), or with ``client=`` to a Dask cluster
+(:mod:`fastmix.store.cluster`). Both engines sit below this module and
 import neither it nor each other.
 """
 
@@ -16,6 +17,7 @@ from fastmix.keys import Key
 from fastmix.spec import MixSpec, parse_memory
 from fastmix.store.access import open_store
 from fastmix.store.chunkio import codec_threads
+from fastmix.store.cluster import check_cluster_options, run_on_cluster
 from fastmix.store.inplace import run_in_place
 from fastmix.store.newfile import check_destination
 from fastmix.store.newfile_engine import run_new_file
@@ -42,7 +44,7 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
               progress: bool = True, in_place: bool = False, resume: bool = False,
               force: bool = False, overwrite: bool = False, strict: bool = False,
               backend: str = "cpu", threads: int | None = None,
-              raw_chunks: bool = True) -> StoreReport:
+              raw_chunks: bool = True, client=None, shards: bool = False) -> StoreReport:
     """Mix an HDF5 image store window by window, within a memory budget.
 
     Parameters
@@ -69,7 +71,7 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     in_place : bool
         Rewrite ``src`` itself (crash-safe, resumable).
     resume : bool
-        In place: finish an interrupted run.
+        In place, or on a cluster: finish an interrupted run.
     force : bool
         Mix a store that already carries a fastmix record (the old record is replaced).
     overwrite : bool
@@ -82,11 +84,19 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
         Codec threads (default: the CPUs available).
     raw_chunks : bool
         Use the raw-chunk I/O path where possible (``False`` forces h5py's own I/O).
+    client : dask.distributed.Client, optional
+        Run one task per window on this Dask cluster (:mod:`fastmix.store.cluster`); the
+        workers must see ``src`` (and, with ``shards``, the destination's folder) at the same
+        path. The output bytes are those of the single-process run.
+    shards : bool
+        With ``client``: each worker writes its windows into shard files in ``DST.shards/``
+        and ``dst`` holds an HDF5 virtual dataset joining them (no single writer).
 
     Returns
     -------
     StoreReport
     """
+    check_cluster_options(client, shards, in_place)
     spec = check_spec(spec)
     key = check_key(key)
     get_backend(backend)
@@ -109,12 +119,19 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
                               piece=piece)
         require_partners(count_unpartnered(store.labels, windows), strict)
         paired = count_paired(store.labels, windows, spec)
-        with ThreadPoolExecutor(threads, thread_name_prefix="fastmix-codec") as pool:
-            report = run_new_file("mix", source, destination, spec=spec, key=key,
-                                  store=store, windows=windows, labels_name=labels,
-                                  overwrite=overwrite, progress=progress,
-                                  backend=backend, pool=pool, threads=threads,
-                                  raw=raw_chunks, piece=piece)
+        if client is not None:
+            report = run_on_cluster("mix", source, destination, client=client, store=store,
+                                    windows=windows, spec=spec, key=key, labels_name=labels,
+                                    memory=memory, raw=raw_chunks, overwrite=overwrite,
+                                    resume=resume, shards=shards, progress=progress,
+                                    backend=backend)
+        else:
+            with ThreadPoolExecutor(threads, thread_name_prefix="fastmix-codec") as pool:
+                report = run_new_file("mix", source, destination, spec=spec, key=key,
+                                      store=store, windows=windows, labels_name=labels,
+                                      overwrite=overwrite, progress=progress,
+                                      backend=backend, pool=pool, threads=threads,
+                                      raw=raw_chunks, piece=piece)
     finally:
         store.close()
     warn_after_mix(report.unpartnered, paired, stacklevel=2)
@@ -125,7 +142,7 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
                 memory: int | str = "1GiB", images: str = "images", progress: bool = True,
                 in_place: bool = False, resume: bool = False, overwrite: bool = False,
                 backend: str = "cpu", threads: int | None = None,
-                raw_chunks: bool = True) -> StoreReport:
+                raw_chunks: bool = True, client=None, shards: bool = False) -> StoreReport:
     """Restore a store mixed in permute mode, bit for bit.
 
     The spec, window and labels dataset come from the store's ``fastmix_*`` attributes; the
@@ -144,13 +161,15 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
         Memory budget for the I/O buffers (the window length is the recorded one).
     images : str
         Images dataset name.
-    progress, in_place, resume, overwrite, backend, threads, raw_chunks
-        As for :func:`mix_store`.
+    progress, in_place, resume, overwrite, backend, threads, raw_chunks, client, shards
+        As for :func:`mix_store`. A sharded store (a virtual dataset) is accepted as
+        ``src``.
 
     Returns
     -------
     StoreReport
     """
+    check_cluster_options(client, shards, in_place)
     key = check_key(key)
     get_backend(backend)
     parse_memory(memory)
@@ -168,6 +187,13 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
         threads = threads or codec_threads()
         windows = plan_windows(store.images, memory, record.window, aligned=False)
         aligned = all(start % chunk_length(store.images) == 0 for start, _ in windows)
+        if client is not None:
+            return run_on_cluster("unmix", source, destination, client=client, store=store,
+                                  windows=windows, spec=record.spec, key=key,
+                                  labels_name=record.labels, memory=memory,
+                                  raw=raw_chunks and aligned, overwrite=overwrite,
+                                  resume=resume, shards=shards, progress=progress,
+                                  backend=backend)
         with ThreadPoolExecutor(threads, thread_name_prefix="fastmix-codec") as pool:
             return run_new_file("unmix", source, destination, spec=record.spec, key=key,
                                 store=store, windows=windows, labels_name=record.labels,

@@ -224,10 +224,66 @@ def allocates_early_cheaply(dataset) -> bool:
         dcpl.fill_value_defined() != h5py.h5d.FILL_VALUE_USER_DEFINED
 
 
-def _create_like(dataset, group, name: str, skip_prefix: str | None,
-                 early_allocation: bool = False):
+@contextlib.contextmanager
+def template_dataset(dataset) -> Iterator:
+    """The dataset whose creation properties a copy of ``dataset`` takes.
+
+    ``dataset`` itself, except for a sharded store (a virtual dataset whose first source is a
+    chunked dataset in another file, as ``fastmix mix --shards`` writes): that source, so
+    that the copy is one real dataset with the shards' chunking and filters.
+    """
     import h5py
 
+    path = _first_shard(dataset)
+    if path is None:
+        yield dataset
+        return
+    with h5py.File(path, "r") as shard:
+        source = shard[dataset.virtual_sources()[0].dset_name]
+        yield source if source.chunks is not None and not source.is_virtual else dataset
+
+
+def _first_shard(dataset) -> str | None:
+    if not dataset.is_virtual:
+        return None
+    path = dataset.virtual_sources()[0].file_name
+    if path == ".":
+        return None
+    if not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(os.path.abspath(dataset.file.filename)), path)
+    return path if os.path.isfile(path) else None
+
+
+def create_dataset_like(dataset, group, name: str, *, shape: tuple[int, ...] | None = None,
+                        skip_prefix: str | None = None, early_allocation: bool = False):
+    """Create ``group[name]`` with the type, chunking, filters and attributes of ``dataset``.
+
+    ``shape`` (default: the dataset's) gives another length along axis 0, for shard files;
+    a length shorter than one chunk makes axis 0 extensible, as HDF5 requires. A sharded
+    store gives a real dataset with its shards' chunking and filters.
+    """
+    with template_dataset(dataset) as template:
+        if template is dataset:
+            return _create_like(dataset, group, name, skip_prefix, early_allocation, shape)
+        created = _create_like(template, group, name, skip_prefix, early_allocation,
+                               tuple(dataset.shape) if shape is None else shape)
+    for attribute in list(created.attrs):
+        del created.attrs[attribute]
+    copy_attributes(dataset, created, skip_prefix)
+    return created
+
+
+def _create_like(dataset, group, name: str, skip_prefix: str | None,
+                 early_allocation: bool = False, shape: tuple[int, ...] | None = None):
+    import h5py
+
+    if _first_shard(dataset) is not None:
+        with template_dataset(dataset) as template:
+            sharded = template is not dataset
+        if sharded:
+            return create_dataset_like(dataset, group, name, shape=shape,
+                                       skip_prefix=skip_prefix,
+                                       early_allocation=early_allocation)
     layout = foreign_layout(dataset)
     if layout is not None:
         # Never the source's layout: it names files outside the output.
@@ -239,13 +295,19 @@ def _create_like(dataset, group, name: str, skip_prefix: str | None,
         created = h5py.Dataset(identifier)
         copy_attributes(dataset, created, skip_prefix)
         return created
+    space = dataset.id.get_space()
+    if shape is not None:
+        chunks = dataset.chunks
+        extensible = chunks is not None and shape[0] < chunks[0]
+        maxshape = ((h5py.h5s.UNLIMITED if extensible else shape[0]), *shape[1:])
+        space = h5py.h5s.create_simple(tuple(shape), maxshape)
     dcpl = dataset.id.get_create_plist()
     if early_allocation and allocates_early_cheaply(dataset):
         dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
         dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
     wanted = _filters(dcpl)
     identifier = h5py.h5d.create(group.id, name.encode(), dataset.id.get_type(),
-                                 dataset.id.get_space(), dcpl=dcpl)
+                                 space, dcpl=dcpl)
     got = _filters(identifier.get_create_plist())
     if got != wanted:
         # Some filters (Bitshuffle) prepend values in their set_local callback even when
@@ -259,7 +321,7 @@ def _create_like(dataset, group, name: str, skip_prefix: str | None,
                 values = values[extra:]
             dcpl.set_filter(code, flags, tuple(values))
         identifier = h5py.h5d.create(group.id, name.encode(), dataset.id.get_type(),
-                                     dataset.id.get_space(), dcpl=dcpl)
+                                     space, dcpl=dcpl)
         if _filters(identifier.get_create_plist()) != wanted:
             raise BadInputError(
                 f"cannot recreate the filters of {dataset.name!r} exactly ({wanted}); "

@@ -1,0 +1,749 @@
+"""Mixing on a Dask cluster: one task per window.
+
+Windows are independent (each is seeded by (key, window index)), so a cluster runs one task
+per window, after STUMPY's ``stumped``: every task opens the source itself, read-only
+(h5py objects cannot be pickled), plans its window from (key, window index), mixes it and
+encodes its output chunks with the encoder of the single-process engine
+(:meth:`~fastmix.store.chunkio.WindowWriter.encode_piece`).
+
+Two output layouts:
+
+one file (default)
+    The client writes the encoded chunks with direct chunk writes, in window order, into a
+    hidden partial file beside the destination. After each window it flushes the file and
+    appends the window to a done log; at the end it records the ``fastmix_*`` attributes
+    and renames the file into place. The images dataset equals the single-process run's
+    byte for byte. A killed client is finished by ``resume=True`` from the done log.
+shards
+    Each task writes its window into its own HDF5 file in ``DST.shards/`` (under a
+    temporary name, renamed when complete). The destination then holds an HDF5 virtual
+    dataset mapping the shards into one images dataset, the labels and the ``fastmix_*``
+    record. ``resume=True`` keeps the completed shards of the same run.
+
+The key travels only inside task arguments, in memory: task names are a digest of the
+run's public parameters (source, destination, spec, window, key check value) and the
+window index, so they are deterministic and a rerun task writes the same bytes.
+
+Dask is optional (``pip install 'fastmix[dask]'``): this module imports it only inside the
+functions that talk to a cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastmix.errors import BadInputError, BadInputTypeError
+from fastmix.keys import Key
+from fastmix.mixing import layout_for, mix_window
+from fastmix.plan import encode_labels, plan_window
+from fastmix.progress import Progress
+from fastmix.spec import MixSpec, parse_memory
+from fastmix.store.access import open_hdf5
+from fastmix.store.chunkio import WindowReader, WindowWriter
+from fastmix.store.metadata import PREFIX, write_mix_attributes
+from fastmix.store.newfile import (
+    check_destination,
+    copy_attributes,
+    copy_userblock,
+    create_dataset_like,
+    create_output,
+    template_dataset,
+)
+from fastmix.store.report import StoreReport
+
+#: Seconds to wait for a scheduler before giving up (an unreachable address is bad input).
+CONNECT_TIMEOUT = 10.0
+
+INSTALL_HINT = "install the cluster extra: pip install 'fastmix[dask]'"
+PARTIAL_MARK = ".fastmix-partial"
+SHARDS_SUFFIX = ".shards"
+SHARD_RECORD = "fastmix_shard"
+
+# Numba's workqueue threading layer aborts when two threads launch parallel kernels at
+# once ("Concurrent access"), which a worker with several threads would do. Kernels of one
+# worker process take turns; reading and encoding still overlap them.
+_KERNEL_LOCK = threading.Lock()
+_local = threading.local()
+
+
+# ---------------------------------------------------------------------------------------
+# Connecting
+
+
+def check_cluster_options(client, shards: bool, in_place: bool) -> None:
+    """Refuse ``shards`` without a client, a client with ``in_place``, and a non-client."""
+    if client is None:
+        if shards:
+            raise BadInputError("shards are written by the workers of a Dask cluster; pass "
+                                "client= (--scheduler or --workers), or drop shards")
+        return
+    if in_place:
+        raise BadInputError("a Dask cluster writes a new file; drop in_place (--in-place) "
+                            "or the cluster (client=, --scheduler, --workers)")
+    if not hasattr(client, "submit") or not hasattr(client, "run"):
+        raise BadInputTypeError(
+            f"client must be a dask.distributed.Client, got {type(client).__name__}")
+
+
+def require_dask():
+    """Import ``dask.distributed``, or raise :class:`BadInputError` naming the extra."""
+    try:
+        import distributed
+    except ModuleNotFoundError:
+        raise BadInputError(f"running on a Dask cluster needs dask.distributed; "
+                            f"{INSTALL_HINT}") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def cluster_client(scheduler: str | None = None, workers: int | None = None, *,
+                   timeout: float = CONNECT_TIMEOUT) -> Iterator[object]:
+    """A ``dask.distributed.Client`` for the command line, closed on exit.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://HOST:PORT``).
+    workers : int, optional
+        Start a ``LocalCluster`` of this many worker processes (one thread each, Numba
+        threads shared out over the CPUs) for the run instead.
+    timeout : float
+        Seconds to wait for the scheduler.
+
+    Raises
+    ------
+    BadInputError
+        Dask is not installed, or the scheduler cannot be reached in ``timeout`` seconds.
+    """
+    distributed = require_dask()
+    import logging
+
+    quiet = [logging.getLogger(name) for name in ("distributed", "tornado", "bokeh")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        if scheduler is not None:
+            try:
+                client = distributed.Client(scheduler, timeout=timeout,
+                                            set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else \
+                    type(error).__name__
+                raise BadInputError(
+                    f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s "
+                    f"({reason}); check the address and that the scheduler is running"
+                ) from None
+            with client:
+                yield client
+        else:
+            count = workers or 1
+            threads = max(1, _cpus() // count)
+            cluster = distributed.LocalCluster(
+                n_workers=count, threads_per_worker=1, processes=True,
+                dashboard_address=None, silence_logs=logging.CRITICAL,
+                env={"NUMBA_NUM_THREADS": str(threads)})
+            with cluster, distributed.Client(cluster, set_as_default=False) as client:
+                yield client
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+
+
+def _cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def warm_up(client) -> None:
+    """Set each worker's Numba threads and compile the kernels there once.
+
+    Numba ignores ``OMP_NUM_THREADS``; a worker uses ``NUMBA_NUM_THREADS`` (set it in the
+    worker's environment) divided by its Dask threads. The kernels are cached on disk
+    (``cache=True``), so the compile runs once per machine and later workers load it.
+    """
+    client.run(_warm_worker)
+
+
+def _warm_worker() -> None:
+    import numba
+
+    from fastmix.mixing import mix_array
+
+    try:
+        from distributed import get_worker
+
+        dask_threads = max(1, get_worker().state.nthreads)
+    except (ImportError, ValueError):  # pragma: no cover - called outside a worker
+        dask_threads = 1
+    numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS // dask_threads))
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    labels = np.zeros(4, np.int64)
+    key = Key(bytes(32))
+    with _KERNEL_LOCK:
+        mix_array(images, labels, MixSpec(block=(4, 4), donors=3), key)
+
+
+def _check_workers_see(client, source: str, folder: str | None) -> None:
+    """Raise :class:`BadInputError` when some worker cannot read ``source`` (or write
+    ``folder``)."""
+    answers = client.run(_can_access, source, folder)
+    for address, problem in sorted(answers.items()):
+        if problem:
+            raise BadInputError(
+                f"{problem} on Dask worker {address} ({len(answers)} worker(s)); the workers "
+                "open the store themselves: put it on a filesystem every worker mounts, at "
+                "the same path"
+            )
+
+
+def _can_access(source: str, folder: str | None) -> str:
+    if not os.access(source, os.R_OK):
+        return f"source store {source!r} cannot be read"
+    if folder is not None and not os.access(folder, os.W_OK):
+        return f"shard folder {folder!r} cannot be written"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------
+# The task that runs on a worker
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every window task of one run shares (all public: no key).
+
+    Attributes
+    ----------
+    source : str
+        Absolute path of the source store.
+    images : str
+        Images dataset name.
+    spec : MixSpec
+    inverse : bool
+        Unmix instead of mix.
+    raw : bool
+        Whether the raw-chunk I/O path may be used (as in the single-process run).
+    backend : str
+    shard_folder : str or None
+        Write each window into a shard file here (sharded layout) instead of returning its
+        encoded chunks.
+    token : str
+        Digest of the run's public parameters; names tasks and shards.
+    """
+
+    source: str
+    images: str
+    spec: MixSpec
+    inverse: bool
+    raw: bool
+    backend: str
+    shard_folder: str | None
+    token: str
+
+
+@dataclass
+class WindowResult:
+    """What a window task returns.
+
+    Attributes
+    ----------
+    index, start, stop : int
+        The window.
+    items : list or None
+        Encoded output, as :meth:`WindowWriter.encode_piece` gives it with every encode
+        finished (``None`` in the sharded layout).
+    unpartnered : int
+    seconds : dict
+        Time spent reading, mixing, encoding and (sharded) writing the window.
+    """
+
+    index: int
+    start: int
+    stop: int
+    items: list | None
+    unpartnered: int
+    seconds: dict = field(default_factory=dict)
+
+
+def shard_name(index: int) -> str:
+    """The file name of window ``index``'s shard."""
+    return f"window-{index:06d}.h5"
+
+
+def _buffer(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    # Reused across the tasks of one worker thread: fresh pages cost more than the copy.
+    buffer = getattr(_local, name, None)
+    size = int(np.prod(shape, dtype=np.int64))
+    if buffer is None or buffer.dtype != dtype or buffer.size < size:
+        buffer = np.empty(size, dtype)
+        setattr(_local, name, buffer)
+    return buffer[:size].reshape(shape)
+
+
+def _pool() -> ThreadPoolExecutor:
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = ThreadPoolExecutor(max(1, _numba_threads()), thread_name_prefix="fastmix-codec")
+        _local.pool = pool
+    return pool
+
+
+def _numba_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
+def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
+                key: Key) -> WindowResult:
+    """Mix (or unmix) window ``index`` = images ``[start, stop)`` on a worker.
+
+    Opens the source read-only, reads the window, plans it from (key, ``index``), mixes it
+    and either returns its encoded chunks or writes its shard file.
+    """
+    seconds = {}
+    clock = time.perf_counter()
+    pool = _pool()
+    with open_hdf5(job.source) as file:
+        dataset = file[job.images]
+        shape, dtype = tuple(dataset.shape[1:]), dataset.dtype
+        count = stop - start
+        reader = WindowReader(dataset, pool, raw=job.raw)
+        try:
+            images = reader.read(start, stop, _buffer("input", (count, *shape), dtype))
+        finally:
+            reader.close()
+        with template_dataset(dataset) as template:
+            seconds["read"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            layout = layout_for(shape, dtype, job.spec)
+            plan = plan_window(encode_labels(labels), layout.block_count, job.spec, key, index)
+            out = _buffer("output", (count, *shape), dtype)
+            with _KERNEL_LOCK:
+                mix_window(images, labels, job.spec, key, index, out, inverse=job.inverse,
+                           backend=job.backend, layout=layout, plan=plan)
+            seconds["mix"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            if job.shard_folder is not None:
+                _write_shard(job, template, index, start, stop, out, pool)
+                seconds["write"] = time.perf_counter() - clock
+                items = None
+            else:
+                encoder = WindowWriter(template, pool, threads=1, raw=job.raw)
+                items = _finished(encoder.encode_piece(start, stop, out))
+                seconds["encode"] = time.perf_counter() - clock
+    return WindowResult(index, start, stop, items, int(plan.unpartnered), seconds)
+
+
+def _finished(items: list) -> list:
+    """``encode_piece`` output with every encode done and every buffer copied out."""
+    done = []
+    for offset, encoded in items:
+        if offset is None:
+            start, stop, images = encoded
+            done.append((None, (start, stop, np.array(images))))
+            continue
+        if not isinstance(encoded, memoryview | bytes | bytearray):
+            encoded = encoded.result()
+        done.append((offset, bytes(encoded)))
+    return done
+
+
+def _write_shard(job: Job, template, index: int, start: int, stop: int, images: np.ndarray,
+                 pool: ThreadPoolExecutor) -> None:
+    import h5py
+
+    final = os.path.join(job.shard_folder, shard_name(index))
+    temporary = os.path.join(job.shard_folder,
+                             f".{shard_name(index)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with h5py.File(temporary, "w", libver=template.file.libver) as shard:
+            dataset = create_dataset_like(template, shard, "images", skip_prefix=PREFIX,
+                                          shape=(stop - start, *template.shape[1:]))
+            writer = WindowWriter(dataset, pool, threads=1, raw=job.raw)
+            writer.write(0, stop - start, images)
+            dataset.attrs[SHARD_RECORD] = json.dumps(
+                {"token": job.token, "window": index, "start": start, "stop": stop})
+        _fsync(temporary)
+        os.replace(temporary, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+
+
+def _fsync(path: str, directory: bool = False) -> None:
+    descriptor = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+# ---------------------------------------------------------------------------------------
+# The client side
+
+
+def run_token(operation: str, source: str, destination: str, spec: MixSpec,
+              windows: list[tuple[int, int]], key_check: str, shards: bool) -> str:
+    """Digest of a run's public parameters: names its tasks and marks its shards."""
+    text = json.dumps([operation, source, destination, spec.canonical(), windows[:1],
+                       len(windows), key_check, shards])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def task_name(operation: str, token: str, index: int) -> str:
+    """The deterministic Dask key of window ``index``'s task (holds no key material)."""
+    return f"fastmix-{operation}-{token}-{index:06d}"
+
+
+def partial_path(destination: str) -> str:
+    """The hidden file a one-file cluster run writes before renaming it to ``destination``."""
+    folder, name = os.path.split(os.path.abspath(destination))
+    return os.path.join(folder, f".{name}{PARTIAL_MARK}")
+
+
+def shard_folder(destination: str) -> str:
+    """The folder of a sharded destination's shard files."""
+    return os.path.abspath(destination) + SHARDS_SUFFIX
+
+
+def in_flight_limit(memory: int | str, window_bytes: int, worker_threads: int) -> int:
+    """Windows in flight: two per worker thread, no more than ``memory`` holds at the writer
+    (one at least)."""
+    fits = parse_memory(memory) // max(1, window_bytes)
+    return max(1, min(2 * max(1, worker_threads), fits))
+
+
+class _DoneLog:
+    """The done marks of a one-file run: a header line, then one line per written window."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def read(self, header: dict) -> dict[int, int]:
+        """``{window index: unpartnered}`` of a log whose header equals ``header``."""
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        except FileNotFoundError:
+            return {}
+        if not lines or lines[0] != json.dumps(header, sort_keys=True):
+            return {}
+        done = {}
+        for line in lines[1:]:
+            parts = line.split()
+            if len(parts) == 2 and all(part.isdigit() for part in parts):
+                done[int(parts[0])] = int(parts[1])
+        return done
+
+    def start(self, header: dict) -> None:
+        with open(self.path, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(header, sort_keys=True) + "\n")
+
+    def mark(self, index: int, unpartnered: int) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(f"{index} {unpartnered}\n")
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+
+
+def run_on_cluster(operation: str, source: str, destination: object, *, client, store,
+                   windows: list[tuple[int, int]], spec: MixSpec, key: Key, labels_name: str,
+                   memory: int | str, raw: bool, overwrite: bool, resume: bool, shards: bool,
+                   progress: bool, backend: str) -> StoreReport:
+    """Run a new-file mix or unmix of ``store`` on the cluster of ``client``.
+
+    ``windows`` and ``raw`` are those the single-process engine would use, so the output
+    bytes are the same. Called by :func:`fastmix.store.engine.mix_store` and
+    :func:`~fastmix.store.engine.unmix_store` with ``client=``.
+
+    Returns
+    -------
+    StoreReport
+        With ``extra["stages"]``: seconds spent reading, mixing, encoding (summed over the
+        workers) and writing, and ``extra["layout"]``.
+    """
+    require_dask()
+    started = time.perf_counter()
+    source = os.path.abspath(source)
+    destination = os.path.abspath(check_destination(source, destination, overwrite))
+    folder = shard_folder(destination) if shards else None
+    if folder is not None:
+        os.makedirs(folder, exist_ok=True)
+    _check_workers_see(client, source, folder)
+    warm_up(client)
+    inverse = operation == "unmix"
+    token = run_token(operation, source, destination, spec, windows, key.check_value, shards)
+    job = Job(source=source, images=store.images.name, spec=spec, inverse=inverse, raw=raw,
+              backend=backend, shard_folder=folder, token=token)
+    threads = sum(client.nthreads().values())
+    image_bytes = store.image_bytes
+    longest = max((stop - start for start, stop in windows), default=0)
+    limit = in_flight_limit(memory, longest * image_bytes, threads)
+    stages = {"read": 0.0, "mix": 0.0, "encode": 0.0, "write": 0.0}
+    with Progress(store.count, image_bytes, operation, progress) as bar:
+        if shards:
+            unpartnered = _run_sharded(client, job, store, windows, key, destination, folder,
+                                       resume, limit, bar, stages)
+        else:
+            unpartnered = _run_one_file(client, job, store, windows, key, destination,
+                                        resume, overwrite, limit, bar, stages)
+        if shards:
+            _write_virtual_store(store, destination, folder, windows, spec, key, labels_name,
+                                 unpartnered, operation, overwrite)
+    return StoreReport(operation=operation, destination=destination, spec=spec,
+                       images=store.count, windows=len(windows), window=longest,
+                       unpartnered=unpartnered if operation == "mix" else 0,
+                       pixel_bytes=store.count * image_bytes,
+                       seconds=time.perf_counter() - started,
+                       io_path=f"dask/{'shards' if shards else 'one-file'}",
+                       extra={"stages": stages, "layout": "shards" if shards else "one-file",
+                              "workers": len(client.nthreads())})
+
+
+def _ordered_results(client, job: Job, windows, todo: list[int], labels: np.ndarray, key: Key,
+                     limit: int) -> Iterator[WindowResult]:
+    """Submit the windows of ``todo`` with at most ``limit`` in flight; yield results in
+    window order."""
+    operation = "unmix" if job.inverse else "mix"
+    pending: deque = deque()
+    queue = iter(todo)
+
+    def submit_next() -> None:
+        index = next(queue, None)
+        if index is None:
+            return
+        start, stop = windows[index]
+        pending.append(client.submit(window_task, job, index, start, stop,
+                                     labels[start:stop], key,
+                                     key=task_name(operation, job.token, index), pure=False,
+                                     retries=2))
+
+    for _ in range(limit):
+        submit_next()
+    try:
+        while pending:
+            future = pending.popleft()
+            result = future.result()
+            future.release()
+            submit_next()
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _add_stages(stages: dict, seconds: dict) -> None:
+    for name, value in seconds.items():
+        stages[name] = stages.get(name, 0.0) + value
+
+
+def _run_one_file(client, job: Job, store, windows, key: Key, destination: str, resume: bool,
+                  overwrite: bool, limit: int, bar, stages: dict) -> int:
+    import h5py
+
+    partial = partial_path(destination)
+    log = _DoneLog(partial + ".done")
+    header = {"token": job.token, "windows": len(windows)}
+    done = log.read(header) if resume and os.path.exists(partial) else {}
+    target = None
+    if done:
+        try:
+            target = h5py.File(partial, "r+")
+            output = target[job.images]
+            if not _windows_written(output, windows, done, job.raw):
+                raise OSError("done windows without their chunks")
+        except (OSError, KeyError):
+            if target is not None:
+                target.close()
+            target, done = None, {}
+    if target is None:
+        log.remove()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
+        target = h5py.File(partial, "w", libver=store.file.libver,
+                           userblock_size=store.file.userblock_size,
+                           rdcc_nbytes=max(1 << 20, 2 * _chunk_bytes(store.images)))
+        output = create_output(store.file, target, store.images.name, skip_prefix=PREFIX,
+                               early_allocation=job.raw)
+        target.flush()
+        log.start(header)
+    finished = False
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            writer = WindowWriter(output, pool, threads=1, raw=job.raw)
+            if job.raw:
+                writer.write_in_place(partial)
+            try:
+                for index in done:
+                    start, stop = windows[index]
+                    bar.update(stop - start)
+                todo = [index for index in range(len(windows)) if index not in done]
+                for result in _ordered_results(client, job, windows, todo, store.labels, key,
+                                               limit):
+                    clock = time.perf_counter()
+                    writer.store_piece(result.items)
+                    target.flush()
+                    stages["write"] += time.perf_counter() - clock
+                    _add_stages(stages, result.seconds)
+                    log.mark(result.index, result.unpartnered)
+                    done[result.index] = result.unpartnered
+                    bar.update(result.stop - result.start)
+            finally:
+                writer.close()
+        unpartnered = sum(done.values())
+        if not job.inverse:
+            write_mix_attributes(output, job.spec, window=max(b - a for a, b in windows),
+                                 key_check=key.check_value, labels=store.labels_name,
+                                 unpartnered=unpartnered)
+        target.close()
+        target = None
+        copy_userblock(store.path, partial, store.file.userblock_size)
+        _fsync(partial)
+        if os.path.exists(destination) and not overwrite:
+            raise BadInputError(
+                f"destination {destination!r} appeared while fastmix was writing; it was left "
+                "alone. Choose another path or pass --overwrite"
+            )
+        os.replace(partial, destination)
+        finished = True
+        log.remove()
+        _fsync(os.path.dirname(destination), directory=True)
+    finally:
+        if target is not None:
+            target.close()
+        if not finished and not _resumable(partial, log):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
+            log.remove()
+    return unpartnered
+
+
+def _resumable(partial: str, log: _DoneLog) -> bool:
+    # Keep a partial file that has windows marked done: resume=True finishes it.
+    try:
+        with open(log.path, encoding="utf-8") as handle:
+            return os.path.exists(partial) and len(handle.read().splitlines()) > 1
+    except FileNotFoundError:
+        return False
+
+
+def _chunk_bytes(dataset) -> int:
+    from fastmix.store.windows import chunk_bytes
+
+    return chunk_bytes(dataset)
+
+
+def _windows_written(output, windows, done: dict[int, int], raw: bool) -> bool:
+    """Whether every chunk of the windows in ``done`` exists in ``output``."""
+    if output.chunks is None:
+        return True
+    step = int(output.chunks[0])
+    present = set()
+    output.id.chunk_iter(lambda info: present.add(int(info.chunk_offset[0])))
+    for index in done:
+        start, stop = windows[index]
+        if any(chunk not in present for chunk in range(start - start % step, stop, step)):
+            return False
+    return True
+
+
+def _run_sharded(client, job: Job, store, windows, key: Key, destination: str, folder: str,
+                 resume: bool, limit: int, bar, stages: dict) -> int:
+    done = _completed_shards(folder, job.token, windows) if resume else {}
+    if not resume:
+        _remove_shards(folder)
+    for index in done:
+        start, stop = windows[index]
+        bar.update(stop - start)
+    todo = [index for index in range(len(windows)) if index not in done]
+    unpartnered = 0
+    for result in _ordered_results(client, job, windows, todo, store.labels, key, limit):
+        _add_stages(stages, result.seconds)
+        unpartnered += result.unpartnered
+        bar.update(result.stop - result.start)
+    if done:
+        # Unpartnered counts of shards finished before: the labels tell them.
+        labels = store.labels
+        unpartnered += sum(int(np.count_nonzero(np.unique(labels[start:stop],
+                                                          return_counts=True)[1] == 1))
+                           for start, stop in (windows[index] for index in done))
+    return unpartnered
+
+
+def _completed_shards(folder: str, token: str, windows) -> dict[int, int]:
+    import h5py
+
+    done = {}
+    for index, (start, stop) in enumerate(windows):
+        path = os.path.join(folder, shard_name(index))
+        if not os.path.exists(path):
+            continue
+        try:
+            with h5py.File(path, "r") as shard:
+                record = json.loads(shard["images"].attrs[SHARD_RECORD])
+        except (OSError, KeyError, ValueError):
+            continue
+        if record == {"token": token, "window": index, "start": start, "stop": stop}:
+            done[index] = 0
+    return done
+
+
+def _remove_shards(folder: str) -> None:
+    for entry in os.listdir(folder):
+        if entry.startswith(("window-", ".window-")) and ".h5" in entry:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, entry))
+
+
+def _write_virtual_store(store, destination: str, folder: str, windows, spec: MixSpec,
+                         key: Key, labels_name: str, unpartnered: int, operation: str,
+                         overwrite: bool) -> None:
+    import h5py
+
+    from fastmix.store.newfile import atomic_output
+
+    for entry in os.listdir(folder):  # temporaries of tasks that a dead worker left
+        if entry.startswith(".window-"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(folder, entry))
+    images = store.images
+    shape = tuple(images.shape)
+    layout = h5py.VirtualLayout(shape=shape, dtype=images.dtype)
+    relative = os.path.basename(folder)
+    for index, (start, stop) in enumerate(windows):
+        layout[start:stop] = h5py.VirtualSource(f"{relative}/{shard_name(index)}", "images",
+                                                shape=(stop - start, *shape[1:]))
+    with atomic_output(destination, overwrite) as temporary:
+        with h5py.File(temporary, "w", libver=store.file.libver,
+                       userblock_size=store.file.userblock_size) as target:
+            output = create_output(store.file, target, images.name, skip_prefix=PREFIX)
+            parent, name = output.parent, output.name.rsplit("/", 1)[-1]
+            del parent[name]
+            fill = images.fillvalue
+            virtual = parent.create_virtual_dataset(name, layout,
+                                                    fillvalue=fill if fill is not None else 0)
+            copy_attributes(images, virtual, skip_prefix=PREFIX)
+            if operation == "mix":
+                write_mix_attributes(virtual, spec, window=max(b - a for a, b in windows),
+                                     key_check=key.check_value, labels=labels_name,
+                                     unpartnered=unpartnered)
+        copy_userblock(store.path, temporary, store.file.userblock_size)
+    _fsync(folder, directory=True)
