@@ -332,9 +332,10 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
             seconds["read"] = time.perf_counter() - clock
             clock = time.perf_counter()
             layout = layout_for(shape, dtype, job.spec)
-            plan = plan_window(encode_labels(labels), layout.block_count, job.spec, key, index)
             out = _buffer("output", (count, *shape), dtype)
-            with _KERNEL_LOCK:
+            with _KERNEL_LOCK:  # planning runs parallel kernels too
+                plan = plan_window(encode_labels(labels), layout.block_count, job.spec, key,
+                                   index)
                 mix_window(images, labels, job.spec, key, index, out, inverse=job.inverse,
                            backend=job.backend, layout=layout, plan=plan)
             seconds["mix"] = time.perf_counter() - clock

@@ -65,6 +65,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_hardening_arguments(parser)
     resources = parser.add_argument_group("resources")
     add_resource_options(resources)
+    add_cluster_options(parser)
 
 
 def add_store_options(group) -> None:
@@ -75,7 +76,9 @@ def add_store_options(group) -> None:
                        help="rewrite SRC itself, crash-safe (no DST)")
     group.add_argument("--resume", action="store_true",
                        help="with --in-place: finish an interrupted run with the spec and "
-                            "window it recorded (other mixing flags are refused)")
+                            "window it recorded (other mixing flags are refused); on a "
+                            "cluster: finish an interrupted run into DST from its done "
+                            "windows or completed shards")
     group.add_argument("--overwrite", action="store_true",
                        help="replace an existing DST")
     group.add_argument("--quiet", action="store_true",
@@ -90,6 +93,49 @@ def add_resource_options(group, window: bool = True) -> None:
         group.add_argument("--window", metavar="N",
                            help="images per window (a multiple of the chunk length); default: "
                                 "from --memory")
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """``--scheduler``/``--workers`` and ``--shards``, shared by ``mix`` and ``unmix``."""
+    group = parser.add_argument_group("cluster", "run one task per window on Dask (needs "
+                                      "fastmix[dask]); the workers must see SRC at the same "
+                                      "path")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="the scheduler of a running Dask cluster")
+    where.add_argument("--workers", metavar="N",
+                       help="start a local Dask cluster of N worker processes for the run")
+    group.add_argument("--shards", action="store_true",
+                       help="each worker writes its windows into shard files in DST.shards/, "
+                            "and DST joins them as one HDF5 virtual dataset (no single "
+                            "writer)")
+
+
+def cluster_client(args: argparse.Namespace):
+    """A context giving the Dask client of ``--scheduler``/``--workers``, or ``None``."""
+    import contextlib
+
+    from fastmix.cli.storecheck import parse_positive_int
+    from fastmix.errors import BadInputError
+
+    if args.scheduler is None and args.workers is None:
+        if args.shards:
+            raise BadInputError("--shards needs a cluster: add --scheduler ADDRESS or "
+                                "--workers N")
+        return contextlib.nullcontext(None)
+    if args.in_place:
+        raise BadInputError("a Dask cluster writes a new file; drop --in-place or "
+                            "--scheduler/--workers")
+    workers = parse_positive_int(args.workers, "--workers") if args.workers is not None \
+        else None
+    from fastmix.store.cluster import cluster_client as connect
+
+    return connect(args.scheduler, workers)
+
+
+def on_cluster(args: argparse.Namespace) -> bool:
+    """Whether ``--scheduler`` or ``--workers`` was given."""
+    return args.scheduler is not None or args.workers is not None
 
 
 def check_targets(args: argparse.Namespace) -> None:
@@ -108,8 +154,9 @@ def check_targets(args: argparse.Namespace) -> None:
         if args.overwrite:
             raise BadInputError("--overwrite applies to DST; it cannot be used with --in-place")
         return
-    if args.resume:
-        raise BadInputError("--resume applies to --in-place runs; add --in-place or drop it")
+    if args.resume and not on_cluster(args):
+        raise BadInputError("--resume applies to --in-place runs and to runs on a cluster "
+                            "(--scheduler/--workers); add one or drop --resume")
     if args.destination is None:
         raise BadInputError(
             "give DST, the new store to write, or --in-place to rewrite SRC itself"
@@ -151,13 +198,14 @@ def run(args: argparse.Namespace) -> int:
         with print_warnings(NAME):
             key = load_key(args.key_file, NAME, strict=args.strict)
     try:
-        with print_warnings(NAME):
+        with print_warnings(NAME), cluster_client(args) as client:
             report = mix_store(
                 args.source, None if args.in_place else args.destination,
                 spec=None if recorded else spec, key=key,
                 memory=memory, window=window, images=args.images, labels=args.labels,
                 progress=not args.quiet, in_place=args.in_place, resume=args.resume,
-                force=args.force, overwrite=args.overwrite, strict=args.strict)
+                force=args.force, overwrite=args.overwrite, strict=args.strict,
+                client=client, shards=args.shards)
     except BaseException as error:
         # Bad input changes nothing and a failed new-file run leaves nothing behind, so a key
         # made for either is of no use. Any other failure of an in-place run may leave it

@@ -15,7 +15,11 @@ fastmix unmix train-mixed.h5 restored.h5 --key-file secret.key
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix unmix``."""
-    from fastmix.cli.commands.mix import add_resource_options, add_store_options
+    from fastmix.cli.commands.mix import (
+        add_cluster_options,
+        add_resource_options,
+        add_store_options,
+    )
 
     parser.add_argument("source", metavar="SRC", help="the mixed HDF5 store")
     parser.add_argument("destination", metavar="DST", nargs="?",
@@ -24,11 +28,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="the key file the store was mixed with")
     add_store_options(parser)
     add_resource_options(parser, window=False)
+    add_cluster_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Unmix SRC into DST (or in place) and print the summary line."""
-    from fastmix.cli.commands.mix import check_targets
+    from fastmix.cli.commands.mix import check_targets, cluster_client
     from fastmix.cli.console import print_warnings
     from fastmix.cli.storecheck import load_key, register_filters
     from fastmix.spec import parse_memory
@@ -39,10 +44,11 @@ def run(args: argparse.Namespace) -> int:
     check_targets(args)
     with print_warnings(NAME):
         key = load_key(args.key_file, NAME)
+    with print_warnings(NAME), cluster_client(args) as client:
         report = unmix_store(
             args.source, None if args.in_place else args.destination, key=key, memory=memory,
             images=args.images, progress=not args.quiet, in_place=args.in_place,
-            resume=args.resume, overwrite=args.overwrite)
+            resume=args.resume, overwrite=args.overwrite, client=client, shards=args.shards)
     if not args.quiet:
         print(report.summary())
     return 0
