@@ -52,6 +52,7 @@ from fastmix.progress import Progress
 from fastmix.spec import MixSpec, parse_memory
 from fastmix.store.access import open_hdf5
 from fastmix.store.chunkio import WindowReader, WindowWriter
+from fastmix.store.durable import fsync_folder_of, fsync_path
 from fastmix.store.metadata import PREFIX, write_mix_attributes
 from fastmix.store.newfile import (
     check_destination,
@@ -61,7 +62,9 @@ from fastmix.store.newfile import (
     create_output,
     template_dataset,
 )
+from fastmix.store.prepare import count_unpartnered
 from fastmix.store.report import StoreReport
+from fastmix.store.windows import chunk_bytes
 
 #: Seconds to wait for a scheduler before giving up (an unreachable address is bad input).
 CONNECT_TIMEOUT = 10.0
@@ -380,19 +383,11 @@ def _write_shard(job: Job, template, index: int, start: int, stop: int, images: 
             writer.write(0, stop - start, images)
             dataset.attrs[SHARD_RECORD] = json.dumps(
                 {"token": job.token, "window": index, "start": start, "stop": stop})
-        _fsync(temporary)
+        fsync_path(temporary)
         os.replace(temporary, final)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
-
-
-def _fsync(path: str, directory: bool = False) -> None:
-    descriptor = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 # ---------------------------------------------------------------------------------------
@@ -581,7 +576,7 @@ def _run_one_file(client, job: Job, store, windows, key: Key, destination: str, 
             os.remove(partial)
         target = h5py.File(partial, "w", libver=store.file.libver,
                            userblock_size=store.file.userblock_size,
-                           rdcc_nbytes=max(1 << 20, 2 * _chunk_bytes(store.images)))
+                           rdcc_nbytes=max(1 << 20, 2 * chunk_bytes(store.images)))
         output = create_output(store.file, target, store.images.name, skip_prefix=PREFIX,
                                early_allocation=job.raw)
         target.flush()
@@ -617,7 +612,7 @@ def _run_one_file(client, job: Job, store, windows, key: Key, destination: str, 
         target.close()
         target = None
         copy_userblock(store.path, partial, store.file.userblock_size)
-        _fsync(partial)
+        fsync_path(partial)
         if os.path.exists(destination) and not overwrite:
             raise BadInputError(
                 f"destination {destination!r} appeared while fastmix was writing; it was left "
@@ -626,7 +621,7 @@ def _run_one_file(client, job: Job, store, windows, key: Key, destination: str, 
         os.replace(partial, destination)
         finished = True
         log.remove()
-        _fsync(os.path.dirname(destination), directory=True)
+        fsync_folder_of(destination)
     finally:
         if target is not None:
             target.close()
@@ -644,12 +639,6 @@ def _resumable(partial: str, log: _DoneLog) -> bool:
             return os.path.exists(partial) and len(handle.read().splitlines()) > 1
     except FileNotFoundError:
         return False
-
-
-def _chunk_bytes(dataset) -> int:
-    from fastmix.store.windows import chunk_bytes
-
-    return chunk_bytes(dataset)
 
 
 def _windows_written(output, windows, done: dict[int, int], raw: bool) -> bool:
@@ -682,10 +671,7 @@ def _run_sharded(client, job: Job, store, windows, key: Key, destination: str, f
         bar.update(result.stop - result.start)
     if done:
         # Unpartnered counts of shards finished before: the labels tell them.
-        labels = store.labels
-        unpartnered += sum(int(np.count_nonzero(np.unique(labels[start:stop],
-                                                          return_counts=True)[1] == 1))
-                           for start, stop in (windows[index] for index in done))
+        unpartnered += count_unpartnered(store.labels, [windows[index] for index in done])
     return unpartnered
 
 
@@ -747,4 +733,4 @@ def _write_virtual_store(store, destination: str, folder: str, windows, spec: Mi
                                      key_check=key.check_value, labels=labels_name,
                                      unpartnered=unpartnered)
         copy_userblock(store.path, temporary, store.file.userblock_size)
-    _fsync(folder, directory=True)
+    fsync_folder_of(os.path.join(folder, shard_name(0)))
