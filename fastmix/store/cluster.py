@@ -173,32 +173,23 @@ def _cpus() -> int:
 
 
 def warm_up(client) -> None:
-    """Set each worker's Numba threads and compile the kernels there once.
+    """Compile the kernels on every worker once, before the first window.
 
-    Numba ignores ``OMP_NUM_THREADS``; a worker uses ``NUMBA_NUM_THREADS`` (set it in the
-    worker's environment) divided by its Dask threads. The kernels are cached on disk
-    (``cache=True``), so the compile runs once per machine and later workers load it.
+    The kernels are cached on disk (``cache=True``), so a later worker on the same machine
+    loads them instead of compiling. Numba ignores ``OMP_NUM_THREADS``: a worker's kernels
+    use ``NUMBA_NUM_THREADS`` threads (set it in the worker's environment, to the cores of
+    one worker process); the kernels of one worker take turns (see ``_KERNEL_LOCK``).
     """
     client.run(_warm_worker)
 
 
 def _warm_worker() -> None:
-    import numba
-
     from fastmix.mixing import mix_array
 
-    try:
-        from distributed import get_worker
-
-        dask_threads = max(1, get_worker().state.nthreads)
-    except (ImportError, ValueError):  # pragma: no cover - called outside a worker
-        dask_threads = 1
-    numba.set_num_threads(max(1, numba.config.NUMBA_NUM_THREADS // dask_threads))
     images = np.zeros((4, 8, 8, 3), np.uint8)
     labels = np.zeros(4, np.int64)
-    key = Key(bytes(32))
     with _KERNEL_LOCK:
-        mix_array(images, labels, MixSpec(block=(4, 4), donors=3), key)
+        mix_array(images, labels, MixSpec(block=(4, 4), donors=3), Key(bytes(32)))
 
 
 def _check_workers_see(client, source: str, folder: str | None) -> None:
@@ -529,8 +520,7 @@ def _ordered_results(client, job: Job, windows, todo: list[int], labels: np.ndar
         start, stop = windows[index]
         pending.append(client.submit(window_task, job, index, start, stop,
                                      labels[start:stop], key,
-                                     key=task_name(operation, job.token, index), pure=False,
-                                     retries=2))
+                                     key=task_name(operation, job.token, index), pure=False))
 
     for _ in range(limit):
         submit_next()
