@@ -52,7 +52,9 @@ from fastmix.progress import Progress
 from fastmix.spec import MixSpec, parse_memory
 from fastmix.store.access import open_hdf5
 from fastmix.store.chunkio import WindowReader, WindowWriter
+from fastmix.store.crashrepair import clear_open_flag
 from fastmix.store.durable import fsync_folder_of, fsync_path
+from fastmix.store.hdf5 import stored_chunks
 from fastmix.store.metadata import PREFIX, write_mix_attributes
 from fastmix.store.newfile import (
     check_destination,
@@ -552,9 +554,10 @@ def _run_one_file(client, job: Job, store, windows, key: Key, destination: str, 
     target = None
     if done:
         try:
+            clear_open_flag(partial)  # a killed writer leaves it set in newer file formats
             target = h5py.File(partial, "r+")
             output = target[job.images]
-            if not _windows_written(output, windows, done, job.raw):
+            if not _windows_written(output, windows, done):
                 raise OSError("done windows without their chunks")
         except (OSError, KeyError):
             if target is not None:
@@ -631,13 +634,12 @@ def _resumable(partial: str, log: _DoneLog) -> bool:
         return False
 
 
-def _windows_written(output, windows, done: dict[int, int], raw: bool) -> bool:
-    """Whether every chunk of the windows in ``done`` exists in ``output``."""
+def _windows_written(output, windows, done: dict[int, int]) -> bool:
+    """Whether every chunk of the windows in ``done`` is in ``output``'s chunk index."""
     if output.chunks is None:
         return True
     step = int(output.chunks[0])
-    present = set()
-    output.id.chunk_iter(lambda info: present.add(int(info.chunk_offset[0])))
+    present = {chunk.first for chunk in stored_chunks(output)}
     for index in done:
         start, stop = windows[index]
         if any(chunk not in present for chunk in range(start - start % step, stop, step)):
