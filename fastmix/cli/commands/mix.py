@@ -210,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
         # Bad input changes nothing and a failed new-file run leaves nothing behind, so a key
         # made for either is of no use. Any other failure of an in-place run may leave it
         # pending, and resuming it needs the key.
-        if args.new_key and (not args.in_place or isinstance(error, BadInputError)):
+        # A cluster run keeps its done windows for --resume, which needs the key too.
+        if args.new_key and (not (args.in_place or on_cluster(args))
+                             or isinstance(error, BadInputError)):
             os.unlink(args.key_file)
         raise
     if recorded:
