@@ -42,6 +42,7 @@ import imageio.v3 as iio
 import numpy as np
 
 import fastmix
+from fastmix.images import jpeg
 from fastmix.images.encode import jpeg_options, png_options
 from fastmix.images.export import export_store
 from fastmix.images.ingest import chunk_length, ingest_folder
@@ -132,7 +133,14 @@ def run(files: int, repeats: int, work: str, formats: tuple[str, ...]) -> list[t
     options = {"png": png_options(), "jpeg": jpeg_options()}
     store = os.path.join(work, "source.h5")
     mixed = os.path.join(work, "mixed.h5")
-    out = os.path.join(work, "out")
+    outputs = iter(range(1_000_000))
+
+    def new_folder() -> str:
+        # A new folder for every export, all deleted at the end: deleting thousands of files
+        # just before creating as many made ext4 scan its recently deleted inodes on every
+        # create (0.2-0.7 ms of kernel time per file here, in recently_deleted()).
+        return os.path.join(work, f"out-{next(outputs)}")
+
     times: dict[str, list[tuple[float, float, float]]] = {}
 
     def record(name: str, seconds: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -147,7 +155,7 @@ def run(files: int, repeats: int, work: str, formats: tuple[str, ...]) -> list[t
                                             size=(SIZE, SIZE), progress=False)),
             record(f"{name}: mix", timed(fastmix.mix_store, store, fresh(mixed), spec=spec,
                                          key=key, progress=False)),
-            record(f"{name}: export", timed(export_store, mixed, fresh(out), progress=False,
+            record(f"{name}: export", timed(export_store, mixed, new_folder(), progress=False,
                                             image_format=image_format)),
         ]
         record(name, tuple(sum(stage[field] for stage in stages) for field in range(3)))
@@ -163,10 +171,10 @@ def run(files: int, repeats: int, work: str, formats: tuple[str, ...]) -> list[t
                          progress=False, processes=processes))
         for image_format in formats:
             record(f"plain export {image_format}",
-                   timed(plain_export, store, fresh(out), options[image_format]))
+                   timed(plain_export, store, new_folder(), options[image_format]))
             for mode, processes in (("threads", False), ("processes", True)):
                 record(f"fastmix export {image_format}, {mode}",
-                       timed(export_store, store, fresh(out), progress=False,
+                       timed(export_store, store, new_folder(), progress=False,
                              image_format=image_format, processes=processes))
         for image_format in formats:
             end_to_end(image_format)
@@ -205,16 +213,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--formats", default="jpeg,png",
                         help="export formats to measure, comma-separated (jpeg, png)")
+    parser.add_argument("--folder", default=None,
+                        help="where the files and stores are made (default: the system's "
+                             "temporary folder); creating files costs very different kernel "
+                             "time on different file systems")
     args = parser.parse_args()
     formats = tuple(name.strip() for name in args.formats.split(",") if name.strip())
-    work = tempfile.mkdtemp(prefix="fastmix-bench-ingest-")
+    work = tempfile.mkdtemp(prefix="fastmix-bench-ingest-", dir=args.folder)
     load_before = os.getloadavg()[0]
     try:
         rows = run(args.files, args.repeats, work, formats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{args.files} JPEG files of {SIZE}x{SIZE}x3, median of {args.repeats} run(s), "
-          f"{len(os.sched_getaffinity(0))} CPUs")
+          f"{len(os.sched_getaffinity(0))} CPUs, in {os.path.dirname(work)}, JPEG codec: "
+          f"{'simplejpeg (libjpeg-turbo)' if jpeg.codec() else 'imageio (Pillow)'}")
     print(f"{'what':<40} {'images/s':>9} {'CPU ms/image':>13} {'(kernel)':>9}  "
           "ratio (images/s)")
     for name, images_per_second, cpu_milliseconds, kernel_milliseconds, ratio in rows:

@@ -6,9 +6,12 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
+
+from fastmix.images import jpeg
 
 #: zlib level of the PNG files: level 1 is about 3x faster than Pillow's default 6 and the
 #: files are only a few percent larger on photographs.
@@ -36,12 +39,29 @@ def jpeg_options(quality: int = 95) -> dict:
     return {"extension": ".jpg", "quality": int(quality)}
 
 
-def write_images(images: np.ndarray, paths: list[str], options: dict) -> int:
-    """Write each image to its path with imageio (Pillow); returns the number written.
+def write_file(path: str, data: bytes) -> None:
+    """Create ``path`` holding ``data``, with the fewest system calls (no Python file object)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+    finally:
+        os.close(descriptor)
 
+
+def write_images(images: np.ndarray, paths: list[str], options: dict) -> int:
+    """Write each image to its path; returns the number written.
+
+    JPEG goes through libjpeg-turbo directly (:func:`fastmix.images.jpeg.encode`) when
+    simplejpeg is installed; PNG (and JPEG without it) through imageio's Pillow plugin.
     ``options`` must name the ``extension``; the file is opened here and handed to imageio
     as an open file, which skips imageio's URI parsing (measured cheaper per file).
     """
+    if options["extension"] == ".jpg" and jpeg.codec() is not None:
+        for image, path in zip(images, paths):
+            write_file(path, jpeg.encode(image, options.get("quality", 95)))
+        return len(paths)
     import imageio.v3 as iio
 
     from fastmix.images.decode import cache_missing_optional_plugins
