@@ -1,5 +1,5 @@
-"""In-memory mixing: :func:`mix_array`, :func:`unmix_array` and the per-window step that
-the store engine drives."""
+"""In-memory mixing: :func:`mix_array` and :func:`unmix_array`, one window at a time through
+:class:`fastmix.pipeline.Pipeline` (the same pipeline the store engines run)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import warnings
 
 import numpy as np
 
-from fastmix.backends import get_backend
 from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
 from fastmix.kernels.layout import PixelLayout
 from fastmix.keys import Key
-from fastmix.plan import Plan, encode_labels, images_in_pairs, pairs_warning, plan_window
+from fastmix.pipeline import Pipeline, steps_for
+from fastmix.plan import Plan, images_in_pairs, pairs_warning
 from fastmix.plan.labels import validate_labels
 from fastmix.spec import MixSpec
 
@@ -58,40 +58,25 @@ def _check_common(images, labels, spec, key, window):
 
 
 def layout_for(images_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> PixelLayout:
-    """The kernel layout of images of ``images_shape`` (without the leading N)."""
-    block = spec.block_shape(images_shape[0], images_shape[1])
-    if spec.hardened:
-        from fastmix.harden.apply import check_hardening_dtype
+    """The plain gather's layout of images of ``images_shape`` (without the leading N).
 
-        check_hardening_dtype(spec, np.dtype(dtype))
-    return PixelLayout(images_shape, dtype, block)
+    Raises :class:`BadInputError` when the spec (its hardening included) cannot run on them.
+    """
+    return steps_for(tuple(images_shape), dtype, spec).layout
 
 
 def mix_window(images: np.ndarray, labels: np.ndarray, spec: MixSpec, key: Key,
                window_index: int, out: np.ndarray, *, inverse: bool = False,
-               backend: str = "cpu", layout: PixelLayout | None = None,
-               plan: Plan | None = None) -> Plan:
-    """Mix (or, with ``inverse=True``, unmix) one window into ``out``.
+               backend: str = "cpu", plan: Plan | None = None) -> Plan:
+    """Mix (or, with ``inverse=True``, unmix) one window into ``out``; returns its plan.
 
     ``images`` and ``out`` are C-contiguous arrays of the same shape and dtype that do not
-    overlap; ``labels`` holds the window's validated labels. Returns the window's plan.
-    ``plan`` is that plan when the caller computed it ahead (the store engine plans the
-    next window while this one is mixed).
+    overlap; ``labels`` holds the window's validated labels. One piece of
+    :class:`fastmix.pipeline.Pipeline` covering the whole window.
     """
-    if layout is None:
-        layout = layout_for(images.shape[1:], images.dtype, spec)
-    if plan is None:
-        plan = plan_window(encode_labels(labels), layout.block_count, spec, key, window_index)
-    if spec.hardened:
-        from fastmix.harden.apply import mix_window_hardened
-
-        mix_window_hardened(images, out, plan, spec, key, window_index, inverse=inverse,
-                            backend=backend)
-        return plan
-    source_map = plan.inverse() if inverse else plan.source
-    get_backend(backend).gather(layout.view(images), layout.view(out), source_map,
-                                layout.row_bounds, layout.col_bounds, plan.order)
-    return plan
+    pipeline = Pipeline(images.shape[1:], images.dtype, spec, key, backend=backend,
+                        inverse=inverse)
+    return pipeline.mix_window(images, labels, window_index, out, plan=plan)
 
 
 def _run(images, labels, spec, key, window, backend, out, strict, inverse):
@@ -106,7 +91,6 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse):
             f"a spec in {spec.mode!r} mode cannot be unmixed: it is not reversible. Only "
             "permute mode can be restored with the key"
         )
-    get_backend(backend)
     if out is None:
         out = np.empty(images.shape, dtype=images.dtype)
     else:
@@ -123,21 +107,26 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse):
     images = np.ascontiguousarray(images)
     count = len(images)
     window = window or max(count, 1)
-    layout = layout_for(images.shape[1:], images.dtype, spec)
+    pipeline = Pipeline(images.shape[1:], images.dtype, spec, key, backend=backend,
+                        inverse=inverse)
     unpartnered = paired = 0
     for window_index, start in enumerate(range(0, count, window)):
         stop = min(start + window, count)
-        plan = mix_window(images[start:stop], labels[start:stop], spec, key, window_index,
-                          out[start:stop], inverse=inverse, backend=backend, layout=layout)
+        plan = pipeline.mix_window(images[start:stop], labels[start:stop], window_index,
+                                   out[start:stop])
         unpartnered += plan.unpartnered
         paired += images_in_pairs(np.unique(labels[start:stop], return_counts=True)[1], spec)
-    if paired and not inverse:
+    if inverse:
+        return out
+    message = (f"{unpartnered} image(s) have no other image of their label in their window "
+               "and were left unmixed")
+    if strict and unpartnered:
+        raise BadInputError(message + "; use a larger window or drop those images")
+    if strict and paired:
+        raise BadInputError(pairs_warning(paired) + " (strict refuses them)")
+    if paired:
         warnings.warn(pairs_warning(paired), FastmixWarning, stacklevel=3)
-    if unpartnered and not inverse:
-        message = (f"{unpartnered} image(s) have no other image of their label in their window "
-                   "and were left unmixed")
-        if strict:
-            raise BadInputError(message + "; use a larger window or drop those images")
+    if unpartnered:
         warnings.warn(message, FastmixWarning, stacklevel=3)
     return out
 

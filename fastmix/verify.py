@@ -244,11 +244,11 @@ def _check_window(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, i
         return
     expected = expected[:len(original)]
     if spec.reversible:
-        mix_window(mixed, labels, spec, key, index, expected, inverse=True, layout=layout)
+        mix_window(mixed, labels, spec, key, index, expected, inverse=True)
         _check_equal(expected, original, start,
                      "unmixing with the key does not restore the original")
     else:
-        mix_window(original, labels, spec, key, index, expected, layout=layout)
+        mix_window(original, labels, spec, key, index, expected)
         _check_equal(expected, mixed, start,
                      "mixing the original with the key does not reproduce it")
 

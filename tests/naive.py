@@ -1,11 +1,15 @@
 """The slow, obvious reference implementation of fastmix's mixing: the oracle.
 
-Written from the algorithm text in ``fastmix/plan/random.py`` and
-``fastmix/plan/planner.py`` with Python integers, lists and NumPy slicing, and no Numba, so
-that every backend can be compared with it bit for bit.
+Written from the algorithm text in ``fastmix/plan/random.py``, ``fastmix/plan/planner.py``,
+``fastmix/plan/groups.py``, ``fastmix/plan/hardening.py`` and ``fastmix/pipeline.py`` with
+Python integers and floats, lists and NumPy slicing, and no Numba or fastmix kernels, so
+that every backend can be compared with it bit for bit. :func:`mix` covers plain and
+hardened specs alike.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -64,7 +68,24 @@ def derangement(block_seed: int, size: int) -> list[int]:
             return sigma
 
 
-def permute_round(codes, block_count, prob, group_size, window_seed, stream):
+def cut_groups(run, group_size, rule):
+    """Cut one label's ordered images into groups (SPEC section 2, plan rules 1 and 2)."""
+    if rule == 1:
+        cut = [run[k:k + group_size] for k in range(0, len(run), group_size)]
+        if len(cut) > 1 and len(cut[-1]) == 1:
+            cut[-2].extend(cut.pop())
+        return cut
+    groups = max(1, len(run) // group_size)
+    cut = []
+    start = 0
+    for g in range(groups):
+        size = len(run) // groups + (1 if g < len(run) % groups else 0)
+        cut.append(run[start:start + size])
+        start += size
+    return cut
+
+
+def permute_round(codes, block_count, prob, group_size, window_seed, stream, rule=2):
     count = len(codes)
     shuffle_seed = derive(window_seed, stream + SHUFFLE)
     permute_seed = derive(window_seed, stream + PERMUTE)
@@ -72,10 +93,7 @@ def permute_round(codes, block_count, prob, group_size, window_seed, stream):
     groups = []
     for code in sorted(set(codes)):
         run = [i for i in order if codes[i] == code]
-        cut = [run[k:k + group_size] for k in range(0, len(run), group_size)]
-        if len(cut) > 1 and len(cut[-1]) == 1:
-            cut[-2].extend(cut.pop())
-        groups.extend(cut)
+        groups.extend(cut_groups(run, group_size, rule))
     source = [[i] * block_count for i in range(count)]
     for members in groups:
         if len(members) < 2:
@@ -124,8 +142,7 @@ def plan(labels, block_count, spec, key, window_index):
         stream = ROUND_STRIDE * round_number
         if spec.mode == "permute":
             source = permute_round(codes, block_count, spec.prob, spec.group_size(len(codes)),
-                                   window_seed,
-                                   stream)
+                                   window_seed, stream, spec.plan_rule)
         else:
             source = paper_round(codes, block_count, spec.prob, spec.donors, window_seed, stream)
         if total is None:
@@ -136,22 +153,166 @@ def plan(labels, block_count, spec, key, window_index):
     return total
 
 
+# --- hardening (fastmix/plan/hardening.py, fastmix/pipeline.py) ------------------------------
+
+STREAM_ORIENT = 1000
+STREAM_JITTER = 1001
+
+
+def exact_exp(z: float) -> float:
+    reduced = z / 16.0
+    term = 1.0
+    total = 1.0
+    for power in range(1, 18):
+        term = term * reduced / float(power)
+        total = total + term
+    for _ in range(4):
+        total = total * total
+    return total
+
+
+def orient_block(block: np.ndarray, code: int) -> np.ndarray:
+    """Mirror the source rows/columns, then transpose: the code's definition."""
+    if code & 2:
+        block = block[::-1]
+    if code & 1:
+        block = block[:, ::-1]
+    if code & 4:
+        block = block.swapaxes(0, 1)
+    return block
+
+
+def unorient_block(block: np.ndarray, code: int) -> np.ndarray:
+    """The inverse of :func:`orient_block`: transpose back, then undo the mirrors."""
+    if code & 4:
+        block = block.swapaxes(0, 1)
+    if code & 1:
+        block = block[:, ::-1]
+    if code & 2:
+        block = block[::-1]
+    return block
+
+
+def codes_and_jitter(spec, key, window_index, count, regions):
+    window_seed = key.window_seed(spec.canonical(), window_index)
+    orient_seed = derive(window_seed, STREAM_ORIENT)
+    jitter_seed = derive(window_seed, STREAM_JITTER)
+    codes, jitter = [], []
+    for i in range(count):
+        image_codes, image_jitter = [], []
+        for b, (rows, cols) in enumerate(regions):
+            square = rows.stop - rows.start == cols.stop - cols.start
+            choices = {"none": 1, "flip": 4, "d4": 8 if square else 4}[spec.orient]
+            draw = derive(derive(derive(orient_seed, i), b), 0)
+            image_codes.append(bounded(draw, choices) if choices > 1 else 0)
+            if spec.jitter is not None:
+                block_seed = derive(derive(jitter_seed, i), b)
+                uniform = [(derive(block_seed, t) >> 11) * 2.0**-52 - 1.0
+                           for t in range(3)]
+                image_jitter.append((uniform[0] * spec.jitter[0],
+                                     exact_exp(uniform[1] * spec.jitter[1]),
+                                     exact_exp(uniform[2] * spec.jitter[2])))
+        codes.append(image_codes)
+        jitter.append(image_jitter)
+    return codes, jitter
+
+
+def value_range(dtype):
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max), True
+    return 0.0, 1.0, False
+
+
+def jitter_block(block, brightness, contrast, tone):
+    low, high, integer = value_range(block.dtype)
+    values = block.astype(np.float64)
+    if integer:
+        level = (values - low) / (high - low)
+    else:
+        level = np.where(values < 0.0, 0.0, np.where(values > 1.0, 1.0, values))
+    toned = level / (level + tone * (1.0 - level))
+    result = (toned - 0.5) * contrast + 0.5 + brightness
+    result = np.where(result < 0.0, 0.0, np.where(result > 1.0, 1.0, result))
+    if integer:
+        return (np.rint(result * (high - low)) + low).astype(block.dtype)
+    return result.astype(block.dtype)
+
+
+def band(edges, sigma):
+    half = math.ceil(sigma)
+    size = edges[-1]
+    rows = set()
+    for seam in edges[1:-1]:
+        rows.update(range(max(seam - half, 0), min(seam + half, size)))
+    return sorted(rows)
+
+
+def blur_pass(image, lines, weights, axis):
+    """Replace ``lines`` along ``axis`` by the weighted sum across that axis."""
+    low, high, integer = value_range(image.dtype)
+    radius = (len(weights) - 1) // 2
+    size = image.shape[axis]
+    values = image.astype(np.float64)
+    out = image.copy()
+    for line in lines:
+        total = np.zeros_like(np.take(values, line, axis=axis))
+        for k, weight in enumerate(weights):
+            source = min(max(line + k - radius, 0), size - 1)
+            total = total + weight * np.take(values, source, axis=axis)
+        if integer:
+            total = np.clip(np.rint(total), low, high)
+        if axis == 0:
+            out[line] = total.astype(image.dtype)
+        else:
+            out[:, line] = total.astype(image.dtype)
+    return out
+
+
+def blur_weights(sigma):
+    radius = math.ceil(3 * sigma)
+    gaussian = [exact_exp(-(k * k) / (2.0 * sigma * sigma)) for k in range(-radius, radius + 1)]
+    total = 0.0
+    for value in gaussian:
+        total = total + value
+    return [value / total for value in gaussian]
+
+
 def mix(images, labels, spec, key, window=None, inverse=False):
-    """Mix (or unmix) ``images`` window by window with plain NumPy slicing."""
+    """Mix (or unmix) ``images`` window by window with plain NumPy slicing, hardening included.
+
+    Unmixing (permute mode, orientation at most) puts each block back where it came from,
+    undoing its orientation.
+    """
     images = np.asarray(images)
     labels = np.asarray(labels)
     count, height, width = images.shape[:3]
     block = spec.block_shape(height, width)
     regions = block_slices(height, width, block)
+    row_edges = sorted({rows.start for rows, _ in regions} | {height})
+    col_edges = sorted({cols.start for _, cols in regions} | {width})
     out = np.empty_like(images)
     window = window or count
     for window_index, start in enumerate(range(0, count, window)):
         stop = min(start + window, count)
         source = plan(labels[start:stop], len(regions), spec, key, window_index)
+        codes, jitter = codes_and_jitter(spec, key, window_index, stop - start, regions)
         for i in range(stop - start):
+            if inverse:
+                for b, (rows, cols) in enumerate(regions):
+                    restored = unorient_block(images[start + i, rows, cols], codes[i][b])
+                    out[start + source[i][b], rows, cols] = restored
+                continue
+            image = np.empty_like(images[0])
             for b, (rows, cols) in enumerate(regions):
-                if inverse:
-                    out[start + source[i][b], rows, cols] = images[start + i, rows, cols]
-                else:
-                    out[start + i, rows, cols] = images[start + source[i][b], rows, cols]
+                block_pixels = orient_block(images[start + source[i][b], rows, cols],
+                                            codes[i][b])
+                if spec.jitter is not None:
+                    block_pixels = jitter_block(block_pixels, *jitter[i][b])
+                image[rows, cols] = block_pixels
+            if spec.seam_blur > 0:
+                weights = blur_weights(spec.seam_blur)
+                image = blur_pass(image, band(row_edges, spec.seam_blur), weights, axis=0)
+                image = blur_pass(image, band(col_edges, spec.seam_blur), weights, axis=1)
+            out[start + i] = image
     return out

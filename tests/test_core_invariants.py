@@ -7,9 +7,12 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastmix
 from fastmix.kernels.layout import block_count
+from fastmix.plan.groups import group_sizes
 
 
 def provenance_images(count, height=12, width=16, block=(4, 4)):
@@ -193,12 +196,15 @@ def test_block_count_with_edge_blocks():
     assert fastmix.MixSpec(grid=(3, 3)).block_shape(10, 11) == (4, 4)
 
 
-@pytest.mark.parametrize(("count", "warned"), [(13, True), (12, False), (11, False)])
-def test_images_left_in_a_group_of_two_are_reported(key, count, warned):
-    # 13 images with groups of 11 leave a last group of two, which swaps whole images.
+@pytest.mark.parametrize(("count", "rule", "warned"),
+                         [(13, 1, True), (13, 2, False), (12, 2, False), (2, 2, True),
+                          (3, 2, False)])
+def test_images_left_in_a_group_of_two_are_reported(key, count, rule, warned):
+    # Groups of 11: rule 1 leaves 13 images a last group of two, which swaps whole images;
+    # rule 2 makes one group of 13. Only a label of two images stays a pair.
     images = provenance_images(count)
     labels = np.zeros(count, dtype=np.int64)
-    spec = fastmix.MixSpec(block=(4, 4), donors=10, prob=1.0)
+    spec = fastmix.MixSpec(block=(4, 4), donors=10, prob=1.0, plan_rule=rule)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         source = sources(fastmix.mix_array(images, labels, spec, key), (4, 4))
@@ -207,5 +213,18 @@ def test_images_left_in_a_group_of_two_are_reported(key, count, warned):
     assert len(pairs) == (2 if warned else 0)
     assert (messages == ["2 image(s) are in permute groups of two: each takes every mixed "
                          "block from one other image, so at prob 1 it shows that other "
-                         "original whole; choose donors or group so the label counts divide "
-                         "evenly, or use group='window'"]) == warned
+                         "original whole; use a larger window or group='window', or drop "
+                         "those images"]) == warned
+    if warned:
+        with pytest.raises(fastmix.BadInputError, match="groups of two.*strict refuses"):
+            fastmix.mix_array(images, labels, spec, key, strict=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.integers(1, 200), size=st.integers(2, 30))
+def test_rule_two_groups_are_as_equal_as_possible(count, size):
+    sizes = group_sizes(count, size, 2)
+    assert sum(sizes) == count
+    assert max(sizes) - min(sizes) <= 1
+    assert len(sizes) == max(1, count // size)
+    assert min(sizes) >= size or len(sizes) == 1

@@ -9,7 +9,7 @@ import pytest
 from fastmix import BadInputError, MixSpec
 from fastmix.cli.commands import mix
 from fastmix.cli.hardening_options import spec_from_arguments
-from fastmix.harden.options import DEFAULT_PRESET, leaks
+from fastmix.spec import DEFAULT_PRESET, leaks
 
 
 def parse(*flags):

@@ -1,182 +1,22 @@
-"""The hardening equals its slow, obvious NumPy reference (the oracle) bit for bit.
-
-Written from the definitions in ``fastmix/harden/plan.py`` and ``fastmix/harden/apply.py``
-with Python integers and floats and NumPy slicing, without Numba or fastmix's kernels.
-"""
+"""The hardening equals the slow, obvious NumPy oracle (``tests/naive.py``) bit for bit, on
+every backend, for any piece of a window."""
 
 from __future__ import annotations
 
-import math
+import warnings
 
 import naive
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fastmix
 from fastmix import MixSpec
+from fastmix.backends import available_backends
+from fastmix.pipeline import Pipeline
 
-STREAM_ORIENT = 1000
-STREAM_JITTER = 1001
-
-
-def exact_exp(z: float) -> float:
-    reduced = z / 16.0
-    term = 1.0
-    total = 1.0
-    for power in range(1, 18):
-        term = term * reduced / float(power)
-        total = total + term
-    for _ in range(4):
-        total = total * total
-    return total
-
-
-def plan(labels, block_count, spec, key, window_index):
-    """Source map of one window (naive's planner with the spec's group size)."""
-    codes = naive.label_codes(np.asarray(labels))
-    window_seed = key.window_seed(spec.canonical(), window_index)
-    total = None
-    for round_number in range(spec.rounds):
-        stream = naive.ROUND_STRIDE * round_number
-        if spec.mode == "permute":
-            source = naive.permute_round(codes, block_count, spec.prob,
-                                         spec.group_size(len(codes)), window_seed, stream)
-        else:
-            source = naive.paper_round(codes, block_count, spec.prob, spec.donors,
-                                       window_seed, stream)
-        total = source if total is None else [
-            [total[source[i][b]][b] for b in range(block_count)] for i in range(len(codes))]
-    return total
-
-
-def orient_block(block: np.ndarray, code: int) -> np.ndarray:
-    """Mirror the source rows/columns, then transpose: the code's definition."""
-    if code & 2:
-        block = block[::-1]
-    if code & 1:
-        block = block[:, ::-1]
-    if code & 4:
-        block = block.swapaxes(0, 1)
-    return block
-
-
-def codes_and_jitter(spec, key, window_index, count, regions):
-    window_seed = key.window_seed(spec.canonical(), window_index)
-    orient_seed = naive.derive(window_seed, STREAM_ORIENT)
-    jitter_seed = naive.derive(window_seed, STREAM_JITTER)
-    codes, jitter = [], []
-    for i in range(count):
-        image_codes, image_jitter = [], []
-        for b, (rows, cols) in enumerate(regions):
-            square = rows.stop - rows.start == cols.stop - cols.start
-            choices = {"none": 1, "flip": 4, "d4": 8 if square else 4}[spec.orient]
-            draw = naive.derive(naive.derive(naive.derive(orient_seed, i), b), 0)
-            image_codes.append(naive.bounded(draw, choices) if choices > 1 else 0)
-            if spec.jitter is not None:
-                block_seed = naive.derive(naive.derive(jitter_seed, i), b)
-                uniform = [(naive.derive(block_seed, t) >> 11) * 2.0**-52 - 1.0
-                           for t in range(3)]
-                image_jitter.append((uniform[0] * spec.jitter[0],
-                                     exact_exp(uniform[1] * spec.jitter[1]),
-                                     exact_exp(uniform[2] * spec.jitter[2])))
-        codes.append(image_codes)
-        jitter.append(image_jitter)
-    return codes, jitter
-
-
-def value_range(dtype):
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        return float(info.min), float(info.max), True
-    return 0.0, 1.0, False
-
-
-def jitter_block(block, brightness, contrast, tone):
-    low, high, integer = value_range(block.dtype)
-    values = block.astype(np.float64)
-    if integer:
-        level = (values - low) / (high - low)
-    else:
-        level = np.where(values < 0.0, 0.0, np.where(values > 1.0, 1.0, values))
-    toned = level / (level + tone * (1.0 - level))
-    result = (toned - 0.5) * contrast + 0.5 + brightness
-    result = np.where(result < 0.0, 0.0, np.where(result > 1.0, 1.0, result))
-    if integer:
-        return (np.rint(result * (high - low)) + low).astype(block.dtype)
-    return result.astype(block.dtype)
-
-
-def band(edges, sigma):
-    half = math.ceil(sigma)
-    size = edges[-1]
-    rows = set()
-    for seam in edges[1:-1]:
-        rows.update(range(max(seam - half, 0), min(seam + half, size)))
-    return sorted(rows)
-
-
-def blur_pass(image, lines, weights, axis):
-    """Replace ``lines`` along ``axis`` by the weighted sum across that axis."""
-    low, high, integer = value_range(image.dtype)
-    radius = (len(weights) - 1) // 2
-    size = image.shape[axis]
-    values = image.astype(np.float64)
-    out = image.copy()
-    for line in lines:
-        total = np.zeros_like(np.take(values, line, axis=axis))
-        for k, weight in enumerate(weights):
-            source = min(max(line + k - radius, 0), size - 1)
-            total = total + weight * np.take(values, source, axis=axis)
-        if integer:
-            total = np.clip(np.rint(total), low, high)
-        if axis == 0:
-            out[line] = total.astype(image.dtype)
-        else:
-            out[:, line] = total.astype(image.dtype)
-    return out
-
-
-def blur_weights(sigma):
-    radius = math.ceil(3 * sigma)
-    gaussian = [exact_exp(-(k * k) / (2.0 * sigma * sigma)) for k in range(-radius, radius + 1)]
-    total = 0.0
-    for value in gaussian:
-        total = total + value
-    return [value / total for value in gaussian]
-
-
-def mix(images, labels, spec, key, window=None):
-    """Mix with hardening, window by window, with NumPy slicing."""
-    images = np.asarray(images)
-    labels = np.asarray(labels)
-    count, height, width = images.shape[:3]
-    block = spec.block_shape(height, width)
-    regions = naive.block_slices(height, width, block)
-    row_edges = sorted({rows.start for rows, _ in regions} | {height})
-    col_edges = sorted({cols.start for _, cols in regions} | {width})
-    out = np.empty_like(images)
-    window = window or count
-    for window_index, start in enumerate(range(0, count, window)):
-        stop = min(start + window, count)
-        source = plan(labels[start:stop], len(regions), spec, key, window_index)
-        codes, jitter = codes_and_jitter(spec, key, window_index, stop - start, regions)
-        for i in range(stop - start):
-            image = np.empty_like(images[0])
-            for b, (rows, cols) in enumerate(regions):
-                block_pixels = orient_block(images[start + source[i][b], rows, cols],
-                                            codes[i][b])
-                if spec.jitter is not None:
-                    block_pixels = jitter_block(block_pixels, *jitter[i][b])
-                image[rows, cols] = block_pixels
-            if spec.seam_blur > 0:
-                weights = blur_weights(spec.seam_blur)
-                image = blur_pass(image, band(row_edges, spec.seam_blur), weights, axis=0)
-                image = blur_pass(image, band(col_edges, spec.seam_blur), weights, axis=1)
-            out[start + i] = image
-    return out
-
-
-# --- tests: every backend equals the oracle bit for bit --------------------------------------
+BACKENDS = available_backends()
 
 
 SPECS = [
@@ -199,17 +39,21 @@ SPECS = [
 ]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("spec", SPECS)
-def test_rgb_tiles_equal_oracle(spec, photo_tiles, key):
+def test_rgb_tiles_equal_oracle(spec, backend, photo_tiles, key):
     images, labels = photo_tiles
     images, labels = images[::4], labels[::4]
-    mixed = fastmix.mix_array(images, labels, spec, key, window=40)
-    assert np.array_equal(mixed, mix(images, labels, spec, key, window=40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastmix.FastmixWarning)
+        mixed = fastmix.mix_array(images, labels, spec, key, window=40, backend=backend)
+    assert np.array_equal(mixed, naive.mix(images, labels, spec, key, window=40))
     assert not np.array_equal(mixed, images)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", ["uint16", "int8", "int32", "float32", "float64"])
-def test_dtypes_equal_oracle(dtype, photo_tiles, key):
+def test_dtypes_equal_oracle(dtype, backend, photo_tiles, key):
     tiles, labels = photo_tiles
     grey = tiles[:48, :, :30].mean(axis=3)
     if dtype.startswith("float"):
@@ -220,6 +64,76 @@ def test_dtypes_equal_oracle(dtype, photo_tiles, key):
     for block in ((7, 6), (32, 30)):  # the second takes the per-block level table for 8 bits
         spec = MixSpec(block=block, orient="flip", jitter=(0.3, 0.5, 0.5), seam_blur=1.5,
                        prob=1.0, donors=3)
-        mixed = fastmix.mix_array(images, labels[:48], spec, key)
+        mixed = fastmix.mix_array(images, labels[:48], spec, key, backend=backend)
         assert mixed.dtype == images.dtype
-        assert np.array_equal(mixed, mix(images, labels[:48], spec, key))
+        assert np.array_equal(mixed, naive.mix(images, labels[:48], spec, key))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_any_piece_of_a_window_equals_the_whole(backend, photo_tiles, key):
+    """The per-piece step gives the same images for any range of output images."""
+    images, labels = photo_tiles
+    images, labels = np.ascontiguousarray(images[:60]), labels[:60]
+    spec = MixSpec.preset("balanced", block=(8, 8))
+    pipeline = Pipeline(images.shape[1:], images.dtype, spec, key, backend=backend)
+    window = pipeline.load(images, pipeline.plan(labels, 3))
+    whole = np.empty_like(images)
+    pipeline.mix_piece(window, 0, 60, whole)
+    for first, last in ((0, 1), (7, 23), (23, 60), (59, 60)):
+        piece = np.empty_like(images[first:last])
+        pipeline.mix_piece(window, first, last, piece)
+        assert np.array_equal(piece, whole[first:last])
+    expected = naive.mix(images, labels, spec, key)
+    assert np.array_equal(fastmix.mix_array(images, labels, spec, key, backend=backend),
+                          expected)
+
+
+@st.composite
+def hardened_cases(draw):
+    count = draw(st.integers(2, 24))
+    height = draw(st.integers(2, 14))
+    width = draw(st.integers(2, 14))
+    channels = draw(st.sampled_from([None, 1, 3]))
+    dtype = draw(st.sampled_from(["uint8", "uint16", "int8", "int32", "float32", "float64"]))
+    shape = (count, height, width) + (() if channels is None else (channels,))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    if dtype.startswith("float"):
+        images = rng.uniform(-0.1, 1.1, size=shape).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        images = rng.integers(info.min, int(info.max) + 1, size=shape, dtype=np.int64)
+        images = images.astype(dtype)
+    labels = rng.integers(0, draw(st.integers(1, 4)), size=count)
+    block = (draw(st.integers(1, height)), draw(st.integers(1, width)))
+    jitter = draw(st.one_of(st.none(), st.just(True), st.tuples(
+        *[st.floats(0.0, 1.0, allow_nan=False) for _ in range(3)]).filter(any)))
+    mode = draw(st.sampled_from(["permute", "paper"]))
+    spec = MixSpec(block=block, mode=mode, donors=draw(st.integers(1, 5)),
+                   prob=draw(st.sampled_from([0.0, 0.5, 1.0])),
+                   rounds=draw(st.integers(1, 2)),
+                   orient=draw(st.sampled_from(["none", "flip", "d4"])), jitter=jitter,
+                   seam_blur=draw(st.sampled_from([0.0, 0.5, 1.0, 2.5])),
+                   plan_rule=draw(st.sampled_from([1, 2])))
+    window = draw(st.one_of(st.none(), st.integers(1, count)))
+    key = fastmix.Key(bytes(rng.integers(0, 256, 32, dtype=np.uint8)))
+    return images, labels, spec, key, window
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(case=hardened_cases())
+def test_hardened_mix_equals_oracle(backend, case):
+    images, labels, spec, key, window = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastmix.FastmixWarning)
+        mixed = fastmix.mix_array(images, labels, spec, key, window=window, backend=backend)
+    expected = naive.mix(images, labels, spec, key, window=window)
+    np.testing.assert_array_equal(mixed.view(np.uint8), expected.view(np.uint8))
+    if spec.reversible:
+        restored = fastmix.unmix_array(mixed, labels, spec, key, window=window, backend=backend)
+        np.testing.assert_array_equal(restored.view(np.uint8), images.view(np.uint8))
+        np.testing.assert_array_equal(
+            naive.mix(mixed, labels, spec, key, window=window, inverse=True).view(np.uint8),
+            images.view(np.uint8))

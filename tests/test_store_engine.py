@@ -422,10 +422,14 @@ def test_codec_edge_cases(tmp_path, photos, key, options):
 
 
 def test_images_in_groups_of_two_are_warned_about(tmp_path, key):
-    # Two labels of 13 images with groups of 11: each label leaves a last group of two.
+    # Two labels of two images each: whatever the group size, each label is a pair.
     images = np.random.default_rng(4).integers(0, 256, (26, 16, 16, 3), dtype=np.uint8)
-    labels = np.repeat([0, 1], 13)
+    labels = np.r_[np.zeros(22, int), [1, 1, 2, 2]]
     source = write_store(tmp_path / "in.h5", images, labels, chunks=(26,))
     spec = fastmix.MixSpec(block=(8, 8), donors=10, prob=1.0)
     with pytest.warns(fastmix.FastmixWarning, match="4 image\\(s\\) are in permute groups of two"):
         fastmix.mix_store(source, tmp_path / "out.h5", spec=spec, key=key, progress=False)
+    with pytest.raises(fastmix.BadInputError, match="groups of two.*strict refuses"):
+        fastmix.mix_store(source, tmp_path / "strict.h5", spec=spec, key=key, progress=False,
+                          strict=True)
+    assert not (tmp_path / "strict.h5").exists()

@@ -22,6 +22,7 @@ from fastmix.audit._deps import require
 from fastmix.audit.edges import EdgeScorer, normalise_second_best
 from fastmix.audit.geometry import BlockGrid
 from fastmix.audit.groups import infer_groups
+from fastmix.spec import PLAN_RULE
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def _restricted(raw, members, variants):
 def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, int],
                        mode: str, donors: int, *, groups: list | None = None,
                        scorer: EdgeScorer | None = None, starts: int | None = None,
-                       seed: int = 0, progress=None) -> Restoration:
+                       seed: int = 0, progress=None, rule: int = PLAN_RULE) -> Restoration:
     """Restore mixed images without the key.
 
     Parameters
@@ -195,6 +196,8 @@ def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, 
     starts : int, optional
         Seed positions tried per pool; the lowest total score wins. Default: every
         position for small pools, fewer for large ones (see :func:`default_starts`).
+    rule : int
+        The plan rule that cut the permute groups (:mod:`fastmix.plan.groups`).
     seed : int
         Seed of the attack's own random choices (clustering, seed positions).
     progress : Progress, optional
@@ -229,7 +232,7 @@ def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, 
             if mode == "permute" and members.size > donors + 1:
                 whole = {edge: normalise_second_best(scores) for edge, scores in raw.items()}
                 local_pools = infer_groups(whole, members.size, donors + 1, variants=variants,
-                                           seed=int(rng.integers(2**31)))
+                                           seed=int(rng.integers(2**31)), rule=rule)
             else:
                 local_pools = [np.arange(members.size)]
         for local in local_pools:

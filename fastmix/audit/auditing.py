@@ -65,7 +65,8 @@ def planner_truth(labels: np.ndarray, spec: MixSpec, key, grid: BlockGrid,
     window = window or max(count, 1)
     source = np.empty((count, grid.count), dtype=np.int64)
     for index, (start, stop) in enumerate(fixed_windows(count, window)):
-        plan = plan_window(encode_labels(labels[start:stop]), grid.count, spec, key, index)
+        plan = plan_window(encode_labels(labels[start:stop]), (grid.row_edges, grid.col_edges),
+                           spec, key, index)
         source[start:stop] = plan.source + start
     return GroundTruth(source=source, exact=np.ones_like(source, dtype=bool))
 
@@ -220,7 +221,7 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
                                              grid_block(spec, height, width), spec.mode,
                                              attack_donors(spec, window or count),
                                              groups=true_groups, scorer=scorer, seed=seed,
-                                             progress=bar)
+                                             progress=bar, rule=spec.plan_rule)
         chance = null_attack(restoration.pools, grid.count, chosen.size, seed=seed + 1)
         scored = metrics.score_restoration(restoration.placement, source, sample_pools, grid,
                                            classes)
@@ -351,6 +352,8 @@ def read_store_spec(attributes, overrides: dict) -> tuple[MixSpec, int | None]:
         data.pop("block", None)
         data.pop("grid", None)
     spec = MixSpec.from_dict({**data, **given})
+    if stored is not None:  # a store of fastmix 0.1.0 carries no rule: it used rule 1
+        spec = spec.with_plan_rule(int(attributes.get("fastmix_plan_rule", 1)))
     if overrides.get("window") is not None:
         window = overrides["window"]
     if window is not None:

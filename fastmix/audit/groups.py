@@ -11,16 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from fastmix.audit._deps import require
+from fastmix.plan.groups import group_sizes
+from fastmix.spec import PLAN_RULE
 
 
-def group_count(images: int, group_size: int) -> int:
+def group_count(images: int, group_size: int, rule: int = PLAN_RULE) -> int:
     """How many groups permute mode cuts ``images`` same-label images into (SPEC section 2)."""
-    if images <= 0:
-        return 0
-    cuts = -(-images // group_size)
-    if cuts > 1 and images % group_size == 1:
-        cuts -= 1  # a last group of one joins the previous group
-    return cuts
+    return len(group_sizes(images, group_size, rule))
 
 
 def link_weights(normalised: dict[tuple[int, int], np.ndarray], images: int,
@@ -38,7 +35,7 @@ def link_weights(normalised: dict[tuple[int, int], np.ndarray], images: int,
 
 
 def infer_groups(normalised: dict[tuple[int, int], np.ndarray], images: int, group_size: int,
-                 *, variants: int = 1, seed: int = 0) -> list[np.ndarray]:
+                 *, variants: int = 1, seed: int = 0, rule: int = PLAN_RULE) -> list[np.ndarray]:
     """Split ``images`` mixed images of one label into their likely permute groups.
 
     Parameters
@@ -54,13 +51,15 @@ def infer_groups(normalised: dict[tuple[int, int], np.ndarray], images: int, gro
         Orientation variants per block in the score matrices.
     seed : int
         Seed of the clustering.
+    rule : int
+        The plan rule the groups were cut with (:mod:`fastmix.plan.groups`).
 
     Returns
     -------
     list of ndarray
         Image indices of each inferred group.
     """
-    clusters = group_count(images, group_size)
+    clusters = group_count(images, group_size, rule)
     if clusters <= 1:
         return [np.arange(images)]
     weights = link_weights(normalised, images, variants)

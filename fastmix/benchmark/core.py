@@ -58,7 +58,7 @@ def numpy_gather(images, labels, spec, key) -> np.ndarray:
 
     height, width = images.shape[1:3]
     rows, cols = block_edges(height, width, spec.block_shape(height, width))
-    plan = plan_window(encode_labels(labels), (rows.size - 1) * (cols.size - 1), spec, key, 0)
+    plan = plan_window(encode_labels(labels), (rows, cols), spec, key, 0)
     out = np.empty_like(images)
     block = 0
     for top, bottom in zip(rows[:-1], rows[1:]):

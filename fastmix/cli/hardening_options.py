@@ -21,7 +21,7 @@ _MIXING_DESTINATIONS = ("mode", "donors", "prob", "rounds")
 
 def add_hardening_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--privacy``, ``--orient``, ``--jitter``, ``--seam-blur`` and ``--group``."""
-    from fastmix.harden.options import DEFAULT_PRESET, preset_names
+    from fastmix.spec import DEFAULT_PRESET, preset_names
 
     group = parser.add_argument_group(
         "privacy preset and hardening",
@@ -93,8 +93,7 @@ def spec_from_arguments(args: argparse.Namespace):
         ``--quiet``); the warnings for hardened specs that leak (print each one).
     """
     from fastmix.cli.storecheck import parse_positive_int, parse_probability
-    from fastmix.harden.options import DEFAULT_PRESET, describe, leaks
-    from fastmix.spec import MixSpec, parse_pair
+    from fastmix.spec import DEFAULT_PRESET, MixSpec, describe, leaks, parse_pair
 
     preset = getattr(args, "privacy", None) or DEFAULT_PRESET
     overrides: dict = {}

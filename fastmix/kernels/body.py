@@ -10,3 +10,4 @@ def copy_row_segment(source, out, image, source_image, row, start, length):
     """``out[image, row, start:start + length] = source[source_image, row, same]``."""
     for unit in range(length):
         out[image, row, start + unit] = source[source_image, row, start + unit]
+

@@ -1,12 +1,36 @@
-"""Numba CPU kernels: parallel over output images, each iteration owns its image."""
+"""The Numba CPU backend: parallel over output images, each iteration owns its image.
+
+It implements the backend protocol of :mod:`fastmix.backends` (read it first): the window
+lives in host memory, pieces are computed straight into the caller's buffer, and while a
+store streams the kernels run on one thread fewer than Numba's default. The bodies come from
+:mod:`fastmix.kernels.body` and :mod:`fastmix.kernels.harden_body`; per-thread scratch is
+allocated here, outside the parallel loop, and handed to them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numba
+import numpy as np
 from numba import njit, prange
 
-from fastmix.kernels import body
+from fastmix.kernels import body, harden_body
+from fastmix.kernels.layout import WindowJob
 
-copy_row_segment = njit(inline="always", cache=True, nogil=True)(body.copy_row_segment)
+NAME = "cpu"
+LOCATION = "host"
+
+_compile = njit(inline="always", cache=True, nogil=True)
+copy_row_segment = _compile(body.copy_row_segment)
+fill_level_table = harden_body.fill_level_table
+copy_block_row = harden_body.copy_block_row
+blur_band_rows = harden_body.blur_band_rows
+blur_band_cols = harden_body.blur_band_cols
+
+#: Work items per thread in the hardened kernel: each owns one set of scratch buffers.
+_ITEMS_PER_THREAD = 4
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -37,3 +61,116 @@ def gather(source, out, source_map, row_bounds, col_bounds, order):
                 copy_row_segment(source, out, image,
                                  source_map[image, first_block + block_cols - 1],
                                  row, last_start, last_length)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def hardened_gather(source, out, source_map, codes, jitter, order, row_edges, col_edges,
+                    channels, integer_step, levels, low, span, high, band_rows, band_cols,
+                    weights, radius, blur_integer, workers):
+    """Gather, orient, jitter and seam-blur output images in one pass over each image.
+
+    ``source`` and ``out`` are ``(n, H, W * channels)`` values; ``codes`` ``(n, blocks)``
+    uint8 (all zero: no orientation); ``jitter`` ``(n, blocks, 3)`` or ``(0, 0, 3)`` for
+    none; ``integer_step`` the value step of jitter (:data:`harden_body.INTEGER` or
+    ``FLOAT``); ``levels`` the table levels (size 0: never use a table); ``band_rows`` and
+    ``band_cols`` the seam bands (size 0: no blur); ``workers`` how many sets of scratch
+    buffers to share the images among. Each image is finished (blurred) while it is in
+    cache, right after its blocks are gathered.
+    """
+    count = order.size
+    block_rows = row_edges.size - 1
+    block_cols = col_edges.size - 1
+    values = out.shape[2]
+    table_size = max(levels.size, 1)
+    workers = max(1, min(count, workers))
+    tables = np.empty((workers, table_size), dtype=out.dtype)
+    lines = np.empty((workers, max(band_rows.size, 1), values), dtype=np.float64)
+    line = np.empty((workers, max(band_cols.size, 1) * channels), dtype=np.float64)
+    jittered = jitter.shape[0] > 0
+    offset = int(low)
+    for worker in prange(workers):
+        table = tables[worker]
+        for position in range(worker * count // workers, (worker + 1) * count // workers):
+            image = order[position]
+            for block_row in range(block_rows):
+                top = row_edges[block_row]
+                height = row_edges[block_row + 1] - top
+                for block_col in range(block_cols):
+                    block = block_row * block_cols + block_col
+                    left = col_edges[block_col]
+                    width = col_edges[block_col + 1] - left
+                    brightness = contrast = tone = 0.0
+                    step = harden_body.COPY
+                    if jittered:
+                        brightness = jitter[image, block, 0]
+                        contrast = jitter[image, block, 1]
+                        tone = jitter[image, block, 2]
+                        step = integer_step
+                        if levels.size > 0 and height * width * channels > levels.size:
+                            fill_level_table(table, levels, low, span, brightness, contrast,
+                                             tone)
+                            step = harden_body.TABLE
+                    code = codes[image, block]
+                    source_image = source_map[image, block]
+                    for y in range(height):
+                        copy_block_row(source, out, image, source_image, code, top, left,
+                                       height, width, y, channels, step, table, offset, low,
+                                       span, brightness, contrast, tone)
+            if band_rows.size > 0:
+                blur_band_rows(out, image, band_rows, lines[worker], weights, radius, low,
+                               high, blur_integer)
+            if band_cols.size > 0:
+                blur_band_cols(out, image, band_cols, line[worker], weights, radius, channels,
+                               low, high, blur_integer)
+
+
+def load_window(images: np.ndarray, job: WindowJob) -> WindowJob:
+    """The window as this backend computes on it: host memory, as it is."""
+    return job.with_pixels(images)
+
+
+def mix_piece(window: WindowJob, first: int, last: int, out: np.ndarray,
+              order: np.ndarray | None = None) -> None:
+    """Write output images ``first..last`` of ``window`` into ``out`` (host memory).
+
+    See :func:`fastmix.backends.Backend.mix_piece`.
+    """
+    steps, plan = window.steps, window.plan
+    count = last - first
+    order = np.arange(count, dtype=np.int64) if order is None else order
+    source_map = plan.source[first:last]
+    if not steps.hardened:
+        layout = steps.layout
+        gather(layout.view(window.pixels), layout.view(out), source_map, layout.row_bounds,
+               layout.col_bounds, order)
+        return
+    codes = plan.codes[first:last] if plan.codes is not None else \
+        np.zeros((count, source_map.shape[1]), dtype=np.uint8)
+    jitter = plan.jitter[first:last] if plan.jitter is not None else steps.no_jitter
+    hardened_gather(steps.values(window.pixels), steps.values(out), source_map, codes, jitter,
+                    order, steps.row_edges, steps.col_edges, steps.channels,
+                    steps.jitter_step, steps.levels, steps.low, steps.span, steps.high,
+                    steps.band_rows, steps.band_cols, steps.weights, steps.radius,
+                    steps.blur_integer, numba.get_num_threads() * _ITEMS_PER_THREAD)
+
+
+@contextmanager
+def streaming_threads() -> Iterator[None]:
+    """Run the calling thread's kernels on one thread fewer than Numba's default.
+
+    The reader and writer threads copy (and decode or encode) while the kernel gathers;
+    a kernel that spreads over every core waits for its slowest thread, the one sharing a
+    core with them. Measured on 2 cores, unfiltered: 0.202 s against 0.216 s for 20,000
+    images. The setting is Numba's per-thread one, restored on exit.
+    """
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, before - 1))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def available() -> bool:
+    """Always: Numba's CPU target needs nothing more."""
+    return True

@@ -1,20 +1,43 @@
-"""The per-element bodies of the hardening kernels, shared by every backend.
+"""The bodies of the hardened gather, shared by every backend; they allocate nothing.
 
-Plain Python functions: :mod:`fastmix.kernels.harden_cpu` compiles them with
-``numba.njit`` and a CUDA module can compile them with ``numba.cuda.jit(device=True)``.
-They use only ``+ - * /``, comparisons and ``math.floor``, which IEEE 754 rounds the same
-way everywhere, so every backend and thread count gives the same bytes. A backend must
-compile them without fused multiply-add contraction (Numba's default on CPU).
+Plain Python functions registered with ``numba.extending.register_jitable``: jitted code on
+any target calls them directly (:mod:`fastmix.kernels.cpu` from ``numba.njit`` kernels, a
+CUDA module from ``numba.cuda.jit`` kernels), and each is compiled for the caller's target,
+so the backends cannot drift. Every buffer they need
+(the level table, the blur lines) is an argument. They use only ``+ - * /``, comparisons
+and ``math.floor``, which IEEE 754 rounds the same way everywhere, so every backend and
+thread count gives the same bytes. A backend must compile them without fused multiply-add
+contraction (Numba's default on CPU; ``fastmath=False`` on CUDA).
+
+Pixels are seen as ``(n, H, W * C)`` arrays of values (``C`` values per pixel, the channels;
+or whole-pixel unsigned units when only orientation runs).
 
 Orientation codes (``code`` in 0..7): bit 0 mirrors columns, bit 1 mirrors rows, bit 2
 transposes (square blocks only). Output pixel ``(y, x)`` of a block of ``height`` x ``width``
 reads source pixel ``(row, col)`` where ``(row, col) = (x, y)`` if bit 2 else ``(y, x)``,
 then ``row = height - 1 - row`` if bit 1 and ``col = width - 1 - col`` if bit 0.
+
+Value steps (``step`` of :func:`copy_block_row`): :data:`COPY` stores the source value,
+:data:`TABLE` looks it up in the block's level table (:func:`fill_level_table`),
+:data:`INTEGER` and :data:`FLOAT` compute the jitter of :func:`jitter_level` on the value.
+The table holds exactly the values the arithmetic gives, so the choice never changes a byte.
 """
 
 import math
 
+from numba.extending import register_jitable
 
+#: Compiles each body where jitted code calls it, on any Numba target (CPU or CUDA), without
+#: the runtime that allocates: a body that allocated would not compile.
+body = register_jitable(_nrt=False, inline="always")
+
+COPY = 0
+TABLE = 1
+INTEGER = 2
+FLOAT = 3
+
+
+@body
 def oriented_source(code, y, x, height, width):
     """Source ``(row, col)`` inside the block of output pixel ``(y, x)`` under ``code``."""
     if code >= 4:
@@ -30,27 +53,7 @@ def oriented_source(code, y, x, height, width):
     return row, col
 
 
-def copy_oriented_row(source, out, image, source_image, code, top, left, height, width, y):
-    """Row ``y`` of one output block: ``source`` and ``out`` are ``(n, H, W, units)``.
-
-    The orientation of :func:`oriented_source`, written out so the body calls nothing.
-    """
-    units = out.shape[3]
-    for x in range(width):
-        if code >= 4:
-            row = x
-            col = y
-        else:
-            row = y
-            col = x
-        if code & 2:
-            row = height - 1 - row
-        if code & 1:
-            col = width - 1 - col
-        for unit in range(units):
-            out[image, top + y, left + x, unit] = source[source_image, top + row, left + col, unit]
-
-
+@body
 def round_half_even(value):
     """Round to the nearest integer, ties to even (``np.rint``), with ``math.floor`` only."""
     lower = math.floor(value)
@@ -59,30 +62,12 @@ def round_half_even(value):
         return lower + 1.0
     if fraction < 0.5:
         return lower
-    if lower % 2.0 == 0.0:
+    if lower * 0.5 == math.floor(lower * 0.5):
         return lower
     return lower + 1.0
 
 
-def jitter_level(value, low, span, integer, brightness, contrast, tone):
-    """One jittered pixel on the [0, 1] scale (store it with :func:`to_dtype_value`)."""
-    if integer:
-        level = (value - low) / span
-    else:
-        level = value * 1.0
-        if level < 0.0:
-            level = 0.0
-        if level > 1.0:
-            level = 1.0
-    toned = level / (level + tone * (1.0 - level))
-    result = (toned - 0.5) * contrast + 0.5 + brightness
-    if result < 0.0:
-        result = 0.0
-    if result > 1.0:
-        result = 1.0
-    return result
-
-
+@body
 def clip_value(value, low, high):
     """``value`` clipped to ``[low, high]``."""
     if value < low:
@@ -92,27 +77,162 @@ def clip_value(value, low, high):
     return value
 
 
-def blur_across_rows(pixels, row, col, channel, weights, radius, height):
-    """``sum_k weights[k] * pixels[clamp(row + k - radius), col, channel]``, k ascending."""
-    total = 0.0
-    for k in range(2 * radius + 1):
-        source_row = row + k - radius
-        if source_row < 0:
-            source_row = 0
-        if source_row > height - 1:
-            source_row = height - 1
-        total = total + weights[k] * pixels[source_row, col, channel]
-    return total
+@body
+def jitter_from_level(level, brightness, contrast, tone):
+    """The jitter of a value at ``level`` in [0, 1], on the [0, 1] scale, clipped."""
+    toned = level / (level + tone * (1.0 - level))
+    result = (toned - 0.5) * contrast + 0.5 + brightness
+    if result < 0.0:
+        result = 0.0
+    if result > 1.0:
+        result = 1.0
+    return result
 
 
-def blur_across_cols(pixels, row, col, channel, weights, radius, width):
-    """``sum_k weights[k] * pixels[row, clamp(col + k - radius), channel]``, k ascending."""
-    total = 0.0
-    for k in range(2 * radius + 1):
-        source_col = col + k - radius
-        if source_col < 0:
-            source_col = 0
-        if source_col > width - 1:
-            source_col = width - 1
-        total = total + weights[k] * pixels[row, source_col, channel]
-    return total
+@body
+def jitter_level(value, low, span, integer, brightness, contrast, tone):
+    """One jittered pixel value on the [0, 1] scale (see :func:`jittered_value`)."""
+    if integer:
+        level = (value - low) / span
+    else:
+        level = value * 1.0
+        if level < 0.0:
+            level = 0.0
+        if level > 1.0:
+            level = 1.0
+    return jitter_from_level(level, brightness, contrast, tone)
+
+
+@body
+def jittered_value(value, low, span, integer, brightness, contrast, tone):
+    """The value to store: ``rint(level * span) + low`` for integers, the level for floats."""
+    level = jitter_level(value, low, span, integer, brightness, contrast, tone)
+    if integer:
+        return round_half_even(level * span) + low
+    return level
+
+
+@body
+def fill_level_table(table, levels, low, span, brightness, contrast, tone):
+    """``table[v] = `` the stored jitter of the integer value ``v + low``, for every level.
+
+    ``levels[v]`` is ``v / span`` (the level of value ``v + low``, computed once per run).
+    """
+    for index in range(levels.size):
+        level = jitter_from_level(levels[index], brightness, contrast, tone)
+        table[index] = round_half_even(level * span) + low
+
+
+@body
+def store_value(out, image, row, column, value, step, table, offset, low, span, brightness,
+                contrast, tone):
+    """``out[image, row, column] = `` ``value`` after the value step ``step``."""
+    if step == COPY:
+        out[image, row, column] = value
+    elif step == TABLE:
+        out[image, row, column] = table[int(value) - offset]
+    else:
+        out[image, row, column] = jittered_value(value, low, span, step == INTEGER,
+                                                 brightness, contrast, tone)
+
+
+@body
+def copy_block_row(source, out, image, source_image, code, top, left, height, width, y,
+                   channels, step, table, offset, low, span, brightness, contrast, tone):
+    """Row ``y`` of one output block: orient the source block, then apply the value step.
+
+    ``source`` and ``out`` are ``(n, H, W * channels)``; the block's top-left pixel is
+    ``(top, left)``. ``offset`` is ``int(low)`` (the table's first value).
+    """
+    if code < 4:
+        row = height - 1 - y if code & 2 else y
+        if code & 1 == 0:
+            start = left * channels
+            for unit in range(width * channels):
+                store_value(out, image, top + y, start + unit,
+                            source[source_image, top + row, start + unit], step, table, offset,
+                            low, span, brightness, contrast, tone)
+            return
+        for x in range(width):
+            target = (left + x) * channels
+            origin = (left + width - 1 - x) * channels
+            for channel in range(channels):
+                store_value(out, image, top + y, target + channel,
+                            source[source_image, top + row, origin + channel], step, table,
+                            offset, low, span, brightness, contrast, tone)
+        return
+    for x in range(width):
+        row = height - 1 - x if code & 2 else x
+        col = width - 1 - y if code & 1 else y
+        target = (left + x) * channels
+        origin = (left + col) * channels
+        for channel in range(channels):
+            store_value(out, image, top + y, target + channel,
+                        source[source_image, top + row, origin + channel], step, table, offset,
+                        low, span, brightness, contrast, tone)
+
+
+@body
+def blur_band_rows(pixels, image, band_rows, lines, weights, radius, low, high, integer):
+    """Blur across the horizontal seams: pass 1 of the seam blur, on ``band_rows`` only.
+
+    Every value of the rows ``band_rows`` becomes ``sum_k weights[k] * M[clamp(row + k -
+    radius), same column]`` (``k`` ascending, float64) of the image ``M`` before the pass,
+    stored in the dtype (integers rounded half to even and clipped). ``lines`` is scratch of
+    at least ``(band_rows.size, W * C)``.
+    """
+    height = pixels.shape[1]
+    values = pixels.shape[2]
+    for index in range(band_rows.size):
+        row = band_rows[index]
+        for unit in range(values):
+            lines[index, unit] = 0.0
+        for k in range(2 * radius + 1):
+            source_row = row + k - radius
+            if source_row < 0:
+                source_row = 0
+            if source_row > height - 1:
+                source_row = height - 1
+            weight = weights[k]
+            for unit in range(values):
+                lines[index, unit] = lines[index, unit] + weight * pixels[image, source_row, unit]
+    for index in range(band_rows.size):
+        row = band_rows[index]
+        for unit in range(values):
+            total = lines[index, unit]
+            if integer:
+                total = clip_value(round_half_even(total), low, high)
+            pixels[image, row, unit] = total
+
+
+@body
+def blur_band_cols(pixels, image, band_cols, line, weights, radius, channels, low, high,
+                   integer):
+    """Blur across the vertical seams: pass 2 of the seam blur, on ``band_cols`` only.
+
+    Every value of the columns ``band_cols`` becomes the weighted sum along its row of the
+    image after pass 1 (as :func:`blur_band_rows`, across columns). ``line`` is scratch of
+    at least ``band_cols.size * channels`` values.
+    """
+    height = pixels.shape[1]
+    width = pixels.shape[2] // channels
+    for row in range(height):
+        for index in range(band_cols.size):
+            col = band_cols[index]
+            for channel in range(channels):
+                total = 0.0
+                for k in range(2 * radius + 1):
+                    source_col = col + k - radius
+                    if source_col < 0:
+                        source_col = 0
+                    if source_col > width - 1:
+                        source_col = width - 1
+                    total = total + weights[k] * pixels[image, row, source_col * channels + channel]
+                line[index * channels + channel] = total
+        for index in range(band_cols.size):
+            col = band_cols[index]
+            for channel in range(channels):
+                total = line[index * channels + channel]
+                if integer:
+                    total = clip_value(round_half_even(total), low, high)
+                pixels[image, row, col * channels + channel] = total

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -48,3 +50,87 @@ class PixelLayout:
         """The ``(n, H, units)`` view of C-contiguous ``images`` (no copy)."""
         return images.view(np.uint8).reshape(len(images), -1).view(self.unit_dtype).reshape(
             len(images), self.height, self.units)
+
+
+def unit_dtype(pixel_bytes: int) -> np.dtype:
+    """The widest unsigned integer of 8, 4, 2 or 1 bytes that divides ``pixel_bytes``."""
+    return np.dtype(_UNSIGNED[max(size for size in _UNSIGNED if pixel_bytes % size == 0)])
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The constants of the per-piece step for one image shape, dtype and spec.
+
+    Built once per run by :func:`fastmix.pipeline.steps_for`; backends read them. Without
+    hardening only ``layout`` matters (the plain gather). With hardening, pixels are seen as
+    ``(n, H, W * channels)`` values (:meth:`values`): the dtype's values when jitter or seam
+    blur run, whole-pixel unsigned units when only orientation does.
+
+    Attributes
+    ----------
+    layout : PixelLayout
+        The plain gather's view and block edges in units.
+    hardened : bool
+        Whether any hardening step runs (else the plain gather).
+    row_edges, col_edges : ndarray of int64
+        Block edges in pixels.
+    value_dtype : numpy.dtype
+        The dtype of :meth:`values`.
+    channels : int
+        Values per pixel in :meth:`values`.
+    jitter_step : int
+        ``harden_body.INTEGER`` or ``harden_body.FLOAT``.
+    levels : ndarray of float64
+        ``v / span`` for every integer level ``v`` when a block may use a level table (size
+        0 otherwise).
+    low, span, high : float
+        The dtype's value range (0, 1, 1 for floats).
+    band_rows, band_cols : ndarray of int64
+        The seam blur's rows and columns (size 0: no blur).
+    weights : ndarray of float64
+        The blur weights; ``radius`` their half width.
+    blur_integer : bool
+        Whether blurred values are rounded and clipped.
+    """
+
+    layout: PixelLayout
+    hardened: bool
+    row_edges: np.ndarray
+    col_edges: np.ndarray
+    value_dtype: np.dtype
+    channels: int
+    jitter_step: int
+    levels: np.ndarray
+    low: float
+    span: float
+    high: float
+    band_rows: np.ndarray
+    band_cols: np.ndarray
+    weights: np.ndarray
+    radius: int
+    blur_integer: bool
+    no_jitter: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3)))
+
+    def values(self, images: np.ndarray) -> np.ndarray:
+        """The ``(n, H, W * channels)`` view of C-contiguous ``images`` (no copy)."""
+        count, height = images.shape[0], images.shape[1]
+        return images.view(np.uint8).reshape(count, -1).view(self.value_dtype).reshape(
+            count, height, -1)
+
+
+@dataclass(frozen=True)
+class WindowJob:
+    """One window handed to a backend: the run's steps, the window's plan, its pixels.
+
+    ``plan`` is a :class:`fastmix.plan.Plan` (the inverted one when unmixing); ``pixels``
+    is the window's input where the backend computes (``None`` until
+    :func:`load_window` of the backend puts it there).
+    """
+
+    steps: Steps
+    plan: Any
+    pixels: Any = None
+
+    def with_pixels(self, pixels: Any) -> WindowJob:
+        """The same job with the window's pixels where the backend computes."""
+        return replace(self, pixels=pixels)

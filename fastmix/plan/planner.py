@@ -8,8 +8,8 @@ Algorithm of one round (all random numbers from :mod:`fastmix.plan.random`):
 
 permute
     Each image ``i`` gets a sort key ``derive(shuffle_seed, i)``; images are ordered by
-    (label code, sort key, index). Each label's run is cut into groups of ``donors + 1``;
-    a last group of one joins the previous group. The group's first member is its leader.
+    (label code, sort key, index). Each label's run is cut into groups by the spec's plan
+    rule (:mod:`fastmix.plan.groups`). The group's first member is its leader.
     For block ``b``, ``block_seed = derive(derive(permute_seed, leader), b)``; draw 0 is the
     coin; if heads, draws 1, 2, ... drive a Fisher-Yates shuffle from the last position down,
     restarted as soon as an element lands on its own position (a uniform derangement
@@ -21,16 +21,21 @@ paper
     derive(derive(blocks_seed, i), b)``; draw 0 is the coin, draw 1 picks the donor.
 
 Rounds are composed: ``total[i, b] = previous[round_source[i, b], b]``.
+
+A hardened spec's orientation codes and jitter parameters are drawn from the same window
+seed (:mod:`fastmix.plan.hardening`), so one call plans everything a backend executes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numba import njit, prange
 
 from fastmix.keys import Key
+from fastmix.plan.groups import group_starts
+from fastmix.plan.hardening import INVERSE_CODE, draw_hardening
 from fastmix.plan.random import (
     ROUND_STRIDE,
     STREAM_BLOCKS,
@@ -50,7 +55,7 @@ SOURCE_DTYPE = np.int32
 
 @dataclass(frozen=True)
 class Plan:
-    """The source map of one window.
+    """Everything a backend needs to mix one window: source map and hardening draws.
 
     Attributes
     ----------
@@ -62,15 +67,44 @@ class Plan:
         The images listed so that those exchanging blocks are adjacent. Kernels process
         output images in this order to keep their sources in cache; it never changes the
         result.
+    codes : ndarray of uint8, shape (n, blocks), or None
+        Orientation code of each output block (:mod:`fastmix.kernels.harden_body`);
+        ``None`` without orientation.
+    jitter : ndarray of float64, shape (n, blocks, 3), or None
+        Brightness offset, contrast and tone of each output block; ``None`` without jitter.
     """
 
     source: np.ndarray
     unpartnered: int
     order: np.ndarray
+    codes: np.ndarray | None = None
+    jitter: np.ndarray | None = None
 
     def inverse(self) -> np.ndarray:
         """The source map that undoes this one (permute mode only)."""
         return invert_source(self.source)
+
+    def inverted(self) -> Plan:
+        """The plan that undoes this one: inverse source map and inverse orientations.
+
+        Only for reversible plans (permute mode, no jitter).
+        """
+        if self.jitter is not None:
+            raise ValueError("a plan with jitter is one-way and has no inverse")
+        inverse = invert_source(self.source)
+        codes = None
+        if self.codes is not None:
+            # Output image j (an original) takes block b back from image inverse[j, b],
+            # which had oriented it with codes[inverse[j, b], b].
+            codes = np.ascontiguousarray(INVERSE_CODE[np.take_along_axis(
+                self.codes, inverse.astype(np.int64), axis=0)])
+        return replace(self, source=inverse, codes=codes)
+
+    @staticmethod
+    def bytes_per_block(spec: MixSpec) -> int:
+        """Bytes a plan holds per image and block: source map, its inverse, the draws."""
+        return 2 * SOURCE_DTYPE().itemsize + (2 if spec.orient != "none" else 0) + \
+            (24 if spec.jitter is not None else 0)
 
 
 @njit(parallel=True, cache=True)
@@ -182,62 +216,19 @@ def invert_source(source: np.ndarray) -> np.ndarray:
     return inverse
 
 
-def _group_starts(sorted_codes: np.ndarray, group_size: int) -> np.ndarray:
-    """Boundaries of the groups cut from each label run of ``sorted_codes``."""
-    count = sorted_codes.size
-    run_starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    run_lengths = np.diff(np.r_[run_starts, count])
-    starts = []
-    for run_start, length in zip(run_starts.tolist(), run_lengths.tolist()):
-        cuts = list(range(run_start, run_start + length, group_size))
-        if len(cuts) > 1 and run_start + length - cuts[-1] == 1:
-            cuts.pop()  # a last group of one joins the previous group
-        starts.extend(cuts)
-    starts.append(count)
-    return np.asarray(starts, dtype=np.int64)
-
-
-def images_in_pairs(label_counts: np.ndarray, spec: MixSpec) -> int:
-    """Images that permute mode puts in groups of exactly two, given one window's label counts.
-
-    Two images that form a group receive every mixed block from each other: at ``prob=1``
-    each mixed image is the other original, whole. The grouping rule allows this for the
-    last group of a label (only a last group of one joins the previous group), so callers
-    warn about it.
-    """
-    if spec.mode != "permute":
-        return 0
-    size = spec.group_size(int(np.sum(label_counts)))
-    pairs = 0
-    for count in np.asarray(label_counts).tolist():
-        full_groups, remainder = divmod(count, size)
-        groups = [size] * full_groups + ([remainder] if remainder else [])
-        if len(groups) > 1 and groups[-1] == 1:
-            groups.pop()
-            groups[-1] += 1  # a last group of one joins the previous group
-        pairs += 2 * groups.count(2)
-    return pairs
-
-
-def pairs_warning(pairs: int) -> str:
-    """The warning about images in permute groups of two (see :func:`images_in_pairs`)."""
-    return (f"{pairs} image(s) are in permute groups of two: each takes every mixed block from "
-            "one other image, so at prob 1 it shows that other original whole; choose donors "
-            "or group so the label counts divide evenly, or use group='window'")
-
-
-def plan_window(codes: np.ndarray, block_count: int, spec: MixSpec, key: Key,
-                window_index: int) -> Plan:
-    """Compute the source map of one window.
+def plan_window(codes: np.ndarray, grid: int | tuple[np.ndarray, np.ndarray], spec: MixSpec,
+                key: Key, window_index: int) -> Plan:
+    """Plan one window: its source map and, for a hardened spec, its hardening draws.
 
     Parameters
     ----------
     codes : ndarray of int64, shape (n,)
         Label codes of the window's images (see :func:`fastmix.plan.encode_labels`).
-    block_count : int
-        Blocks per image.
+    grid : int or (row_edges, col_edges)
+        The block edges in pixels (:func:`fastmix.kernels.layout.block_edges`), or only the
+        number of blocks per image for an unhardened spec.
     spec : MixSpec
-        The mixing parameters.
+        The mixing parameters; ``spec.plan_rule`` cuts the permute groups.
     key : Key
         The secret key.
     window_index : int
@@ -247,6 +238,13 @@ def plan_window(codes: np.ndarray, block_count: int, spec: MixSpec, key: Key,
     -------
     Plan
     """
+    if isinstance(grid, tuple):
+        row_edges, col_edges = grid
+        block_count = (len(row_edges) - 1) * (len(col_edges) - 1)
+    elif spec.hardened:
+        raise ValueError("a hardened spec needs the block edges to plan, not a block count")
+    else:
+        block_count = int(grid)
     codes = np.ascontiguousarray(codes, dtype=np.int64)
     count = codes.size
     window_seed = key.window_seed(spec.canonical(), window_index)
@@ -262,7 +260,7 @@ def plan_window(codes: np.ndarray, block_count: int, spec: MixSpec, key: Key,
         if spec.mode == "permute":
             sort_keys = _sort_keys(derive_seed(window_seed, stream + STREAM_SHUFFLE), count)
             order = np.lexsort((np.arange(count), sort_keys, codes))
-            starts = _group_starts(codes[order], spec.group_size(count))
+            starts = group_starts(codes[order], spec.group_size(count), spec.plan_rule)
             _permute_round(order, starts, block_count,
                            derive_seed(window_seed, stream + STREAM_PERMUTE), threshold, source)
         else:
@@ -282,4 +280,9 @@ def plan_window(codes: np.ndarray, block_count: int, spec: MixSpec, key: Key,
             total = composed
     if total is None:
         total = np.empty((count, block_count), dtype=SOURCE_DTYPE)
-    return Plan(source=total, unpartnered=unpartnered, order=order)
+    orientation = jitter = None
+    if spec.hardened:
+        orientation, jitter = draw_hardening(spec, window_seed, count, np.asarray(row_edges),
+                                             np.asarray(col_edges))
+    return Plan(source=total, unpartnered=unpartnered, order=order, codes=orientation,
+                jitter=jitter)

@@ -46,8 +46,7 @@ import numpy as np
 
 from fastmix.errors import BadInputError, BadInputTypeError
 from fastmix.keys import Key
-from fastmix.mixing import layout_for, mix_window
-from fastmix.plan import encode_labels, plan_window
+from fastmix.pipeline import Pipeline
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec, parse_memory
 from fastmix.store.access import open_hdf5
@@ -327,13 +326,11 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
         with template_dataset(dataset) as template:
             seconds["read"] = time.perf_counter() - clock
             clock = time.perf_counter()
-            layout = layout_for(shape, dtype, job.spec)
+            pipeline = Pipeline(shape, dtype, job.spec, key, backend=job.backend,
+                                inverse=job.inverse)
             out = _buffer("output", (count, *shape), dtype)
             with _KERNEL_LOCK:  # planning runs parallel kernels too
-                plan = plan_window(encode_labels(labels), layout.block_count, job.spec, key,
-                                   index)
-                mix_window(images, labels, job.spec, key, index, out, inverse=job.inverse,
-                           backend=job.backend, layout=layout, plan=plan)
+                plan = pipeline.mix_window(images, labels, index, out)
             seconds["mix"] = time.perf_counter() - clock
             clock = time.perf_counter()
             if job.shard_folder is not None:

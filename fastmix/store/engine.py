@@ -28,6 +28,7 @@ from fastmix.store.prepare import (
     count_unpartnered,
     mix_windows,
     piece_images,
+    require_no_pairs,
     require_not_interrupted,
     require_partners,
     require_unmixable,
@@ -119,6 +120,7 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
                               piece=piece)
         require_partners(count_unpartnered(store.labels, windows), strict)
         paired = count_paired(store.labels, windows, spec)
+        require_no_pairs(paired, strict)
         if client is not None:
             report = run_on_cluster("mix", source, destination, client=client, store=store,
                                     windows=windows, spec=spec, key=key, labels_name=labels,

@@ -75,6 +75,7 @@ from fastmix.store.prepare import (
     count_unpartnered,
     mix_windows,
     piece_images,
+    require_no_pairs,
     require_partners,
     require_unmixable,
     require_unmixed,
@@ -281,6 +282,7 @@ def _fresh_header(operation, source, store, key, spec, memory, window, labels, f
         unpartnered = count_unpartnered(label_array, windows)
         require_partners(unpartnered, strict)
         paired = count_paired(label_array, windows, spec)
+        require_no_pairs(paired, strict)
         labels_name = labels
     else:
         record = require_unmixable(images, source, key)

@@ -172,7 +172,8 @@ class RunHeader:
     def to_json(self) -> bytes:
         """The header as canonical JSON (the spec as :meth:`MixSpec.to_dict`)."""
         values = {field.name: getattr(self, field.name) for field in fields(self)}
-        values.update(spec=self.spec.to_dict(), shape=list(self.shape))
+        values.update(spec=self.spec.to_dict(), shape=list(self.shape),
+                      plan_rule=self.spec.plan_rule)
         return json.dumps(values, sort_keys=True).encode()
 
     @classmethod
@@ -191,7 +192,9 @@ class RunHeader:
             values = json.loads(text)
             if not isinstance(values, dict) or values.get("format") != JOURNAL_FORMAT:
                 raise refused
-            values["spec"] = MixSpec.from_dict(values["spec"])
+            # A journal without a plan rule was written by fastmix 0.1.0: rule 1.
+            rule = int(values.pop("plan_rule", 1))
+            values["spec"] = MixSpec.from_dict(values["spec"]).with_plan_rule(rule)
             values["shape"] = tuple(int(size) for size in values["shape"])
             return cls(**values)
         except (ValueError, TypeError, KeyError, BadInputError):

@@ -13,7 +13,9 @@ import numpy as np
 from fastmix.errors import BadInputError, hint
 from fastmix.spec import MixSpec
 
-FORMAT_VERSION = 1
+#: 2 adds ``fastmix_plan_rule`` (a store without it was planned with rule 1, by 0.1.0); a
+#: reader of format 1 would unmix a rule-2 store wrongly, so it must refuse it.
+FORMAT_VERSION = 2
 PREFIX = "fastmix_"
 #: State of the images dataset during and after an in-place run (:mod:`fastmix.store.inplace`).
 STATE_ATTRIBUTE = "fastmix_state"
@@ -58,6 +60,7 @@ def write_mix_attributes(dataset, spec: MixSpec, *, window: int, key_check: str,
     attrs["fastmix_format_version"] = np.int64(FORMAT_VERSION)
     attrs["fastmix_mode"] = spec.mode
     attrs["fastmix_spec"] = spec.canonical()
+    attrs["fastmix_plan_rule"] = np.int64(spec.plan_rule)
     if spec.block is not None:
         attrs["fastmix_block"] = np.asarray(spec.block, dtype=np.int64)
     else:
@@ -123,6 +126,8 @@ def read_mix_record(dataset) -> MixRecord | None:
                 f"reads up to {FORMAT_VERSION}); upgrade fastmix"
             )
         spec = MixSpec.from_dict(json.loads(attribute_text(attrs["fastmix_spec"])))
+        # Stores of format 1 (fastmix 0.1.0) carry no rule: they were planned with rule 1.
+        spec = spec.with_plan_rule(int(attrs.get("fastmix_plan_rule", 1)))
         return MixRecord(
             format_version=version,
             spec=spec,

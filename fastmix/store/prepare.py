@@ -16,8 +16,8 @@ import numpy as np
 
 from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
 from fastmix.keys import Key
-from fastmix.mixing import layout_for
-from fastmix.plan import images_in_pairs, pairs_warning
+from fastmix.pipeline import steps_for
+from fastmix.plan import Plan, images_in_pairs, pairs_warning
 from fastmix.plan.windows import unpartnered_message
 from fastmix.spec import MixSpec, parse_memory
 from fastmix.store.chunkio import PIECE_BYTES, piece_length
@@ -30,7 +30,7 @@ from fastmix.store.metadata import (
     read_mix_record,
     read_state,
 )
-from fastmix.store.stream import ring_slots, window_buffers
+from fastmix.store.stream import STREAM_BUFFERS, ring_slots
 from fastmix.store.windows import chunk_bytes, plan_windows
 
 # -- arguments ------------------------------------------------------------------------------
@@ -145,6 +145,12 @@ def require_partners(unpartnered: int, strict: bool) -> None:
         )
 
 
+def require_no_pairs(paired: int, strict: bool) -> None:
+    """With ``strict``, refuse (before anything is written) images in permute groups of two."""
+    if paired and strict:
+        raise BadInputError(pairs_warning(paired) + " (strict refuses them)")
+
+
 def warn_after_mix(unpartnered: int, paired: int, stacklevel: int) -> None:
     """Warn about images left unmixed and images in permute groups of two."""
     if unpartnered:
@@ -239,7 +245,8 @@ def mix_windows(store, spec: MixSpec, memory: int | str, window: int | None, *,
     list of (int, int)
     """
     images = store.images
-    layout = layout_for(tuple(images.shape[1:]), images.dtype, spec)
-    return plan_windows(images, memory, window, block_count=layout.block_count,
+    steps = steps_for(tuple(images.shape[1:]), images.dtype, spec)
+    return plan_windows(images, memory, window, block_count=steps.layout.block_count,
                         staging_bytes=streaming_staging_bytes(store, threads, raw, piece),
-                        buffers=window_buffers(spec))
+                        buffers=STREAM_BUFFERS,
+                        plan_bytes_per_block=2 * Plan.bytes_per_block(spec))

@@ -31,7 +31,8 @@ def chunk_bytes(dataset) -> int:
 
 
 def window_length_for(dataset, memory: int | str, *, block_count: int = 64,
-                      staging_bytes: int = 0, buffers: int = WINDOW_BUFFERS) -> int:
+                      staging_bytes: int = 0, buffers: int = WINDOW_BUFFERS,
+                      plan_bytes_per_block: int = PLAN_BYTES_PER_BLOCK) -> int:
     """The longest chunk-aligned window whose buffers fit in ``memory``.
 
     Parameters
@@ -46,6 +47,9 @@ def window_length_for(dataset, memory: int | str, *, block_count: int = 64,
         Memory the I/O needs besides the window buffers (per-thread chunk buffers).
     buffers : int
         Window-sized pixel buffers alive at once.
+    plan_bytes_per_block : int
+        Plan bytes per image and block of the windows alive at once (hardening draws
+        included).
 
     Raises
     ------
@@ -55,7 +59,7 @@ def window_length_for(dataset, memory: int | str, *, block_count: int = 64,
     budget = parse_memory(memory)
     count = int(dataset.shape[0])
     image_bytes = int(np.prod(dataset.shape[1:], dtype=np.int64)) * dataset.dtype.itemsize
-    per_image = buffers * image_bytes + PLAN_BYTES_PER_BLOCK * block_count + PLAN_BYTES_PER_IMAGE
+    per_image = buffers * image_bytes + plan_bytes_per_block * block_count + PLAN_BYTES_PER_IMAGE
     step = chunk_length(dataset)
     fitting = (budget - staging_bytes) // per_image if budget > staging_bytes else 0
     length = fitting // step * step
@@ -105,7 +109,8 @@ def check_window(dataset, window: object) -> int:
 
 def plan_windows(dataset, memory: int | str = "1GiB", window: int | None = None, *,
                  block_count: int = 64, staging_bytes: int = 0,
-                 buffers: int = WINDOW_BUFFERS, aligned: bool = True) -> list[tuple[int, int]]:
+                 buffers: int = WINDOW_BUFFERS, aligned: bool = True,
+                 plan_bytes_per_block: int = PLAN_BYTES_PER_BLOCK) -> list[tuple[int, int]]:
     """Split the dataset's images into windows ``[(start, stop), ...]``.
 
     Parameters
@@ -116,7 +121,7 @@ def plan_windows(dataset, memory: int | str = "1GiB", window: int | None = None,
         Memory budget; sets the window length when ``window`` is not given.
     window : int, optional
         Fixed window length (a multiple of the chunk length when ``aligned``).
-    block_count, staging_bytes, buffers
+    block_count, staging_bytes, buffers, plan_bytes_per_block
         See :func:`window_length_for`.
     aligned : bool
         Require an explicit ``window`` to fall on chunk boundaries (unmix of a store that was
@@ -129,7 +134,8 @@ def plan_windows(dataset, memory: int | str = "1GiB", window: int | None = None,
     """
     if window is None:
         length = window_length_for(dataset, memory, block_count=block_count,
-                                   staging_bytes=staging_bytes, buffers=buffers)
+                                   staging_bytes=staging_bytes, buffers=buffers,
+                                   plan_bytes_per_block=plan_bytes_per_block)
     elif aligned:
         length = check_window(dataset, window)
     else:

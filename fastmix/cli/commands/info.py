@@ -107,7 +107,7 @@ def describe_labels(file, name: str, count: int, path: str) -> dict:
 
 def describe_record(record) -> dict | None:
     """The fastmix record as plain values (never a key: the store holds none)."""
-    from fastmix.harden.options import describe
+    from fastmix.spec import describe
 
     if record is None:
         return None

@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
             os.unlink(args.key_file)
         raise
     if recorded:
-        from fastmix.harden.options import describe, leaks
+        from fastmix.spec import describe, leaks
 
         parameters = describe(report.spec).replace(
             "mixing:", "mixing (as recorded by the interrupted run):", 1)

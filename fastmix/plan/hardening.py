@@ -1,4 +1,4 @@
-"""The keyed per-block hardening choices of one window.
+"""The keyed per-block hardening choices of one window, drawn with its source map.
 
 Every choice is a pure function of the window seed (SPEC section 3) and the coordinates
 (output image ``i`` local to the window, block ``b``), drawn with
@@ -14,68 +14,65 @@ change:
   for the spec's amplitudes ``(a_0, a_1, a_2)``.
 
 ``exp`` is :func:`exact_exp`, built from ``+ * /`` only, so the parameters are the same
-bytes on every machine.
+bytes on every machine. :func:`fastmix.plan.plan_window` calls :func:`draw_hardening` with
+the window seed of the source map (one derivation per window).
+
+This module also holds the constants of the later steps (:func:`blur_weights`,
+:func:`seam_band`) and the dtypes they accept (:func:`value_range`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from fastmix.keys import Key
+from fastmix.errors import BadInputError
 from fastmix.plan.random import bounded, derive, derive_seed
 from fastmix.spec import MixSpec
 
 STREAM_ORIENT = 1000
 STREAM_JITTER = 1001
 JITTER_DRAWS = 3
+_SHIFT_11 = np.uint64(11)
 
 # Inverse of each orientation code: mirrors are their own inverse, and a transpose followed
 # by mirrors is undone by the transpose with the two mirrors exchanged.
 INVERSE_CODE = np.array([0, 1, 2, 3, 4, 6, 5, 7], dtype=np.uint8)
 
 
-@dataclass(frozen=True)
-class HardenPlan:
-    """The hardening choices of one window, indexed ``[output image, block]``.
-
-    Attributes
-    ----------
-    codes : ndarray of uint8
-        Orientation code of each output block (0 = unchanged).
-    brightness, contrast, tone : ndarray of float64 or None
-        Jitter parameters of each output block; ``None`` without jitter.
-    """
-
-    codes: np.ndarray
-    brightness: np.ndarray | None
-    contrast: np.ndarray | None
-    tone: np.ndarray | None
+@njit(inline="always", cache=True)
+def _exact_exp(z):
+    reduced = z / 16.0
+    term = 1.0
+    total = 1.0
+    for power in range(1, 18):
+        term = term * reduced / float(power)
+        total = total + term
+    for _ in range(4):
+        total = total * total
+    return total
 
 
-@njit(cache=True)
-def _draws(stream_seed, count, block_count, draw_count):
-    values = np.empty((count, block_count, draw_count), dtype=np.uint64)
-    for image in range(count):
+@njit(parallel=True, cache=True)
+def _orientation_codes(stream_seed, count, choices, codes):
+    for image in prange(count):
+        image_seed = derive(stream_seed, image)
+        for block in range(choices.size):
+            codes[image, block] = bounded(derive(derive(image_seed, block), 0), choices[block])
+
+
+@njit(parallel=True, cache=True)
+def _jitter_parameters(stream_seed, count, block_count, amplitudes, jitter):
+    for image in prange(count):
         image_seed = derive(stream_seed, image)
         for block in range(block_count):
             block_seed = derive(image_seed, block)
-            for draw in range(draw_count):
-                values[image, block, draw] = derive(block_seed, draw)
-    return values
-
-
-@njit(cache=True)
-def _codes(draws, choices):
-    count, block_count = draws.shape[0], draws.shape[1]
-    codes = np.empty((count, block_count), dtype=np.uint8)
-    for image in range(count):
-        for block in range(block_count):
-            codes[image, block] = bounded(draws[image, block, 0], choices[block])
-    return codes
+            for draw in range(JITTER_DRAWS):
+                uniform = float(derive(block_seed, draw) >> _SHIFT_11) * 2.0**-52 - 1.0
+                value = uniform * amplitudes[draw]
+                jitter[image, block, draw] = value if draw == 0 else _exact_exp(value)
 
 
 def exact_exp(values: np.ndarray) -> np.ndarray:
@@ -108,51 +105,40 @@ def orientation_choices(orient: str, row_bounds: np.ndarray, col_bounds: np.ndar
     return np.where(square, 8, 4).astype(np.int64)
 
 
-def uniform_signed(draws: np.ndarray) -> np.ndarray:
-    """Map 64-bit draws to floats uniform in [-1, 1), exactly."""
-    return (draws >> np.uint64(11)).astype(np.float64) * 2.0**-52 - 1.0
-
-
-def plan_hardening(spec: MixSpec, key: Key, window_index: int, count: int,
-                   row_bounds: np.ndarray, col_bounds: np.ndarray) -> HardenPlan:
+def draw_hardening(spec: MixSpec, window_seed: int, count: int, row_edges: np.ndarray,
+                   col_edges: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Draw the orientation codes and jitter parameters of one window.
 
     Parameters
     ----------
     spec : MixSpec
         The mixing parameters (with their hardening options).
-    key : Key
-        The secret key.
-    window_index : int
-        Index of the window in the store.
+    window_seed : int
+        The window's seed (:meth:`fastmix.Key.window_seed`), the one the source map uses.
     count : int
         Images in the window.
-    row_bounds, col_bounds : ndarray of int64
+    row_edges, col_edges : ndarray of int64
         Block edges in pixels.
 
     Returns
     -------
-    HardenPlan
+    codes : ndarray of uint8, shape (count, blocks), or None
+        Orientation code of each output block; ``None`` without orientation.
+    jitter : ndarray of float64, shape (count, blocks, 3), or None
+        Brightness offset, contrast and tone of each output block; ``None`` without jitter.
     """
-    window_seed = key.window_seed(spec.canonical(), window_index)
-    block_count = (row_bounds.size - 1) * (col_bounds.size - 1)
-    choices = orientation_choices(spec.orient, row_bounds, col_bounds)
-    if spec.orient == "none":
-        codes = np.zeros((count, block_count), dtype=np.uint8)
-    else:
-        draws = _draws(derive_seed(window_seed, STREAM_ORIENT), count, block_count, 1)
-        codes = _codes(draws, choices)
-    if spec.jitter is None:
-        return HardenPlan(codes, None, None, None)
-    draws = _draws(derive_seed(window_seed, STREAM_JITTER), count, block_count, JITTER_DRAWS)
-    uniform = uniform_signed(draws)
-    brightness_amplitude, contrast_amplitude, tone_amplitude = spec.jitter
-    return HardenPlan(
-        codes,
-        np.ascontiguousarray(uniform[:, :, 0] * brightness_amplitude),
-        np.ascontiguousarray(exact_exp(uniform[:, :, 1] * contrast_amplitude)),
-        np.ascontiguousarray(exact_exp(uniform[:, :, 2] * tone_amplitude)),
-    )
+    seed = np.uint64(window_seed)
+    block_count = (row_edges.size - 1) * (col_edges.size - 1)
+    codes = jitter = None
+    if spec.orient != "none":
+        codes = np.empty((count, block_count), dtype=np.uint8)
+        _orientation_codes(derive_seed(seed, STREAM_ORIENT), count,
+                           orientation_choices(spec.orient, row_edges, col_edges), codes)
+    if spec.jitter is not None:
+        jitter = np.empty((count, block_count, JITTER_DRAWS), dtype=np.float64)
+        _jitter_parameters(derive_seed(seed, STREAM_JITTER), count, block_count,
+                           np.asarray(spec.jitter, dtype=np.float64), jitter)
+    return codes, jitter
 
 
 def blur_weights(sigma: float) -> np.ndarray:
@@ -182,3 +168,25 @@ def seam_band(bounds: np.ndarray, sigma: float) -> np.ndarray:
     for seam in bounds[1:-1].tolist():
         band[max(seam - half_width, 0):min(seam + half_width, size)] = True
     return np.flatnonzero(band).astype(np.int64)
+
+
+def value_range(dtype: np.dtype, what: str) -> tuple[float, float, bool]:
+    """``(low, high, integer)`` of a dtype that jitter and seam blur can compute on."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui" and dtype.itemsize <= 4:
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max), True
+    if dtype.kind == "f" and dtype.itemsize >= 4:
+        return 0.0, 1.0, False
+    raise BadInputError(
+        f"{what} works on integer images up to 32 bits and float32/float64 images, got "
+        f"{dtype}; convert the images (for example to uint8 or float32) or drop {what}"
+    )
+
+
+def check_hardening_dtype(spec: MixSpec, dtype: np.dtype) -> None:
+    """Raise :class:`BadInputError` if ``spec``'s hardening cannot run on ``dtype``."""
+    if spec.jitter is not None:
+        value_range(dtype, "jitter")
+    if spec.seam_blur > 0:
+        value_range(dtype, "seam blur")

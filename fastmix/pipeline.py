@@ -1,0 +1,168 @@
+"""The one mixing pipeline: plan a window, load it on the backend, produce it piece by piece.
+
+:func:`fastmix.mix_array`, the new-file store engine (:mod:`fastmix.store.stream`) and the
+in-place engine all run windows through :class:`Pipeline`::
+
+    pipeline = Pipeline(image_shape, dtype, spec, key, backend="cpu", inverse=False)
+    plan = pipeline.plan(labels_of_window, window_index)      # no pixels: any thread
+    window = pipeline.load(window_images, plan)               # once per window
+    pipeline.mix_piece(window, first, last, out)              # any range of output images
+
+The per-piece step does, for each output image of the range and in one pass while the
+image is in cache: gather with orientation, then jitter, then seam blur (definitions in
+:mod:`fastmix.kernels.harden_body`, which every backend compiles). Without hardening it is
+the plain block gather. A piece never needs more output memory than its own images.
+
+Definitions of the hardening steps (every backend computes exactly these bytes):
+
+oriented gather
+    ``out[i, block b] = orient(in[source[i, b], block b], code[i, b])``. Unmixing gathers
+    with the inverse source map and the inverse codes (:meth:`fastmix.plan.Plan.inverted`),
+    so permute + orientation stays exact.
+jitter
+    Per block, with the plan's parameters, every pixel value ``x`` (every channel alike)
+    becomes, in float64 with each operation rounded as IEEE 754 does: ``v = (x - low) /
+    span`` for integer dtypes (``low`` and ``span`` the dtype's minimum and range), or ``v =
+    clip(x, 0, 1)`` for float dtypes (float images are taken to be in [0, 1]); ``t = v / (v +
+    tone * (1 - v))`` (a gamma-like tone curve made of ``+ - * /`` only); ``y = clip((t -
+    0.5) * contrast + 0.5 + brightness, 0, 1)``; stored as ``rint(y * span) + low`` (round
+    half to even) for integers, or cast to the float dtype. Integer blocks with more values
+    than their dtype has levels (up to 16 bits) go through a table of every level computed
+    with the same arithmetic, so the bytes are the same.
+seam blur
+    With ``w = ceil(sigma)``, radius ``R = ceil(3 sigma)`` and the normalised weights of
+    :func:`fastmix.plan.hardening.blur_weights`: pass 1 replaces every pixel of the rows
+    within ``w`` of an internal horizontal seam by ``sum_k weight[k] * M[clamp(r + k - R),
+    c]`` read from the image ``M`` before the pass; pass 2 does the same along the row for
+    every pixel of the columns near a vertical seam, reading the result of pass 1. Sums run
+    in ascending ``k`` in float64; each pass stores its values in the dtype (integers
+    rounded half to even and clipped). Only those band pixels are read and written.
+
+Every output block is hardened, including blocks that stay in place (``prob < 1``) and
+images without a same-label partner, so no block is left recognisably untouched. Jitter and
+seam blur are one-way (rounding, clipping, smoothing).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+import numpy as np
+
+from fastmix.backends import Backend, get_backend
+from fastmix.errors import BadInputError
+from fastmix.kernels import harden_body
+from fastmix.kernels.layout import PixelLayout, Steps, WindowJob, block_edges, unit_dtype
+from fastmix.keys import Key
+from fastmix.plan import Plan, encode_labels, plan_window
+from fastmix.plan.hardening import blur_weights, check_hardening_dtype, seam_band, value_range
+from fastmix.spec import MixSpec
+
+#: Integer dtypes with at most this many levels may use a per-block level table.
+MAX_TABLE_LEVELS = 1 << 16
+
+
+def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> Steps:
+    """The constants of the per-piece step for images of ``image_shape`` (without N).
+
+    Raises
+    ------
+    BadInputError
+        When the spec's hardening cannot run on ``dtype``, or the block does not fit.
+    """
+    dtype = np.dtype(dtype)
+    height, width = image_shape[0], image_shape[1]
+    block = spec.block_shape(height, width)
+    layout = PixelLayout(image_shape, dtype, block)
+    check_hardening_dtype(spec, dtype)
+    row_edges, col_edges = block_edges(height, width, block)
+    channels = int(np.prod(image_shape[2:], dtype=np.int64)) if len(image_shape) > 2 else 1
+    empty_int = np.zeros(0, dtype=np.int64)
+    low, high, integer = 0.0, 1.0, False
+    value_dtype = dtype
+    if spec.jitter is not None or spec.seam_blur > 0:
+        low, high, integer = value_range(dtype, "jitter" if spec.jitter is not None
+                                         else "seam blur")
+    elif spec.hardened:  # orientation only: move whole pixels as unsigned units
+        pixel_bytes = channels * dtype.itemsize
+        value_dtype = unit_dtype(pixel_bytes)
+        channels = pixel_bytes // value_dtype.itemsize
+    span = high - low
+    levels = np.zeros(0, dtype=np.float64)
+    if spec.jitter is not None and integer and span + 1 <= MAX_TABLE_LEVELS:
+        levels = np.arange(int(span) + 1, dtype=np.float64) / span
+    band_rows = band_cols = empty_int
+    weights = np.zeros(1, dtype=np.float64)
+    if spec.seam_blur > 0:
+        weights = blur_weights(spec.seam_blur)
+        band_rows = seam_band(row_edges, spec.seam_blur)
+        band_cols = seam_band(col_edges, spec.seam_blur)
+    return Steps(layout=layout, hardened=spec.hardened, row_edges=row_edges,
+                 col_edges=col_edges, value_dtype=np.dtype(value_dtype), channels=channels,
+                 jitter_step=harden_body.INTEGER if integer else harden_body.FLOAT,
+                 levels=levels, low=low, span=span, high=high, band_rows=band_rows,
+                 band_cols=band_cols, weights=weights, radius=(weights.size - 1) // 2,
+                 blur_integer=integer)
+
+
+class Pipeline:
+    """Mix (or unmix) the windows of one run: images of one shape and dtype, one spec.
+
+    Parameters
+    ----------
+    image_shape : tuple of int
+        ``(H, W[, C])``.
+    dtype : numpy.dtype
+        The images' dtype.
+    spec : MixSpec
+        Mixing parameters (``spec.plan_rule`` included).
+    key : Key
+        The secret key.
+    backend : str
+        A name of :func:`fastmix.backends.available_backends`.
+    inverse : bool
+        Unmix: execute each plan's inverse (reversible specs only).
+    """
+
+    def __init__(self, image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec, key: Key,
+                 *, backend: str = "cpu", inverse: bool = False):
+        if inverse and not spec.reversible:
+            raise BadInputError(
+                "this data was mixed with jitter/seam blur, which are one-way; it cannot be "
+                "unmixed (only permute mode with orientation at most can be restored)"
+            )
+        self.spec, self.key, self.inverse = spec, key, inverse
+        self.backend: Backend = get_backend(backend)
+        self.steps = steps_for(tuple(image_shape), dtype, spec)
+
+    @property
+    def block_count(self) -> int:
+        """Blocks per image."""
+        return self.steps.layout.block_count
+
+    def plan(self, labels: np.ndarray, window_index: int) -> Plan:
+        """The plan of the window whose validated labels are ``labels`` (no pixels)."""
+        return plan_window(encode_labels(labels), (self.steps.row_edges, self.steps.col_edges),
+                           self.spec, self.key, window_index)
+
+    def load(self, images: np.ndarray, plan: Plan) -> WindowJob:
+        """Hand one window (C-contiguous host ``images``) and its plan to the backend."""
+        executed = plan.inverted() if self.inverse else plan
+        return self.backend.load_window(images, WindowJob(self.steps, executed))
+
+    def mix_piece(self, window: WindowJob, first: int, last: int, out: np.ndarray,
+                  order: np.ndarray | None = None) -> None:
+        """Output images ``first..last`` of the loaded ``window`` into ``out``."""
+        self.backend.mix_piece(window, first, last, out, order)
+
+    def mix_window(self, images: np.ndarray, labels: np.ndarray, window_index: int,
+                   out: np.ndarray, plan: Plan | None = None) -> Plan:
+        """A whole window into ``out`` as one piece, visiting images in the plan's order."""
+        plan = self.plan(labels, window_index) if plan is None else plan
+        window = self.load(images, plan)
+        self.mix_piece(window, 0, len(images), out, window.plan.order)
+        return plan
+
+    def streaming_threads(self) -> AbstractContextManager[None]:
+        """The backend's thread setting while a store streams."""
+        return self.backend.streaming_threads()
