@@ -3,6 +3,7 @@
     python bench/bench_store.py                          # 40,000 images, none / lz4 / gzip-1
     python bench/bench_store.py --images 10000 --repeats 3
     python bench/bench_store.py --scale 10000,100000,1000000 --memory 1GiB --dir /big/disk
+    python bench/bench_store.py --scale 100000 --preset balanced   # the default preset
 
 The default mode prints the README table: medians of alternating runs on the same warm
 file, and their ratio (mix_store throughput / plain copy throughput). ``--scale`` instead
@@ -26,8 +27,10 @@ import json, sys, time
 import fastmix
 key = fastmix.Key.generate()
 started = time.perf_counter()
+spec = fastmix.MixSpec(block=(8, 8)) if sys.argv[4] == "plain" else \
+    fastmix.MixSpec.preset(sys.argv[4])
 report = fastmix.mix_store(sys.argv[1], sys.argv[2], key=key, memory=sys.argv[3],
-                           spec=fastmix.MixSpec(block=(8, 8)), progress=False)
+                           spec=spec, progress=False)
 seconds = time.perf_counter() - started
 with open("/proc/self/status") as status:
     peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
@@ -36,8 +39,13 @@ print(json.dumps({"seconds": seconds, "peak_rss": peak, "window": report.window,
 """
 
 
-def scale_run(sizes: list[int], memory: str, filter_name: str, directory: str | None) -> None:
-    """Mix stores of each size once, in a subprocess, and print throughput and peak RSS."""
+def scale_run(sizes: list[int], memory: str, filter_name: str, directory: str | None,
+              preset: str = "plain") -> None:
+    """Mix stores of each size once, in a subprocess, and print throughput and peak RSS.
+
+    ``preset`` ``"plain"`` mixes with ``MixSpec(block=(8, 8))``; a preset name with that
+    preset (``balanced`` is what ``fastmix mix`` uses by default).
+    """
     from fastmix.benchmark.store import write_photo_store
 
     print("| images | store | filter | --memory | seconds | images/s | us/image | peak RSS |")
@@ -47,7 +55,8 @@ def scale_run(sizes: list[int], memory: str, filter_name: str, directory: str | 
         try:
             source, target = os.path.join(folder, "in.h5"), os.path.join(folder, "out.h5")
             write_photo_store(source, size, filter_name)
-            result = subprocess.run([sys.executable, "-c", _SCALE_CHILD, source, target, memory],
+            result = subprocess.run([sys.executable, "-c", _SCALE_CHILD, source, target, memory,
+                                     preset],
                                     capture_output=True, text=True, check=True)
             figures = json.loads(result.stdout.strip().splitlines()[-1])
             store_gb = os.path.getsize(source) / 1e9
@@ -69,11 +78,13 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="folder for the temporary stores")
     parser.add_argument("--scale", default=None,
                         help="comma-separated store sizes for the scale run instead")
+    parser.add_argument("--preset", default="plain",
+                        help="scale run: plain (MixSpec(block=(8, 8))) or a preset name")
     parser.add_argument("--json", action="store_true", help="also print the raw rows as JSON")
     args = parser.parse_args()
     if args.scale:
         sizes = [int(text) for text in args.scale.split(",")]
-        scale_run(sizes, args.memory, args.filters.split(",")[0], args.dir)
+        scale_run(sizes, args.memory, args.filters.split(",")[0], args.dir, args.preset)
         return
     started = time.perf_counter()
     rows = run_store_benchmark(images=args.images, filters=tuple(args.filters.split(",")),

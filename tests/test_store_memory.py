@@ -10,6 +10,8 @@ import hdf5plugin
 import numpy as np
 import pytest
 
+from fastmix.spec import DEFAULT_PRESET
+
 pytestmark = pytest.mark.slow
 
 BUDGET_MIB = 16
@@ -28,9 +30,13 @@ CHILD = textwrap.dedent("""
                 if line.startswith(field):
                     return int(line.split()[1]) * 1024
 
-    source, target, budget = sys.argv[1], sys.argv[2], sys.argv[3]
+    source, target, budget, preset = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5]
     key = fastmix.Key.from_hex("ab" * 32)
-    spec = fastmix.MixSpec(block=(16, 16), donors=5)
+    warnings.simplefilter("ignore", fastmix.FastmixWarning)
+    if preset == "plain":
+        spec = fastmix.MixSpec(block=(16, 16), donors=5)
+    else:  # what `fastmix mix` uses without options
+        spec = fastmix.MixSpec.preset(preset)
     # Warm up every code path (Numba, h5py, codecs) on a tiny store first.
     fastmix.mix_store(sys.argv[4], target + ".warm.h5", spec=spec, key=key, memory=budget,
                       progress=False)
@@ -44,12 +50,12 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _photo_store(path, count, options):
+def _photo_store(path, count, options, chunk=16):
     from fastmix.benchmark.core import photographic_images
 
     with h5py.File(path, "w") as file:
         dataset = file.create_dataset("images", shape=(count, 64, 64, 3), dtype=np.uint8,
-                                      chunks=(16, 64, 64, 3), **options)
+                                      chunks=(chunk, 64, 64, 3), **options)
         for start in range(0, count, 2048):
             stop = min(start + 2048, count)
             dataset[start:stop] = photographic_images(stop - start, (64, 64, 3), seed=start)
@@ -57,15 +63,19 @@ def _photo_store(path, count, options):
     return path
 
 
-@pytest.mark.parametrize("filter_name", ["none", "lz4"])
-def test_peak_rss_within_budget(tmp_path, filter_name):
+@pytest.mark.parametrize(("filter_name", "chunk", "preset"), [
+    ("none", 16, "plain"), ("lz4", 16, "plain"),
+    # The default preset streams like a plain mix (no window-sized output buffer), even
+    # with chunks of 768 KiB (64 images) under 16 MiB.
+    ("lz4", 16, DEFAULT_PRESET), ("lz4", 64, DEFAULT_PRESET)])
+def test_peak_rss_within_budget(tmp_path, filter_name, chunk, preset):
     options = {"none": {}, "lz4": dict(hdf5plugin.LZ4())}[filter_name]
     count = 12_288  # 151 MB of pixels: more than 9 times the budget
-    source = _photo_store(tmp_path / "big.h5", count, options)
-    small = _photo_store(tmp_path / "small.h5", 256, options)
+    source = _photo_store(tmp_path / "big.h5", count, options, chunk)
+    small = _photo_store(tmp_path / "small.h5", 256, options, chunk)
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(source), str(tmp_path / "out.h5"),
-         f"{BUDGET_MIB}MiB", str(small)],
+         f"{BUDGET_MIB}MiB", str(small), preset],
         capture_output=True, text=True, timeout=300, check=True)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     grown = (figures["peak"] - figures["baseline"]) / 2**20

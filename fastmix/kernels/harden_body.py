@@ -124,16 +124,40 @@ def fill_level_table(table, levels, low, span, brightness, contrast, tone):
 
 
 @body
-def store_value(out, image, row, column, value, step, table, offset, low, span, brightness,
-                contrast, tone):
-    """``out[image, row, column] = `` ``value`` after the value step ``step``."""
+def copy_run(source, out, image, source_image, out_row, out_unit, row, unit, row_step,
+             unit_step, pixels, channels, step, table, offset, low, span, brightness,
+             contrast, tone):
+    """``pixels`` output pixels from ``(out_row, out_unit)`` on, after the value step ``step``.
+
+    Output pixel ``x`` takes the ``channels`` values of source pixel ``(row + x * row_step,
+    unit + x * unit_step)``; ``source`` and ``out`` are ``(n, H, W * channels)``.
+    """
+    contiguous = row_step == 0 and unit_step == channels
     if step == COPY:
-        out[image, row, column] = value
+        if contiguous:
+            for k in range(pixels * channels):
+                out[image, out_row, out_unit + k] = source[source_image, row, unit + k]
+            return
+        for x in range(pixels):
+            for channel in range(channels):
+                out[image, out_row, out_unit + x * channels + channel] = source[
+                    source_image, row + x * row_step, unit + x * unit_step + channel]
     elif step == TABLE:
-        out[image, row, column] = table[int(value) - offset]
+        if contiguous:
+            for k in range(pixels * channels):
+                out[image, out_row, out_unit + k] = table[
+                    int(source[source_image, row, unit + k]) - offset]
+            return
+        for x in range(pixels):
+            for channel in range(channels):
+                out[image, out_row, out_unit + x * channels + channel] = table[int(source[
+                    source_image, row + x * row_step, unit + x * unit_step + channel]) - offset]
     else:
-        out[image, row, column] = jittered_value(value, low, span, step == INTEGER,
-                                                 brightness, contrast, tone)
+        for x in range(pixels):
+            for channel in range(channels):
+                out[image, out_row, out_unit + x * channels + channel] = jittered_value(
+                    source[source_image, row + x * row_step, unit + x * unit_step + channel],
+                    low, span, step == INTEGER, brightness, contrast, tone)
 
 
 @body
@@ -142,34 +166,24 @@ def copy_block_row(source, out, image, source_image, code, top, left, height, wi
     """Row ``y`` of one output block: orient the source block, then apply the value step.
 
     ``source`` and ``out`` are ``(n, H, W * channels)``; the block's top-left pixel is
-    ``(top, left)``. ``offset`` is ``int(low)`` (the table's first value).
+    ``(top, left)``. ``offset`` is ``int(low)`` (the table's first value). The source
+    pixels of one output row form a run (:func:`copy_run`): along a source row, forwards or
+    backwards, or down or up a source column when the code transposes.
     """
     if code < 4:
-        row = height - 1 - y if code & 2 else y
-        if code & 1 == 0:
-            start = left * channels
-            for unit in range(width * channels):
-                store_value(out, image, top + y, start + unit,
-                            source[source_image, top + row, start + unit], step, table, offset,
-                            low, span, brightness, contrast, tone)
-            return
-        for x in range(width):
-            target = (left + x) * channels
-            origin = (left + width - 1 - x) * channels
-            for channel in range(channels):
-                store_value(out, image, top + y, target + channel,
-                            source[source_image, top + row, origin + channel], step, table,
-                            offset, low, span, brightness, contrast, tone)
-        return
-    for x in range(width):
-        row = height - 1 - x if code & 2 else x
-        col = width - 1 - y if code & 1 else y
-        target = (left + x) * channels
-        origin = (left + col) * channels
-        for channel in range(channels):
-            store_value(out, image, top + y, target + channel,
-                        source[source_image, top + row, origin + channel], step, table, offset,
-                        low, span, brightness, contrast, tone)
+        row = top + (height - 1 - y if code & 2 else y)
+        row_step = 0
+        if code & 1:
+            unit, unit_step = (left + width - 1) * channels, -channels
+        else:
+            unit, unit_step = left * channels, channels
+    else:
+        row, row_step = (top + height - 1, -1) if code & 2 else (top, 1)
+        unit = (left + (width - 1 - y if code & 1 else y)) * channels
+        unit_step = 0
+    copy_run(source, out, image, source_image, top + y, left * channels, row, unit, row_step,
+             unit_step, width, channels, step, table, offset, low, span, brightness, contrast,
+             tone)
 
 
 @body

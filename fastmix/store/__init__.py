@@ -7,7 +7,8 @@ The building blocks below are shared with the in-place engine (``fastmix.store.i
     (:mod:`fastmix.store.access`) opens and validates a store: images (N, H, W[, C]) of a
     numeric dtype, labels read whole, decoded (bytes -> str) and validated. Every problem is
     a :class:`~fastmix.errors.BadInputError`. ``labels=None`` skips the labels.
-``plan_windows(dataset, memory, window, *, block_count, staging_bytes, buffers, aligned)``
+``plan_windows(dataset, memory, window, *, block_count, staging_bytes, buffers, aligned,
+plan_bytes_per_block)``
     (:mod:`fastmix.store.windows`) -> ``[(start, stop), ...]``: chunk-aligned windows whose
     length comes from the memory budget divided by ``buffers`` (4: the window being read
     ahead, the one being mixed, the one being mixed into and the one being written) times

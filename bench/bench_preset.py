@@ -1,0 +1,140 @@
+"""The default preset's targets (issue 10, part 6), as ratios against baselines of the same run.
+
+    python bench/bench_preset.py core     # balanced mix_array(out=) vs plain gather, np.copyto
+    python bench/bench_preset.py store    # default-preset mix_store vs fsynced h5py copy
+    python bench/bench_preset.py core --images 5000 --repeats 3   # quicker
+
+core
+    20,000 x 64x64x3 uint8 photo crops, 16x16 blocks, into an existing buffer: ``mix_array``
+    with ``MixSpec.preset("balanced")`` against the plain gather (``preset("fast")``, the
+    same blocks) and ``np.copyto``. Targets: at least 0.5x the plain gather and 0.25x
+    ``np.copyto``.
+store
+    40,000 x 64x64x3 stores (chunks of 256) raw, LZ4 and gzip-1: ``mix_store`` with the
+    default preset (``MixSpec.preset(DEFAULT_PRESET)``, what ``fastmix mix`` uses) against a
+    plain h5py chunk-by-chunk copy, and against the same copy followed by ``fsync`` (the
+    durability fastmix gives its own output). Target: at least 1.0x the fsynced copy.
+
+Medians of alternating runs; the load average at the start and end is printed, since the
+machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from functools import partial
+
+import numpy as np
+
+import fastmix
+from fastmix.benchmark.core import median_seconds, photographic_images
+from fastmix.benchmark.store import plain_copy, write_photo_store
+from fastmix.spec import DEFAULT_PRESET
+
+
+def load() -> str:
+    """The 1-minute load average (the machine is shared)."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def core(images_count: int, repeats: int) -> None:
+    """Print the core table: balanced and plain gathers into a buffer, and np.copyto."""
+    key = fastmix.Key.from_hex("5a" * 32)
+    images = photographic_images(images_count, (64, 64, 3))
+    labels = np.random.default_rng(1).integers(0, 10, images_count)
+    out = np.empty_like(images)
+    gigabytes = images.nbytes / 1e9
+    block = (16, 16)
+    figures = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastmix.FastmixWarning)
+        figures["np.copyto"] = median_seconds(partial(np.copyto, out, images), repeats)
+        for preset in ("fast", "balanced"):
+            spec = fastmix.MixSpec.preset(preset, block=block)
+            figures[preset] = median_seconds(
+                partial(fastmix.mix_array, images, labels, spec, key, out=out), repeats)
+    print(f"core: {images_count:,} x 64x64x3 uint8, 16x16 blocks, medians of {repeats}, "
+          f"load {load()}")
+    print("| run | GB/s | balanced vs it | target |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| balanced mix_array(out=) | {gigabytes / figures['balanced']:.2f} | | |")
+    print(f"| plain gather (fast, out=) | {gigabytes / figures['fast']:.2f} | "
+          f"{figures['fast'] / figures['balanced']:.2f}x | 0.5x |")
+    print(f"| np.copyto | {gigabytes / figures['np.copyto']:.2f} | "
+          f"{figures['np.copyto'] / figures['balanced']:.2f}x | 0.25x |")
+
+
+def fsynced_copy(source: str, target: str) -> None:
+    """The plain copy, then fsync of its file (what fastmix does to its own output)."""
+    plain_copy(source, target)
+    descriptor = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def store(images_count: int, repeats: int, memory: str, filters: list[str],
+          directory: str | None) -> None:
+    """Print the store table: default-preset mix_store against the plain and fsynced copies."""
+    key = fastmix.Key.from_hex("5a" * 32)
+    spec = fastmix.MixSpec.preset(DEFAULT_PRESET)
+    megabytes = images_count * 64 * 64 * 3 / 1e6
+    print(f"store: {images_count:,} x 64x64x3 uint8, chunks of 256, preset {DEFAULT_PRESET!r}, "
+          f"--memory {memory}, medians of {repeats}, load {load()}")
+    print("| filter | plain copy | fsynced copy | mix_store | vs fsynced copy | vs plain copy |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    with tempfile.TemporaryDirectory(prefix="fastmix-preset-", dir=directory) as folder, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastmix.FastmixWarning)
+        source, target = os.path.join(folder, "in.h5"), os.path.join(folder, "out.h5")
+        mix = partial(fastmix.mix_store, source, target, spec=spec, key=key, memory=memory,
+                      progress=False, overwrite=True)
+        for filter_name in filters:
+            write_photo_store(source, images_count, filter_name)
+            mix()  # warm-up (JIT, page cache)
+            seconds: dict[str, list[float]] = {"copy": [], "fsync": [], "mix": []}
+            for _ in range(repeats):
+                for name, run in (("copy", partial(plain_copy, source, target)),
+                                  ("fsync", partial(fsynced_copy, source, target)),
+                                  ("mix", mix)):
+                    seconds[name].append(_timed(run))
+                    os.remove(target)
+            rate = {name: megabytes / statistics.median(values)
+                    for name, values in seconds.items()}
+            print(f"| {filter_name} | {rate['copy']:,.0f} MB/s | {rate['fsync']:,.0f} MB/s | "
+                  f"{rate['mix']:,.0f} MB/s | {rate['mix'] / rate['fsync']:.2f}x | "
+                  f"{rate['mix'] / rate['copy']:.2f}x |", flush=True)
+            os.remove(source)
+    print(f"load at the end {load()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suite", choices=["core", "store"])
+    parser.add_argument("--images", type=int, help="images (core 20,000; store 40,000)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory", default="256MiB", help="store: mix_store's budget")
+    parser.add_argument("--filters", default="none,lz4,gzip-1")
+    parser.add_argument("--dir", default=None, help="store: where the temporary stores go")
+    args = parser.parse_args()
+    if args.suite == "core":
+        core(args.images or 20_000, args.repeats)
+    else:
+        store(args.images or 40_000, args.repeats, args.memory, args.filters.split(","),
+              args.dir)
+
+
+if __name__ == "__main__":
+    main()
