@@ -13,6 +13,7 @@ from fastmix.keys import Key
 from fastmix.pipeline import Pipeline, steps_for
 from fastmix.plan import Plan, images_in_pairs, pairs_warning
 from fastmix.plan.labels import validate_labels
+from fastmix.plan.windows import fixed_windows, unpartnered_message, unpartnered_refusal
 from fastmix.spec import MixSpec
 
 
@@ -110,24 +111,21 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse):
     pipeline = Pipeline(images.shape[1:], images.dtype, spec, key, backend=backend,
                         inverse=inverse)
     unpartnered = paired = 0
-    for window_index, start in enumerate(range(0, count, window)):
-        stop = min(start + window, count)
+    for window_index, (start, stop) in enumerate(fixed_windows(count, window)):
         plan = pipeline.mix_window(images[start:stop], labels[start:stop], window_index,
                                    out[start:stop])
         unpartnered += plan.unpartnered
         paired += images_in_pairs(np.unique(labels[start:stop], return_counts=True)[1], spec)
     if inverse:
         return out
-    message = (f"{unpartnered} image(s) have no other image of their label in their window "
-               "and were left unmixed")
     if strict and unpartnered:
-        raise BadInputError(message + "; use a larger window or drop those images")
+        raise BadInputError(unpartnered_refusal(unpartnered))
     if strict and paired:
         raise BadInputError(pairs_warning(paired) + " (strict refuses them)")
     if paired:
         warnings.warn(pairs_warning(paired), FastmixWarning, stacklevel=3)
     if unpartnered:
-        warnings.warn(message, FastmixWarning, stacklevel=3)
+        warnings.warn(unpartnered_message(unpartnered), FastmixWarning, stacklevel=3)
     return out
 
 

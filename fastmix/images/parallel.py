@@ -10,19 +10,15 @@ they cost more CPU per image than threads (interpreter start-up, pipe copies) an
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 
 def worker_count(workers: int | None = None) -> int:
     """The number of workers: ``workers`` if given, else the CPUs this process may use."""
-    if workers is not None:
-        return max(1, int(workers))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    from fastmix.store.chunkio import codec_threads
+
+    return max(1, int(workers)) if workers is not None else codec_threads()
 
 
 def make_pool(workers: int | None = None) -> ThreadPoolExecutor:

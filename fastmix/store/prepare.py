@@ -18,7 +18,7 @@ from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
 from fastmix.keys import Key
 from fastmix.pipeline import steps_for
 from fastmix.plan import Plan, images_in_pairs, pairs_warning
-from fastmix.plan.windows import unpartnered_message
+from fastmix.plan.windows import unpartnered_message, unpartnered_refusal
 from fastmix.spec import MixSpec, parse_memory
 from fastmix.store.chunkio import PIECE_BYTES, piece_length
 from fastmix.store.codecs import pipeline_for
@@ -139,10 +139,7 @@ def count_paired(labels: np.ndarray, windows: Iterable[tuple[int, int]], spec: M
 def require_partners(unpartnered: int, strict: bool) -> None:
     """With ``strict``, refuse (before anything is written) images left without a partner."""
     if unpartnered and strict:
-        raise BadInputError(
-            f"{unpartnered} image(s) have no other image of their label in their window; "
-            "use a larger window (--window/--memory) or drop those images"
-        )
+        raise BadInputError(unpartnered_refusal(unpartnered, " (--window/--memory)"))
 
 
 def require_no_pairs(paired: int, strict: bool) -> None:
