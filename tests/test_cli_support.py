@@ -29,6 +29,39 @@ def run_cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
                           env=environment)
 
 
+def terminal_output(script: str, *arguments: str, size: tuple[int, int] | None = None) -> str:
+    """Run ``python -c script ARGUMENTS`` with stderr on a fresh pseudo-terminal.
+
+    The terminal is ``size`` (rows, columns), or 0x0 (never sized) when ``size`` is None.
+    Returns what the child wrote there; the child must exit 0.
+    """
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    controller, terminal = pty.openpty()
+    if size is not None:
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+    child = subprocess.Popen([sys.executable, "-c", script, *arguments],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=terminal)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            data = os.read(controller, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        shown += data
+    os.close(controller)
+    text = shown.decode(errors="replace")
+    assert child.wait(timeout=120) == 0, text[-2000:]
+    return text
+
+
 def photo_subset(photo_tiles, count: int = 64, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
     """``count`` photo tiles drawn evenly from the four photos, in a fixed shuffled order."""
     tiles, labels = photo_tiles

@@ -268,6 +268,16 @@ def test_full_filesystem_refuses_before_touching_the_store_then_resume_finishes(
 DAMAGE_COUNT = 512  # 8 windows of 64 raw 32x32x3 images
 
 
+def stop_at_window_3(store, key) -> None:
+    """Mix ``store`` in place until the journal's ENOSPC hook stops the run at window 3."""
+    os.environ["FASTMIX_TEST_JOURNAL_ENOSPC"] = "3"
+    try:
+        with pytest.raises(fastmix.errors.FastmixError):
+            mix_store(store, spec=SPEC, key=key, in_place=True, window=WINDOW, progress=False)
+    finally:
+        del os.environ["FASTMIX_TEST_JOURNAL_ENOSPC"]
+
+
 @pytest.fixture(scope="module")
 def crashed(tmp_path_factory):
     """A store and journal as a crash leaves them while window 3 is half written.
@@ -282,12 +292,7 @@ def crashed(tmp_path_factory):
     key = fastmix.Key(bytes(range(32)))
     expected = reference(folder, store, key)
     original = read_images(store)
-    os.environ["FASTMIX_TEST_JOURNAL_ENOSPC"] = "3"
-    try:
-        with pytest.raises(fastmix.errors.FastmixError):
-            mix_store(store, spec=SPEC, key=key, in_place=True, window=WINDOW, progress=False)
-    finally:
-        del os.environ["FASTMIX_TEST_JOURNAL_ENOSPC"]
+    stop_at_window_3(store, key)
     journal = Journal.open(f"{store}.fastmix-journal")
     assert (journal.committed, journal.ready) == (3, 3)
     journal.write_undo(3, 3 * WINDOW, 4 * WINDOW, original[3 * WINDOW:4 * WINDOW])
@@ -372,12 +377,7 @@ def test_a_stale_journal_of_another_run_is_refused(tmp_path, crashed):
     # Another run of the same store, stopped at the same point: a different run identifier.
     store = other / "store.h5"
     make_store(store, DAMAGE_COUNT, compressed=False)
-    os.environ["FASTMIX_TEST_JOURNAL_ENOSPC"] = "3"
-    try:
-        with pytest.raises(fastmix.errors.FastmixError):
-            mix_store(store, spec=SPEC, key=key, in_place=True, window=WINDOW, progress=False)
-    finally:
-        del os.environ["FASTMIX_TEST_JOURNAL_ENOSPC"]
+    stop_at_window_3(store, key)
 
     def swap(path):
         shutil.copyfile(f"{store}.fastmix-journal", path)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
-import sys
-
 import h5py
 import numpy as np
 import pytest
+from test_cli_support import terminal_output
 
 import fastmix
 import fastmix.store.inplace
@@ -19,28 +15,6 @@ from fastmix.store.inplace import InPlaceRunStopped
 
 SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)
 KEY = fastmix.Key(bytes(range(32)))
-
-
-def terminal_output(script: str, *arguments: str) -> str:
-    """Run ``script`` with stderr on a fresh pseudo-terminal (0x0, never resized)."""
-    controller, terminal = pty.openpty()
-    child = subprocess.Popen([sys.executable, "-c", script, *arguments],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=terminal)
-    os.close(terminal)
-    shown = b""
-    while True:
-        try:
-            data = os.read(controller, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        shown += data
-    os.close(controller)
-    text = shown.decode(errors="replace")
-    assert child.wait(timeout=120) == 0, text[-2000:]
-    return text
 
 
 def test_bar_appears_on_a_terminal_of_size_zero():

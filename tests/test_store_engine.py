@@ -6,6 +6,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
+from test_cli_support import terminal_output
 
 import fastmix
 from fastmix.errors import BadInputError, WrongKeyError
@@ -340,10 +341,6 @@ def test_report(tmp_path, photos, key, capfd):
 
 def test_progress_bar_on_a_terminal(tmp_path, photos, key):
     """Under a pseudo-terminal the bar shows images/s and MB/s, and never the key."""
-    import pty
-    import subprocess
-    import sys
-
     images, labels = photos
     source = write_store(tmp_path / "in.h5", images, labels, chunks=(16,))
     script = (
@@ -351,29 +348,8 @@ def test_progress_bar_on_a_terminal(tmp_path, photos, key):
         "fastmix.mix_store(sys.argv[1], sys.argv[2], key=key, memory='600KiB', "
         "spec=fastmix.MixSpec(block=(8, 8)))"
     )
-    import fcntl
-    import struct
-    import termios
-
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    child = subprocess.Popen([sys.executable, "-c", script, str(source),
-                              str(tmp_path / "out.h5"), key.hex()],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=terminal)
-    os.close(terminal)
-    shown = b""
-    while True:
-        try:
-            data = os.read(controller, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        shown += data
-    os.close(controller)
-    assert child.wait(timeout=60) == 0, shown.decode(errors="replace")[-2000:]
-    text = shown.decode(errors="replace")
+    text = terminal_output(script, str(source), str(tmp_path / "out.h5"), key.hex(),
+                           size=(24, 100))
     assert "MB/s" in text and "img/s" in text and "512" in text
     assert key.hex() not in text
 
