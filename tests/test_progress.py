@@ -85,3 +85,22 @@ def test_resumed_run_reports_what_it_did(tmp_path, monkeypatch):
     line = report.summary()
     assert "resumed at window 3 of 4" in line and "128 images" in line, line
     assert "256" not in line
+
+
+def test_audit_advances_per_attacked_pool(tmp_path, monkeypatch, photo_tiles):
+    pytest.importorskip("scipy")
+    pytest.importorskip("skimage")
+    pytest.importorskip("sklearn")
+    import fastmix.audit.auditing
+
+    monkeypatch.setattr(fastmix.audit.auditing, "Progress", RecordingProgress)
+    RecordingProgress.updates = []
+    tiles, labels = photo_tiles
+    with h5py.File(tmp_path / "in.h5", "w") as file:
+        file["images"] = tiles[:96]
+        file["labels"] = labels[:96]
+    fastmix.mix_store(tmp_path / "in.h5", tmp_path / "out.h5", spec=SPEC, key=KEY,
+                      progress=False)
+    report = fastmix.audit.audit_stores(tmp_path / "in.h5", tmp_path / "out.h5", sample=40)
+    assert sum(RecordingProgress.updates) == report.sampled
+    assert len(RecordingProgress.updates) > 1  # one update per attacked pool
