@@ -67,7 +67,7 @@ from fastmix.errors import BadInputError
 from fastmix.kernels.layout import WindowJob
 
 #: Backend name -> module. Modules are imported on first use.
-_BACKENDS = {"cpu": "fastmix.kernels.cpu"}
+_BACKENDS = {"cpu": "fastmix.kernels.cpu", "cuda": "fastmix.kernels.cuda"}
 
 
 class Backend(Protocol):

@@ -1,6 +1,12 @@
-import pytest
+import os
 
-import fastmix
+# The cuda backend's tests run in numba.cuda's simulator unless NUMBA_ENABLE_CUDASIM=0 is
+# set (on a machine with a GPU). It must be set before numba.cuda is first imported.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import pytest  # noqa: E402
+
+import fastmix  # noqa: E402
 
 
 @pytest.fixture
