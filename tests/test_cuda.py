@@ -1,7 +1,11 @@
-"""The cuda backend: simulator runs (conftest sets NUMBA_ENABLE_CUDASIM=1), a PTX compile of
-every kernel through the NVVM wheels, and the error a machine without a GPU gives.
+"""The cuda backend without a GPU: numba.cuda's simulator (conftest sets
+NUMBA_ENABLE_CUDASIM=1), a PTX compile of every kernel through the NVVM wheels, and the
+error a machine without a GPU gives.
 
-The simulator runs each CUDA thread as a Python thread, so the cases here are small.
+The oracle and invariant tests parametrized over ``available_backends()`` run on ``cuda``
+too; the cases here cover what only this backend has: CUDA arrays of a foreign library,
+streams, word widths and the compiler. The simulator runs each CUDA thread as a Python
+thread, so every case is small.
 """
 
 import os
@@ -10,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_cli_support import read_images, write_store
 
 import fastmix
 from fastmix.errors import BadInputError
@@ -18,15 +23,39 @@ cuda_kernels = pytest.importorskip("fastmix.kernels.cuda")
 pytest.importorskip("numba.cuda")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = [pytest.mark.filterwarnings("ignore::fastmix.FastmixWarning")]
 needs_simulator = pytest.mark.skipif(not cuda_kernels.simulated(),
                                      reason="runs the numba.cuda simulator")
-pytestmark = pytest.mark.filterwarnings("ignore::fastmix.FastmixWarning")
+
+
+class StandIn:
+    """A CUDA array of a pretend library, as the simulator sees one: its device memory is
+    host memory, so ``__cuda_array_interface__`` points at a NumPy buffer."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        return {"shape": self.array.shape, "typestr": self.array.dtype.str,
+                "data": (self.array.ctypes.data, False), "strides": None, "version": 3}
+
+    def __getitem__(self, index):
+        return StandIn(self.array[index])
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+
+def empty_like(array: StandIn) -> StandIn:
+    """The pretend library's allocator, which the backend must use for results."""
+    return StandIn(np.empty_like(array.array))
 
 
 def _run_python(code: str, **env) -> subprocess.CompletedProcess:
     environment = dict(os.environ, PYTHONPATH=ROOT, **env)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=environment, timeout=600, check=False)
+                          env=environment, timeout=900, check=False)
 
 
 def _images(shape, dtype, seed=0):
@@ -38,42 +67,109 @@ def _images(shape, dtype, seed=0):
 
 
 # (image shape, dtype, block): word widths 1, 2, 4 and 8, edge blocks, grey and colour.
-CASES = [
+WORD_CASES = [
     ((9, 10, 3), np.uint8, (4, 3)),      # 1-byte words, edge blocks both ways
-    ((8, 8), np.float32, (3, 3)),        # 4-byte words, grey
-    ((7, 5, 2), np.uint16, (2, 4)),      # 4-byte words from uint16 pairs
-    ((6, 8, 3), np.uint8, (4, 8)),       # 8-byte words (segment 24 bytes)
     ((5, 6), np.int16, (5, 5)),          # 2-byte words
+    ((8, 8), np.float32, (3, 3)),        # 4-byte words, grey
+    ((6, 8, 3), np.uint8, (4, 8)),       # 8-byte words (24-byte segments)
     ((4, 4, 2), np.float64, (3, 2)),     # 8-byte words, float64
 ]
 
 
 @needs_simulator
-@pytest.mark.parametrize("shape, dtype, block", CASES)
-@pytest.mark.parametrize("mode", ["permute", "paper"])
-def test_cuda_equals_cpu(key, shape, dtype, block, mode):
+@pytest.mark.parametrize("shape, dtype, block", WORD_CASES)
+def test_every_word_width_equals_cpu(key, shape, dtype, block):
     images = _images((6, *shape), dtype)
     labels = np.array([0, 1, 0, 1, 0, 0])
-    spec = fastmix.MixSpec(block=block, donors=2, mode=mode)
-    expected = fastmix.mix_array(images, labels, spec, key)
+    spec = fastmix.MixSpec(block=block, donors=2)
     mixed = fastmix.mix_array(images, labels, spec, key, backend="cuda")
     assert isinstance(mixed, np.ndarray)
-    np.testing.assert_array_equal(mixed, expected)
-    assert not np.array_equal(mixed, images)
-    if mode == "permute":
-        restored = fastmix.unmix_array(mixed, labels, spec, key, backend="cuda")
-        np.testing.assert_array_equal(restored, images)
+    np.testing.assert_array_equal(mixed, fastmix.mix_array(images, labels, spec, key))
+    np.testing.assert_array_equal(
+        fastmix.unmix_array(mixed, labels, spec, key, backend="cuda"), images)
 
 
 @needs_simulator
-def test_cuda_windows_and_out(key):
-    images = _images((7, 6, 9, 3), np.uint8, seed=1)
-    labels = np.array([0, 0, 1, 1, 0, 1, 1])
-    spec = fastmix.MixSpec(block=(2, 3), donors=1)
-    out = np.zeros_like(images)
-    result = fastmix.mix_array(images, labels, spec, key, window=4, backend="cuda", out=out)
+@pytest.mark.parametrize("spec", [
+    pytest.param(fastmix.MixSpec(block=(4, 4), donors=1), id="plain"),
+    pytest.param(fastmix.MixSpec(block=(4, 4), donors=1, orient="d4"), id="d4"),
+    pytest.param(fastmix.MixSpec.preset("balanced", block=(4, 3), donors=3), id="balanced"),
+])
+def test_cuda_arrays_stay_on_the_device(key, spec):
+    """A foreign library's CUDA array is mixed in place of a host copy; the result is that
+    library's array, allocated by it; the input is unchanged."""
+    images = _images((8, 8, 9, 3), np.uint8, seed=1)
+    labels = np.arange(8) % 2
+    expected = fastmix.mix_array(images, labels, spec, key, window=4, first_window=2)
+    device = StandIn(images.copy())
+    mixed = fastmix.mix_array(device, StandIn(labels.copy()), spec, key, window=4,
+                              backend="cuda", first_window=2)
+    assert isinstance(mixed, StandIn)
+    np.testing.assert_array_equal(mixed.array, expected)
+    np.testing.assert_array_equal(device.array, images)
+    if spec.reversible:
+        restored = fastmix.unmix_array(mixed, labels, spec, key, window=4, backend="cuda",
+                                       first_window=2)
+        np.testing.assert_array_equal(restored.array, images)
+
+
+@needs_simulator
+def test_cuda_out_and_stream(key):
+    from numba import cuda
+
+    images = _images((6, 8, 8), np.uint16, seed=2)
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    spec = fastmix.MixSpec(block=(4, 4), donors=2)
+    out = StandIn(np.zeros_like(images))
+    result = fastmix.mix_array(StandIn(images), labels, spec, key, backend="cuda", out=out,
+                               stream=cuda.stream())
     assert result is out
-    np.testing.assert_array_equal(out, fastmix.mix_array(images, labels, spec, key, window=4))
+    np.testing.assert_array_equal(out.array, fastmix.mix_array(images, labels, spec, key))
+
+
+@needs_simulator
+def test_first_window_keys_each_batch(key):
+    images = _images((8, 8, 8, 3), np.uint8, seed=3)
+    labels = np.arange(8) % 2
+    spec = fastmix.MixSpec(block=(4, 4), donors=3)
+    first = fastmix.mix_array(images, labels, spec, key, backend="cuda", first_window=1)
+    second = fastmix.mix_array(images, labels, spec, key, backend="cuda", first_window=2)
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(first, fastmix.mix_array(images, labels, spec, key,
+                                                           first_window=1))
+
+
+@needs_simulator
+def test_bad_cuda_arrays(key):
+    images = StandIn(_images((4, 8, 8), np.uint8))
+    labels = [0, 0, 1, 1]
+    spec = fastmix.MixSpec(block=(4, 4))
+    with pytest.raises(BadInputError, match="backend='cuda'"):
+        fastmix.mix_array(images, labels, spec, key)
+    with pytest.raises(BadInputError, match="C-contiguous"):
+        fastmix.mix_array(StandIn(_images((4, 8, 8), np.uint8)[:, ::2]), labels, spec, key,
+                          backend="cuda")
+    with pytest.raises(BadInputError, match="out must"):
+        fastmix.mix_array(images, labels, spec, key, backend="cuda", out=np.empty((4, 8, 8)))
+    with pytest.raises(BadInputError, match="overlap"):
+        fastmix.mix_array(images, labels, spec, key, backend="cuda", out=images)
+    with pytest.raises(BadInputError, match="stream="):
+        fastmix.mix_array(images.array, labels, spec, key, stream=1)
+    with pytest.raises(BadInputError, match="stream must be"):
+        fastmix.mix_array(images, labels, spec, key, backend="cuda", stream="fast")
+
+
+@needs_simulator
+def test_store_on_cuda_equals_cpu(key, tmp_path):
+    images = _images((24, 8, 8, 3), np.uint8, seed=4)
+    labels = np.arange(24) % 3
+    source = write_store(tmp_path / "source.h5", images, labels, chunk=8, compression=None)
+    spec = fastmix.MixSpec.preset("balanced", block=(4, 4), donors=3)
+    for backend in ("cpu", "cuda"):
+        fastmix.mix_store(source, tmp_path / f"{backend}.h5", spec=spec, key=key, window=8,
+                          backend=backend, progress=False)
+    np.testing.assert_array_equal(read_images(tmp_path / "cuda.h5"),
+                                  read_images(tmp_path / "cpu.h5"))
 
 
 def test_word_size_divides_rows_segments_and_pointers():
@@ -93,43 +189,59 @@ def test_block_tables():
 def test_import_fastmix_does_not_import_numba_cuda():
     result = _run_python(
         "import sys, fastmix\n"
-        "fastmix.backends = __import__('fastmix.backends').backends\n"
-        "print(fastmix.backends.available_backends())\n"
+        "from fastmix.backends import registered_backends\n"
+        "fastmix.mix_array\n"
+        "print(registered_backends())\n"
         "assert 'numba.cuda' not in sys.modules, 'numba.cuda imported'\n")
     assert result.returncode == 0, result.stderr
     assert "cuda" in result.stdout
 
 
 def test_compile_ptx_without_gpu():
-    """NVVM compiles every kernel (a kernel the simulator accepts can still fail here)."""
+    """NVVM compiles every kernel for every argument type it is launched with (a kernel the
+    simulator accepts can still fail here), and no float arithmetic is fused (FMA)."""
     result = _run_python(
         "from fastmix.kernels import cuda\n"
         "listing = cuda.compile_ptx()\n"
-        "assert listing and all('.entry' in ptx for ptx in listing.values())\n"
-        "print(len(listing))\n", NUMBA_ENABLE_CUDASIM="0")
-    assert result.returncode == 0, result.stderr[-2000:]
+        "assert len(listing) > 10 and all('.entry' in ptx for ptx in listing.values())\n"
+        "fused = [name for name, ptx in listing.items() if 'fma.' in ptx]\n"
+        "assert not fused, fused\n"
+        "assert 'mul.rn.f64' in ''.join(listing.values())\n", NUMBA_ENABLE_CUDASIM="0")
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_no_gpu_is_a_clear_error():
+def test_no_gpu_is_a_clear_error(tmp_path):
+    images = _images((4, 8, 8, 3), np.uint8)
+    source = write_store(tmp_path / "source.h5", images, np.array([0, 0, 1, 1]), chunk=4,
+                         compression=None)
+    probe = _run_python("from numba import cuda; raise SystemExit(3 * cuda.is_available())",
+                        NUMBA_ENABLE_CUDASIM="0")
+    if probe.returncode == 3:
+        pytest.skip("this machine has a GPU")
     result = _run_python(
         "import numpy as np, fastmix\n"
-        "from numba import cuda\n"
-        "if cuda.is_available(): raise SystemExit(3)\n"
         "try:\n"
         "    fastmix.mix_array(np.zeros((2, 4, 4), np.uint8), [0, 0],\n"
         "                      fastmix.MixSpec(block=(2, 2)),\n"
         "                      fastmix.Key.from_hex('0f' * 32), backend='cuda')\n"
         "except fastmix.BadInputError as error:\n"
         "    print(error)\n", NUMBA_ENABLE_CUDASIM="0")
-    if result.returncode == 3:
-        pytest.skip("this machine has a GPU")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "no usable CUDA GPU" in result.stdout
-    assert "backend='cpu'" in result.stdout
+    assert "backend 'cuda' is not available" in result.stdout
+    key_file = tmp_path / "key"
+    command = subprocess.run(
+        [sys.executable, "-m", "fastmix.cli", "mix", str(source), str(tmp_path / "out.h5"),
+         "--key-file", str(key_file), "--new-key", "--backend", "cuda", "--block", "4x4"],
+        capture_output=True, text=True, timeout=600, check=False,
+        env=dict(os.environ, PYTHONPATH=ROOT, NUMBA_ENABLE_CUDASIM="0"))
+    assert command.returncode == 2, command.stderr
+    assert len(command.stderr.strip().splitlines()) == 1
+    assert "cuda" in command.stderr
+    assert not (tmp_path / "out.h5").exists() and not key_file.exists()
 
 
-def test_unknown_stream_type_is_bad_input():
-    if not cuda_kernels.simulated():
-        pytest.skip("simulator only")
-    with pytest.raises(BadInputError, match="stream must be"):
-        cuda_kernels.caller_stream(stream="fast")
+def test_mix_batch_needs_a_tensor(key):
+    from fastmix.torch import mix_batch
+
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        mix_batch(np.zeros((2, 3, 8, 8), np.uint8), [0, 0], None, key, 0)

@@ -26,12 +26,16 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from functools import cache
 
 import numpy as np
 
 from fastmix.errors import BadInputError, BadInputTypeError
-from fastmix.kernels import body
+from fastmix.kernels import body, harden_body
 
 THREADS_PER_BLOCK = 256
 # Each simulated thread is a Python thread: the simulator gets a small launch, and the
@@ -168,6 +172,13 @@ class DeviceArray:
         """Bytes of the array."""
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
+    def device(self):
+        """A Numba device view of the array as it is (shape, dtype, strides)."""
+        module = require_gpu()
+        if simulated():
+            return _simulated_view(self.interface)
+        return module.from_cuda_array_interface(self.interface, owner=self.obj, sync=True)
+
     def words(self, shape: tuple[int, ...], size: int, start_byte: int = 0):
         """A Numba device view of the bytes from ``start_byte`` as ``shape`` words."""
         module = require_gpu()
@@ -177,6 +188,12 @@ class DeviceArray:
         if simulated():
             return _simulated_view(interface)
         return module.from_cuda_array_interface(interface, owner=self.obj, sync=False)
+
+
+def to_host(obj: object) -> np.ndarray:
+    """A host copy of the CUDA array ``obj`` (for small arrays such as labels)."""
+    view = DeviceArray(obj).device()
+    return np.asarray(view.copy_to_host())
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -214,7 +231,11 @@ def _simulated_view(interface: dict):
 
 def library_of(obj: object):
     """The module of the library that made ``obj`` (``torch``, ``cupy``, ...)."""
-    return sys.modules.get(type(obj).__module__.partition(".")[0])
+    name = type(obj).__module__
+    module = sys.modules.get(name)
+    if module is not None and hasattr(module, "empty_like"):
+        return module
+    return sys.modules.get(name.partition(".")[0])
 
 
 def empty_like(obj: object):
@@ -270,9 +291,11 @@ def caller_stream(stream: object = None, like: object = None):
 
 
 # --- kernels ------------------------------------------------------------------------------
+# Python functions compiled by numba.cuda on first launch. They call the shared bodies by
+# the global names below, which _kernels() binds to CUDA device functions first.
 
-def _gather(source, out, source_map, row_first_block, word_block):
-    """``out[i, row, word] = source[source_map[i, block], row, word]``, one word a thread."""
+def _gather(source, out, source_map, first, row_first_block, word_block):
+    """``out[i, row, word] = source[source_map[first + i, block], row, word]``."""
     start_x, start_y, start_z = cuda.grid(3)
     step_x, step_y, step_z = cuda.gridsize(3)
     for image in range(start_z, out.shape[0], step_z):
@@ -280,34 +303,200 @@ def _gather(source, out, source_map, row_first_block, word_block):
             first_block = row_first_block[row]
             for word in range(start_x, out.shape[2], step_x):
                 copy_row_segment(source, out, image,
-                                 source_map[image, first_block + word_block[word]],
+                                 source_map[first + image, first_block + word_block[word]],
                                  row, word, 1)
 
 
-# The shared bodies as CUDA device functions, bound by _kernels() before any compile.
+def _hardened_gather(source, out, source_map, codes, jitter, tables, first, row_block,
+                     value_block, value_pixel, row_edges, col_edges, channels, jitter_step,
+                     table_levels, offset, low, span):
+    """Oriented gather and jitter of every value of ``out`` ``(count, H, W * channels)``.
+
+    The value steps of :func:`harden_body.store_value`: blocks whose level table was filled
+    (:func:`_fill_tables`, the CPU's rule) look values up in it.
+    """
+    start_x, start_y, start_z = cuda.grid(3)
+    step_x, step_y, step_z = cuda.gridsize(3)
+    block_cols = col_edges.size - 1
+    jittered = jitter.shape[0] > 0
+    for image in range(start_z, out.shape[0], step_z):
+        planned = first + image
+        for row in range(start_y, out.shape[1], step_y):
+            block_row = row_block[row]
+            top = row_edges[block_row]
+            height = row_edges[block_row + 1] - top
+            for unit in range(start_x, out.shape[2], step_x):
+                block_col = value_block[unit]
+                block = block_row * block_cols + block_col
+                left = col_edges[block_col]
+                width = col_edges[block_col + 1] - left
+                pixel = value_pixel[unit]
+                source_row, source_col = oriented_source(codes[planned, block], row - top,
+                                                         pixel - left, height, width)
+                value = source[source_map[planned, block], top + source_row,
+                               (left + source_col) * channels + unit - pixel * channels]
+                step = COPY
+                brightness = contrast = tone = 0.0
+                table = tables[0, 0]
+                if jittered:
+                    brightness = jitter[planned, block, 0]
+                    contrast = jitter[planned, block, 1]
+                    tone = jitter[planned, block, 2]
+                    step = jitter_step
+                    if table_levels > 0 and height * width * channels > table_levels:
+                        step = TABLE
+                        table = tables[image, block]
+                store_value(out, image, row, unit, value, step, table, offset, low, span,
+                            brightness, contrast, tone)
+
+
+def _fill_tables(tables, levels, jitter, first, row_edges, col_edges, channels, low, span):
+    """The level table of every block that uses one (the CPU's rule), one block a thread."""
+    start_x, start_y, start_z = cuda.grid(3)
+    step_x, _, step_z = cuda.gridsize(3)
+    block_cols = col_edges.size - 1
+    if start_y != 0:  # y is not a dimension of this work
+        return
+    for image in range(start_z, tables.shape[0], step_z):
+        for block in range(start_x, tables.shape[1], step_x):
+            block_row = block // block_cols
+            block_col = block - block_row * block_cols
+            height = row_edges[block_row + 1] - row_edges[block_row]
+            width = col_edges[block_col + 1] - col_edges[block_col]
+            if height * width * channels > levels.size:
+                fill_level_table(tables[image, block], levels, low, span,
+                                 jitter[first + image, block, 0],
+                                 jitter[first + image, block, 1],
+                                 jitter[first + image, block, 2])
+
+
+def _blur_rows(pixels, band_rows, lines, weights, radius, low, high, integer):
+    """Seam blur pass 1, one value column of one image a thread (columns never interact)."""
+    start_x, start_y, start_z = cuda.grid(3)
+    step_x, step_y, step_z = cuda.gridsize(3)
+    if start_y != 0:  # two threads on one column would race
+        return
+    scratch = lines[start_x + step_x * (start_y + step_y * start_z)]
+    for image in range(start_z, pixels.shape[0], step_z):
+        for unit in range(start_x, pixels.shape[2], step_x):
+            blur_band_rows(pixels[:, :, unit:unit + 1], image, band_rows, scratch, weights,
+                           radius, low, high, integer)
+
+
+def _blur_cols(pixels, band_cols, line, weights, radius, channels, low, high, integer):
+    """Seam blur pass 2, one row of one image a thread (rows never interact)."""
+    start_x, start_y, start_z = cuda.grid(3)
+    step_x, step_y, step_z = cuda.gridsize(3)
+    if start_x != 0:  # two threads on one row would race
+        return
+    scratch = line[start_x + step_x * (start_y + step_y * start_z)]
+    for image in range(start_z, pixels.shape[0], step_z):
+        for row in range(start_y, pixels.shape[1], step_y):
+            blur_band_cols(pixels[:, row:row + 1, :], image, band_cols, scratch, weights,
+                           radius, channels, low, high, integer)
+
+
+# The shared bodies, bound to CUDA device functions by _kernels() before any compile.
 copy_row_segment = body.copy_row_segment
+oriented_source = harden_body.oriented_source
+store_value = harden_body.store_value
+fill_level_table = harden_body.fill_level_table
+blur_band_rows = harden_body.blur_band_rows
+blur_band_cols = harden_body.blur_band_cols
+COPY = harden_body.COPY
+TABLE = harden_body.TABLE
+_KERNELS = {"gather": _gather, "hardened_gather": _hardened_gather,
+            "fill_tables": _fill_tables, "blur_rows": _blur_rows, "blur_cols": _blur_cols}
+
+
+def _rounded_product(first, second):
+    """``first * second`` rounded on its own (``mul.rn``): NVVM never fuses it into an FMA."""
+    return libdevice.dmul_rn(first, second)
+
+
+def device_bodies(module, bodies) -> dict:
+    """Every function of the bodies module ``bodies`` as a device function of ``module``.
+
+    Each is a copy of the body whose globals are a copy of the bodies module's, with every
+    body replaced by its device function, so that bodies calling bodies compile. On a GPU,
+    ``product`` (the products that must not be fused with an addition, see
+    :mod:`fastmix.kernels.harden_body`) becomes ``mul.rn``; NVVM contracts a plain
+    ``a * b + c`` into a fused multiply-add, which rounds once instead of twice.
+    """
+    namespace = dict(vars(bodies))
+    device = module.jit(device=True)
+    if simulated():  # the simulator runs device functions as Python; skip its wrapper
+        def device(function):
+            return function
+    for name, function in vars(bodies).items():
+        if isinstance(function, types.FunctionType) and function.__module__ == bodies.__name__:
+            namespace[name] = device(types.FunctionType(
+                function.__code__, namespace, name, function.__defaults__, function.__closure__))
+    if "product" in namespace and not simulated():
+        from numba.cuda import libdevice as device_library
+
+        global libdevice
+        libdevice = device_library
+        namespace["product"] = device(_rounded_product)
+    return namespace
+
+
+libdevice = None
 
 
 @cache
 def _kernels():
-    """Compile the shared bodies as device functions; the kernels compile on first launch."""
-    global copy_row_segment
+    """Bind the shared bodies as device functions; the kernels compile on first launch."""
+    global copy_row_segment, oriented_source, store_value, fill_level_table
+    global blur_band_rows, blur_band_cols
     module = _import_numba_cuda()
-    device = module.jit(device=True)
-    copy_row_segment = device(body.copy_row_segment)
-    return {"gather": module.jit(_gather)}
+    copy_row_segment = device_bodies(module, body)["copy_row_segment"]
+    hardening = device_bodies(module, harden_body)
+    oriented_source = hardening["oriented_source"]
+    store_value = hardening["store_value"]
+    fill_level_table = hardening["fill_level_table"]
+    blur_band_rows = hardening["blur_band_rows"]
+    blur_band_cols = hardening["blur_band_cols"]
+    return {name: module.jit(function) for name, function in _KERNELS.items()}
 
 
-PTX_SIGNATURES = {
-    "gather": [f"void({word}[:, :, ::1], {word}[:, :, ::1], int32[:, ::1], int32[::1], "
-               "int32[::1])" for word in ("uint8", "uint16", "uint32", "uint64")],
-}
+def _array(dtype, dimensions):
+    return f"{dtype}[{', '.join([':'] * (dimensions - 1) + ['::1'])}]"
+
+
+def _ptx_signatures() -> dict[str, list[str]]:
+    """The argument types each kernel is launched with, for :func:`compile_ptx`."""
+    tables = [_array("int32", 1)] * 2
+    edges = [_array("int64", 1)] * 2
+    signatures: dict[str, list[str]] = {"gather": [], "hardened_gather": [], "fill_tables": [],
+                                        "blur_rows": [], "blur_cols": []}
+    for word in ("uint8", "uint16", "uint32", "uint64"):
+        signatures["gather"].append(
+            f"void({_array(word, 3)}, {_array(word, 3)}, {_array('int32', 2)}, int64, "
+            f"{', '.join(tables)})")
+    for value in ("uint8", "uint16", "int32", "float32", "float64", "uint64"):
+        signatures["hardened_gather"].append(
+            f"void({_array(value, 3)}, {_array(value, 3)}, {_array('int32', 2)}, "
+            f"{_array('uint8', 2)}, {_array('float64', 3)}, {_array(value, 3)}, int64, "
+            f"{', '.join(tables * 1)}, {_array('int32', 1)}, {', '.join(edges)}, int64, int64, "
+            "int64, int64, float64, float64)")
+        signatures["fill_tables"].append(
+            f"void({_array(value, 3)}, {_array('float64', 1)}, {_array('float64', 3)}, int64, "
+            f"{', '.join(edges)}, int64, float64, float64)")
+        signatures["blur_rows"].append(
+            f"void({_array(value, 3)}, {_array('int64', 1)}, {_array('float64', 3)}, "
+            f"{_array('float64', 1)}, int64, float64, float64, boolean)")
+        signatures["blur_cols"].append(
+            f"void({_array(value, 3)}, {_array('int64', 1)}, {_array('float64', 2)}, "
+            f"{_array('float64', 1)}, int64, int64, float64, float64, boolean)")
+    return signatures
 
 
 def compile_ptx(cc: tuple[int, int] = (9, 0)) -> dict[str, str]:
-    """PTX of every kernel for every signature it is launched with (no GPU needed).
+    """PTX of every kernel for the argument types it is launched with (no GPU needed).
 
-    Used by the tests, so that a kernel the simulator accepts but NVVM rejects fails CI.
+    Used by the tests, so that a kernel the simulator accepts but NVVM rejects fails CI,
+    and to check that the hardening arithmetic has no fused multiply-add.
     """
     module = _import_numba_cuda()
     from numba.cuda import dispatcher
@@ -317,41 +506,352 @@ def compile_ptx(cc: tuple[int, int] = (9, 0)) -> dict[str, str]:
     # GPU there is none, so name the one asked for while compiling.
     current_device = dispatcher.get_current_device
     dispatcher.get_current_device = lambda: type("Device", (), {"compute_capability": cc})
-    functions = {"gather": _gather}
     listing = {}
     try:
-        for name, signatures in PTX_SIGNATURES.items():
+        for name, signatures in _ptx_signatures().items():
             for signature in signatures:
-                ptx, _ = module.compile_ptx(functions[name], signature, cc=cc)
+                ptx, _ = module.compile_ptx(_KERNELS[name], signature, cc=cc)
                 listing[f"{name} {signature}"] = ptx
     finally:
         dispatcher.get_current_device = current_device
     return listing
 
 
-def gather_words(source, out, source_map, row_first_block, word_block, stream) -> None:
-    """Launch the gather on device word views ``(n, H, words)`` (queued on ``stream``)."""
-    blocks, threads = launch_geometry(*out.shape)
-    _kernels()["gather"][blocks, threads, stream](source, out, source_map, row_first_block,
-                                                  word_block)
+# --- the backend protocol (see fastmix.backends) -----------------------------------------
+
+NAME = "cuda"
+LOCATION = "device"
+# Host-to-device and device-to-host copies go through pinned buffers in pieces of about
+# this many bytes, alternating two streams, so one piece's copy overlaps the next one's
+# kernels.
+COPY_PIECE_BYTES = 32 << 20
 
 
-def gather(source: np.ndarray, out: np.ndarray, source_map: np.ndarray,
-           row_bounds: np.ndarray, col_bounds: np.ndarray, order: np.ndarray) -> None:
-    """The CPU backend's ``gather`` on host arrays: copy to the device, gather, copy back.
+def available() -> bool:
+    """Whether numba.cuda imports and sees a GPU (or runs its simulator); asked only here."""
+    try:
+        _import_numba_cuda()
+        return bool(cuda.is_available())
+    except Exception:
+        return False
 
-    ``source`` and ``out`` are ``(n, H, units)`` unsigned views of host memory, as for
-    :func:`fastmix.kernels.cpu.gather`; ``order`` only orders the CPU's work and is unused.
+
+def streaming_threads():
+    """Nothing to set: the kernels run on the GPU, beside the store's I/O threads."""
+    return nullcontext()
+
+
+class _Shape:
+    """Device copies of the per-shape index tables, made once per run and word size."""
+
+    def __init__(self, steps, word: int, stream):
+        module = require_gpu()
+        layout = steps.layout
+        height = int(layout.row_bounds[-1])
+        pixel_bytes = self.pixel_bytes = _pixel_bytes(steps)
+        word_bounds = np.asarray(steps.col_edges) * pixel_bytes // word
+        row_first, word_block = block_tables(np.asarray(steps.row_edges), word_bounds)
+        self.word = word
+        self.words_per_row = int(word_bounds[-1])
+        self.row_first_block = module.to_device(row_first, stream=stream)
+        self.word_block = module.to_device(word_block, stream=stream)
+        if steps.hardened:
+            channels = int(steps.channels)
+            rows = np.asarray(steps.row_edges)
+            cols = np.asarray(steps.col_edges)
+            row_block = np.repeat(np.arange(rows.size - 1, dtype=np.int32), np.diff(rows))
+            pixel_block = np.repeat(np.arange(cols.size - 1, dtype=np.int32), np.diff(cols))
+            value_pixel = np.repeat(np.arange(int(cols[-1]), dtype=np.int32), channels)
+            self.row_block = module.to_device(row_block.astype(np.int32), stream=stream)
+            self.value_block = module.to_device(
+                np.repeat(pixel_block, channels).astype(np.int32), stream=stream)
+            self.value_pixel = module.to_device(value_pixel, stream=stream)
+            self.row_edges = module.to_device(rows.astype(np.int64), stream=stream)
+            self.col_edges = module.to_device(cols.astype(np.int64), stream=stream)
+            self.levels = module.to_device(np.asarray(steps.levels, dtype=np.float64),
+                                           stream=stream)
+            self.band_rows = module.to_device(np.asarray(steps.band_rows, dtype=np.int64),
+                                              stream=stream)
+            self.band_cols = module.to_device(np.asarray(steps.band_cols, dtype=np.int64),
+                                              stream=stream)
+            self.weights = module.to_device(np.asarray(steps.weights, dtype=np.float64),
+                                            stream=stream)
+        self.height = height
+
+
+def _pixel_bytes(steps) -> int:
+    layout = steps.layout
+    return int(layout.units * layout.unit_dtype.itemsize // int(steps.col_edges[-1]))
+
+
+class DeviceWindow:
+    """One window on the device: its pixels, its plan's arrays, the stream it is ready on."""
+
+    def __init__(self, source, count: int, image_bytes: int, plan, steps, stream,
+                 caller_array: DeviceArray | None):
+        module = require_gpu()
+        self.source = source  # (count, image_bytes) uint8 device view
+        self.count = count
+        self.image_bytes = image_bytes
+        self.steps = steps
+        self.stream = stream
+        self.caller_array = caller_array
+        self.source_map = module.to_device(np.ascontiguousarray(plan.source, dtype=np.int32),
+                                           stream=stream)
+        self.codes = self.jitter = None
+        if steps.hardened:
+            blocks = plan.source.shape[1]
+            codes = plan.codes if getattr(plan, "codes", None) is not None else \
+                np.zeros((count, blocks), dtype=np.uint8)
+            jitter = plan.jitter if getattr(plan, "jitter", None) is not None else \
+                np.zeros((0, 0, 3), dtype=np.float64)
+            self.codes = module.to_device(np.ascontiguousarray(codes, dtype=np.uint8),
+                                          stream=stream)
+            self.jitter = module.to_device(np.ascontiguousarray(jitter, dtype=np.float64),
+                                           stream=stream)
+
+
+class _Buffers:
+    """Pinned host buffers and device buffers, grown on demand and reused across windows."""
+
+    def __init__(self):
+        self.pinned: dict[str, np.ndarray] = {}
+        self.device: dict[str, object] = {}
+        self.streams: list = []
+        self.shapes: dict = {}
+
+    def host(self, name: str, nbytes: int) -> np.ndarray:
+        buffer = self.pinned.get(name)
+        if buffer is None or buffer.nbytes < nbytes:
+            buffer = require_gpu().pinned_array(max(nbytes, 1), dtype=np.uint8)
+            self.pinned[name] = buffer
+        return buffer[:nbytes]
+
+    def on_device(self, name: str, nbytes: int):
+        buffer = self.device.get(name)
+        if buffer is None or buffer.size < nbytes:
+            buffer = require_gpu().device_array(max(nbytes, 1), dtype=np.uint8)
+            self.device[name] = buffer
+        return buffer[:nbytes]
+
+    def two_streams(self):
+        if not self.streams:
+            module = require_gpu()
+            self.streams = [module.stream(), module.stream()]
+        return self.streams
+
+
+_buffers = _Buffers()
+
+
+def _shape_tables(steps, word: int, stream) -> _Shape:
+    key = (id(steps), word)
+    tables = _buffers.shapes.get(key)
+    if tables is None or tables.steps is not steps:
+        tables = _Shape(steps, word, stream)
+        tables.steps = steps
+        _buffers.shapes = {key: tables}
+    return tables
+
+
+def load_window(images, job):
+    """Put one window on the device; see :func:`fastmix.backends.Backend.load_window`.
+
+    A CUDA array (``__cuda_array_interface__`` or DLPack) is used where it is, on the
+    caller's stream. A host array is copied through a pinned buffer in pieces on the
+    backend's own stream; the caller may reuse ``images`` as soon as this returns.
+    """
+    require_gpu()
+    _kernels()
+    count = len(images)
+    if is_device_array(images):
+        caller = DeviceArray(images)
+        _check_device_window(caller)
+        stream = caller_stream(_stream_override(), like=images)
+        image_bytes = caller.nbytes // max(count, 1)
+        source = caller.words((count, image_bytes), 1)
+    else:
+        caller = None
+        stream = _buffers.two_streams()[0]
+        host = np.ascontiguousarray(images).reshape(count, -1).view(np.uint8)
+        image_bytes = host.shape[1] if count else 0
+        nbytes = count * image_bytes
+        stream.synchronize()  # the previous window's copies are done with the buffers
+        staging = _buffers.host("in", nbytes)
+        source = _buffers.on_device("window", nbytes).reshape(count, image_bytes)
+        step = max(1, COPY_PIECE_BYTES // max(image_bytes, 1))
+        flat = staging.reshape(count, image_bytes)
+        for start in range(0, count, step):
+            stop = min(start + step, count)
+            np.copyto(flat[start:stop], host[start:stop])
+            source[start:stop].copy_to_device(flat[start:stop], stream=stream)
+    window = DeviceWindow(source, count, image_bytes, job.plan, job.steps, stream, caller)
+    return job.with_pixels(window)
+
+
+def _check_device_window(array: DeviceArray) -> None:
+    if not array.c_contiguous:
+        raise BadInputError("CUDA images must be C-contiguous; call .contiguous() (PyTorch) "
+                            "or cupy.ascontiguousarray first")
+
+
+def mix_piece(window, first: int, last: int, out, order=None) -> None:
+    """Output images ``first..last`` into ``out``; see :func:`fastmix.backends.Backend.mix_piece`.
+
+    ``out`` may be a CUDA array (written in place, queued on the window's stream) or host
+    memory (copied back through pinned buffers, done when this returns). ``order`` only
+    orders the CPU's work and is ignored.
     """
     module = require_gpu()
-    stream = module.stream()
-    row_first, word_block = block_tables(row_bounds, col_bounds)
-    device_source = module.to_device(np.ascontiguousarray(source), stream=stream)
-    device_out = module.device_array(out.shape, dtype=out.dtype, stream=stream)
-    gather_words(device_source, device_out,
-                 module.to_device(np.ascontiguousarray(source_map, dtype=np.int32),
-                                  stream=stream),
-                 module.to_device(row_first, stream=stream),
-                 module.to_device(word_block, stream=stream), stream)
-    device_out.copy_to_host(out, stream=stream)
-    stream.synchronize()
+    device_window: DeviceWindow = window.pixels
+    count = last - first
+    if count <= 0:
+        return
+    image_bytes = device_window.image_bytes
+    if is_device_array(out):
+        target = DeviceArray(out)
+        _check_device_window(target)
+        if target.nbytes != count * image_bytes:
+            raise BadInputError(f"out holds {target.nbytes} bytes, expected {count} images of "
+                                f"{image_bytes} bytes")
+        _run_piece(device_window, first, last, target.words((count, image_bytes), 1),
+                   target.pointer, device_window.stream)
+        return
+    if not out.flags.c_contiguous:
+        raise BadInputError("out must be C-contiguous")
+    host = out.reshape(count, -1).view(np.uint8)
+    streams = _buffers.two_streams()
+    ready = module.event()
+    ready.record(device_window.stream)
+    staging = _buffers.host("out", count * image_bytes).reshape(count, image_bytes)
+    device_out = _buffers.on_device("out", count * image_bytes).reshape(count, image_bytes)
+    step = max(1, COPY_PIECE_BYTES // max(image_bytes, 1))
+    pieces = []
+    for number, start in enumerate(range(0, count, step)):
+        stop = min(start + step, count)
+        stream = streams[number % 2]
+        ready.wait(stream)
+        _run_piece(device_window, first + start, first + stop, device_out[start:stop],
+                   _device_pointer(device_out), stream)
+        device_out[start:stop].copy_to_host(staging[start:stop], stream=stream)
+        done = module.event()
+        done.record(stream)
+        pieces.append((start, stop, done))
+    for start, stop, done in pieces:
+        done.synchronize()
+        np.copyto(host[start:stop], staging[start:stop])
+
+
+def _device_pointer(array) -> int:
+    interface = getattr(array, "__cuda_array_interface__", None)
+    if interface is None:  # the simulator's arrays have none; its memory is host memory
+        return int(array.ctypes.data)
+    return int(interface["data"][0])
+
+
+def _run_piece(window: DeviceWindow, first: int, last: int, out_bytes, out_pointer: int,
+               stream) -> None:
+    """Queue the kernels of output images ``first..last`` (``out_bytes``: count x bytes)."""
+    steps = window.steps
+    count = last - first
+    kernels = _kernels()
+    source_pointer = _device_pointer(window.source)
+    if not steps.hardened:
+        layout = steps.layout
+        pixel_bytes = _pixel_bytes(steps)
+        segment = int(steps.col_edges[1] - steps.col_edges[0]) * pixel_bytes
+        word = word_size(int(steps.col_edges[-1]) * pixel_bytes, segment, source_pointer,
+                         out_pointer, layout.unit_dtype.itemsize)
+        tables = _shape_tables(steps, word, stream)
+        height, words = tables.height, tables.words_per_row
+        source = _words(window.source, (window.count, height, words), word)
+        out = _words(out_bytes, (count, height, words), word)
+        blocks, threads = launch_geometry(count, height, words)
+        kernels["gather"][blocks, threads, stream](source, out, window.source_map, first,
+                                                   tables.row_first_block, tables.word_block)
+        return
+    value_dtype = np.dtype(steps.value_dtype)
+    tables = _shape_tables(steps, value_dtype.itemsize, stream)
+    height = tables.height
+    values = int(steps.col_edges[-1]) * int(steps.channels)
+    source = _typed(window.source, (window.count, height, values), value_dtype)
+    out = _typed(out_bytes, (count, height, values), value_dtype)
+    module = require_gpu()
+    levels = int(np.asarray(steps.levels).size)
+    blocks_per_image = window.source_map.shape[1]
+    jittered = window.jitter.shape[0] > 0
+    if jittered and levels > 0:
+        level_tables = module.device_array((count, blocks_per_image, levels), dtype=value_dtype,
+                                           stream=stream)
+        grid, block = _small_geometry(count, 1, blocks_per_image)
+        kernels["fill_tables"][grid, block, stream](
+            level_tables, tables.levels, window.jitter, first, tables.row_edges,
+            tables.col_edges, int(steps.channels), float(steps.low), float(steps.span))
+    else:
+        level_tables = module.device_array((1, 1, 1), dtype=value_dtype, stream=stream)
+    grid, block = launch_geometry(count, height, values)
+    kernels["hardened_gather"][grid, block, stream](
+        source, out, window.source_map, window.codes, window.jitter, level_tables, first,
+        tables.row_block, tables.value_block, tables.value_pixel, tables.row_edges,
+        tables.col_edges, int(steps.channels), int(steps.jitter_step), levels,
+        int(steps.low), float(steps.low), float(steps.span))
+    blur_args = (float(steps.low), float(steps.high), bool(steps.blur_integer))
+    if np.asarray(steps.band_rows).size:
+        grid, block = _small_geometry(count, 1, values)
+        lines = module.device_array((_threads(grid, block), tables.band_rows.size, 1),
+                                    dtype=np.float64, stream=stream)
+        kernels["blur_rows"][grid, block, stream](out, tables.band_rows, lines, tables.weights,
+                                                  int(steps.radius), *blur_args)
+    if np.asarray(steps.band_cols).size:
+        grid, block = _small_geometry(count, height, 1)
+        line = module.device_array(
+            (_threads(grid, block), tables.band_cols.size * int(steps.channels)),
+            dtype=np.float64, stream=stream)
+        kernels["blur_cols"][grid, block, stream](out, tables.band_cols, line, tables.weights,
+                                                  int(steps.radius), int(steps.channels),
+                                                  *blur_args)
+
+
+def _threads(grid, block) -> int:
+    return int(np.prod(grid)) * int(np.prod(block))
+
+
+def _small_geometry(count: int, height: int, width: int) -> tuple[tuple, tuple]:
+    """A launch of at most about 2^19 threads (their scratch is per thread) over z, y, x."""
+    if simulated():
+        return SIMULATOR_GRID, SIMULATOR_BLOCK
+    threads_x = min(max(width, 1), THREADS_PER_BLOCK)
+    threads_y = max(1, min(height, THREADS_PER_BLOCK // threads_x))
+    grid_x = min(-(-width // threads_x), 64)
+    grid_y = min(-(-height // threads_y), 64)
+    grid_z = max(1, min(count, (1 << 19) // (threads_x * threads_y * grid_x * grid_y) or 1))
+    return (grid_x, grid_y, grid_z), (threads_x, threads_y, 1)
+
+
+def _words(flat_bytes, shape, word: int):
+    """``flat_bytes`` (a uint8 device array) seen as ``shape`` words of ``word`` bytes."""
+    return _typed(flat_bytes, shape, word_dtype(word))
+
+
+def _typed(flat_bytes, shape, dtype):
+    if simulated():
+        return type(flat_bytes)(np.asarray(flat_bytes._ary).reshape(-1).view(dtype).reshape(shape))
+    return flat_bytes.reshape(flat_bytes.size).view(dtype).reshape(*shape)
+
+
+_scope = threading.local()
+
+
+def _stream_override():
+    return getattr(_scope, "stream", None)
+
+
+@contextmanager
+def queue_on(stream) -> Iterator[None]:
+    """Queue this thread's work on ``stream`` (see :func:`caller_stream`) inside the block."""
+    before = _stream_override()
+    _scope.stream = stream
+    try:
+        yield
+    finally:
+        _scope.stream = before

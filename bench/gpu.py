@@ -1,0 +1,293 @@
+"""The cuda backend on a GPU: kernel bandwidth against a device copy, bit-equality with the
+CPU backend, training-batch mixing and the store path's split. Prints one Markdown table.
+
+    python bench/gpu.py                   # the device check (NVIDIA GPU, PyTorch)
+    python bench/gpu.py --out gpu.md      # also write the table to a file
+    NUMBA_ENABLE_CUDASIM=1 python bench/gpu.py --tiny   # the script itself, in the simulator
+
+Every bandwidth counts the bytes read and written (2 x the images' bytes), as the copy
+baseline does, and is the median of ``--repeats`` timed runs after one warm-up. Kernel
+figures exclude the host's planning and the plan's copy to the device, shown apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import fastmix  # noqa: E402
+from fastmix.pipeline import Pipeline  # noqa: E402
+
+KEY = fastmix.Key.from_hex("5a" * 32)
+CLASSES = 10
+
+
+class Device:
+    """The arrays the caller holds: PyTorch on a GPU, or NumPy under the simulator."""
+
+    def __init__(self):
+        from numba import cuda
+
+        self.cuda = cuda
+        self.simulated = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+        self.torch = None
+        if not self.simulated:
+            import torch
+
+            self.torch = torch
+
+    def random_images(self, shape: tuple[int, ...], seed: int):
+        if self.torch is None:
+            return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+        generator = self.torch.Generator(device="cuda").manual_seed(seed)
+        return self.torch.randint(0, 256, shape, dtype=self.torch.uint8, device="cuda",
+                                  generator=generator)
+
+    def empty(self, shape: tuple[int, ...]):
+        if self.torch is None:
+            return np.empty(shape, dtype=np.uint8)
+        return self.torch.empty(shape, dtype=self.torch.uint8, device="cuda")
+
+    def empty_like(self, images):
+        return np.empty_like(images) if self.torch is None else self.torch.empty_like(images)
+
+    def host(self, images) -> np.ndarray:
+        return np.asarray(images) if self.torch is None else images.cpu().numpy()
+
+    def copy(self, source, target) -> None:
+        if self.torch is None:
+            np.copyto(target, source)
+        else:
+            target.copy_(source)
+
+    def synchronize(self) -> None:
+        if self.torch is not None:
+            self.torch.cuda.synchronize()
+        else:
+            self.cuda.synchronize()
+
+    def name(self) -> str:
+        if self.simulated:
+            return "numba.cuda simulator"
+        return self.torch.cuda.get_device_name()
+
+
+def timed(function, device: Device, repeats: int) -> float:
+    """Median seconds of ``function()`` after one warm-up, synchronised."""
+    function()
+    device.synchronize()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        device.synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def kernel_rows(device: Device, cases, repeats: int) -> list[str]:
+    rows = []
+    for count, shape, block in cases:
+        images = device.random_images((count, *shape), seed=count)
+        out = device.empty_like(images)
+        nbytes = count * int(np.prod(shape))
+        labels = np.random.default_rng(1).integers(0, CLASSES, count)
+        copy_seconds = timed(lambda images=images, out=out: device.copy(images, out), device,
+                             repeats)
+        copy_rate = 2 * nbytes / copy_seconds / 1e9
+        for name, spec in (("plain", fastmix.MixSpec(block=block, donors=10)),
+                           ("balanced", fastmix.MixSpec.preset("balanced", block=block))):
+            pipeline = Pipeline(shape, np.uint8, spec, KEY, backend="cuda")
+            started = time.perf_counter()
+            plan = pipeline.plan(labels, 0)
+            plan_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            window = pipeline.load(images, plan)
+            device.synchronize()
+            load_seconds = time.perf_counter() - started
+            seconds = timed(lambda window=window, out=out, pipeline=pipeline:
+                            pipeline.mix_piece(window, 0, count, out), device, repeats)
+            rate = 2 * nbytes / seconds / 1e9
+            rows.append(
+                f"| {count:,} x {'x'.join(map(str, shape))}, {block[0]}x{block[1]} blocks, "
+                f"{name} | {rate:.1f} GB/s | {copy_rate:.1f} GB/s | {rate / copy_rate:.2f}x | "
+                f"plan {plan_seconds * 1e3:.0f} ms + to device {load_seconds * 1e3:.0f} ms |")
+            print(rows[-1], flush=True)
+        del images, out
+    return rows
+
+
+def equality_rows(device: Device, cases, sample: int) -> list[str]:
+    rows = []
+    for count, shape, block in cases:
+        count = min(count, sample)
+        images = device.random_images((count, *shape), seed=7)
+        host = device.host(images)
+        labels = np.random.default_rng(2).integers(0, CLASSES, count)
+        for name, spec in (("plain", fastmix.MixSpec(block=block, donors=10)),
+                           ("balanced", fastmix.MixSpec.preset("balanced", block=block))):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", fastmix.FastmixWarning)
+                expected = fastmix.mix_array(host, labels, spec, KEY, window=count // 2)
+                mixed = fastmix.mix_array(images, labels, spec, KEY, window=count // 2,
+                                          backend="cuda")
+            same = np.array_equal(device.host(mixed), expected)
+            rows.append(f"| bit-equal to the CPU backend: {count} x "
+                        f"{'x'.join(map(str, shape))}, {name} | {'yes' if same else 'NO'} | | | |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def batch_rows(device: Device, batch: tuple[int, ...], repeats: int) -> list[str]:
+    """``mix_batch`` on a training batch already on the GPU, planning included."""
+    rows = []
+    if device.torch is None:
+        return rows
+    from fastmix.torch import mix_batch
+
+    torch = device.torch
+    count = batch[0]
+    images = device.random_images(batch, seed=3)
+    labels = torch.randint(0, CLASSES, (count,), device="cuda")
+    for name, spec in (("plain", fastmix.MixSpec(block=(28, 28), donors=10)),
+                       ("balanced", fastmix.MixSpec.preset("balanced", block=(28, 28)))):
+        step = iter(range(10**9))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fastmix.FastmixWarning)
+            seconds = timed(lambda spec=spec, step=step:
+                            mix_batch(images, labels, spec, KEY, next(step)), device, repeats)
+            mixed = mix_batch(images, labels, spec, KEY, 5)
+            nhwc = images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            expected = fastmix.mix_array(nhwc, labels.cpu().numpy(), spec, KEY, first_window=5)
+        same = np.array_equal(mixed.permute(0, 2, 3, 1).cpu().numpy(), expected)
+        rows.append(f"| mix_batch {'x'.join(map(str, batch))} uint8, 28x28 blocks, {name} | "
+                    f"{count / seconds:,.0f} images/s | | | bit-equal to CPU: "
+                    f"{'yes' if same else 'NO'} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def store_rows(device: Device, count: int, shape: tuple[int, ...], block: tuple[int, int],
+               repeats: int) -> list[str]:
+    """The store path: h5py I/O, transfers and kernel time apart, then whole runs."""
+    import h5py
+
+    rows = []
+    spec = fastmix.MixSpec.preset("balanced", block=block)
+    host = np.random.default_rng(4).integers(0, 256, (count, *shape), dtype=np.uint8)
+    labels = np.random.default_rng(5).integers(0, CLASSES, count)
+    nbytes = host.nbytes
+    chunk = min(count, max(1, (4 << 20) // host[0].nbytes))
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as folder:
+        source = os.path.join(folder, "source.h5")
+        with h5py.File(source, "w") as file:
+            file.create_dataset("images", data=host, chunks=(chunk, *shape))
+            file.create_dataset("labels", data=labels)
+
+        def h5py_copy():
+            target = os.path.join(folder, "copy.h5")
+            with h5py.File(source, "r") as reader, h5py.File(target, "w") as writer:
+                data = reader["images"]
+                written = writer.create_dataset("images", shape=data.shape, dtype=data.dtype,
+                                                chunks=data.chunks)
+                for start in range(0, len(data), chunk):
+                    written[start:start + chunk] = data[start:start + chunk]
+            os.remove(target)
+
+        io_seconds = timed(h5py_copy, device, repeats)
+
+        cuda = device.cuda
+        pinned = cuda.pinned_array(host.shape, dtype=np.uint8)
+        np.copyto(pinned, host)
+        on_device = cuda.device_array(host.shape, dtype=np.uint8)
+
+        def transfers():
+            on_device.copy_to_device(pinned)
+            on_device.copy_to_host(pinned)
+
+        transfer_seconds = timed(transfers, device, repeats)
+        pipeline = Pipeline(shape, np.uint8, spec, KEY, backend="cuda")
+        plan = pipeline.plan(labels, 0)
+        window = pipeline.load(host, plan)
+        out_device = device.empty(host.shape)
+        kernel_seconds = timed(lambda: pipeline.mix_piece(window, 0, count, out_device),
+                               device, repeats)
+
+        def store(backend: str) -> str:
+            target = os.path.join(folder, f"mixed-{backend}.h5")
+            if os.path.exists(target):
+                os.remove(target)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", fastmix.FastmixWarning)
+                fastmix.mix_store(source, target, spec=spec, key=KEY, backend=backend,
+                                  progress=False, memory="512MiB")
+            return target
+
+        cuda_seconds = timed(lambda: store("cuda"), device, max(1, repeats // 2))
+        cpu_seconds = timed(lambda: store("cpu"), device, max(1, repeats // 2))
+        with h5py.File(store("cuda"), "r") as first, h5py.File(store("cpu"), "r") as second:
+            same = np.array_equal(first["images"][...], second["images"][...])
+    size = f"{count:,} x {'x'.join(map(str, shape))} raw, balanced {block[0]}x{block[1]}"
+    rows.append(f"| store {size}: fastmix mix --backend cuda | {nbytes / cuda_seconds / 1e9:.2f}"
+                f" GB/s | cpu backend {nbytes / cpu_seconds / 1e9:.2f} GB/s | "
+                f"{cpu_seconds / cuda_seconds:.2f}x cpu | bit-equal to CPU: "
+                f"{'yes' if same else 'NO'} |")
+    rows.append(f"| store split, seconds for {nbytes / 1e9:.2f} GB | h5py chunk copy (I/O) "
+                f"{io_seconds:.2f} s | host<->device transfers {transfer_seconds:.2f} s | "
+                f"kernel {kernel_seconds:.3f} s | whole cuda run {cuda_seconds:.2f} s |")
+    for row in rows:
+        print(row, flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (simulator check)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", help="also write the table here")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["kernel", "equality", "batch", "store"])
+    args = parser.parse_args(argv)
+    device = Device()
+    if args.tiny:
+        cases = [(12, (12, 12, 3), (6, 3)), (16, (8, 8, 3), (4, 4))]
+        batch, store_size, sample = (8, 3, 16, 16), (16, (8, 8, 3), (4, 4)), 12
+    else:
+        cases = [(3000, (192, 192, 3), (96, 24)), (100_000, (64, 64, 3), (8, 8))]
+        batch, store_size, sample = (256, 3, 224, 224), (40_000, (64, 64, 3), (16, 16)), 400
+    import numba
+
+    import numba_cuda
+
+    print(f"device: {device.name()}; numba {numba.__version__}, numba-cuda "
+          f"{getattr(numba_cuda, '__version__', '?')}, numpy {np.__version__}", flush=True)
+    lines = ["| case | fastmix cuda | device copy | ratio | notes |",
+             "| --- | --- | --- | --- | --- |"]
+    if "equality" not in args.skip:
+        lines += equality_rows(device, cases, sample)
+    if "kernel" not in args.skip:
+        lines += kernel_rows(device, cases, args.repeats)
+    if "batch" not in args.skip:
+        lines += batch_rows(device, batch, args.repeats)
+    if "store" not in args.skip:
+        lines += store_rows(device, *store_size, repeats=max(1, args.repeats // 2))
+    table = "\n".join([f"GPU: {device.name()}", "", *lines])
+    print(table)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
