@@ -22,11 +22,17 @@ import warnings
 
 import numpy as np
 
+if not hasattr(np, "row_stack"):
+    # numba-cuda 0.30.x refers to np.row_stack, which NumPy 2.5 removed. fastmix's cuda
+    # extras pin numpy<2.5; a machine image with NumPy 2.5 gets this alias for the check.
+    setattr(np, "row_stack", np.vstack)  # noqa: B010
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import fastmix  # noqa: E402
 from fastmix.pipeline import Pipeline  # noqa: E402
+
+import fastmix  # noqa: E402
 
 KEY = fastmix.Key.from_hex("5a" * 32)
 CLASSES = 10
@@ -115,7 +121,7 @@ def kernel_rows(device: Device, cases, repeats: int) -> list[str]:
             window = pipeline.load(images, plan)
             device.synchronize()
             load_seconds = time.perf_counter() - started
-            seconds = timed(lambda window=window, out=out, pipeline=pipeline:
+            seconds = timed(lambda window=window, out=out, pipeline=pipeline, count=count:
                             pipeline.mix_piece(window, 0, count, out), device, repeats)
             rate = 2 * nbytes / seconds / 1e9
             rows.append(
@@ -266,7 +272,6 @@ def main(argv: list[str] | None = None) -> int:
         cases = [(3000, (192, 192, 3), (96, 24)), (100_000, (64, 64, 3), (8, 8))]
         batch, store_size, sample = (256, 3, 224, 224), (40_000, (64, 64, 3), (16, 16)), 400
     import numba
-
     import numba_cuda
 
     print(f"device: {device.name()}; numba {numba.__version__}, numba-cuda "
