@@ -619,6 +619,7 @@ class _Buffers:
         self.device: dict[str, object] = {}
         self.streams: list = []
         self.shapes: dict = {}
+        self.last_use: dict = {}
 
     def host(self, name: str, nbytes: int) -> np.ndarray:
         buffer = self.pinned.get(name)
@@ -630,9 +631,29 @@ class _Buffers:
     def on_device(self, name: str, nbytes: int):
         buffer = self.device.get(name)
         if buffer is None or buffer.size < nbytes:
+            self.device.pop(name, None)
             buffer = require_gpu().device_array(max(nbytes, 1), dtype=np.uint8)
             self.device[name] = buffer
         return buffer[:nbytes]
+
+    def scratch(self, name: str, shape: tuple[int, ...], dtype) -> object:
+        """A reused device buffer of ``shape`` (one per name: a name per stream in use)."""
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        return _typed(self.on_device(name, max(count, 1) * dtype.itemsize)[:count * dtype.itemsize],
+                      shape, dtype)
+
+    def claim(self, slot: str, stream) -> None:
+        """Order work on ``stream`` after the last work that used the ``slot`` buffers."""
+        last = self.last_use.get(slot)
+        if last is not None and last[0] is not stream:
+            last[1].wait(stream)
+
+    def release(self, slot: str, stream) -> None:
+        """Remember the work just queued on ``stream`` with the ``slot`` buffers."""
+        event = require_gpu().event()
+        event.record(stream)
+        self.last_use[slot] = (stream, event)
 
     def two_streams(self):
         if not self.streams:
@@ -715,7 +736,7 @@ def mix_piece(window, first: int, last: int, out, order=None) -> None:
             raise BadInputError(f"out holds {target.nbytes} bytes, expected {count} images of "
                                 f"{image_bytes} bytes")
         _run_piece(device_window, first, last, target.words((count, image_bytes), 1),
-                   target.pointer, device_window.stream)
+                   target.pointer, device_window.stream, "caller")
         return
     if not out.flags.c_contiguous:
         raise BadInputError("out must be C-contiguous")
@@ -732,7 +753,7 @@ def mix_piece(window, first: int, last: int, out, order=None) -> None:
         stream = streams[number % 2]
         ready.wait(stream)
         _run_piece(device_window, first + start, first + stop, device_out[start:stop],
-                   _device_pointer(device_out), stream)
+                   _device_pointer(device_out), stream, f"stream {number % 2}")
         device_out[start:stop].copy_to_host(staging[start:stop], stream=stream)
         done = module.event()
         done.record(stream)
@@ -750,8 +771,20 @@ def _device_pointer(array) -> int:
 
 
 def _run_piece(window: DeviceWindow, first: int, last: int, out_bytes, out_pointer: int,
-               stream) -> None:
-    """Queue the kernels of output images ``first..last`` (``out_bytes``: count x bytes)."""
+               stream, slot: str) -> None:
+    """Queue the kernels of output images ``first..last`` (``out_bytes``: count x bytes).
+
+    ``slot`` names the scratch buffers: work queued on different streams uses different ones.
+    """
+    _buffers.claim(slot, stream)
+    try:
+        _queue_kernels(window, first, last, out_bytes, out_pointer, stream, slot)
+    finally:
+        _buffers.release(slot, stream)
+
+
+def _queue_kernels(window: DeviceWindow, first: int, last: int, out_bytes, out_pointer: int,
+                   stream, slot: str) -> None:
     steps = window.steps
     count = last - first
     kernels = _kernels()
@@ -776,19 +809,18 @@ def _run_piece(window: DeviceWindow, first: int, last: int, out_bytes, out_point
     values = int(steps.col_edges[-1]) * int(steps.channels)
     source = _typed(window.source, (window.count, height, values), value_dtype)
     out = _typed(out_bytes, (count, height, values), value_dtype)
-    module = require_gpu()
     levels = int(np.asarray(steps.levels).size)
     blocks_per_image = window.source_map.shape[1]
     jittered = window.jitter.shape[0] > 0
     if jittered and levels > 0:
-        level_tables = module.device_array((count, blocks_per_image, levels), dtype=value_dtype,
-                                           stream=stream)
+        level_tables = _buffers.scratch(f"tables {slot}", (count, blocks_per_image, levels),
+                                        value_dtype)
         grid, block = _small_geometry(count, 1, blocks_per_image)
         kernels["fill_tables"][grid, block, stream](
             level_tables, tables.levels, window.jitter, first, tables.row_edges,
             tables.col_edges, int(steps.channels), float(steps.low), float(steps.span))
     else:
-        level_tables = module.device_array((1, 1, 1), dtype=value_dtype, stream=stream)
+        level_tables = _buffers.scratch(f"tables {slot}", (1, 1, 1), value_dtype)
     grid, block = launch_geometry(count, height, values)
     kernels["hardened_gather"][grid, block, stream](
         source, out, window.source_map, window.codes, window.jitter, level_tables, first,
@@ -798,15 +830,15 @@ def _run_piece(window: DeviceWindow, first: int, last: int, out_bytes, out_point
     blur_args = (float(steps.low), float(steps.high), bool(steps.blur_integer))
     if np.asarray(steps.band_rows).size:
         grid, block = _small_geometry(count, 1, values)
-        lines = module.device_array((_threads(grid, block), tables.band_rows.size, 1),
-                                    dtype=np.float64, stream=stream)
+        lines = _buffers.scratch(f"lines {slot}", (_threads(grid, block), tables.band_rows.size, 1),
+                                 np.float64)
         kernels["blur_rows"][grid, block, stream](out, tables.band_rows, lines, tables.weights,
                                                   int(steps.radius), *blur_args)
     if np.asarray(steps.band_cols).size:
         grid, block = _small_geometry(count, height, 1)
-        line = module.device_array(
-            (_threads(grid, block), tables.band_cols.size * int(steps.channels)),
-            dtype=np.float64, stream=stream)
+        line = _buffers.scratch(
+            f"line {slot}", (_threads(grid, block), tables.band_cols.size * int(steps.channels)),
+            np.float64)
         kernels["blur_cols"][grid, block, stream](out, tables.band_cols, line, tables.weights,
                                                   int(steps.radius), int(steps.channels),
                                                   *blur_args)
