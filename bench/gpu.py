@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 
 import numpy as np
@@ -278,14 +279,22 @@ def main(argv: list[str] | None = None) -> int:
           f"{getattr(numba_cuda, '__version__', '?')}, numpy {np.__version__}", flush=True)
     lines = ["| case | fastmix cuda | device copy | ratio | notes |",
              "| --- | --- | --- | --- | --- |"]
-    if "equality" not in args.skip:
-        lines += equality_rows(device, cases, sample)
-    if "kernel" not in args.skip:
-        lines += kernel_rows(device, cases, args.repeats)
-    if "batch" not in args.skip:
-        lines += batch_rows(device, batch, args.repeats)
-    if "store" not in args.skip:
-        lines += store_rows(device, *store_size, repeats=max(1, args.repeats // 2))
+    sections = {"equality": lambda: equality_rows(device, cases, sample),
+                "kernel": lambda: kernel_rows(device, cases, args.repeats),
+                "batch": lambda: batch_rows(device, batch, args.repeats),
+                "store": lambda: store_rows(device, *store_size,
+                                            repeats=max(1, args.repeats // 2))}
+    for name, section in sections.items():
+        if name in args.skip:
+            continue
+        try:
+            lines += section()
+        except Exception as error:  # keep the other sections' figures
+            traceback.print_exc()
+            lines.append(f"| {name}: failed ({type(error).__name__}: {error}) | | | | |")
+        if args.out:
+            with open(args.out, "w") as handle:
+                handle.write("\n".join(lines) + "\n")
     table = "\n".join([f"GPU: {device.name()}", "", *lines])
     print(table)
     if args.out:
