@@ -133,7 +133,10 @@ def is_device_array(obj: object) -> bool:
     """Whether ``obj`` exposes CUDA memory (``__cuda_array_interface__`` or CUDA DLPack)."""
     if isinstance(obj, np.ndarray):
         return False
-    if hasattr(obj, "__cuda_array_interface__"):
+    try:
+        if getattr(obj, "__cuda_array_interface__", None) is not None:
+            return True
+    except Exception:  # a CUDA array that refuses it (PyTorch: a tensor requiring grad)
         return True
     device = getattr(obj, "__dlpack_device__", None)
     if device is None:
@@ -152,7 +155,12 @@ class DeviceArray:
 
     def __init__(self, obj: object, stream_handle: int | None = None):
         self.obj = obj
-        interface = getattr(obj, "__cuda_array_interface__", None)
+        try:
+            interface = getattr(obj, "__cuda_array_interface__", None)
+        except Exception as error:
+            raise BadInputError(
+                f"cannot read the CUDA array interface of the {type(obj).__name__} ({error}); "
+                "for PyTorch pass tensor.detach()") from None
         if interface is None:
             interface = _interface_from_dlpack(obj, stream_handle)
         if interface.get("mask") is not None:
