@@ -93,6 +93,9 @@ def add_resource_options(group, window: bool = True) -> None:
         group.add_argument("--window", metavar="N",
                            help="images per window (a multiple of the chunk length); default: "
                                 "from --memory")
+    group.add_argument("--backend", default="cpu", metavar="cpu|cuda",
+                       help="where the blocks are mixed: cpu (Numba, the default) or cuda (an "
+                            "NVIDIA GPU through numba-cuda; the same bytes)")
 
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -168,6 +171,7 @@ def check_targets(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Mix SRC into DST (or in place) and print the summary line."""
+    from fastmix.backends import get_backend
     from fastmix.cli.console import print_warnings
     from fastmix.cli.hardening_options import spec_from_arguments
     from fastmix.cli.storecheck import (
@@ -188,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
     window = parse_positive_int(args.window, "--window") if args.window is not None else None
     check_targets(args)
     check_audit(args)
+    get_backend(args.backend)  # a missing GPU is refused before a key is made
     recorded = resumes_recorded_spec(args)
     if args.new_key:
         check_new_key_path(args.key_file)
@@ -205,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
                 memory=memory, window=window, images=args.images, labels=args.labels,
                 progress=not args.quiet, in_place=args.in_place, resume=args.resume,
                 force=args.force, overwrite=args.overwrite, strict=args.strict,
-                client=client, shards=args.shards)
+                client=client, shards=args.shards, backend=args.backend)
     except BaseException as error:
         # Bad input changes nothing and a failed new-file run leaves nothing behind, so a key
         # made for either is of no use. Any other failure of an in-place run may leave it

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         report = unmix_store(
             args.source, None if args.in_place else args.destination, key=key, memory=memory,
             images=args.images, progress=not args.quiet, in_place=args.in_place,
-            resume=args.resume, overwrite=args.overwrite, client=client, shards=args.shards)
+            resume=args.resume, overwrite=args.overwrite, client=client, shards=args.shards,
+            backend=args.backend)
     if not args.quiet:
         print(report.summary())
     return 0
