@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
+from fastmix.kernels import cuda as device_arrays
 from fastmix.kernels.layout import PixelLayout
 from fastmix.keys import Key
 from fastmix.pipeline import Pipeline, steps_for
@@ -39,9 +40,36 @@ def check_images(images: object) -> np.ndarray:
     return images
 
 
+def check_device_images(images: object) -> device_arrays.DeviceArray:
+    """The CUDA array ``images`` (N, H, W[, C]), checked as :func:`check_images` checks."""
+    array = device_arrays.DeviceArray(images)
+    if len(array.shape) not in (3, 4):
+        raise BadInputError(
+            f"images must have shape (N, H, W) or (N, H, W, C), got {len(array.shape)} "
+            f"dimensions {array.shape}"
+        )
+    if array.dtype.kind not in "biuf":
+        raise BadInputTypeError(
+            f"images must have a fixed-size numeric dtype (uint8, uint16, float32, ...), got "
+            f"{array.dtype}"
+        )
+    if 0 in array.shape[1:]:
+        raise BadInputError(f"images must not be empty, got shape {array.shape}")
+    if not array.c_contiguous:
+        raise BadInputError("CUDA images must be C-contiguous; call .contiguous() (PyTorch) or "
+                            "cupy.ascontiguousarray first")
+    return array
+
+
 def _check_common(images, labels, spec, key, window):
-    images = check_images(images)
-    labels = validate_labels(labels, len(images))
+    if device_arrays.is_device_array(images):
+        count = check_device_images(images).shape[0]
+        if device_arrays.is_device_array(labels):
+            labels = device_arrays.to_host(labels)
+    else:
+        images = check_images(images)
+        count = len(images)
+    labels = validate_labels(labels, count)
     if spec is None:
         spec = MixSpec()
     if not isinstance(spec, MixSpec):
@@ -80,7 +108,8 @@ def mix_window(images: np.ndarray, labels: np.ndarray, spec: MixSpec, key: Key,
     return pipeline.mix_window(images, labels, window_index, out, plan=plan)
 
 
-def _run(images, labels, spec, key, window, backend, out, strict, inverse):
+def _run(images, labels, spec, key, window, backend, out, strict, inverse, stream=None,
+         first_window=0):
     images, labels, spec, window = _check_common(images, labels, spec, key, window)
     if inverse and spec.mode == "permute" and not spec.reversible:
         raise BadInputError(
@@ -92,6 +121,11 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse):
             f"a spec in {spec.mode!r} mode cannot be unmixed: it is not reversible. Only "
             "permute mode can be restored with the key"
         )
+    if device_arrays.is_device_array(images):
+        return _run_device(images, labels, spec, key, window, backend, out, strict, inverse,
+                           stream, first_window)
+    if stream is not None:
+        raise BadInputError("stream= applies to CUDA arrays (backend='cuda') only")
     if out is None:
         out = np.empty(images.shape, dtype=images.dtype)
     else:
@@ -106,40 +140,83 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse):
         if np.may_share_memory(out, images):
             raise BadInputError("out must not overlap the input images; pass another buffer")
     images = np.ascontiguousarray(images)
-    count = len(images)
-    window = window or max(count, 1)
     pipeline = Pipeline(images.shape[1:], images.dtype, spec, key, backend=backend,
                         inverse=inverse)
+    _windows(pipeline, images, labels, out, window, spec, strict, inverse, first_window,
+             stacklevel=4)
+    return out
+
+
+def _run_device(images, labels, spec, key, window, backend, out, strict, inverse, stream,
+                first_window):
+    """:func:`_run` for CUDA arrays: no host copy; the result is the caller's library's."""
+    array = check_device_images(images)
+    pipeline = Pipeline(array.shape[1:], array.dtype, spec, key, backend=backend,
+                        inverse=inverse)
+    if pipeline.backend.LOCATION != "device":
+        raise BadInputError(
+            f"images are CUDA arrays ({type(images).__module__}.{type(images).__name__}) but "
+            f"backend={backend!r} computes in host memory; pass backend='cuda', or copy them to "
+            "the host first (for PyTorch: .cpu().numpy())")
+    if out is None:
+        out = device_arrays.empty_like(images)
+    elif not device_arrays.is_device_array(out):
+        raise BadInputError("out must be a CUDA array like the images (same library, shape and "
+                            "dtype)")
+    target = device_arrays.DeviceArray(out)
+    if target.shape != array.shape or target.dtype != array.dtype or not target.c_contiguous:
+        raise BadInputError(
+            f"out must be a C-contiguous CUDA array of shape {array.shape} and dtype "
+            f"{array.dtype}, got {target.shape} {target.dtype}")
+    if target.pointer < array.pointer + array.nbytes and \
+            array.pointer < target.pointer + target.nbytes:
+        raise BadInputError("out must not overlap the input images; pass another buffer")
+    with device_arrays.queue_on(stream):
+        _windows(pipeline, images, labels, out, window, spec, strict, inverse, first_window,
+                 stacklevel=5)
+    return out
+
+
+def _windows(pipeline, images, labels, out, window, spec, strict, inverse, first_window,
+             stacklevel):
+    """Mix ``images`` into ``out`` window by window, then warn (or refuse) as the spec says.
+
+    ``stacklevel`` points the warnings at the caller of :func:`mix_array`.
+    """
+    count = len(labels)
+    window = window or max(count, 1)
     unpartnered = paired = 0
-    for window_index, (start, stop) in enumerate(fixed_windows(count, window)):
-        plan = pipeline.mix_window(images[start:stop], labels[start:stop], window_index,
-                                   out[start:stop])
+    for number, (start, stop) in enumerate(fixed_windows(count, window)):
+        plan = pipeline.mix_window(images[start:stop], labels[start:stop],
+                                   first_window + number, out[start:stop])
         unpartnered += plan.unpartnered
         paired += images_in_pairs(np.unique(labels[start:stop], return_counts=True)[1], spec)
     if inverse:
-        return out
+        return
     if strict and unpartnered:
         raise BadInputError(unpartnered_refusal(unpartnered))
     if strict and paired:
         raise BadInputError(pairs_warning(paired) + " (strict refuses them)")
     if paired:
-        warnings.warn(pairs_warning(paired), FastmixWarning, stacklevel=3)
+        warnings.warn(pairs_warning(paired), FastmixWarning, stacklevel=stacklevel)
     if unpartnered:
-        warnings.warn(unpartnered_message(unpartnered), FastmixWarning, stacklevel=3)
-    return out
+        warnings.warn(unpartnered_message(unpartnered), FastmixWarning, stacklevel=stacklevel)
 
 
 def mix_array(images: np.ndarray, labels: np.ndarray, spec: MixSpec | None, key: Key,
               window: int | None = None, backend: str = "cpu", out: np.ndarray | None = None,
-              *, strict: bool = False) -> np.ndarray:
+              *, strict: bool = False, stream: object = None,
+              first_window: int = 0) -> np.ndarray:
     """Mix pixel blocks between same-label images.
 
     Parameters
     ----------
-    images : ndarray, shape (N, H, W) or (N, H, W, C)
-        Images of any fixed-size numeric dtype.
+    images : ndarray or CUDA array, shape (N, H, W) or (N, H, W, C)
+        Images of any fixed-size numeric dtype. With ``backend="cuda"`` they may be a CUDA
+        array of any library (``__cuda_array_interface__`` or DLPack: PyTorch, CuPy, ...),
+        used in place with no host copy; a NumPy array is then copied to the GPU and back.
     labels : array-like, shape (N,)
-        Integer or string labels.
+        Integer or string labels (a CUDA array of integers is copied to the host).
     spec : MixSpec or None
         Mixing parameters; ``None`` means ``MixSpec()``.
     key : Key
@@ -148,26 +225,39 @@ def mix_array(images: np.ndarray, labels: np.ndarray, spec: MixSpec | None, key:
         Mix only within consecutive windows of this many images (as a store does). Default:
         one window of all images.
     backend : str
-        Kernel backend, ``"cpu"``.
-    out : ndarray, optional
+        Kernel backend: ``"cpu"`` (Numba) or ``"cuda"`` (numba.cuda; a clear error on a
+        machine without a GPU).
+    out : ndarray or CUDA array, optional
         Write into this C-contiguous array (same shape and dtype, not overlapping
-        ``images``) instead of allocating.
+        ``images``; a CUDA array for CUDA images) instead of allocating.
     strict : bool
         Raise instead of warning when some images have no same-label partner.
+    stream : optional
+        For CUDA images: the stream to queue the work on (a PyTorch, CuPy or Numba stream,
+        or a raw handle). Default: the current stream of the images' library (PyTorch,
+        CuPy), so the result is ordered with the caller's work without a synchronisation.
+    first_window : int
+        The index of the first window, which with the key seeds its plan (default 0, as a
+        store's first window). :func:`fastmix.torch.mix_batch` passes the batch's step.
 
     Returns
     -------
-    ndarray
-        The mixed images (``out`` when given).
+    ndarray or CUDA array
+        The mixed images (``out`` when given): for CUDA images, an array of their own
+        library, allocated by it (its ``empty_like``).
     """
-    return _run(images, labels, spec, key, window, backend, out, strict, inverse=False)
+    return _run(images, labels, spec, key, window, backend, out, strict, inverse=False,
+                stream=stream, first_window=first_window)
 
 
 def unmix_array(mixed: np.ndarray, labels: np.ndarray, spec: MixSpec | None, key: Key,
                 window: int | None = None, backend: str = "cpu",
-                out: np.ndarray | None = None) -> np.ndarray:
+                out: np.ndarray | None = None, *, stream: object = None,
+                first_window: int = 0) -> np.ndarray:
     """Restore images mixed by :func:`mix_array` in permute mode, bit for bit.
 
-    Takes the same ``labels``, ``spec``, ``key`` and ``window`` that mixed them.
+    Takes the same ``labels``, ``spec``, ``key``, ``window`` and ``first_window`` that mixed
+    them; ``backend``, ``out`` and ``stream`` as for :func:`mix_array`.
     """
-    return _run(mixed, labels, spec, key, window, backend, out, False, inverse=True)
+    return _run(mixed, labels, spec, key, window, backend, out, False, inverse=True,
+                stream=stream, first_window=first_window)

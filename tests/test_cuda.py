@@ -37,8 +37,10 @@ class StandIn:
 
     @property
     def __cuda_array_interface__(self) -> dict:
-        return {"shape": self.array.shape, "typestr": self.array.dtype.str,
-                "data": (self.array.ctypes.data, False), "strides": None, "version": 3}
+        array = self.array
+        return {"shape": array.shape, "typestr": array.dtype.str,
+                "data": (array.ctypes.data, False), "version": 3,
+                "strides": None if array.flags.c_contiguous else array.strides}
 
     def __getitem__(self, index):
         return StandIn(self.array[index])

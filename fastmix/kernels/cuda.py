@@ -316,16 +316,18 @@ def _gather(source, out, source_map, first, row_first_block, word_block):
 
 
 def _hardened_gather(source, out, source_map, codes, jitter, tables, first, row_block,
-                     value_block, value_pixel, row_edges, col_edges, channels, jitter_step,
-                     table_levels, offset, low, span):
-    """Oriented gather and jitter of every value of ``out`` ``(count, H, W * channels)``.
+                     pixel_block, row_edges, col_edges, channels, jitter_step, table_levels,
+                     offset, low, span):
+    """Oriented gather and jitter of every pixel of ``out`` ``(count, H, W * channels)``.
 
-    The value steps of :func:`harden_body.store_value`: blocks whose level table was filled
-    (:func:`_fill_tables`, the CPU's rule) look values up in it.
+    One output pixel a thread, through :func:`harden_body.copy_run` with a run of one pixel;
+    blocks whose level table was filled (:func:`_fill_tables`, the CPU's rule) look their
+    values up in it.
     """
     start_x, start_y, start_z = cuda.grid(3)
     step_x, step_y, step_z = cuda.gridsize(3)
     block_cols = col_edges.size - 1
+    width_pixels = out.shape[2] // channels
     jittered = jitter.shape[0] > 0
     for image in range(start_z, out.shape[0], step_z):
         planned = first + image
@@ -333,16 +335,13 @@ def _hardened_gather(source, out, source_map, codes, jitter, tables, first, row_
             block_row = row_block[row]
             top = row_edges[block_row]
             height = row_edges[block_row + 1] - top
-            for unit in range(start_x, out.shape[2], step_x):
-                block_col = value_block[unit]
+            for pixel in range(start_x, width_pixels, step_x):
+                block_col = pixel_block[pixel]
                 block = block_row * block_cols + block_col
                 left = col_edges[block_col]
                 width = col_edges[block_col + 1] - left
-                pixel = value_pixel[unit]
                 source_row, source_col = oriented_source(codes[planned, block], row - top,
                                                          pixel - left, height, width)
-                value = source[source_map[planned, block], top + source_row,
-                               (left + source_col) * channels + unit - pixel * channels]
                 step = COPY
                 brightness = contrast = tone = 0.0
                 table = tables[0, 0]
@@ -354,8 +353,10 @@ def _hardened_gather(source, out, source_map, codes, jitter, tables, first, row_
                     if table_levels > 0 and height * width * channels > table_levels:
                         step = TABLE
                         table = tables[image, block]
-                store_value(out, image, row, unit, value, step, table, offset, low, span,
-                            brightness, contrast, tone)
+                copy_run(source, out, image, source_map[planned, block], row,
+                         pixel * channels, top + source_row, (left + source_col) * channels,
+                         0, channels, 1, channels, step, table, offset, low, span, brightness,
+                         contrast, tone)
 
 
 def _fill_tables(tables, levels, jitter, first, row_edges, col_edges, channels, low, span):
@@ -407,7 +408,7 @@ def _blur_cols(pixels, band_cols, line, weights, radius, channels, low, high, in
 # The shared bodies, bound to CUDA device functions by _kernels() before any compile.
 copy_row_segment = body.copy_row_segment
 oriented_source = harden_body.oriented_source
-store_value = harden_body.store_value
+copy_run = harden_body.copy_run
 fill_level_table = harden_body.fill_level_table
 blur_band_rows = harden_body.blur_band_rows
 blur_band_cols = harden_body.blur_band_cols
@@ -455,13 +456,13 @@ libdevice = None
 @cache
 def _kernels():
     """Bind the shared bodies as device functions; the kernels compile on first launch."""
-    global copy_row_segment, oriented_source, store_value, fill_level_table
+    global copy_row_segment, oriented_source, copy_run, fill_level_table
     global blur_band_rows, blur_band_cols
     module = _import_numba_cuda()
     copy_row_segment = device_bodies(module, body)["copy_row_segment"]
     hardening = device_bodies(module, harden_body)
     oriented_source = hardening["oriented_source"]
-    store_value = hardening["store_value"]
+    copy_run = hardening["copy_run"]
     fill_level_table = hardening["fill_level_table"]
     blur_band_rows = hardening["blur_band_rows"]
     blur_band_cols = hardening["blur_band_cols"]
@@ -486,8 +487,8 @@ def _ptx_signatures() -> dict[str, list[str]]:
         signatures["hardened_gather"].append(
             f"void({_array(value, 3)}, {_array(value, 3)}, {_array('int32', 2)}, "
             f"{_array('uint8', 2)}, {_array('float64', 3)}, {_array(value, 3)}, int64, "
-            f"{', '.join(tables * 1)}, {_array('int32', 1)}, {', '.join(edges)}, int64, int64, "
-            "int64, int64, float64, float64)")
+            f"{', '.join(tables)}, {', '.join(edges)}, int64, int64, int64, int64, float64, "
+            "float64)")
         signatures["fill_tables"].append(
             f"void({_array(value, 3)}, {_array('float64', 1)}, {_array('float64', 3)}, int64, "
             f"{', '.join(edges)}, int64, float64, float64)")
@@ -564,16 +565,12 @@ class _Shape:
         self.row_first_block = module.to_device(row_first, stream=stream)
         self.word_block = module.to_device(word_block, stream=stream)
         if steps.hardened:
-            channels = int(steps.channels)
             rows = np.asarray(steps.row_edges)
             cols = np.asarray(steps.col_edges)
             row_block = np.repeat(np.arange(rows.size - 1, dtype=np.int32), np.diff(rows))
             pixel_block = np.repeat(np.arange(cols.size - 1, dtype=np.int32), np.diff(cols))
-            value_pixel = np.repeat(np.arange(int(cols[-1]), dtype=np.int32), channels)
             self.row_block = module.to_device(row_block.astype(np.int32), stream=stream)
-            self.value_block = module.to_device(
-                np.repeat(pixel_block, channels).astype(np.int32), stream=stream)
-            self.value_pixel = module.to_device(value_pixel, stream=stream)
+            self.pixel_block = module.to_device(pixel_block.astype(np.int32), stream=stream)
             self.row_edges = module.to_device(rows.astype(np.int64), stream=stream)
             self.col_edges = module.to_device(cols.astype(np.int64), stream=stream)
             self.levels = module.to_device(np.asarray(steps.levels, dtype=np.float64),
@@ -829,11 +826,11 @@ def _queue_kernels(window: DeviceWindow, first: int, last: int, out_bytes, out_p
             tables.col_edges, int(steps.channels), float(steps.low), float(steps.span))
     else:
         level_tables = _buffers.scratch(f"tables {slot}", (1, 1, 1), value_dtype)
-    grid, block = launch_geometry(count, height, values)
+    grid, block = launch_geometry(count, height, values // int(steps.channels))
     kernels["hardened_gather"][grid, block, stream](
         source, out, window.source_map, window.codes, window.jitter, level_tables, first,
-        tables.row_block, tables.value_block, tables.value_pixel, tables.row_edges,
-        tables.col_edges, int(steps.channels), int(steps.jitter_step), levels,
+        tables.row_block, tables.pixel_block, tables.row_edges, tables.col_edges,
+        int(steps.channels), int(steps.jitter_step), levels,
         int(steps.low), float(steps.low), float(steps.span))
     blur_args = (float(steps.low), float(steps.high), bool(steps.blur_integer))
     if np.asarray(steps.band_rows).size:

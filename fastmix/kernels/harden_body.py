@@ -6,8 +6,9 @@ CUDA module from ``numba.cuda.jit`` kernels), and each is compiled for the calle
 so the backends cannot drift. Every buffer they need
 (the level table, the blur lines) is an argument. They use only ``+ - * /``, comparisons
 and ``math.floor``, which IEEE 754 rounds the same way everywhere, so every backend and
-thread count gives the same bytes. A backend must compile them without fused multiply-add
-contraction (Numba's default on CPU; ``fastmath=False`` on CUDA).
+thread count gives the same bytes. Every product that feeds an addition goes through
+:func:`product`, which a backend whose compiler fuses multiply-adds (NVVM does, even with
+``fastmath=False``) compiles as a separately rounded multiplication.
 
 Pixels are seen as ``(n, H, W * C)`` arrays of values (``C`` values per pixel, the channels;
 or whole-pixel unsigned units when only orientation runs).
@@ -78,10 +79,22 @@ def clip_value(value, low, high):
 
 
 @body
+def product(first, second):
+    """``first * second``, rounded on its own before the addition that uses it.
+
+    A fused multiply-add rounds ``a * b + c`` once instead of twice, which changes bytes.
+    Numba's CPU target never fuses; NVVM does by default, so :mod:`fastmix.kernels.cuda`
+    compiles this body as an explicitly rounded ``mul.rn``, which it cannot fuse. Every
+    product that feeds an addition or a subtraction goes through here.
+    """
+    return first * second
+
+
+@body
 def jitter_from_level(level, brightness, contrast, tone):
     """The jitter of a value at ``level`` in [0, 1], on the [0, 1] scale, clipped."""
-    toned = level / (level + tone * (1.0 - level))
-    result = (toned - 0.5) * contrast + 0.5 + brightness
+    toned = level / (level + product(tone, 1.0 - level))
+    result = product(toned - 0.5, contrast) + 0.5 + brightness
     if result < 0.0:
         result = 0.0
     if result > 1.0:
@@ -95,7 +108,7 @@ def jitter_level(value, low, span, integer, brightness, contrast, tone):
     if integer:
         level = (value - low) / span
     else:
-        level = value * 1.0
+        level = float(value)  # float64, also for float32 values in the CUDA simulator
         if level < 0.0:
             level = 0.0
         if level > 1.0:
@@ -108,7 +121,7 @@ def jittered_value(value, low, span, integer, brightness, contrast, tone):
     """The value to store: ``rint(level * span) + low`` for integers, the level for floats."""
     level = jitter_level(value, low, span, integer, brightness, contrast, tone)
     if integer:
-        return round_half_even(level * span) + low
+        return round_half_even(product(level, span)) + low
     return level
 
 
@@ -120,7 +133,7 @@ def fill_level_table(table, levels, low, span, brightness, contrast, tone):
     """
     for index in range(levels.size):
         level = jitter_from_level(levels[index], brightness, contrast, tone)
-        table[index] = round_half_even(level * span) + low
+        table[index] = round_half_even(product(level, span)) + low
 
 
 @body
@@ -209,7 +222,8 @@ def blur_band_rows(pixels, image, band_rows, lines, weights, radius, low, high, 
                 source_row = height - 1
             weight = weights[k]
             for unit in range(values):
-                lines[index, unit] = lines[index, unit] + weight * pixels[image, source_row, unit]
+                lines[index, unit] = lines[index, unit] + product(
+                    weight, pixels[image, source_row, unit])
     for index in range(band_rows.size):
         row = band_rows[index]
         for unit in range(values):
@@ -241,7 +255,8 @@ def blur_band_cols(pixels, image, band_cols, line, weights, radius, channels, lo
                         source_col = 0
                     if source_col > width - 1:
                         source_col = width - 1
-                    total = total + weights[k] * pixels[image, row, source_col * channels + channel]
+                    total = total + product(
+                        weights[k], pixels[image, row, source_col * channels + channel])
                 line[index * channels + channel] = total
         for index in range(band_cols.size):
             col = band_cols[index]
