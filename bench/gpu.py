@@ -31,9 +31,8 @@ if not hasattr(np, "row_stack"):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from fastmix.pipeline import Pipeline  # noqa: E402
-
 import fastmix  # noqa: E402
+from fastmix.pipeline import Pipeline  # noqa: E402
 
 KEY = fastmix.Key.from_hex("5a" * 32)
 CLASSES = 10
