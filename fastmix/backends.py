@@ -22,6 +22,8 @@ reference implementation):
 ``available() -> bool``
     Whether it can run here (a CUDA backend checks for a GPU *here*, when called, never at
     import). :func:`available_backends` lists the registered backends that say yes.
+``unavailable_reason() -> str`` (optional)
+    Why it cannot run here and what to do, for the error :func:`get_backend` raises.
 ``load_window(images, job) -> job``
     Put one window where the backend computes. ``images`` is the window's input, a
     C-contiguous host array ``(n, H, W[, C])``; ``job`` is a
@@ -125,6 +127,8 @@ def get_backend(name: str) -> Backend:
     except ImportError as error:
         raise BadInputError(f"backend {name!r} cannot be loaded here ({error})") from None
     if not module.available():
-        raise BadInputError(f"backend {name!r} is not available on this machine; use "
+        why = getattr(module, "unavailable_reason", None)
+        because = f" ({why()})" if why is not None else ""
+        raise BadInputError(f"backend {name!r} is not available on this machine{because}; use "
                             f"one of {', '.join(available_backends())}")
     return module  # type: ignore[return-value]

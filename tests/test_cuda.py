@@ -230,6 +230,7 @@ def test_no_gpu_is_a_clear_error(tmp_path):
         "    print(error)\n", NUMBA_ENABLE_CUDASIM="0")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "backend 'cuda' is not available" in result.stdout
+    assert "no NVIDIA GPU" in result.stdout
     key_file = tmp_path / "key"
     command = subprocess.run(
         [sys.executable, "-m", "fastmix.cli", "mix", str(source), str(tmp_path / "out.h5"),

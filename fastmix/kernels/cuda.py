@@ -545,6 +545,17 @@ def available() -> bool:
         return False
 
 
+def unavailable_reason() -> str:
+    """Why the backend cannot run here, and what to do (see :func:`available`)."""
+    try:
+        _import_numba_cuda()
+    except BadInputError:
+        return ("numba-cuda is not installed: pip install 'fastmix[cuda12]' or "
+                "'fastmix[cuda13]', matching the driver's CUDA version")
+    return ("numba.cuda sees no NVIDIA GPU or driver; NUMBA_ENABLE_CUDASIM=1 runs numba's "
+            "slow simulator")
+
+
 def streaming_threads():
     """Nothing to set: the kernels run on the GPU, beside the store's I/O threads."""
     return nullcontext()
