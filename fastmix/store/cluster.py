@@ -50,7 +50,7 @@ from fastmix.pipeline import Pipeline
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec, parse_memory
 from fastmix.store.access import open_hdf5
-from fastmix.store.chunkio import WindowReader, WindowWriter
+from fastmix.store.chunkio import WindowReader, WindowWriter, codec_threads
 from fastmix.store.crashrepair import clear_open_flag
 from fastmix.store.durable import fsync_folder_of, fsync_path
 from fastmix.store.hdf5 import stored_chunks
@@ -154,7 +154,7 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None, *,
                 yield client
         else:
             count = workers or 1
-            threads = max(1, _cpus() // count)
+            threads = max(1, codec_threads() // count)
             cluster = distributed.LocalCluster(
                 n_workers=count, threads_per_worker=1, processes=True,
                 dashboard_address=None, silence_logs=logging.CRITICAL,
@@ -164,13 +164,6 @@ def cluster_client(scheduler: str | None = None, workers: int | None = None, *,
     finally:
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
-
-
-def _cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def warm_up(client) -> None:
