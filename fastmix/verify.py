@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from fastmix.errors import BadInputError, BadInputTypeError, WrongKeyError
+from fastmix.errors import BadInputError, BadInputTypeError, WrongKeyError, hint
 from fastmix.keys import Key
 from fastmix.mixing import layout_for, mix_window
 from fastmix.plan.windows import fixed_windows
@@ -167,8 +167,8 @@ def _read_record(dataset, path: str):
         state = state.decode("utf-8", "replace")
     if state == IN_PROGRESS:
         raise BadInputError(
-            f"{path!r} has an interrupted in-place run (fastmix_state is {state!r}); finish it "
-            "with --in-place --resume before verifying"
+            f"{path!r} has an interrupted in-place run (fastmix_state is {state!r}); "
+            f"{hint('finish_in_place')} before verifying"
         )
     record = read_mix_record(dataset)
     if record is None:

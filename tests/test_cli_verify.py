@@ -70,7 +70,7 @@ def test_an_interrupted_in_place_run_is_refused(pair):
     pending.write_bytes(mixed.read_bytes())
     with h5py.File(pending, "r+") as file:
         file["images"].attrs["fastmix_state"] = "in-progress"
-    with pytest.raises(fastmix.BadInputError, match="--resume"):
+    with pytest.raises(fastmix.BadInputError, match="in_place=True, resume=True"):
         fastmix.verify_stores(original, pending)
 
 

@@ -15,7 +15,7 @@ import os
 import socket
 import time
 
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, hint
 
 LOCK_SUFFIX = ".fastmix-lock"
 
@@ -103,7 +103,8 @@ class StoreLock:
         if pid and host == here and not _pid_alive(int(pid)):
             who += " (its PID is gone, but the lock is still held)"
         return (f"store {self.store!r} is being rewritten in place by {who} (lock "
-                f"{self.path!r}); wait for it to finish, or stop it and run again with --resume")
+                f"{self.path!r}); wait for it to finish, or stop it and "
+                f"{hint('resume_again')}")
 
     def release(self) -> None:
         """Remove the lock file and drop the lock."""
