@@ -219,6 +219,8 @@ def main() -> None:
                              "time on different file systems")
     args = parser.parse_args()
     formats = tuple(name.strip() for name in args.formats.split(",") if name.strip())
+    if args.folder is not None:
+        os.makedirs(args.folder, exist_ok=True)
     work = tempfile.mkdtemp(prefix="fastmix-bench-ingest-", dir=args.folder)
     load_before = os.getloadavg()[0]
     try:

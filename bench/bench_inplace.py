@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--folder", default=None, help="where the stores go (default: a "
                         "temporary folder on the default temp filesystem)")
     args = parser.parse_args()
+    if args.folder is not None:
+        os.makedirs(args.folder, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
         for compressed in (False, True):
             result = measure(folder, args.images, compressed, args.rounds, args.memory)
