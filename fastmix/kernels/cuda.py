@@ -218,7 +218,9 @@ def _interface_from_dlpack(obj: object, stream_handle: int | None) -> dict:
         from cuda.core.utils import StridedMemoryView
     except ImportError:  # older cuda-python
         from cuda.core.experimental.utils import StridedMemoryView
-    view = StridedMemoryView.from_dlpack(obj, stream_ptr=-1 if stream_handle is None
+    # The producer makes the data ready on the stream named (1: the legacy default stream,
+    # which every blocking stream waits for).
+    view = StridedMemoryView.from_dlpack(obj, stream_ptr=1 if stream_handle is None
                                          else stream_handle)
     itemsize = np.dtype(view.dtype).itemsize
     strides = None if view.strides is None else tuple(s * itemsize for s in view.strides)
