@@ -22,10 +22,14 @@ Value steps (``step`` of :func:`copy_block_row`): :data:`COPY` stores the source
 :data:`TABLE` looks it up in the block's level table (:func:`fill_level_table`),
 :data:`INTEGER` and :data:`FLOAT` compute the jitter of :func:`jitter_level` on the value.
 The table holds exactly the values the arithmetic gives, so the choice never changes a byte.
+
+Numba's on-disk cache of a kernel that calls these bodies is keyed on the kernel's own file:
+after editing this file, touch ``cpu.py`` (or delete ``__pycache__``) before measuring.
 """
 
 import math
 
+import numpy as np
 from numba.extending import register_jitable
 
 #: Compiles each body where jitted code calls it, on any Numba target (CPU or CUDA), without
@@ -143,34 +147,43 @@ def copy_run(source, out, image, source_image, out_row, out_unit, row, unit, row
     """``pixels`` output pixels from ``(out_row, out_unit)`` on, after the value step ``step``.
 
     Output pixel ``x`` takes the ``channels`` values of source pixel ``(row + x * row_step,
-    unit + x * unit_step)``; ``source`` and ``out`` are ``(n, H, W * channels)``.
+    unit + x * unit_step)``; ``source`` and ``out`` are ``(n, H, W * channels)``. Indices
+    are cast to unsigned (they are never negative): Numba then skips its negative-index
+    wraparound, measured 13x faster on a byte copy loop.
     """
-    contiguous = row_step == 0 and unit_step == channels
-    if step == COPY:
-        if contiguous:
-            for k in range(pixels * channels):
-                out[image, out_row, out_unit + k] = source[source_image, row, unit + k]
-            return
-        for x in range(pixels):
-            for channel in range(channels):
-                out[image, out_row, out_unit + x * channels + channel] = source[
-                    source_image, row + x * row_step, unit + x * unit_step + channel]
-    elif step == TABLE:
-        if contiguous:
-            for k in range(pixels * channels):
-                out[image, out_row, out_unit + k] = table[
-                    int(source[source_image, row, unit + k]) - offset]
-            return
-        for x in range(pixels):
-            for channel in range(channels):
-                out[image, out_row, out_unit + x * channels + channel] = table[int(source[
-                    source_image, row + x * row_step, unit + x * unit_step + channel]) - offset]
-    else:
-        for x in range(pixels):
-            for channel in range(channels):
-                out[image, out_row, out_unit + x * channels + channel] = jittered_value(
-                    source[source_image, row + x * row_step, unit + x * unit_step + channel],
-                    low, span, step == INTEGER, brightness, contrast, tone)
+    image = np.uint64(image)
+    source_image = np.uint64(source_image)
+    out_row = np.uint64(out_row)
+    if row_step == 0 and unit_step == channels:  # a contiguous run
+        row = np.uint64(row)
+        values = pixels * channels
+        if step == COPY:
+            for k in range(values):
+                out[image, out_row, np.uint64(out_unit + k)] = \
+                    source[source_image, row, np.uint64(unit + k)]
+        elif step == TABLE:
+            for k in range(values):
+                out[image, out_row, np.uint64(out_unit + k)] = table[
+                    np.uint64(int(source[source_image, row, np.uint64(unit + k)]) - offset)]
+        else:
+            for k in range(values):
+                out[image, out_row, np.uint64(out_unit + k)] = jittered_value(
+                    source[source_image, row, np.uint64(unit + k)], low, span,
+                    step == INTEGER, brightness, contrast, tone)
+        return
+    for x in range(pixels):
+        source_row = np.uint64(row + x * row_step)
+        first = unit + x * unit_step
+        for channel in range(channels):
+            value = source[source_image, source_row, np.uint64(first + channel)]
+            position = np.uint64(out_unit + x * channels + channel)
+            if step == COPY:
+                out[image, out_row, position] = value
+            elif step == TABLE:
+                out[image, out_row, position] = table[np.uint64(int(value) - offset)]
+            else:
+                out[image, out_row, position] = jittered_value(
+                    value, low, span, step == INTEGER, brightness, contrast, tone)
 
 
 @body
@@ -208,24 +221,22 @@ def blur_band_rows(pixels, image, band_rows, lines, weights, radius, low, high, 
     stored in the dtype (integers rounded half to even and clipped). ``lines`` is scratch of
     at least ``(band_rows.size, W * C)``.
     """
+    image = np.uint64(image)
     height = pixels.shape[1]
     values = pixels.shape[2]
+    # Tap by tap across the whole row: the inner loop runs over contiguous values.
     for index in range(band_rows.size):
         row = band_rows[index]
         for unit in range(values):
             lines[index, unit] = 0.0
         for k in range(2 * radius + 1):
-            source_row = row + k - radius
-            if source_row < 0:
-                source_row = 0
-            if source_row > height - 1:
-                source_row = height - 1
+            source_row = np.uint64(min(max(row + k - radius, 0), height - 1))
             weight = weights[k]
             for unit in range(values):
                 lines[index, unit] = lines[index, unit] + product(
                     weight, pixels[image, source_row, unit])
     for index in range(band_rows.size):
-        row = band_rows[index]
+        row = np.uint64(band_rows[index])
         for unit in range(values):
             total = lines[index, unit]
             if integer:
@@ -242,26 +253,25 @@ def blur_band_cols(pixels, image, band_cols, line, weights, radius, channels, lo
     image after pass 1 (as :func:`blur_band_rows`, across columns). ``line`` is scratch of
     at least ``band_cols.size * channels`` values.
     """
+    image = np.uint64(image)
     height = pixels.shape[1]
     width = pixels.shape[2] // channels
+    # Tap by tap over every band value of the row: independent sums, not one long chain.
     for row in range(height):
+        for j in range(band_cols.size * channels):
+            line[j] = 0.0
+        for k in range(2 * radius + 1):
+            weight = weights[k]
+            for index in range(band_cols.size):
+                source = min(max(band_cols[index] + k - radius, 0), width - 1) * channels
+                for channel in range(channels):
+                    at = np.uint64(index * channels + channel)
+                    line[at] = line[at] + product(
+                        weight, pixels[image, row, np.uint64(source + channel)])
         for index in range(band_cols.size):
-            col = band_cols[index]
+            first = band_cols[index] * channels
             for channel in range(channels):
-                total = 0.0
-                for k in range(2 * radius + 1):
-                    source_col = col + k - radius
-                    if source_col < 0:
-                        source_col = 0
-                    if source_col > width - 1:
-                        source_col = width - 1
-                    total = total + product(
-                        weights[k], pixels[image, row, source_col * channels + channel])
-                line[index * channels + channel] = total
-        for index in range(band_cols.size):
-            col = band_cols[index]
-            for channel in range(channels):
-                total = line[index * channels + channel]
+                total = line[np.uint64(index * channels + channel)]
                 if integer:
                     total = clip_value(round_half_even(total), low, high)
-                pixels[image, row, col * channels + channel] = total
+                pixels[image, row, np.uint64(first + channel)] = total
