@@ -62,8 +62,8 @@ def oriented_source(code, y, x, height, width):
 def round_half_even(value):
     """Round to the nearest integer, ties to even (``np.rint``), with ``math.floor`` only.
 
-    Written without branches: the fraction is random, and a mispredicted branch per pixel
-    cost more than the arithmetic.
+    Written with selects rather than branches on the fraction (which is random per pixel);
+    it equals ``np.rint`` (checked on ties, negatives and random values).
     """
     lower = math.floor(value)
     fraction = value - lower
