@@ -33,7 +33,7 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
 
 
 def make_store(path: str, count: int, seed: int = 0) -> int:
-    """An LZ4 store of ``count`` 192x192 photo crops; returns its chunk length."""
+    """Return an LZ4 store of ``count`` 192x192 photo crops; returns its chunk length."""
     from PIL import Image
     from skimage import data
 

@@ -56,7 +56,7 @@ DATASETS = {"lfw": (lfw_faces, (5, 5)), "tiles": (photo_tiles, (8, 8))}
 
 
 def spec_of(preset: str | None, overrides: dict, block: tuple[int, int]) -> MixSpec:
-    """The spec of one row of :data:`SETTINGS` on blocks of ``block``."""
+    """Return the spec of one row of :data:`SETTINGS` on blocks of ``block``."""
     if preset is not None:
         return MixSpec.preset(preset, block=block, **overrides)
     return MixSpec(block=block, **overrides)
@@ -91,7 +91,7 @@ def measure(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, seed: int 
 
 def table(dataset_names: tuple[str, ...], *, utility: bool = True, seed: int = 0,
           settings: tuple = SETTINGS) -> str:
-    """The Markdown table of every setting on every dataset."""
+    """Return the Markdown table of every setting on every dataset."""
     lines = ["| data | setting | A known groups | A inferred groups | A plain attack | "
              "re-identified | verdict | accuracy change | 1x1 control change |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -77,7 +77,7 @@ def make_jpegs(folder: str, count: int, seed: int = 0) -> list[str]:
 
 
 def plain_ingest(paths: list[str], labels: list[int], store: str) -> None:
-    """The baseline: imageio reads each file, h5py writes it, one image at a time."""
+    """Ingest like the baseline: imageio reads each file, h5py writes it, image by image."""
     chunk = chunk_length(SIZE * SIZE * 3, len(paths))
     with h5py.File(store, "w") as file:
         images = file.create_dataset("images", (len(paths), SIZE, SIZE, 3), np.uint8,
@@ -88,7 +88,7 @@ def plain_ingest(paths: list[str], labels: list[int], store: str) -> None:
 
 
 def plain_export(store: str, folder: str, options: dict) -> None:
-    """The baseline: h5py reads each image, imageio writes it, one image at a time."""
+    """Export like the baseline: h5py reads each image, imageio writes it, image by image."""
     with h5py.File(store, "r") as file:
         images, labels = file["images"], file["labels"][()]
         for value in np.unique(labels):

@@ -38,7 +38,7 @@ from fastmix.spec import DEFAULT_PRESET
 
 
 def load() -> str:
-    """The 1-minute load average (the machine is shared)."""
+    """Return the 1-minute load average (the machine is shared)."""
     return f"{os.getloadavg()[0]:.1f}"
 
 
@@ -70,7 +70,7 @@ def core(images_count: int, repeats: int) -> None:
 
 
 def fsynced_copy(source: str, target: str) -> None:
-    """The plain copy, then fsync of its file (what fastmix does to its own output)."""
+    """Return the plain copy, then fsync of its file (what fastmix does to its own output)."""
     plain_copy(source, target)
     descriptor = os.open(target, os.O_RDONLY)
     try:

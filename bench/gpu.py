@@ -1,5 +1,7 @@
-"""The cuda backend on a GPU: kernel bandwidth against a device copy, bit-equality with the
-CPU backend, training-batch mixing and the store path's split. Prints one Markdown table.
+"""The cuda backend on a GPU, as one Markdown table.
+
+Kernel bandwidth against a device copy, bit-equality with the CPU backend, training-batch
+mixing and the store path's split.
 
     python bench/gpu.py                   # the device check (NVIDIA GPU, PyTorch)
     python bench/gpu.py --out gpu.md      # also write the table to a file
@@ -185,7 +187,7 @@ def batch_rows(device: Device, batch: tuple[int, ...], repeats: int) -> list[str
 
 def store_rows(device: Device, count: int, shape: tuple[int, ...], block: tuple[int, int],
                repeats: int) -> list[str]:
-    """The store path: h5py I/O, transfers and kernel time apart, then whole runs."""
+    """Return the store path: h5py I/O, transfers and kernel time apart, then whole runs."""
     import h5py
 
     rows = []

@@ -87,7 +87,7 @@ class Backend(Protocol):
         """Compute output images ``first..last`` of ``window`` into ``out``."""
 
     def streaming_threads(self) -> AbstractContextManager[None]:
-        """The backend's thread setting while a store streams."""
+        """Return the backend's thread setting while a store streams."""
 
 
 def registered_backends() -> tuple[str, ...]:
@@ -109,7 +109,7 @@ def available_backends() -> tuple[str, ...]:
 
 
 def get_backend(name: str) -> Backend:
-    """The backend module of ``name``.
+    """Return the backend module of ``name``.
 
     Raises
     ------

@@ -121,6 +121,7 @@ class H5ImageDataset:
         return self._dataset
 
     def __len__(self) -> int:
+        """Return the number of images."""
         return self._shape[0]
 
     @property
@@ -164,6 +165,7 @@ class H5ImageDataset:
         return np.array(image)
 
     def __getitem__(self, index: int) -> tuple[object, int]:
+        """Return image ``index`` (transformed) and its label."""
         if isinstance(index, bool) or not isinstance(index, int | np.integer):
             raise BadInputError(f"index must be an integer, got {type(index).__name__}")
         count = len(self)
@@ -186,12 +188,15 @@ class H5ImageDataset:
         self._reset()
 
     def __enter__(self) -> H5ImageDataset:
+        """Return the dataset itself; leaving the block closes its file."""
         return self
 
     def __exit__(self, *exc_info) -> None:
+        """Close the file."""
         self.close()
 
     def __getstate__(self) -> dict:
+        """Return the picklable state: everything but the open file (reopened in the worker)."""
         state = self.__dict__.copy()
         for name in ("_file", "_dataset", "_cache", "_chunk"):
             state[name] = None
@@ -200,6 +205,7 @@ class H5ImageDataset:
         return state
 
     def __repr__(self) -> str:
+        """Return the path, the image count and the classes."""
         return (f"H5ImageDataset({self.path!r}, {len(self):,} images of "
                 f"{'x'.join(map(str, self.image_shape))} {self._dtype}, "
                 f"{len(self.classes)} classes)")
@@ -215,7 +221,7 @@ def require_torch() -> None:
 
 
 def channels_first(image: np.ndarray) -> np.ndarray:
-    """An (H, W) or (H, W, C) image as a C-contiguous (C, H, W) array, as ``ToTensor`` makes it.
+    """Return an (H, W) or (H, W, C) image as a C-contiguous (C, H, W) array, as ``ToTensor``.
 
     uint8 pixels become float32 in [0, 1]; other types keep their values and type.
     """
@@ -276,9 +282,11 @@ class ChunkShuffleSampler:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
+        """Return the number of indices an epoch yields."""
         return self.count
 
     def __iter__(self):
+        """Yield the indices in this epoch's order."""
         rng = np.random.default_rng((self.seed, self.epoch))
         self.epoch += 1
         starts = np.arange(0, self.count, self.chunk_length)

@@ -30,7 +30,7 @@ _MARK = "\x1f"
 
 
 def hint(name: str) -> str:
-    """A placeholder for the hint ``name`` of :data:`HINTS`, to put in an error message."""
+    """Return a placeholder for the hint ``name`` of :data:`HINTS`, to put in an error message."""
     if name not in HINTS:
         raise KeyError(f"unknown hint {name!r}")
     return f"{_MARK}{name}{_MARK}"
@@ -60,7 +60,7 @@ class FastmixError(Exception):
 
 
 def command_line_message(error: BaseException) -> str:
-    """The message of ``error`` with its hints phrased as command-line flags."""
+    """Return the message of ``error`` with its hints phrased as command-line flags."""
     template = getattr(error, "template", None)
     return _render(template, 1) if isinstance(template, str) else str(error)
 

@@ -20,7 +20,7 @@ _CHECK_DOMAIN = b"fastmix/key-check/v1"
 
 
 def read_small_file(path: str, limit: int) -> bytes | None:
-    """The bytes of the regular file ``path``, or ``None`` when it holds more than ``limit``.
+    """Return the bytes of the regular file ``path``, or ``None`` when it holds more than ``limit``.
 
     Opened without blocking, so a FIFO that replaced the file cannot hang the read.
     """
@@ -76,12 +76,12 @@ class Key:
 
     @classmethod
     def generate(cls) -> Key:
-        """A new key from the operating system's secure random source."""
+        """Return a new key from the operating system's secure random source."""
         return cls(secrets.token_bytes(KEY_BYTES))
 
     @classmethod
     def from_hex(cls, text: str) -> Key:
-        """A key from its 64 hexadecimal characters."""
+        """Return a key from its 64 hexadecimal characters."""
         text = text.strip()
         if len(text) != 2 * KEY_BYTES:
             raise BadInputError(
@@ -169,26 +169,30 @@ class Key:
             )
 
     def window_seed(self, canonical_spec: str, window_index: int) -> int:
-        """The 64-bit seed of one window: HMAC-SHA256(key, domain + spec + window index)."""
+        """Return the 64-bit seed of one window: HMAC-SHA256(key, domain + spec + window index)."""
         message = _WINDOW_DOMAIN + canonical_spec.encode() + int(window_index).to_bytes(8, "little")
         digest = hmac.new(self._secret, message, hashlib.sha256).digest()
         return int.from_bytes(digest[:8], "little")
 
     def hex(self) -> str:
-        """The secret as 64 hex characters. Handle with care: this is the key itself."""
+        """Return the secret as 64 hex characters. Handle with care: this is the key itself."""
         return self._secret.hex()
 
     def __eq__(self, other: object) -> bool:
+        """Compare the secrets in constant time."""
         return isinstance(other, Key) and hmac.compare_digest(self._secret, other._secret)
 
     def __hash__(self) -> int:
+        """Hash the check value, never the secret."""
         return hash(self.check_value)
 
     def __repr__(self) -> str:
+        """Show the check value only, never the secret."""
         return f"<fastmix.Key check={self.check_value}>"
 
     __str__ = __repr__
 
     def __reduce__(self):
+        """Pickle the key (explicitly: Dask ships it to its workers)."""
         # Pickling is needed to ship a key to worker processes (Dask); it is explicit.
         return (Key, (self._secret,))

@@ -1,5 +1,8 @@
-"""In-memory mixing: :func:`mix_array` and :func:`unmix_array`, one window at a time through
-:class:`fastmix.pipeline.Pipeline` (the same pipeline the store engines run)."""
+"""In-memory mixing: :func:`mix_array` and :func:`unmix_array`.
+
+One window at a time through :class:`fastmix.pipeline.Pipeline`, the same pipeline the store
+engines run.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def check_images(images: object) -> np.ndarray:
 
 
 def check_device_images(images: object) -> device_arrays.DeviceArray:
-    """The CUDA array ``images`` (N, H, W[, C]), checked as :func:`check_images` checks."""
+    """Return the CUDA array ``images`` (N, H, W[, C]), checked as :func:`check_images` checks."""
     array = device_arrays.DeviceArray(images)
     if len(array.shape) not in (3, 4):
         raise BadInputError(
@@ -87,7 +90,7 @@ def _check_common(images, labels, spec, key, window):
 
 
 def layout_for(images_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> PixelLayout:
-    """The plain gather's layout of images of ``images_shape`` (without the leading N).
+    """Return the plain gather's layout of images of ``images_shape`` (without the leading N).
 
     Raises :class:`BadInputError` when the spec (its hardening included) cannot run on them.
     """

@@ -63,7 +63,7 @@ MAX_TABLE_LEVELS = 1 << 16
 
 
 def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> Steps:
-    """The constants of the per-piece step for images of ``image_shape`` (without N).
+    """Return the constants of the per-piece step for images of ``image_shape`` (without N).
 
     Raises
     ------
@@ -141,7 +141,7 @@ class Pipeline:
         return self.steps.layout.block_count
 
     def plan(self, labels: np.ndarray, window_index: int) -> Plan:
-        """The plan of the window whose validated labels are ``labels`` (no pixels)."""
+        """Return the plan of the window whose validated labels are ``labels`` (no pixels)."""
         return plan_window(encode_labels(labels), (self.steps.row_edges, self.steps.col_edges),
                            self.spec, self.key, window_index)
 
@@ -157,12 +157,12 @@ class Pipeline:
 
     def mix_window(self, images: np.ndarray, labels: np.ndarray, window_index: int,
                    out: np.ndarray, plan: Plan | None = None) -> Plan:
-        """A whole window into ``out`` as one piece, visiting images in the plan's order."""
+        """Return a whole window into ``out`` as one piece, visiting images in the plan's order."""
         plan = self.plan(labels, window_index) if plan is None else plan
         window = self.load(images, plan)
         self.mix_piece(window, 0, len(images), out, window.plan.order)
         return plan
 
     def streaming_threads(self) -> AbstractContextManager[None]:
-        """The backend's thread setting while a store streams."""
+        """Return the backend's thread setting while a store streams."""
         return self.backend.streaming_threads()

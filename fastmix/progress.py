@@ -59,9 +59,11 @@ class Progress:
             self.bar = None
 
     def __enter__(self) -> Progress:
+        """Return the bar itself; leaving the block closes it."""
         return self
 
     def __exit__(self, *exc_info) -> None:
+        """Close the bar."""
         self.close()
 
 
@@ -104,7 +106,7 @@ class PieceProgress:
         self.dataset = getattr(writer, "dataset", None)
 
     def piece_length(self) -> int:
-        """The writer's piece length."""
+        """Return the writer's piece length."""
         return self.writer.piece_length()
 
     def encode_piece(self, first: int, last: int, images) -> tuple:
@@ -118,4 +120,5 @@ class PieceProgress:
         self.progress.update(count)
 
     def __getattr__(self, name: str):
+        """Delegate everything else to the wrapped writer."""
         return getattr(self.writer, name)

@@ -27,13 +27,13 @@ def skimage_data():
 
 
 def photos() -> list[np.ndarray]:
-    """The photographs of :data:`PHOTOS`, uint8 RGB (at least 300x451 each)."""
+    """Return the photographs of :data:`PHOTOS`, uint8 RGB (at least 300x451 each)."""
     data = skimage_data()
     return [getattr(data, name)()[:, :, :3] for name in PHOTOS]
 
 
 def lfw_faces() -> tuple[np.ndarray, np.ndarray]:
-    """The LFW subset: 200 grey 25x25 float images in [0, 1] and their labels.
+    """Return the LFW subset: 200 grey 25x25 float images in [0, 1] and their labels.
 
     Label 0 marks the first 100 (faces), label 1 the last 100 (non-faces).
     """

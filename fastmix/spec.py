@@ -110,6 +110,7 @@ class MixSpec:
     plan_rule: int = field(default=PLAN_RULE, compare=False)
 
     def __post_init__(self) -> None:
+        """Validate every parameter (one clear error per problem)."""
         if self.block is not None and self.grid is not None:
             raise BadInputError("give either block=(bh, bw) or grid=(rows, cols), not both")
         if self.block is not None:
@@ -143,7 +144,7 @@ class MixSpec:
         object.__setattr__(self, "plan_rule", int(self.plan_rule))
 
     def with_plan_rule(self, rule: int) -> MixSpec:
-        """The same spec planned with group rule ``rule`` (see :data:`PLAN_RULES`)."""
+        """Return the same spec planned with group rule ``rule`` (see :data:`PLAN_RULES`)."""
         return replace(self, plan_rule=rule)
 
     def _validate_hardening(self) -> None:
@@ -186,7 +187,7 @@ class MixSpec:
 
     @classmethod
     def preset(cls, name: str, **overrides: object) -> MixSpec:
-        """A spec from a privacy preset, with any parameter overridden.
+        """Return a spec from a privacy preset, with any parameter overridden.
 
         ``fast``: the paper's parameters (donors 10, prob 0.5), no hardening. ``balanced``:
         permute, prob 1, groups of 11 (donors 10), keyed ``d4`` orientation (``flip`` on
@@ -233,7 +234,7 @@ class MixSpec:
         return block_height, block_width
 
     def to_dict(self) -> dict:
-        """The parameters as plain JSON-compatible values (geometry as given)."""
+        """Return the parameters as plain JSON-compatible values (geometry as given)."""
         data: dict = {"mode": self.mode, "donors": self.donors, "prob": self.prob,
                       "rounds": self.rounds}
         if self.block is not None:
@@ -273,7 +274,7 @@ class MixSpec:
         return cls(**kwargs)
 
     def canonical(self) -> str:
-        """The canonical text of the spec that seeds every random choice (SPEC section 3)."""
+        """Return the canonical text of the spec that seeds every random choice (SPEC section 3)."""
         data = self.to_dict()
         data.pop("plan_rule", None)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -337,7 +338,7 @@ def leaks(spec: MixSpec) -> list[str]:
 
 
 def preset_names() -> tuple[str, ...]:
-    """The preset names, fastest first."""
+    """Return the preset names, fastest first."""
     return PRESETS
 
 

@@ -66,6 +66,7 @@ class VerifyResult:
     key_checked: bool
 
     def __bool__(self) -> bool:
+        """Return whether the verification passed."""
         return self.ok
 
 
@@ -300,7 +301,7 @@ def _contained(values: np.ndarray, sorted_pool: np.ndarray) -> np.ndarray:
 
 
 def _mix64(values: np.ndarray) -> np.ndarray:
-    """The SplitMix64 finalizer, elementwise on uint64 (wrapping arithmetic)."""
+    """Return the SplitMix64 finalizer, elementwise on uint64 (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
         values = values ^ (values >> np.uint64(30))
         values = values * _MIX_1
@@ -316,8 +317,11 @@ _HASH_SHIFT = np.uint64(29)
 
 @njit(parallel=True, cache=True)
 def _block_hashes(units, row_bounds, col_bounds):
-    """A 64-bit hash of every block's pixels: ``units`` is a kernel layout view (n, H, units)
-    and the bounds are the layout's block edges in rows and units. Returns (n, blocks)."""
+    """Return a 64-bit hash of every block's pixels, shape (n, blocks).
+
+    ``units`` is a kernel layout view (n, H, units) and the bounds are the layout's block
+    edges in rows and units.
+    """
     count = units.shape[0]
     block_rows = row_bounds.size - 1
     block_cols = col_bounds.size - 1

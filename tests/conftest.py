@@ -4,9 +4,9 @@ import os
 # set (on a machine with a GPU). It must be set before numba.cuda is first imported.
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
-import pytest  # noqa: E402
+import pytest
 
-import fastmix  # noqa: E402
+import fastmix
 
 
 @pytest.fixture

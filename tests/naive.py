@@ -183,7 +183,7 @@ def orient_block(block: np.ndarray, code: int) -> np.ndarray:
 
 
 def unorient_block(block: np.ndarray, code: int) -> np.ndarray:
-    """The inverse of :func:`orient_block`: transpose back, then undo the mirrors."""
+    """Return the inverse of :func:`orient_block`: transpose back, then undo the mirrors."""
     if code & 4:
         block = block.swapaxes(0, 1)
     if code & 1:

@@ -216,7 +216,7 @@ def test_missing_extra_says_how_to_install():
 
 def _write(path, images, labels):
     with h5py.File(path, "w") as handle:
-        handle.create_dataset("images", data=images, chunks=(10,) + images.shape[1:])
+        handle.create_dataset("images", data=images, chunks=(10, *images.shape[1:]))
         handle["labels"] = labels
 
 

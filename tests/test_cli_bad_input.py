@@ -1,5 +1,8 @@
-"""Every bad input through the real ``fastmix`` process: exit status 2, exactly one line on
-stderr, no traceback, every file in the folder byte for byte unchanged, nothing new left."""
+"""Every bad input through the real ``fastmix`` process.
+
+Exit status 2, exactly one line on stderr, no traceback, every file in the folder byte for
+byte unchanged, nothing new left.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ OTHER_KEY = "other.key"
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, photo_tiles):
-    """A folder of good and broken stores and keys, built once for every case."""
+    """Return a folder of good and broken stores and keys, built once for every case."""
     folder = tmp_path_factory.mktemp("bad-input")
     key = fastmix.Key.from_hex("ab" * 32)
     good, images, labels = write_mixed_pair(folder, photo_tiles, key, original="good.h5")

@@ -302,8 +302,10 @@ def test_in_place_mix_equals_new_file_and_unmixes(folder, permute_run, original)
 @pytest.mark.parametrize("filter_name", ["LZ4", "Bitshuffle"])
 def test_plugin_filtered_store_mixes_verifies_and_is_described(tmp_path, photo_tiles, key,
                                                                filter_name):
-    """Stores compressed by hdf5plugin filters work through the command line (which must
-    register them: h5py alone cannot read them)."""
+    """Stores compressed by hdf5plugin filters work through the command line.
+
+    The command line must register the filters: h5py alone cannot read them.
+    """
     import hdf5plugin
 
     images, labels = photo_subset(photo_tiles, count=32)

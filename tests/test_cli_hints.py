@@ -63,7 +63,7 @@ def test_unmix_with_a_missing_key_file_never_suggests_new_key(tmp_path, store):
     line = one_line_error(cli("mix", str(store), str(tmp_path / "out.h5"), "--key-file",
                               str(tmp_path / "missing.key")))
     assert "--new-key" in line  # mix is the command that can make one
-    with pytest.raises(BadInputError, match="Key.generate") as raised:
+    with pytest.raises(BadInputError, match=r"Key.generate") as raised:
         fastmix.Key.load(tmp_path / "missing.key")
     assert "--" not in str(raised.value)
 
@@ -86,7 +86,7 @@ def test_reversible_store_mixed_again_is_told_to_unmix(tmp_path, store):
                  "--new-key", "--privacy", "fast", "--donors", "3")
     assert result.returncode == 0, result.stderr
     assert "unmixing needs it" in result.stdout
-    with pytest.raises(BadInputError, match="unmix it first.*force=True"):
+    with pytest.raises(BadInputError, match=r"unmix it first.*force=True"):
         fastmix.mix_store(mixed, tmp_path / "again.h5", key=fastmix.Key.load(tmp_path / "key"),
                           progress=False)
 

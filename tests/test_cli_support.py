@@ -90,7 +90,7 @@ def write_store(path: Path, images: np.ndarray, labels: np.ndarray | None, *,
 
 def write_mixed_pair(folder: Path, photo_tiles, key: fastmix.Key, *, original: str,
                      mixed: str = "mixed.h5") -> tuple[Path, np.ndarray, np.ndarray]:
-    """A store of :func:`photo_subset` tiles and its permute mix (8x8 blocks, windows of 32).
+    """Write a store of :func:`photo_subset` tiles and its permute mix (8x8 blocks, windows of 32).
 
     Returns the original store's path, its images and its labels.
     """
@@ -112,6 +112,6 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def read_images(path: Path, name: str = "images") -> np.ndarray:
-    """The whole images dataset of a store."""
+    """Return the whole images dataset of a store."""
     with h5py.File(path, "r") as file:
         return file[name][()]

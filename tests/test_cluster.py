@@ -175,14 +175,14 @@ def test_a_missing_shard_is_named(photos, key, tmp_path, client):
     fastmix.mix_store(source, tmp_path / "sharded.h5", spec=SPEC, key=key, window=64,
                       progress=False, client=client, shards=True)
     os.remove(os.path.join(shard_folder(tmp_path / "sharded.h5"), "window-000000.h5"))
-    with pytest.raises(fastmix.BadInputError, match="window-000000.h5"):
+    with pytest.raises(fastmix.BadInputError, match=r"window-000000.h5"):
         fastmix.unmix_store(tmp_path / "sharded.h5", tmp_path / "back.h5", key=key,
                             progress=False)
     assert not os.path.exists(tmp_path / "back.h5")
 
 
 def many_windows(tmp_path, photos, store_filter="lz4"):
-    """A store of 1,024 images in 64 windows of 16: runs long enough to be interrupted."""
+    """Return a store of 1,024 images in 64 windows of 16: runs long enough to be interrupted."""
     images, labels = photos
     images, labels = np.concatenate([images, images[::-1]]), np.concatenate([labels,
                                                                              labels[::-1]])
@@ -219,7 +219,7 @@ def test_a_worker_killed_mid_run_changes_nothing(client, photos, key, tmp_path):
         try:
             fastmix.mix_store(source, destination, spec=SPEC, key=key, window=16,
                               progress=False, client=client)
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:  # reported below
             errors.append(error)
 
     worker = threading.Thread(target=run)
@@ -266,7 +266,7 @@ def test_client_killed_then_resume_gives_identical_output(client, photos, key, t
     finally:
         process.wait(PATIENCE)
     assert not os.path.exists(destination)
-    done = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True,
+    done = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True,
                           timeout=PATIENCE)
     assert done.returncode == 0, done.stderr
     if shards:
@@ -315,8 +315,10 @@ def test_a_source_the_workers_cannot_see_is_named(client, photos, key, tmp_path)
 
 
 def test_workers_with_two_threads_under_the_workqueue_layer(photos, key, tmp_path):
-    """Window tasks from two threads of one process, with Numba's workqueue layer (which
-    aborts on concurrent parallel kernels): the kernel lock keeps them apart."""
+    """Window tasks from two threads of one process, with Numba's workqueue layer.
+
+    That layer aborts on concurrent parallel kernels: the kernel lock keeps them apart.
+    """
     images, labels = photos
     source = write_store(tmp_path / "in.h5", images, labels, **FILTERS["lz4"])
     script = (

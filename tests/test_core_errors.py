@@ -64,9 +64,9 @@ def test_unmix_of_paper_mode_is_refused(key):
 
 def test_bad_key_spec_window_and_out(key):
     spec = fastmix.MixSpec(block=(4, 4))
-    with pytest.raises(TypeError, match="fastmix.Key"):
+    with pytest.raises(TypeError, match=r"fastmix.Key"):
         fastmix.mix_array(IMAGES, LABELS, spec, "0f" * 32)
-    with pytest.raises(TypeError, match="fastmix.MixSpec"):
+    with pytest.raises(TypeError, match=r"fastmix.MixSpec"):
         fastmix.mix_array(IMAGES, LABELS, {"block": (4, 4)}, key)
     with pytest.raises(ValueError, match="window must be a positive"):
         fastmix.mix_array(IMAGES, LABELS, spec, key, window=0)

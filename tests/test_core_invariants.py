@@ -216,7 +216,7 @@ def test_images_left_in_a_group_of_two_are_reported(key, count, rule, warned):
                          "original whole; use a larger window or group='window', or drop "
                          "those images"]) == warned
     if warned:
-        with pytest.raises(fastmix.BadInputError, match="groups of two.*strict refuses"):
+        with pytest.raises(fastmix.BadInputError, match=r"groups of two.*strict refuses"):
             fastmix.mix_array(images, labels, spec, key, strict=True)
 
 

@@ -1,6 +1,7 @@
-"""The cuda backend without a GPU: numba.cuda's simulator (conftest sets
-NUMBA_ENABLE_CUDASIM=1), a PTX compile of every kernel through the NVVM wheels, and the
-error a machine without a GPU gives.
+"""The cuda backend without a GPU.
+
+numba.cuda's simulator (conftest sets NUMBA_ENABLE_CUDASIM=1), a PTX compile of every kernel
+through the NVVM wheels, and the error a machine without a GPU gives.
 
 The oracle and invariant tests parametrized over ``available_backends()`` run on ``cuda``
 too; the cases here cover what only this backend has: CUDA arrays of a foreign library,
@@ -29,8 +30,11 @@ needs_simulator = pytest.mark.skipif(not cuda_kernels.simulated(),
 
 
 class StandIn:
-    """A CUDA array of a pretend library, as the simulator sees one: its device memory is
-    host memory, so ``__cuda_array_interface__`` points at a NumPy buffer."""
+    """A CUDA array of a pretend library, as the simulator sees one.
+
+    Its device memory is host memory, so ``__cuda_array_interface__`` points at a NumPy
+    buffer.
+    """
 
     def __init__(self, array: np.ndarray):
         self.array = array
@@ -50,7 +54,7 @@ class StandIn:
 
 
 def empty_like(array: StandIn) -> StandIn:
-    """The pretend library's allocator, which the backend must use for results."""
+    """Return the pretend library's allocator, which the backend must use for results."""
     return StandIn(np.empty_like(array.array))
 
 
@@ -98,8 +102,10 @@ def test_every_word_width_equals_cpu(key, shape, dtype, block):
     pytest.param(fastmix.MixSpec.preset("balanced", block=(4, 3), donors=3), id="balanced"),
 ])
 def test_cuda_arrays_stay_on_the_device(key, spec):
-    """A foreign library's CUDA array is mixed in place of a host copy; the result is that
-    library's array, allocated by it; the input is unchanged."""
+    """A foreign library's CUDA array is mixed in place of a host copy.
+
+    The result is that library's array, allocated by it; the input is unchanged.
+    """
     images = _images((8, 8, 9, 3), np.uint8, seed=1)
     labels = np.arange(8) % 2
     expected = fastmix.mix_array(images, labels, spec, key, window=4, first_window=2)
@@ -200,8 +206,10 @@ def test_import_fastmix_does_not_import_numba_cuda():
 
 
 def test_compile_ptx_without_gpu():
-    """NVVM compiles every kernel for every argument type it is launched with (a kernel the
-    simulator accepts can still fail here), and no float arithmetic is fused (FMA)."""
+    """NVVM compiles every kernel for every argument type it is launched with, without FMA.
+
+    A kernel the simulator accepts can still fail here; no float arithmetic is fused.
+    """
     result = _run_python(
         "from fastmix.kernels import cuda\n"
         "listing = cuda.compile_ptx()\n"
@@ -246,5 +254,5 @@ def test_no_gpu_is_a_clear_error(tmp_path):
 def test_mix_batch_needs_a_tensor(key):
     from fastmix.torch import mix_batch
 
-    with pytest.raises(TypeError, match="torch.Tensor"):
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
         mix_batch(np.zeros((2, 3, 8, 8), np.uint8), [0, 0], None, key, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -162,7 +163,7 @@ def test_chunk_shuffle_sampler_visits_each_chunk_once_per_epoch(store):
         assert sorted(order) == list(range(len(tiles)))
         chunks = [index // 16 for index in order]
         # each chunk's images come together: the chunk changes exactly once per chunk
-        assert sum(a != b for a, b in zip(chunks, chunks[1:])) == len(tiles) // 16 - 1
+        assert sum(a != b for a, b in itertools.pairwise(chunks)) == len(tiles) // 16 - 1
     assert first != second and first != list(range(len(tiles)))
     again = fastmix.ChunkShuffleSampler(dataset, seed=3)
     assert list(again) == first

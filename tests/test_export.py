@@ -141,7 +141,7 @@ def test_worker_process_errors_surface_as_one_message(tmp_path):
         with pytest.raises(WorkerError, match="unknown operation"):
             workers.call({"op": "nonsense"})
         images = np.zeros((2, 4, 4, 3), np.uint8)
-        with pytest.raises(WorkerError, match="FileNotFoundError|No such file"):
+        with pytest.raises(WorkerError, match=r"FileNotFoundError|No such file"):
             workers.write(images, [str(tmp_path / "missing" / "a.png"),
                                    str(tmp_path / "missing" / "b.png")], {"extension": ".png"})
         decoded, ok, failures = workers.decode([str(tmp_path / "none.png")], (4, 4), 3)

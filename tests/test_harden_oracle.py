@@ -1,5 +1,7 @@
-"""The hardening equals the slow, obvious NumPy oracle (``tests/naive.py``) bit for bit, on
-every backend, for any piece of a window."""
+"""The hardening equals the slow, obvious NumPy oracle (``tests/naive.py``) bit for bit.
+
+On every backend, for any piece of a window.
+"""
 
 from __future__ import annotations
 

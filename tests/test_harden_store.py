@@ -11,7 +11,7 @@ h5py = pytest.importorskip("h5py")
 
 def write_store(path, images, labels):
     with h5py.File(path, "w") as store:
-        store.create_dataset("images", data=images, chunks=(16,) + images.shape[1:],
+        store.create_dataset("images", data=images, chunks=(16, *images.shape[1:]),
                              compression="gzip")
         store["labels"] = labels
 
@@ -36,7 +36,7 @@ def test_store_equals_mix_array_and_records_reversibility(spec, photo_tiles, key
         with h5py.File(tmp_path / "back.h5", "r") as store:
             assert np.array_equal(store["images"][()], images)
     else:
-        with pytest.raises(BadInputError, match="not reversible|one-way"):
+        with pytest.raises(BadInputError, match=r"not reversible|one-way"):
             fastmix.unmix_store(tmp_path / "dst.h5", tmp_path / "back.h5", key=key,
                                 progress=False)
         assert not (tmp_path / "back.h5").exists()

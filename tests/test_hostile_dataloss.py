@@ -44,7 +44,7 @@ def plain_store(path: Path, images: np.ndarray, labels: np.ndarray) -> Path:
 
 def external_store(folder: Path, images: np.ndarray, labels: np.ndarray,
                    raw_name: str = "pixels.raw") -> Path:
-    """A store whose images keep their bytes in ``raw_name`` (relative: from the folder)."""
+    """Return a store whose images keep their bytes in ``raw_name`` (relative: from the folder)."""
     (folder / raw_name).write_bytes(images.tobytes())
     with h5py.File(folder / "external.h5", "w") as file:
         file.create_dataset("images", shape=images.shape, dtype=images.dtype,
@@ -54,7 +54,7 @@ def external_store(folder: Path, images: np.ndarray, labels: np.ndarray,
 
 
 def virtual_store(folder: Path, images: np.ndarray, labels: np.ndarray) -> Path:
-    """A store whose images are a virtual dataset over two shard files."""
+    """Return a store whose images are a virtual dataset over two shard files."""
     half = len(images) // 2
     layout = h5py.VirtualLayout(shape=images.shape, dtype=images.dtype)
     for number, part in enumerate((images[:half], images[half:])):

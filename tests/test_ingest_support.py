@@ -13,14 +13,14 @@ import numpy as np
 
 
 def photo(name: str, height: int, width: int, top: int = 0, left: int = 0) -> np.ndarray:
-    """A crop of a real scikit-image sample photograph (RGB uint8)."""
+    """Return a crop of a real scikit-image sample photograph (RGB uint8)."""
     from skimage import data
 
     return np.ascontiguousarray(getattr(data, name)()[top:top + height, left:left + width, :3])
 
 
 def write_format_tree(root: Path, size: int = 32) -> dict[str, np.ndarray]:
-    """An ImageFolder of real pictures in every format; returns path -> expected pixels.
+    """Write an ImageFolder of real pictures in every format; return path -> expected pixels.
 
     Expected pixels are what ingest at ``size x size``, 3 channels, must store: files already
     of that size are lossless (or decoded by imageio for JPEG/GIF), so the expectation is

@@ -76,7 +76,7 @@ def assert_one_line_bad_input(result: subprocess.CompletedProcess, *words: str) 
 
 
 def assert_mixed_in_place(store, original, labels, finished: bool = True) -> None:
-    """The store holds ``mix_array`` of ``original``; ``finished``: no journal or lock left."""
+    """Assert that the store holds ``mix_array`` of ``original`` (``finished``: nothing beside)."""
     np.testing.assert_array_equal(read_images(store),
                                   fastmix.mix_array(original, labels, SPEC, KEY, window=WINDOW))
     if finished:
@@ -187,13 +187,16 @@ def test_half_rewritten_store_without_its_journal_is_refused(tmp_path, monkeypat
     interrupt_at_window(store, 1, monkeypatch)
     os.unlink(f"{store}.fastmix-journal")
     for resume in (False, True):
-        with pytest.raises(BadInputError, match="journal .* is missing"):
+        with pytest.raises(BadInputError, match=r"journal .* is missing"):
             in_place(store, resume=resume)
 
 
 def test_new_file_mode_refuses_a_store_left_half_rewritten(tmp_path, key_file, monkeypatch):
-    """An interrupted in-place run leaves windows mixed and others not: no new-file run may
-    read it as a whole; the message names the way to finish it."""
+    """A new-file run refuses a store an interrupted in-place run left half rewritten.
+
+    Some of its windows are mixed and others not, so no new-file run may read it as a whole;
+    the message names the way to finish it.
+    """
     store = tmp_path / "store.h5"
     make_store(store)
     in_place(store)
@@ -204,9 +207,9 @@ def test_new_file_mode_refuses_a_store_left_half_rewritten(tmp_path, key_file, m
     monkeypatch.delenv("FASTMIX_TEST_JOURNAL_ENOSPC")
     before = store.read_bytes()
     output = tmp_path / "out.h5"
-    with pytest.raises(BadInputError, match="fastmix unmix .* --in-place --resume"):
+    with pytest.raises(BadInputError, match=r"fastmix unmix .* --in-place --resume"):
         unmix_store(store, output, key=KEY, progress=False)
-    with pytest.raises(BadInputError, match="interrupted in-place run.*--in-place --resume"):
+    with pytest.raises(BadInputError, match=r"interrupted in-place run.*--in-place --resume"):
         mix_store(store, output, spec=SPEC, key=KEY, window=WINDOW, progress=False,
                   force=True)
     for command in (["mix", str(store), str(output), "--force"], ["unmix", str(store),
@@ -224,8 +227,11 @@ def test_new_file_mode_refuses_a_store_left_half_rewritten(tmp_path, key_file, m
 
 
 def test_resume_through_the_cli_uses_the_recorded_spec_and_window(tmp_path, key_file):
-    """``--resume`` with only the key finishes a ``--privacy fast`` run (not the default
-    preset), exactly as an uninterrupted new-file run; conflicting flags are refused."""
+    """``--resume`` with only the key finishes a ``--privacy fast`` run exactly.
+
+    Not the default preset, and exactly as an uninterrupted new-file run; conflicting flags
+    are refused.
+    """
     store = tmp_path / "store.h5"
     make_store(store, compressed=True)
     copy = tmp_path / "copy.h5"
@@ -262,7 +268,7 @@ def test_resume_through_the_cli_uses_the_recorded_spec_and_window(tmp_path, key_
 
 def test_already_mixed_store_is_refused_unless_force(tmp_path, key_file):
     store = tmp_path / "store.h5"
-    images, labels = make_store(store)
+    _images, labels = make_store(store)
     in_place(store)
     once = read_images(store)
     assert_one_line_bad_input(cli_in_place(store, key_file), "already mixed", "--force")
@@ -417,5 +423,5 @@ def test_chunk_extents_sharing_bytes_are_found(tmp_path):
     assert len(extents) == 16
     assert shared_bytes(extents) is None
     offset, size = extents[3]
-    damaged = sorted(extents + [(offset + size // 2, size)])
+    damaged = sorted([*extents, (offset + size // 2, size)])
     assert shared_bytes(damaged) == offset + size // 2

@@ -34,7 +34,7 @@ SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)
 
 
 def make_store(path, count: int, compressed: bool, seed: int = 1) -> None:
-    """A store of photo-like images: smooth halves compress, noisy halves do not."""
+    """Return a store of photo-like images: smooth halves compress, noisy halves do not."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
     images[:, :16] //= 16
@@ -280,7 +280,7 @@ def stop_at_window_3(store, key) -> None:
 
 @pytest.fixture(scope="module")
 def crashed(tmp_path_factory):
-    """A store and journal as a crash leaves them while window 3 is half written.
+    """Return a store and journal as a crash leaves them while window 3 is half written.
 
     Windows 0-2 are committed; window 3's undo record is complete and made ready, and the
     store holds garbage in half of window 3 (a torn write). Returns the folder, the
@@ -371,7 +371,7 @@ def test_zeroed_blocks_give_a_refusal_or_the_right_bytes(tmp_path, crashed):
 
 
 def test_a_stale_journal_of_another_run_is_refused(tmp_path, crashed):
-    folder, expected, _, key = crashed
+    _folder, _expected, _, key = crashed
     other = tmp_path / "other"
     other.mkdir()
     # Another run of the same store, stopped at the same point: a different run identifier.

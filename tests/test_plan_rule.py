@@ -67,7 +67,7 @@ def test_rule_two_changes_only_the_groups():
 
 
 def make_0_1_0_store(tmp_path, name):
-    """A store as fastmix 0.1.0 wrote it: rule-1 bytes, format 1, no plan rule attribute."""
+    """Return a store as fastmix 0.1.0 wrote it: rule-1 bytes, format 1, no plan rule attribute."""
     images, labels = inputs()
     source = tmp_path / "in.h5"
     with h5py.File(source, "w") as file:

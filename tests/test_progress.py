@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import h5py
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ KEY = fastmix.Key(bytes(range(32)))
 
 
 def test_bar_appears_on_a_terminal_of_size_zero():
-    """tqdm reads 0 rows as -1 and hides every bar; Progress gives it a size."""
+    """On 0 rows tqdm would hide every bar (it reads -1); Progress gives it a size."""
     text = terminal_output(
         "from fastmix.progress import Progress\n"
         "with Progress(40, 1000, 'mix') as bar:\n"
@@ -30,7 +32,7 @@ def test_bar_appears_on_a_terminal_of_size_zero():
 class RecordingProgress(Progress):
     """A Progress that remembers each update (the display itself stays off)."""
 
-    updates: list[int] = []
+    updates: ClassVar[list[int]] = []  # the engine makes the instance; the test reads this
 
     def __init__(self, total, image_bytes, description="", enabled=True):
         super().__init__(total, image_bytes, description, enabled=False)
@@ -72,7 +74,7 @@ def test_one_window_store_advances_per_piece(tmp_path, monkeypatch, in_place):
 def test_resumed_run_reports_what_it_did(tmp_path, monkeypatch):
     """After an interruption at window 2 of 4, the resume reports its own 2 windows."""
     store = tmp_path / "store.h5"
-    images, labels = make_store(store, 256)
+    images, _labels = make_store(store, 256)
     options = {"spec": SPEC, "key": KEY, "window": 64, "progress": False, "in_place": True}
     monkeypatch.setenv("FASTMIX_TEST_JOURNAL_ENOSPC", "2")
     with pytest.raises(InPlaceRunStopped):

@@ -1,5 +1,6 @@
 """The new-file store engine: mix_store / unmix_store on real HDF5 files."""
 
+import itertools
 import os
 
 import h5py
@@ -30,7 +31,7 @@ FILTERS = {
 
 
 def write_store(path, images, labels, *, chunks=(64,), **options):
-    """A store with images, labels, and other content that must survive untouched."""
+    """Return a store with images, labels, and other content that must survive untouched."""
     with h5py.File(path, "w") as file:
         if chunks is None:
             file.create_dataset("images", data=images)
@@ -123,7 +124,7 @@ def test_memory_budget_sets_the_window(tmp_path, photos, key):
     length = windows[0][1] - windows[0][0]
     assert length % 16 == 0 and 16 <= length < len(images)
     assert windows[-1][1] == len(images)
-    assert all(b[0] == a[1] for a, b in zip(windows, windows[1:]))
+    assert all(b[0] == a[1] for a, b in itertools.pairwise(windows))
     report = fastmix.mix_store(source, tmp_path / "out.h5", spec=SPEC, key=key,
                                memory="800KiB", progress=False)
     assert report.windows > 1
@@ -240,7 +241,7 @@ def test_refusals_leave_nothing_behind(tmp_path, photos, key):
     source = write_store(tmp_path / "in.h5", images, labels, chunks=(64,))
     before = source.read_bytes()
     (tmp_path / "exists.h5").write_bytes(b"keep me")
-    with pytest.raises(BadInputError, match="already exists.*overwrite"):
+    with pytest.raises(BadInputError, match=r"already exists.*overwrite"):
         fastmix.mix_store(source, tmp_path / "exists.h5", spec=SPEC, key=key, progress=False)
     assert (tmp_path / "exists.h5").read_bytes() == b"keep me"
     with pytest.raises(BadInputError, match="in_place=True"):
@@ -251,13 +252,13 @@ def test_refusals_leave_nothing_behind(tmp_path, photos, key):
     with pytest.raises(BadInputError, match="multiple of 64"):
         fastmix.mix_store(source, tmp_path / "out.h5", spec=SPEC, key=key, window=100,
                           progress=False)
-    with pytest.raises(BadInputError, match="Raise --memory.*rechunk"):
+    with pytest.raises(BadInputError, match=r"Raise --memory.*rechunk"):
         fastmix.mix_store(source, tmp_path / "out.h5", spec=SPEC, key=key, memory="100KiB",
                           progress=False)
     with pytest.raises(BadInputError, match="no images dataset 'pixels'"):
         fastmix.mix_store(source, tmp_path / "out.h5", spec=SPEC, key=key, images="pixels",
                           progress=False)
-    with pytest.raises(BadInputError, match="folder .* does not exist"):
+    with pytest.raises(BadInputError, match=r"folder .* does not exist"):
         fastmix.mix_store(source, tmp_path / "nowhere" / "out.h5", spec=SPEC, key=key,
                           progress=False)
     with pytest.raises(BadInputError, match="destination"):
@@ -292,7 +293,7 @@ def test_unmix_refusals(tmp_path, photos, key):
         fastmix.unmix_store(source, tmp_path / "back.h5", key=key, progress=False)
     fastmix.mix_store(source, tmp_path / "paper.h5", spec=fastmix.MixSpec(mode="paper"),
                       key=key, progress=False)
-    with pytest.raises(BadInputError, match="paper.*not reversible"):
+    with pytest.raises(BadInputError, match=r"paper.*not reversible"):
         fastmix.unmix_store(tmp_path / "paper.h5", tmp_path / "back.h5", key=key,
                             progress=False)
     fastmix.mix_store(source, tmp_path / "mixed.h5", spec=SPEC, key=key, progress=False)
@@ -405,7 +406,7 @@ def test_images_in_groups_of_two_are_warned_about(tmp_path, key):
     spec = fastmix.MixSpec(block=(8, 8), donors=10, prob=1.0)
     with pytest.warns(fastmix.FastmixWarning, match="4 image\\(s\\) are in permute groups of two"):
         fastmix.mix_store(source, tmp_path / "out.h5", spec=spec, key=key, progress=False)
-    with pytest.raises(fastmix.BadInputError, match="groups of two.*strict refuses"):
+    with pytest.raises(fastmix.BadInputError, match=r"groups of two.*strict refuses"):
         fastmix.mix_store(source, tmp_path / "strict.h5", spec=spec, key=key, progress=False,
                           strict=True)
     assert not (tmp_path / "strict.h5").exists()

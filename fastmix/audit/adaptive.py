@@ -40,13 +40,13 @@ class AdaptiveScorer(EdgeScorer):
     offset_invariant: bool = False
 
     def edge_lines(self, a_blocks: np.ndarray, b_blocks: np.ndarray, axis: int) -> list:
-        """The edge lines just outside the blurred band."""
+        """Return the edge lines just outside the blurred band."""
         a1, a2 = lines_from_end(a_blocks, axis, self.skip)
         b1, b2 = lines_from_start(b_blocks, axis, self.skip)
         return [line.reshape(line.shape[0], -1) for line in (a2, a1, b1, b2)]
 
     def edge_score(self, a2, a1, b1, b2) -> np.ndarray:
-        """The raw score, plus the score of mean-removed lines against jitter."""
+        """Return the raw score, plus the score of mean-removed lines against jitter."""
         scores = self.score(a2, a1, b1, b2)
         if self.offset_invariant:
             mean_a = a1.mean(axis=1, keepdims=True)
@@ -56,7 +56,7 @@ class AdaptiveScorer(EdgeScorer):
 
 
 def scorer_for(spec: MixSpec, height: int, width: int) -> EdgeScorer:
-    """The adapted edge scorer for data mixed with ``spec`` (a plain one when unhardened).
+    """Return the adapted edge scorer for data mixed with ``spec`` (a plain one when unhardened).
 
     ``height`` and ``width`` are the image size. Under ``d4`` the scorer tries the eight
     orientations on square blocks and the four flips on the others, as the mixing allows.
@@ -70,7 +70,7 @@ def scorer_for(spec: MixSpec, height: int, width: int) -> EdgeScorer:
 
 
 def attack_donors(spec: MixSpec, window_count: int) -> int:
-    """The ``donors`` to give the attack: the group size minus one (permute mode)."""
+    """Return the ``donors`` to give the attack: the group size minus one (permute mode)."""
     if spec.mode != "permute":
         return spec.donors
     return spec.group_size(window_count) - 1

@@ -77,8 +77,11 @@ def _links(normalised, grid):
 
 
 def _likely_variant(links, position, size, variants):
-    """Per block at ``position``, the orientation variant whose best match on every side is
-    the best: the seed of a restoration is oriented before anything is placed around it."""
+    """Choose, per block at ``position``, the orientation whose best matches are the best.
+
+    The seed of a restoration is oriented before anything is placed around it: the chosen
+    variant is the one whose best match on every side is the best.
+    """
     if variants == 1:
         return np.zeros(size, dtype=np.int64)
     fit = np.zeros(size * variants, dtype=np.float64)
@@ -251,7 +254,7 @@ def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, 
 
 
 def null_attack(pools: list, positions: int, count: int, *, seed: int = 0) -> Restoration:
-    """A random one-to-one placement within the same pools: the chance level."""
+    """Return a random one-to-one placement within the same pools: the chance level."""
     rng = np.random.default_rng(seed)
     placement = np.tile(np.arange(count, dtype=np.int64)[:, None], (1, positions))
     for pool in pools:

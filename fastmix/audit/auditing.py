@@ -1,5 +1,7 @@
-"""The audit of arrays and stores: ground truth, leak without attack, restoration attack,
-metrics and verdict."""
+"""The audit of arrays and stores.
+
+Ground truth, the leak without an attack, the restoration attack, metrics and verdict.
+"""
 
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ def _pool_keys(labels: np.ndarray, window: int | None) -> np.ndarray:
 
 def planner_truth(labels: np.ndarray, spec: MixSpec, key, grid: BlockGrid,
                   window: int | None) -> GroundTruth:
-    """The ground truth from the key: the planner's own source map."""
+    """Return the ground truth from the key: the planner's own source map."""
     from fastmix.plan import encode_labels, plan_window
 
     count = len(labels)
@@ -83,8 +85,11 @@ def _largest_share(source: np.ndarray) -> np.ndarray:
 
 def _sample(truth: GroundTruth, labels: np.ndarray, sample: int,
             rng: np.random.Generator) -> np.ndarray:
-    """At most ``sample`` images per label, taken as whole sets of images that exchanged
-    blocks (permute groups) where possible, so the attack sees complete groups."""
+    """Return at most ``sample`` images per label, in whole permute groups where possible.
+
+    Images are taken as whole sets of images that exchanged blocks, so that the attack sees
+    complete groups.
+    """
     graph = require("scipy.sparse")
     csgraph = require("scipy.sparse.csgraph")
     count, blocks = truth.source.shape
@@ -275,7 +280,7 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
 
 
 def _attack_knowledge(scorer: EdgeScorer, groups_known: bool) -> list[str]:
-    """What the attack was told or adapted to, beyond the mixed pixels and the spec."""
+    """Return what the attack was told or adapted to, beyond the mixed pixels and the spec."""
     knows = []
     if scorer.orientations != "none":
         knows.append(f"tries every {scorer.orientations} orientation")
@@ -290,7 +295,7 @@ def _attack_knowledge(scorer: EdgeScorer, groups_known: bool) -> list[str]:
 
 
 def grid_block(spec: MixSpec, height: int, width: int) -> tuple[int, int]:
-    """The block size of ``spec`` on ``height`` x ``width`` images."""
+    """Return the block size of ``spec`` on ``height`` x ``width`` images."""
     return spec.block_shape(height, width)
 
 
@@ -322,7 +327,7 @@ def _purity(pools: list, source: np.ndarray) -> float:
 
 
 def read_store_spec(attributes, overrides: dict) -> tuple[MixSpec, int | None]:
-    """The spec and window of a mixed store.
+    """Return the spec and window of a mixed store.
 
     The store's ``fastmix_spec`` attribute is read whole, hardening (``orient``, ``jitter``,
     ``seam_blur``, ``group``) included. ``overrides`` (a :meth:`MixSpec.to_dict` with
@@ -426,7 +431,7 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
     report = audit_arrays(original, mixed, label_values[:count], store_spec,
                           window=store_window, sample=sample, seed=seed, attack=attack,
                           key=key, progress=progress, **options)
-    report.images = int(len(label_values))
+    report.images = len(label_values)
     if utility:
         from fastmix.audit.utility import utility_check
 

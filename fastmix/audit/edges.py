@@ -148,6 +148,7 @@ class EdgeScorer:
     _variants: tuple = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        """Check the orientations and precompute the variants."""
         if self.orientations not in ORIENTATIONS:
             raise BadInputError(
                 f"orientations must be one of {', '.join(ORIENTATIONS)}, got {self.orientations!r}"
@@ -165,8 +166,11 @@ class EdgeScorer:
         return len(self._variants)
 
     def allowed(self, grid: BlockGrid, position: int) -> int:
-        """How many of the variants apply at ``position``: the flips only on a non-square
-        block under ``d4``, as the mixing does (the transposes would change its shape)."""
+        """Return how many of the variants apply at ``position``.
+
+        Only the flips apply on a non-square block under ``d4``, as in the mixing (the
+        transposes would change its shape).
+        """
         rows, cols = grid.slices(position)
         square = rows.stop - rows.start == cols.stop - cols.start
         return self.variants if square or self.orientations != "d4" else len(ORIENTATIONS["flip"])
@@ -199,7 +203,7 @@ class EdgeScorer:
         return scores
 
     def edge_lines(self, a_blocks: np.ndarray, b_blocks: np.ndarray, axis: int) -> list:
-        """The lines ``(a2, a1, b1, b2)`` either side of an edge, flattened per candidate.
+        """Return the lines ``(a2, a1, b1, b2)`` either side of an edge, flattened per candidate.
 
         ``axis`` is 2 for a left-right edge and 1 for a top-bottom one. Subclasses move the
         lines away from the seam (see :mod:`fastmix.audit.adaptive`).
@@ -229,7 +233,7 @@ class EdgeScorer:
 
 
 def lines_from_end(blocks: np.ndarray, axis: int, skip: int):
-    """The last line of ``blocks`` along ``axis`` after ``skip`` lines, and the one before."""
+    """Return the last line of ``blocks`` along ``axis`` after ``skip`` lines, and its inner one."""
     size = blocks.shape[axis]
     depth = min(skip, max(size - 2, 0))
     return (np.take(blocks, size - 1 - depth, axis=axis),
@@ -237,7 +241,7 @@ def lines_from_end(blocks: np.ndarray, axis: int, skip: int):
 
 
 def lines_from_start(blocks: np.ndarray, axis: int, skip: int):
-    """The first line of ``blocks`` along ``axis`` after ``skip`` lines, and the next one."""
+    """Return the first line of ``blocks`` along ``axis`` after ``skip`` lines, and the next one."""
     size = blocks.shape[axis]
     depth = min(skip, max(size - 2, 0))
     return (np.take(blocks, depth, axis=axis),

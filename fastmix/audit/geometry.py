@@ -22,19 +22,23 @@ class BlockGrid:
 
     @classmethod
     def of(cls, height: int, width: int, block: tuple[int, int]) -> BlockGrid:
+        """Return the grid of ``block``-sized blocks on ``height`` x ``width`` images."""
         rows, cols = block_edges(height, width, block)
         return cls(rows, cols)
 
     @property
     def rows(self) -> int:
+        """Blocks per column (rows of blocks)."""
         return self.row_edges.size - 1
 
     @property
     def cols(self) -> int:
+        """Blocks per row (columns of blocks)."""
         return self.col_edges.size - 1
 
     @property
     def count(self) -> int:
+        """Blocks per image."""
         return self.rows * self.cols
 
     def slices(self, position: int) -> tuple[slice, slice]:
@@ -49,8 +53,10 @@ class BlockGrid:
         return images[:, rows, cols]
 
     def edges(self) -> list[tuple[int, int, str]]:
-        """Adjacent position pairs ``(first, second, "h" | "v")``: first is left of or above
-        second."""
+        """Return the adjacent position pairs ``(first, second, "h" | "v")``.
+
+        ``first`` is left of or above ``second``.
+        """
         pairs = []
         for row in range(self.rows):
             for col in range(self.cols):

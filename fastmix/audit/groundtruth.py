@@ -1,4 +1,4 @@
-"""Ground truth from the data itself: where did every block go?
+"""Ground truth from the data itself: where every block went.
 
 For each label and block position the original blocks are hashed; every mixed block is
 looked up among the originals of its label at the same position. A mixed block that matches

@@ -48,7 +48,7 @@ def origins(placement: np.ndarray, source: np.ndarray) -> np.ndarray:
 def match_slots(origin: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Pair every original with one restored image, maximising the blocks they share."""
     assign = require("scipy.optimize").linear_sum_assignment
-    count, blocks = origin.shape
+    count, _blocks = origin.shape
     match = np.arange(count)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
@@ -115,7 +115,7 @@ def bootstrap_weights(count: int, repeats: int, seed: int) -> np.ndarray:
 
 
 def interval(samples: np.ndarray) -> list[float]:
-    """The central 95% interval of bootstrap samples."""
+    """Return the central 95% interval of bootstrap samples."""
     samples = samples[np.isfinite(samples)]
     if samples.size == 0:
         return [float("nan"), float("nan")]
@@ -137,8 +137,10 @@ def flat_distances(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 
 def reidentified(candidates: np.ndarray, original: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Whether ``candidates[o]`` is closer to ``original[o]`` than to any other same-label
-    original."""
+    """Return whether each ``candidates[o]`` is closest to ``original[o]``.
+
+    Closest among all the originals of the same label.
+    """
     found = np.zeros(len(original), dtype=bool)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)

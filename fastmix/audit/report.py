@@ -37,7 +37,7 @@ def _at_least(value: float, threshold: float) -> bool:
 
 
 def verdict_sentence(rating: str) -> str:
-    """The verdict worded as a lower bound on leakage, never as a guarantee."""
+    """Return the verdict worded as a lower bound on leakage, never as a guarantee."""
     meaning = {
         "weak": "the attack restores or re-identifies a large share of the images",
         "moderate": "the attack restores clearly more than chance",
@@ -98,18 +98,18 @@ class AuditReport:
     restored_images: object = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        """A JSON-compatible dict (NaN becomes ``None``)."""
+        """Return a JSON-compatible dict (NaN becomes ``None``)."""
         data = asdict(self)
         data.pop("sample_indices")
         data.pop("restored_images")
         return _clean(data)
 
     def to_json(self) -> str:
-        """The report as one JSON object."""
+        """Return the report as one JSON object."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     def verdict_line(self) -> str:
-        """The verdict and its main figures on one line."""
+        """Return the verdict and its main figures on one line."""
         figures = []
         if self.attack:
             figures.append(f"advantage A {_fmt(self.advantage, [])}")
@@ -118,7 +118,7 @@ class AuditReport:
                 f"{self.verdict_text}")
 
     def summary(self) -> str:
-        """A human-readable multi-line summary."""
+        """Return a human-readable multi-line summary."""
         s = self.settings
         lines = [
             f"fastmix audit: {self.sampled} of {self.images} images sampled; mode {s.get('mode')},"

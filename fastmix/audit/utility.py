@@ -1,4 +1,4 @@
-"""Does a classifier trained on mixed images still work on real ones?
+"""The utility check: whether a classifier trained on mixed images still works on real ones.
 
 Each of ``folds`` stratified splits trains scikit-learn models on the training part three
 times: as it is, mixed with the spec, and mixed with 1x1-pixel blocks (the control). All
@@ -52,7 +52,7 @@ def _features(images: np.ndarray, max_side: int) -> np.ndarray:
     if factor > 1:
         rows, cols = height // factor * factor, width // factor * factor
         trimmed = images[:, :rows, :cols]
-        shape = (len(images), rows // factor, factor, cols // factor, factor) + images.shape[3:]
+        shape = (len(images), rows // factor, factor, cols // factor, factor, *images.shape[3:])
         images = trimmed.reshape(shape).mean(axis=(2, 4))
     return images.reshape(len(images), -1)
 
@@ -146,7 +146,7 @@ def utility_check(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, fold
                 accuracy = float((model.predict(test_features_cache[fold]) == labels[test])
                                  .mean())
                 scores[name][variant].append(accuracy)
-    result: dict = {"folds": folds, "images": int(len(labels)), "max_side": max_side,
+    result: dict = {"folds": folds, "images": len(labels), "max_side": max_side,
                     "models": {}}
     verdicts = []
     for name in models:

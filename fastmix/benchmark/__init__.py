@@ -1,0 +1,1 @@
+"""Benchmarks that ``fastmix bench`` and ``bench/`` run, as ratios against same-run baselines."""

@@ -5,6 +5,7 @@ Used by ``bench/run.py`` (prints the README table) and the pytest-benchmark suit
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ def photographic_images(count: int, shape: tuple[int, ...], seed: int = 0) -> np
     except BadInputError:  # pragma: no cover - audit extra missing
         photos = [rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)]
     height, width = shape[:2]
-    out = np.empty((count,) + tuple(shape), dtype=np.uint8)
+    out = np.empty((count, *shape), dtype=np.uint8)
     for i in range(count):
         photo = photos[i % len(photos)]
         top = rng.integers(0, photo.shape[0] - height + 1)
@@ -52,7 +53,7 @@ def median_seconds(function: Callable[[], object], repeats: int) -> float:
 
 
 def numpy_gather(images, labels, spec, key) -> np.ndarray:
-    """A straightforward NumPy fancy-index implementation of the same mix (one window)."""
+    """Return a straightforward NumPy fancy-index implementation of the same mix (one window)."""
     from fastmix.kernels.layout import block_edges
     from fastmix.plan import encode_labels, plan_window
 
@@ -61,8 +62,8 @@ def numpy_gather(images, labels, spec, key) -> np.ndarray:
     plan = plan_window(encode_labels(labels), (rows, cols), spec, key, 0)
     out = np.empty_like(images)
     block = 0
-    for top, bottom in zip(rows[:-1], rows[1:]):
-        for left, right in zip(cols[:-1], cols[1:]):
+    for top, bottom in itertools.pairwise(rows):
+        for left, right in itertools.pairwise(cols):
             out[:, top:bottom, left:right] = images[plan.source[:, block], top:bottom, left:right]
             block += 1
     return out
@@ -109,7 +110,7 @@ def run_core_benchmark(scale: float = 1.0, repeats: int = 5, numpy_baseline: boo
 
 
 def format_table(rows: list[dict]) -> str:
-    """A Markdown table of benchmark rows."""
+    """Return a Markdown table of benchmark rows."""
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for row in rows:

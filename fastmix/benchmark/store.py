@@ -58,7 +58,7 @@ def write_photo_store(path: str, images: int, filter_name: str, *, seed: int = 0
 
 
 def plain_copy(source: str, destination: str, images: str = "images") -> None:
-    """The baseline: h5py chunk-by-chunk copy with the same creation properties."""
+    """Copy like the baseline: h5py chunk by chunk, with the same creation properties."""
     import h5py
     import hdf5plugin  # noqa: F401 - registers the filters
 
@@ -147,7 +147,7 @@ def _run(images: int, filters: tuple[str, ...], repeats: int, memory: str,
 
 
 def format_store_table(rows: list[dict]) -> str:
-    """The README table (markdown)."""
+    """Return the README table (markdown)."""
     lines = ["| filter | images | plain h5py copy | mix_store | ratio |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for row in rows:

@@ -36,7 +36,7 @@ EXIT_STATUS = ("0 success; 2 bad input or usage (one line on stderr that says wh
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line and exit status 2."""
 
-    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+    def error(self, message: str) -> None:
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
     def option_strings(self) -> list[str]:
@@ -46,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def unrecognized(parser: _Parser, extras: list[str]) -> str:
-    """The usage error for unknown arguments, with "did you mean" for misspelt flags.
+    """Return the usage error for unknown arguments, with "did you mean" for misspelt flags.
 
     argparse suggests close matches only for choices, and only from Python 3.14
     (``suggest_on_error``); flags get none, so the suggestion is made here.
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"fastmix {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # noqa: BLE001 - last resort: one line, exit 1
+    except Exception as error:  # last resort: one line, exit 1
         if "FASTMIX_DEBUG" in os.environ:
             raise
         message = f"{type(error).__name__}: {one_line(command_line_message(error))}"

@@ -1,3 +1,5 @@
+"""``python -m fastmix.cli``: the ``fastmix`` command."""
+
 import sys
 
 from fastmix.cli import main

@@ -84,7 +84,7 @@ def _parse_group(text: str):
 
 
 def spec_from_arguments(args: argparse.Namespace):
-    """The spec, the parameter line to print, and the leak warnings of the parsed flags.
+    """Return the spec, the parameter line to print, and the leak warnings of the parsed flags.
 
     Returns
     -------

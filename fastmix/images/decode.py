@@ -80,11 +80,11 @@ def _read(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
         # writeable_output=False skips a copy: the pixels are copied into a batch anyway
         return np.asarray(iio.imread(data, index=0, plugin="pillow", extension=extension,
                                      rotate=True, writeable_output=False))
-    except Exception:  # noqa: BLE001 - fall back to imageio's own plugin choice
+    except Exception:  # fall back to imageio's own plugin choice
         pass
     try:
         return np.asarray(iio.imread(path, index=0))
-    except Exception as error:  # noqa: BLE001 - any decoder failure means unreadable
+    except Exception as error:  # any decoder failure means unreadable
         raise UnreadableImageError(f"{type(error).__name__}: {error}") from None
 
 

@@ -22,7 +22,7 @@ PNG_STRATEGY = zlib.Z_RLE
 
 
 def png_ready(image: np.ndarray) -> np.ndarray:
-    """An image as Pillow writes it to PNG: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA."""
+    """Return an image as Pillow writes it to PNG: (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA."""
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     return np.ascontiguousarray(image)

@@ -133,7 +133,7 @@ def _size(size: object) -> tuple[int, int]:
 
 
 def list_images(image_dir: str | os.PathLike, csv: str | os.PathLike | None = None) -> ImageList:
-    """The files to ingest: an ImageFolder tree, or the rows of ``csv`` below ``image_dir``."""
+    """Return the files to ingest: an ImageFolder tree, or ``csv`` rows below ``image_dir``."""
     if csv is not None:
         if not os.path.isdir(image_dir):
             raise BadInputError(f"image folder {os.fspath(image_dir)!r} does not exist")

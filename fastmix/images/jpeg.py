@@ -37,7 +37,7 @@ _codec_checked = False
 
 
 def codec():
-    """The simplejpeg module, or ``None`` when it is not installed (imported once)."""
+    """Return the simplejpeg module, or ``None`` when it is not installed (imported once)."""
     global _codec, _codec_checked
     if not _codec_checked:
         try:
@@ -49,7 +49,7 @@ def codec():
 
 
 def exif_orientation(data: bytes) -> int | None:
-    """The EXIF orientation (1-8) of a JPEG, 1 when it has none, ``None`` when unreadable."""
+    """Return the EXIF orientation (1-8) of a JPEG, 1 when it has none, ``None`` when unreadable."""
     if data[:2] != b"\xff\xd8":
         return None
     position = 2

@@ -15,14 +15,14 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 
 def worker_count(workers: int | None = None) -> int:
-    """The number of workers: ``workers`` if given, else the CPUs this process may use."""
+    """Return the number of workers: ``workers`` if given, else the CPUs this process may use."""
     from fastmix.store.chunkio import codec_threads
 
     return max(1, int(workers)) if workers is not None else codec_threads()
 
 
 def make_pool(workers: int | None = None) -> ThreadPoolExecutor:
-    """A thread pool of :func:`worker_count` threads."""
+    """Return a thread pool of :func:`worker_count` threads."""
     return ThreadPoolExecutor(worker_count(workers), thread_name_prefix="fastmix-images")
 
 

@@ -192,7 +192,7 @@ PICTURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEB
 
 
 def picture_format_of(output: str) -> str:
-    """The Pillow format that ``output``'s extension names; refuse any other extension."""
+    """Return the Pillow format that ``output``'s extension names; refuse any other extension."""
     extension = os.path.splitext(output)[1].lower()
     if extension not in PICTURE_FORMATS:
         raise BadInputError(

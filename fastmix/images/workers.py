@@ -57,7 +57,7 @@ def _read_exactly(stream, size: int) -> bytes:
 
 
 def _byte_view(array: np.ndarray) -> memoryview:
-    """The bytes of a C-contiguous array, without a copy (empty arrays included)."""
+    """Return the bytes of a C-contiguous array, without a copy (empty arrays included)."""
     return memoryview(array.reshape(-1).view(np.uint8))
 
 
@@ -162,14 +162,16 @@ class WorkerProcesses:
             worker.stdout.close()
 
     def __enter__(self) -> WorkerProcesses:
+        """Return the pool itself; leaving the block stops the workers."""
         return self
 
     def __exit__(self, *exc_info) -> None:
+        """Stop every worker."""
         self.close()
 
 
 def _serve() -> None:
-    """The worker's loop: read a job, do it, reply; exit at the end of the input."""
+    """Run the worker's loop: read a job, do it, reply; exit at the end of the input."""
     import signal
     import warnings
 
@@ -206,7 +208,7 @@ def _serve() -> None:
                 reply = {"done": write_images(images, request["paths"], request["options"])}
             else:
                 reply = {"error": f"unknown operation {request['op']!r}"}
-        except Exception as error:  # noqa: BLE001 - reported to the parent, which raises
+        except Exception as error:  # reported to the parent, which raises
             reply = {"error": f"{type(error).__name__}: {error}"}
             body = b""
         replies.write(json.dumps({**reply, "bytes": len(body)}).encode() + b"\n")

@@ -129,7 +129,7 @@ def hardened_gather(source, out, source_map, codes, jitter, order, row_edges, co
 
 
 def load_window(images: np.ndarray, job: WindowJob) -> WindowJob:
-    """The window as this backend computes on it: host memory, as it is."""
+    """Return the window as this backend computes on it: host memory, as it is."""
     return job.with_pixels(images)
 
 
@@ -188,5 +188,5 @@ def streaming_threads() -> Iterator[None]:
 
 
 def available() -> bool:
-    """Always: Numba's CPU target needs nothing more."""
+    """Return True: Numba's CPU target needs nothing more."""
     return True

@@ -90,13 +90,13 @@ def simulated() -> bool:
 # --- words and launch geometry ------------------------------------------------------------
 
 def word_size(row_bytes: int, segment_bytes: int, *pointers: int) -> int:
-    """The widest of 8, 4, 2, 1 bytes dividing the row and segment bytes and every pointer."""
+    """Return the widest of 8, 4, 2, 1 bytes that divides the rows, segments and pointers."""
     size = math.gcd(8, row_bytes, segment_bytes, *pointers)
     return max(width for width in _WORDS if size % width == 0)
 
 
 def word_dtype(size: int) -> np.dtype:
-    """The unsigned integer dtype of ``size`` bytes."""
+    """Return the unsigned integer dtype of ``size`` bytes."""
     return np.dtype(_WORDS[size])
 
 
@@ -181,14 +181,14 @@ class DeviceArray:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
     def device(self):
-        """A Numba device view of the array as it is (shape, dtype, strides)."""
+        """Return a Numba device view of the array as it is (shape, dtype, strides)."""
         module = require_gpu()
         if simulated():
             return _simulated_view(self.interface)
         return module.from_cuda_array_interface(self.interface, owner=self.obj, sync=True)
 
     def words(self, shape: tuple[int, ...], size: int, start_byte: int = 0):
-        """A Numba device view of the bytes from ``start_byte`` as ``shape`` words."""
+        """Return a Numba device view of the bytes from ``start_byte`` as ``shape`` words."""
         module = require_gpu()
         interface = {"shape": tuple(shape), "typestr": word_dtype(size).str,
                      "data": (self.pointer + start_byte, False), "strides": None,
@@ -199,7 +199,7 @@ class DeviceArray:
 
 
 def to_host(obj: object) -> np.ndarray:
-    """A host copy of the CUDA array ``obj`` (for small arrays such as labels)."""
+    """Return a host copy of the CUDA array ``obj`` (for small arrays such as labels)."""
     view = DeviceArray(obj).device()
     return np.asarray(view.copy_to_host())
 
@@ -230,7 +230,7 @@ def _interface_from_dlpack(obj: object, stream_handle: int | None) -> dict:
 
 
 def _simulated_view(interface: dict):
-    """The simulator's device memory is host memory: wrap it without copying."""
+    """Wrap the simulator's device memory (host memory) as an array, without copying."""
     from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
     holder = type("Interface", (), {"__array_interface__": {
@@ -240,7 +240,7 @@ def _simulated_view(interface: dict):
 
 
 def library_of(obj: object):
-    """The module of the library that made ``obj`` (``torch``, ``cupy``, ...)."""
+    """Return the module of the library that made ``obj`` (``torch``, ``cupy``, ...)."""
     name = type(obj).__module__
     module = sys.modules.get(name)
     if module is not None and hasattr(module, "empty_like"):
@@ -249,7 +249,7 @@ def library_of(obj: object):
 
 
 def empty_like(obj: object):
-    """A new array like ``obj``, allocated by ``obj``'s own library (its ``empty_like``)."""
+    """Return a new array like ``obj``, allocated by ``obj``'s own library (its ``empty_like``)."""
     library = library_of(obj)
     allocate = getattr(library, "empty_like", None)
     if allocate is None:
@@ -260,7 +260,7 @@ def empty_like(obj: object):
 
 
 def caller_stream(stream: object = None, like: object = None):
-    """The Numba stream to queue work on.
+    """Return the Numba stream to queue work on.
 
     ``stream`` may be a Numba stream, a ``torch.cuda.Stream``, a ``cupy.cuda.Stream`` or a
     raw ``cudaStream_t`` handle (int). Without one, the current stream of the library that
@@ -362,7 +362,7 @@ def _hardened_gather(source, out, source_map, codes, jitter, tables, first, row_
 
 
 def _fill_tables(tables, levels, jitter, first, row_edges, col_edges, channels, low, span):
-    """The level table of every block that uses one (the CPU's rule), one block a thread."""
+    """Fill the level table of every block that uses one (the CPU's rule), a block a thread."""
     start_x, start_y, start_z = cuda.grid(3)
     step_x, _, step_z = cuda.gridsize(3)
     block_cols = col_edges.size - 1
@@ -476,7 +476,7 @@ def _array(dtype, dimensions):
 
 
 def _ptx_signatures() -> dict[str, list[str]]:
-    """The argument types each kernel is launched with, for :func:`compile_ptx`."""
+    """Return the argument types each kernel is launched with, for :func:`compile_ptx`."""
     tables = [_array("int32", 1)] * 2
     edges = [_array("int64", 1)] * 2
     signatures: dict[str, list[str]] = {"gather": [], "hardened_gather": [], "fill_tables": [],
@@ -655,7 +655,7 @@ class _Buffers:
         return buffer[:nbytes]
 
     def scratch(self, name: str, shape: tuple[int, ...], dtype) -> object:
-        """A reused device buffer of ``shape`` (one per name: a name per stream in use)."""
+        """Return a reused device buffer of ``shape`` (one per name: a name per stream in use)."""
         dtype = np.dtype(dtype)
         count = int(np.prod(shape, dtype=np.int64))
         return _typed(self.on_device(name, max(count, 1) * dtype.itemsize)[:count * dtype.itemsize],
@@ -867,7 +867,7 @@ def _threads(grid, block) -> int:
 
 
 def _small_geometry(count: int, height: int, width: int) -> tuple[tuple, tuple]:
-    """A launch of at most about 2^19 threads (their scratch is per thread) over z, y, x."""
+    """Return a launch of at most about 2^19 threads (their scratch is per thread) over z, y, x."""
     if simulated():
         return SIMULATOR_GRID, SIMULATOR_BLOCK
     threads_x = min(max(width, 1), THREADS_PER_BLOCK)

@@ -96,7 +96,7 @@ def product(first, second):
 
 @body
 def jitter_from_level(level, brightness, contrast, tone):
-    """The jitter of a value at ``level`` in [0, 1], on the [0, 1] scale, clipped."""
+    """Return the jitter of a value at ``level`` in [0, 1], on the [0, 1] scale, clipped."""
     toned = level / (level + product(tone, 1.0 - level))
     result = product(toned - 0.5, contrast) + 0.5 + brightness
     if result < 0.0:
@@ -122,7 +122,7 @@ def jitter_level(value, low, span, integer, brightness, contrast, tone):
 
 @body
 def jittered_value(value, low, span, integer, brightness, contrast, tone):
-    """The value to store: ``rint(level * span) + low`` for integers, the level for floats."""
+    """Return the value to store: ``rint(level * span) + low`` (integers), or the level."""
     level = jitter_level(value, low, span, integer, brightness, contrast, tone)
     if integer:
         return round_half_even(product(level, span)) + low

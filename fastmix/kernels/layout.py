@@ -47,13 +47,13 @@ class PixelLayout:
         self.block_count = (rows.size - 1) * (cols.size - 1)
 
     def view(self, images: np.ndarray) -> np.ndarray:
-        """The ``(n, H, units)`` view of C-contiguous ``images`` (no copy)."""
+        """Return the ``(n, H, units)`` view of C-contiguous ``images`` (no copy)."""
         return images.view(np.uint8).reshape(len(images), -1).view(self.unit_dtype).reshape(
             len(images), self.height, self.units)
 
 
 def unit_dtype(pixel_bytes: int) -> np.dtype:
-    """The widest unsigned integer of 8, 4, 2 or 1 bytes that divides ``pixel_bytes``."""
+    """Return the widest unsigned integer of 8, 4, 2 or 1 bytes that divides ``pixel_bytes``."""
     return np.dtype(_UNSIGNED[max(size for size in _UNSIGNED if pixel_bytes % size == 0)])
 
 
@@ -112,7 +112,7 @@ class Steps:
     no_jitter: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3)))
 
     def values(self, images: np.ndarray) -> np.ndarray:
-        """The ``(n, H, W * channels)`` view of C-contiguous ``images`` (no copy)."""
+        """Return the ``(n, H, W * channels)`` view of C-contiguous ``images`` (no copy)."""
         count, height = images.shape[0], images.shape[1]
         return images.view(np.uint8).reshape(count, -1).view(self.value_dtype).reshape(
             count, height, -1)
@@ -132,5 +132,5 @@ class WindowJob:
     pixels: Any = None
 
     def with_pixels(self, pixels: Any) -> WindowJob:
-        """The same job with the window's pixels where the backend computes."""
+        """Return the same job with the window's pixels where the backend computes."""
         return replace(self, pixels=pixels)

@@ -66,7 +66,7 @@ def images_in_pairs(label_counts: np.ndarray, spec: MixSpec) -> int:
 
 
 def pairs_warning(pairs: int) -> str:
-    """The warning about images in permute groups of two (see :func:`images_in_pairs`)."""
+    """Return the warning about images in permute groups of two (see :func:`images_in_pairs`)."""
     return (f"{pairs} image(s) are in permute groups of two: each takes every mixed block from "
             "one other image, so at prob 1 it shows that other original whole; use a larger "
             "window or group='window', or drop those images")

@@ -81,11 +81,11 @@ class Plan:
     jitter: np.ndarray | None = None
 
     def inverse(self) -> np.ndarray:
-        """The source map that undoes this one (permute mode only)."""
+        """Return the source map that undoes this one (permute mode only)."""
         return invert_source(self.source)
 
     def inverted(self) -> Plan:
-        """The plan that undoes this one: inverse source map and inverse orientations.
+        """Return the plan that undoes this one: inverse source map and inverse orientations.
 
         Only for reversible plans (permute mode, no jitter).
         """

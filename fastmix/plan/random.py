@@ -40,6 +40,7 @@ STREAM_BLOCKS = 3
 
 @njit(inline="always", cache=True)
 def mix64(z):
+    """Return the SplitMix64 finalizer of ``z`` (uint64, wrapping)."""
     z = (z ^ (z >> _SHIFT_30)) * _MULTIPLIER_1
     z = (z ^ (z >> _SHIFT_27)) * _MULTIPLIER_2
     return z ^ (z >> _SHIFT_31)
@@ -47,21 +48,24 @@ def mix64(z):
 
 @njit(inline="always", cache=True)
 def derive(seed, value):
+    """Return the seed of child ``value`` of ``seed`` (a counter-based stream)."""
     return mix64(seed + (np.uint64(value) + _ONE) * GOLDEN)
 
 
 @njit(inline="always", cache=True)
 def bounded(x, n):
+    """Return an integer in ``[0, n)`` from the high 32 bits of ``x`` (Lemire's method)."""
     return np.int64(((x >> _SHIFT_32) * np.uint64(n)) >> _SHIFT_32)
 
 
 @njit(inline="always", cache=True)
 def coin(x, threshold):
+    """Return whether the 53-bit draw of ``x`` is below ``threshold`` (see ``coin_threshold``)."""
     return (x >> _SHIFT_11) < threshold
 
 
 def coin_threshold(prob: float) -> np.uint64:
-    """The integer threshold of a coin that lands heads with probability ``prob``."""
+    """Return the integer threshold of a coin that lands heads with probability ``prob``."""
     return np.uint64(round(prob * 2**53))
 
 

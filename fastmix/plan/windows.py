@@ -33,12 +33,12 @@ def fixed_windows(count: int, length: int) -> list[tuple[int, int]]:
 
 
 def unpartnered_message(count: int) -> str:
-    """The warning about images that no other image of their label shares a window with."""
+    """Return the warning about images that no other image of their label shares a window with."""
     return (f"{count} image(s) have no other image of their label in their window and were "
             "left unmixed")
 
 
 def unpartnered_refusal(count: int, window_options: str = "") -> str:
-    """The ``strict`` refusal of such images; ``window_options`` names what sets the window."""
+    """Return the ``strict`` refusal of such images (``window_options``: what sets it)."""
     return (f"{count} image(s) have no other image of their label in their window; use a "
             f"larger window{window_options} or drop those images")

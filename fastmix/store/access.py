@@ -52,9 +52,11 @@ class Store:
         self.file.close()
 
     def __enter__(self) -> Store:
+        """Return the store itself; leaving the block closes it."""
         return self
 
     def __exit__(self, *exc_info) -> None:
+        """Close the file."""
         self.close()
 
 
@@ -120,7 +122,7 @@ def _dataset(file, name: str, role: str, path: str):
 
 
 def missing_virtual_source(dataset) -> str | None:
-    """The first source file of a virtual dataset that does not exist, or ``None``.
+    """Return the first source file of a virtual dataset that does not exist, or ``None``.
 
     HDF5 reads the part of a missing source as fill values, silently; a sharded store with
     a shard gone would read as blank images.

@@ -168,7 +168,7 @@ class WindowReader:
                                          offset=skip)
 
     def _stored_buffer(self, size: int) -> memoryview:
-        """A per-thread buffer for stored chunk bytes, reused across chunks."""
+        """Return a per-thread buffer for stored chunk bytes, reused across chunks."""
         buffer = getattr(self._local, "stored", None)
         if buffer is None or len(buffer) < size:
             buffer = bytearray(max(size, chunk_bytes(self.dataset) + 4096))

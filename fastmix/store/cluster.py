@@ -114,7 +114,7 @@ def require_dask():
 @contextlib.contextmanager
 def cluster_client(scheduler: str | None = None, workers: int | None = None, *,
                    timeout: float = CONNECT_TIMEOUT) -> Iterator[object]:
-    """A ``dask.distributed.Client`` for the command line, closed on exit.
+    """Return a ``dask.distributed.Client`` for the command line, closed on exit.
 
     Parameters
     ----------
@@ -187,8 +187,7 @@ def _warm_worker() -> None:
 
 
 def _check_workers_see(client, source: str, folder: str | None) -> None:
-    """Raise :class:`BadInputError` when some worker cannot read ``source`` (or write
-    ``folder``)."""
+    """Raise :class:`BadInputError` when a worker cannot read ``source`` or write ``folder``."""
     answers = client.run(_can_access, source, folder)
     for address, problem in sorted(answers.items()):
         if problem:
@@ -269,7 +268,7 @@ class WindowResult:
 
 
 def shard_name(index: int) -> str:
-    """The file name of window ``index``'s shard."""
+    """Return the file name of window ``index``'s shard."""
     return f"window-{index:06d}.h5"
 
 
@@ -386,24 +385,26 @@ def run_token(operation: str, source: str, destination: str, spec: MixSpec,
 
 
 def task_name(operation: str, token: str, index: int) -> str:
-    """The deterministic Dask key of window ``index``'s task (holds no key material)."""
+    """Return the deterministic Dask key of window ``index``'s task (holds no key material)."""
     return f"fastmix-{operation}-{token}-{index:06d}"
 
 
 def partial_path(destination: str) -> str:
-    """The hidden file a one-file cluster run writes before renaming it to ``destination``."""
+    """Return the hidden file a one-file cluster run writes, then renames to ``destination``."""
     folder, name = os.path.split(os.path.abspath(destination))
     return os.path.join(folder, f".{name}{PARTIAL_MARK}")
 
 
 def shard_folder(destination: str) -> str:
-    """The folder of a sharded destination's shard files."""
+    """Return the folder of a sharded destination's shard files."""
     return os.path.abspath(destination) + SHARDS_SUFFIX
 
 
 def in_flight_limit(memory: int | str, window_bytes: int, worker_threads: int) -> int:
-    """Windows in flight: two per worker thread, no more than ``memory`` holds at the writer
-    (one at least)."""
+    """Return the windows in flight: two per worker thread, as many as ``memory`` holds.
+
+    At least one; the writer holds the windows in flight.
+    """
     fits = parse_memory(memory) // max(1, window_bytes)
     return max(1, min(2 * max(1, worker_threads), fits))
 
@@ -499,8 +500,7 @@ def run_on_cluster(operation: str, source: str, destination: object, *, client, 
 
 def _ordered_results(client, job: Job, windows, todo: list[int], labels: np.ndarray, key: Key,
                      limit: int) -> Iterator[WindowResult]:
-    """Submit the windows of ``todo`` with at most ``limit`` in flight; yield results in
-    window order."""
+    """Submit the windows of ``todo``, at most ``limit`` in flight; yield results in order."""
     operation = "unmix" if job.inverse else "mix"
     pending: deque = deque()
     queue = iter(todo)

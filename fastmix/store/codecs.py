@@ -103,7 +103,7 @@ class ChunkPipeline:
         return not self.filters
 
     def decode(self, data: bytes | memoryview, filter_mask: int = 0) -> bytes | memoryview:
-        """Stored chunk bytes -> raw chunk bytes (filters skipped per ``filter_mask``)."""
+        """Turn stored chunk bytes into raw chunk bytes (filters skipped per ``filter_mask``)."""
         for position in reversed(range(len(self.filters))):
             if filter_mask & (1 << position):
                 continue
@@ -119,12 +119,12 @@ class ChunkPipeline:
 
 
 def codec_filters(dataset) -> list[Filter]:
-    """The filter pipeline of an h5py dataset, as filters fastmix can apply."""
+    """Return the filter pipeline of an h5py dataset, as filters fastmix can apply."""
     return [Filter(stored.code, stored.values) for stored in dataset_filters(dataset)]
 
 
 def pipeline_for(dataset) -> ChunkPipeline | None:
-    """The dataset's chunk pipeline, or ``None`` when fastmix cannot reproduce it."""
+    """Return the dataset's chunk pipeline, or ``None`` when fastmix cannot reproduce it."""
     if dataset.chunks is None:
         return None
     filters = codec_filters(dataset)

@@ -94,7 +94,7 @@ def clear_open_flag(path: str | os.PathLike) -> bool:
 
 
 def _library():
-    """The HDF5 library h5py loaded (found in this process's memory map)."""
+    """Return the HDF5 library h5py loaded (found in this process's memory map)."""
     import h5py  # noqa: F401 - makes sure the library is loaded
 
     with open("/proc/self/maps") as maps:
@@ -114,7 +114,7 @@ def chunk_extents(dataset) -> list[tuple[int, int]]:
 
 
 def shared_bytes(extents: list[tuple[int, int]]) -> int | None:
-    """The offset of the first chunk that overlaps the one before it, or ``None``."""
+    """Return the offset of the first chunk that overlaps the one before it, or ``None``."""
     end = 0
     for offset, size in extents:
         if offset < end:

@@ -37,7 +37,7 @@ class StoredFilter:
 
 
 def plist_filters(plist) -> list[StoredFilter]:
-    """The filters of a dataset creation property list, in pipeline order."""
+    """Return the filters of a dataset creation property list, in pipeline order."""
     filters = []
     for index in range(plist.get_nfilters()):
         code, flags, values, name = plist.get_filter(index)
@@ -49,7 +49,7 @@ def plist_filters(plist) -> list[StoredFilter]:
 
 
 def dataset_filters(dataset) -> list[StoredFilter]:
-    """The filter pipeline of an h5py dataset, in order (empty for an unfiltered one)."""
+    """Return the filter pipeline of an h5py dataset, in order (empty for an unfiltered one)."""
     return plist_filters(dataset.id.get_create_plist())
 
 
@@ -133,7 +133,7 @@ def hold_metadata(file) -> None:
 
 
 def class_names_of(file, labels_name: str) -> list[str] | None:
-    """The ``class_names`` attribute of the labels dataset as a list of ``str``, if any.
+    """Return the ``class_names`` attribute of the labels dataset as a list of ``str``, if any.
 
     Bytes are decoded as UTF-8 (undecodable bytes replaced); a single string is a list of
     one name.

@@ -241,7 +241,7 @@ def _pending_message(source: str, journal: Journal) -> str:
 
 
 def pending_run(source: str | os.PathLike) -> RunHeader | None:
-    """The recorded options of an interrupted in-place run on ``source``, or ``None``.
+    """Return the recorded options of an interrupted in-place run on ``source``, or ``None``.
 
     Reads the journal header without taking the lock (the run itself checks again under
     it). The header holds the operation, spec, window, windows, labels and the key check
@@ -430,8 +430,11 @@ class _ChunkFlushingWriter(WindowWriter):
 
 
 class _Commits:
-    """The committed-window count, shared by the reader thread (which waits on it before it
-    reuses an undo slot) and the writer thread (which advances it)."""
+    """The committed-window count, shared by the reader and writer threads.
+
+    The reader thread waits on it before it reuses an undo slot; the writer thread advances
+    it.
+    """
 
     def __init__(self, committed: int):
         self.value = committed
@@ -537,7 +540,7 @@ class _CommittingWriter:
                 _sync(self.store)
                 self.journal.commit(index + 1)
                 self.commits.advance(index + 1)
-        except Exception as error:  # noqa: BLE001 - HDF5 raises several types
+        except Exception as error:  # HDF5 raises several types
             self.commits.fail()
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise InPlaceRunStopped(

@@ -89,7 +89,7 @@ class JournalDamaged(BadInputError):
 
 
 def journal_path(store_path: str | os.PathLike) -> str:
-    """The journal file of ``store_path``."""
+    """Return the journal file of ``store_path``."""
     return os.fspath(store_path) + JOURNAL_SUFFIX
 
 
@@ -166,11 +166,11 @@ class RunHeader:
         return int(np.prod(self.shape[1:], dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
     def window_ranges(self) -> list[tuple[int, int]]:
-        """The run's windows ``[(start, stop), ...]``; the position is the window index."""
+        """Return the run's windows ``[(start, stop), ...]``; the position is the window index."""
         return fixed_windows(self.count, self.window)
 
     def to_json(self) -> bytes:
-        """The header as canonical JSON (the spec as :meth:`MixSpec.to_dict`)."""
+        """Return the header as canonical JSON (the spec as :meth:`MixSpec.to_dict`)."""
         values = {field.name: getattr(self, field.name) for field in fields(self)}
         values.update(spec=self.spec.to_dict(), shape=list(self.shape),
                       plan_rule=self.spec.plan_rule)
@@ -350,7 +350,7 @@ class Journal:
     # -- state ----------------------------------------------------------------------------
 
     def _read_slots(self) -> tuple[int, int, int] | None:
-        """The newest valid ``(sequence, committed, ready)``, or ``None``."""
+        """Return the newest valid ``(sequence, committed, ready)``, or ``None``."""
         best = None
         for offset in _SLOT_OFFSETS:
             raw = os.pread(self.descriptor, _COMMIT.size + _DIGEST, offset)
@@ -441,7 +441,7 @@ class Journal:
             ) from None
 
     def pending_undo(self, buffer: np.ndarray) -> UndoRecord | None:
-        """The undo record of window ``committed`` when the store may hold it torn.
+        """Return the undo record of window ``committed`` when the store may hold it torn.
 
         ``None`` when no record of that window was made ready: the store was not touched
         for it. Its payload is read into ``buffer`` (C-contiguous, at least the window's
@@ -512,7 +512,7 @@ def _records_written(descriptor: int) -> bool:
 
 
 def read_journal_header(path: str | os.PathLike) -> RunHeader | None:
-    """The header of the journal at ``path`` (read-only), or ``None``.
+    """Return the header of the journal at ``path`` (read-only), or ``None``.
 
     ``None`` when there is no journal or its header is torn (it was never used); a
     :class:`~fastmix.errors.BadInputError` when another fastmix version wrote it.

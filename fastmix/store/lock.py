@@ -21,7 +21,7 @@ LOCK_SUFFIX = ".fastmix-lock"
 
 
 def lock_path(store_path: str | os.PathLike) -> str:
-    """The lock file of ``store_path``."""
+    """Return the lock file of ``store_path``."""
     return os.fspath(store_path) + LOCK_SUFFIX
 
 
@@ -117,7 +117,9 @@ class StoreLock:
             self.descriptor = None
 
     def __enter__(self) -> StoreLock:
+        """Acquire the lock."""
         return self.acquire()
 
     def __exit__(self, *exc_info) -> None:
+        """Release the lock."""
         self.release()

@@ -82,13 +82,13 @@ def remove_mix_attributes(dataset) -> None:
 
 
 def read_state(dataset) -> str | None:
-    """The dataset's ``fastmix_state`` (``"in-progress"`` while an in-place run is pending)."""
+    """Return the dataset's ``fastmix_state`` (``"in-progress"`` while an in-place run waits)."""
     state = dataset.attrs.get(STATE_ATTRIBUTE)
     return None if state is None else attribute_text(state)
 
 
 def attribute_text(value) -> str:
-    """An HDF5 attribute value (bytes, str or a 0-d array) as ``str``."""
+    """Return an HDF5 attribute value (bytes, str or a 0-d array) as ``str``."""
     if isinstance(value, bytes):
         return value.decode("utf-8")
     if isinstance(value, np.ndarray) and value.shape == ():
@@ -107,7 +107,7 @@ def already_mixed_message(source: str, record: MixRecord) -> str:
 
 
 def read_mix_record(dataset) -> MixRecord | None:
-    """The record of a mixed dataset, or ``None`` when it carries no ``fastmix_*`` record.
+    """Return the record of a mixed dataset, or ``None`` when it carries no ``fastmix_*`` record.
 
     Raises
     ------

@@ -29,7 +29,7 @@ TEMPORARY_MARK = ".fastmix-tmp-"
 
 
 def temporary_path(destination: str) -> str:
-    """The hidden temporary name beside ``destination`` used while it is written."""
+    """Return the hidden temporary name beside ``destination`` used while it is written."""
     folder, name = os.path.split(os.path.abspath(destination))
     return os.path.join(folder, f".{name}{TEMPORARY_MARK}{os.getpid()}")
 
@@ -226,7 +226,7 @@ def allocates_early_cheaply(dataset) -> bool:
 
 @contextlib.contextmanager
 def template_dataset(dataset) -> Iterator:
-    """The dataset whose creation properties a copy of ``dataset`` takes.
+    """Return the dataset whose creation properties a copy of ``dataset`` takes.
 
     ``dataset`` itself, except for a sharded store (a virtual dataset whose first source is a
     chunked dataset in another file, as ``fastmix mix --shards`` writes): that source, so

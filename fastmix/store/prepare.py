@@ -89,7 +89,7 @@ def require_unmixed(dataset, path: str, force: bool) -> None:
 
 
 def require_unmixable(dataset, path: str, key: Key):
-    """The dataset's :class:`~fastmix.store.metadata.MixRecord`, checked for unmixing.
+    """Return the dataset's :class:`~fastmix.store.metadata.MixRecord`, checked for unmixing.
 
     Raises
     ------
@@ -222,7 +222,7 @@ def chunk_io_staging_bytes(store, threads: int, raw: bool) -> int:
 
 def mix_windows(store, spec: MixSpec, memory: int | str, window: int | None, *,
                 threads: int, raw: bool, piece: int) -> list[tuple[int, int]]:
-    """The windows a mix cuts from ``memory``: the same for new-file and in-place mode.
+    """Return the windows a mix cuts from ``memory``: the same for new-file and in-place mode.
 
     Parameters
     ----------

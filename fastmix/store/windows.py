@@ -33,7 +33,7 @@ def chunk_bytes(dataset) -> int:
 def window_length_for(dataset, memory: int | str, *, block_count: int = 64,
                       staging_bytes: int = 0, buffers: int = WINDOW_BUFFERS,
                       plan_bytes_per_block: int = PLAN_BYTES_PER_BLOCK) -> int:
-    """The longest chunk-aligned window whose buffers fit in ``memory``.
+    """Return the longest chunk-aligned window whose buffers fit in ``memory``.
 
     Parameters
     ----------

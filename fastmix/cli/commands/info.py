@@ -57,7 +57,7 @@ def describe_filter(code: int, values: tuple[int, ...], name: str) -> dict:
 
 
 def describe_filters(dataset) -> list[dict]:
-    """The filter pipeline of an h5py dataset, in order."""
+    """Return the filter pipeline of an h5py dataset, in order."""
     from fastmix.store.hdf5 import dataset_filters
 
     return [describe_filter(stored.code, stored.values, stored.name)
@@ -106,7 +106,7 @@ def describe_labels(file, name: str, count: int, path: str) -> dict:
 
 
 def describe_record(record) -> dict | None:
-    """The fastmix record as plain values (never a key: the store holds none)."""
+    """Return the fastmix record as plain values (never a key: the store holds none)."""
     from fastmix.spec import describe
 
     if record is None:

@@ -22,8 +22,10 @@ SPEC_FLAGS = ("privacy", "mode", "block", "grid", "donors", "prob", "rounds", "o
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    """Add the arguments of ``fastmix mix`` in groups: input/output, key, scheme, hardening,
-    resources."""
+    """Add the arguments of ``fastmix mix``.
+
+    In groups: input/output, key, scheme, hardening, resources.
+    """
     from fastmix.cli.hardening_options import add_hardening_arguments
 
     files = parser.add_argument_group("input and output")
@@ -86,7 +88,7 @@ def add_store_options(group) -> None:
 
 
 def add_resource_options(group, window: bool = True) -> None:
-    """The memory budget (and, for ``mix``, the window length)."""
+    """Return the memory budget (and, for ``mix``, the window length)."""
     group.add_argument("--memory", default="1GiB", metavar="SIZE",
                        help="memory budget that sets the window length; default 1GiB")
     if window:
@@ -115,7 +117,7 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cluster_client(args: argparse.Namespace):
-    """A context giving the Dask client of ``--scheduler``/``--workers``, or ``None``."""
+    """Return a context giving the Dask client of ``--scheduler``/``--workers``, or ``None``."""
     import contextlib
 
     from fastmix.cli.storecheck import parse_positive_int
