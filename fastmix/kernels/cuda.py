@@ -302,19 +302,27 @@ def caller_stream(stream: object = None, like: object = None):
 
 # --- kernels ------------------------------------------------------------------------------
 # Python functions compiled by numba.cuda on first launch. They call the shared bodies by
-# the global names below, which _kernels() binds to CUDA device functions first.
+# the global names below, which _kernels() binds to CUDA device functions first. The
+# grid-stride loops are while loops: a range() with a variable step costs a 64-bit division
+# per loop entry, once per word in the inner loop.
 
 def _gather(source, out, source_map, first, row_first_block, word_block):
     """``out[i, row, word] = source[source_map[first + i, block], row, word]``."""
     start_x, start_y, start_z = cuda.grid(3)
     step_x, step_y, step_z = cuda.gridsize(3)
-    for image in range(start_z, out.shape[0], step_z):
-        for row in range(start_y, out.shape[1], step_y):
+    image = start_z
+    while image < out.shape[0]:
+        row = start_y
+        while row < out.shape[1]:
             first_block = row_first_block[row]
-            for word in range(start_x, out.shape[2], step_x):
+            word = start_x
+            while word < out.shape[2]:
                 copy_row_segment(source, out, image,
                                  source_map[first + image, first_block + word_block[word]],
                                  row, word, 1)
+                word += step_x
+            row += step_y
+        image += step_z
 
 
 def _hardened_gather(source, out, source_map, codes, jitter, tables, first, row_block,
@@ -331,13 +339,16 @@ def _hardened_gather(source, out, source_map, codes, jitter, tables, first, row_
     block_cols = col_edges.size - 1
     width_pixels = out.shape[2] // channels
     jittered = jitter.shape[0] > 0
-    for image in range(start_z, out.shape[0], step_z):
+    image = start_z
+    while image < out.shape[0]:
         planned = first + image
-        for row in range(start_y, out.shape[1], step_y):
+        row = start_y
+        while row < out.shape[1]:
             block_row = row_block[row]
             top = row_edges[block_row]
             height = row_edges[block_row + 1] - top
-            for pixel in range(start_x, width_pixels, step_x):
+            pixel = start_x
+            while pixel < width_pixels:
                 block_col = pixel_block[pixel]
                 block = block_row * block_cols + block_col
                 left = col_edges[block_col]
@@ -359,6 +370,9 @@ def _hardened_gather(source, out, source_map, codes, jitter, tables, first, row_
                          pixel * channels, top + source_row, (left + source_col) * channels,
                          0, channels, 1, channels, step, table, offset, low, span, brightness,
                          contrast, tone)
+                pixel += step_x
+            row += step_y
+        image += step_z
 
 
 def _fill_tables(tables, levels, jitter, first, row_edges, col_edges, channels, low, span):
@@ -368,8 +382,10 @@ def _fill_tables(tables, levels, jitter, first, row_edges, col_edges, channels, 
     block_cols = col_edges.size - 1
     if start_y != 0:  # y is not a dimension of this work
         return
-    for image in range(start_z, tables.shape[0], step_z):
-        for block in range(start_x, tables.shape[1], step_x):
+    image = start_z
+    while image < tables.shape[0]:
+        block = start_x
+        while block < tables.shape[1]:
             block_row = block // block_cols
             block_col = block - block_row * block_cols
             height = row_edges[block_row + 1] - row_edges[block_row]
@@ -379,6 +395,8 @@ def _fill_tables(tables, levels, jitter, first, row_edges, col_edges, channels, 
                                  jitter[first + image, block, 0],
                                  jitter[first + image, block, 1],
                                  jitter[first + image, block, 2])
+            block += step_x
+        image += step_z
 
 
 def _blur_rows(pixels, band_rows, lines, weights, radius, low, high, integer):
@@ -388,10 +406,14 @@ def _blur_rows(pixels, band_rows, lines, weights, radius, low, high, integer):
     if start_y != 0:  # two threads on one column would race
         return
     scratch = lines[start_x + step_x * (start_y + step_y * start_z)]
-    for image in range(start_z, pixels.shape[0], step_z):
-        for unit in range(start_x, pixels.shape[2], step_x):
+    image = start_z
+    while image < pixels.shape[0]:
+        unit = start_x
+        while unit < pixels.shape[2]:
             blur_band_rows(pixels[:, :, unit:unit + 1], image, band_rows, scratch, weights,
                            radius, low, high, integer)
+            unit += step_x
+        image += step_z
 
 
 def _blur_cols(pixels, band_cols, line, weights, radius, channels, low, high, integer):
@@ -401,10 +423,14 @@ def _blur_cols(pixels, band_cols, line, weights, radius, channels, low, high, in
     if start_x != 0:  # two threads on one row would race
         return
     scratch = line[start_x + step_x * (start_y + step_y * start_z)]
-    for image in range(start_z, pixels.shape[0], step_z):
-        for row in range(start_y, pixels.shape[1], step_y):
+    image = start_z
+    while image < pixels.shape[0]:
+        row = start_y
+        while row < pixels.shape[1]:
             blur_band_cols(pixels[:, row:row + 1, :], image, band_cols, scratch, weights,
                            radius, channels, low, high, integer)
+            row += step_y
+        image += step_z
 
 
 # The shared bodies, bound to CUDA device functions by _kernels() before any compile.
