@@ -187,8 +187,13 @@ def _warm_worker() -> None:
 
 
 def _check_workers_see(client, source: str, folder: str | None) -> None:
-    """Raise :class:`BadInputError` when a worker cannot read ``source`` or write ``folder``."""
-    answers = client.run(_can_access, source, folder)
+    """Raise :class:`BadInputError` when a worker cannot read ``source`` or share ``folder``.
+
+    Sharing means the worker can write ``folder`` and sees the marker file this process
+    put there (a worker's own local folder of the same path would not hold it).
+    """
+    with _marked(folder) as mark:
+        answers = client.run(_can_access, source, folder, mark)
     for address, problem in sorted(answers.items()):
         if problem:
             raise BadInputError(
@@ -198,11 +203,28 @@ def _check_workers_see(client, source: str, folder: str | None) -> None:
             )
 
 
-def _can_access(source: str, folder: str | None) -> str:
+@contextlib.contextmanager
+def _marked(folder: str | None) -> Iterator[str | None]:
+    # A file only this run creates: a worker that sees it shares the folder with the client
+    # (a worker's own local folder of the same path would not hold it).
+    if folder is None:
+        yield None
+        return
+    mark = os.path.join(folder, f".fastmix-mark-{uuid.uuid4().hex}")
+    with open(mark, "w"):
+        pass
+    try:
+        yield mark
+    finally:
+        os.remove(mark)
+
+
+def _can_access(source: str, folder: str | None, mark: str | None) -> str:
     if not os.access(source, os.R_OK):
         return f"source store {source!r} cannot be read"
-    if folder is not None and not os.access(folder, os.W_OK):
-        return f"shard folder {folder!r} cannot be written"
+    if folder is not None and not (os.access(folder, os.W_OK) and os.path.exists(mark)):
+        return (f"shard folder {folder!r} cannot be written, or is not the folder the client "
+                "sees")
     return ""
 
 
