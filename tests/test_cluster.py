@@ -19,6 +19,7 @@ import pytest
 
 import fastmix
 from fastmix.cli import build_parser
+from fastmix.cli.commands.info import describe_store
 from fastmix.cli.hardening_options import spec_from_arguments
 from fastmix.store.cluster import partial_path, shard_folder, task_name
 
@@ -153,6 +154,8 @@ def test_sharded_store_reads_back_and_unmixes_in_both_layouts(client, photos, ke
         image, label = dataset[5]
         assert np.array_equal(image, expected[5]) and label == labels[5]
     assert fastmix.verify_stores(source, tmp_path / "sharded.h5", key=key).ok
+    described = describe_store(str(tmp_path / "sharded.h5"))["images"]
+    assert len(described["virtual_sources"]) == 4 and described["chunks"] == [32, 32, 32, 3]
 
     # unmix: sharded -> one file on the cluster, one file -> sharded, sharded in one process.
     fastmix.unmix_store(tmp_path / "sharded.h5", tmp_path / "back1.h5", key=key,

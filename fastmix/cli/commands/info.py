@@ -133,8 +133,10 @@ def describe_store(path: str, images: str = "images", labels: str | None = None)
 
     from fastmix.store.access import open_store
     from fastmix.store.metadata import read_mix_record
+    from fastmix.store.newfile import template_dataset
 
-    with open_store(path, images=images, labels=None) as store:
+    with open_store(path, images=images, labels=None) as store, \
+            template_dataset(store.images) as template:  # a sharded store: its first shard
         dataset = store.images
         record = read_mix_record(dataset)
         labels_name = labels or (record.labels if record is not None else None) or "labels"
@@ -151,9 +153,12 @@ def describe_store(path: str, images: str = "images", labels: str | None = None)
             "file_bytes": os.path.getsize(path),
             "images": {"name": images, "count": store.count, "shape": list(dataset.shape),
                        "dtype": str(dataset.dtype),
-                       "chunks": list(dataset.chunks) if dataset.chunks else None,
-                       "filters": describe_filters(dataset),
-                       "pixel_bytes": store.count * store.image_bytes},
+                       "chunks": list(template.chunks) if template.chunks else None,
+                       "filters": describe_filters(template),
+                       "pixel_bytes": store.count * store.image_bytes,
+                       "virtual_sources": sorted({source.file_name for source in
+                                                  dataset.virtual_sources()})
+                       if dataset.is_virtual else None},
             "labels": labels_info,
             "fastmix": describe_record(record),
             "in_place_state": _plain(dataset.attrs.get("fastmix_state")),
@@ -162,12 +167,18 @@ def describe_store(path: str, images: str = "images", labels: str | None = None)
 
 
 def _human(info: dict) -> list[str]:
+    import os
+
     from fastmix.spec import format_bytes
 
     images = info["images"]
     shape = images["shape"]
     filters = ", ".join(_filter_text(item) for item in images["filters"]) or "none"
     chunks = "x".join(map(str, images["chunks"])) if images["chunks"] else "contiguous"
+    if images.get("virtual_sources"):
+        sources = images["virtual_sources"]
+        folders = sorted({os.path.dirname(name) or "." for name in sources})
+        chunks = f"{chunks} in {len(sources):,} shard file(s) in {', '.join(folders)}"
     lines = [
         f"store: {info['path']} ({format_bytes(info['file_bytes'])} on disk)",
         f"images {images['name']!r}: {shape[0]:,} x {'x'.join(map(str, shape[1:]))} "
