@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow,
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = fastmix.MixSpec(block=(8, 8), donors=3, prob=0.5)
-HARDENED = fastmix.MixSpec(block=(8, 8), donors=3, prob=1.0, orient="d4", group="window")
+HARDENED = fastmix.MixSpec.preset("balanced", block=(8, 8))  # orientation, jitter, seam blur
 FILTERS = {"raw": {}, "lz4": dict(hdf5plugin.LZ4()),
            "gzip": {"compression": "gzip", "compression_opts": 1}}
 #: A hang guard for the waits below (they end on progress long before).

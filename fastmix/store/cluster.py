@@ -322,10 +322,12 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
                 key: Key) -> WindowResult:
     """Mix (or unmix) window ``index`` = images ``[start, stop)`` on a worker.
 
-    Opens the source read-only, reads the window, plans it from (key, ``index``), mixes it
-    and either returns its encoded chunks or writes its shard file.
+    Opens the source read-only, reads the window, plans it from (key, ``index``) and runs
+    the pipeline's per-piece step a few chunks at a time: each piece is encoded (one-file
+    layout, returned) or written into the window's shard file (sharded layout). A worker
+    thread holds the window and one piece, besides the encoded chunks it returns.
     """
-    seconds = {}
+    seconds = {"read": 0.0, "mix": 0.0}
     clock = time.perf_counter()
     pool = _pool()
     with open_hdf5(job.source) as file:
@@ -337,24 +339,39 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
             images = reader.read(start, stop, _buffer("input", (count, *shape), dtype))
         finally:
             reader.close()
+        seconds["read"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        pipeline = Pipeline(shape, dtype, job.spec, key, backend=job.backend,
+                            inverse=job.inverse)
+        with _KERNEL_LOCK:  # planning runs parallel kernels too
+            plan = pipeline.plan(labels, index)
+            window = pipeline.load(images, plan)
+        seconds["mix"] = time.perf_counter() - clock
+
+        def pieces(length: int) -> Iterator[tuple[int, int, np.ndarray]]:
+            # Offsets within the window, whole chunks at a time.
+            for first in range(0, count, length):
+                last = min(first + length, count)
+                out = _buffer("piece", (last - first, *shape), dtype)
+                started = time.perf_counter()
+                with _KERNEL_LOCK:
+                    pipeline.mix_piece(window, first, last, out)
+                seconds["mix"] += time.perf_counter() - started
+                yield first, last, out
+
         with template_dataset(dataset) as template:
-            seconds["read"] = time.perf_counter() - clock
-            clock = time.perf_counter()
-            pipeline = Pipeline(shape, dtype, job.spec, key, backend=job.backend,
-                                inverse=job.inverse)
-            out = _buffer("output", (count, *shape), dtype)
-            with _KERNEL_LOCK:  # planning runs parallel kernels too
-                plan = pipeline.mix_window(images, labels, index, out)
-            seconds["mix"] = time.perf_counter() - clock
-            clock = time.perf_counter()
+            clock, planning = time.perf_counter(), seconds["mix"]
             if job.shard_folder is not None:
-                _write_shard(job, template, index, start, stop, out, pool)
-                seconds["write"] = time.perf_counter() - clock
-                items = None
+                _write_shard(job, template, index, start, stop, pieces, pool)
+                stage, items = "write", None
             else:
                 encoder = WindowWriter(template, pool, threads=1, raw=job.raw)
-                items = _finished(encoder.encode_piece(start, stop, out))
-                seconds["encode"] = time.perf_counter() - clock
+                items = []
+                for first, last, out in pieces(encoder.piece_length()):
+                    items += _finished(encoder.encode_piece(start + first, start + last, out))
+                stage = "encode"
+            # The pieces' mixing ran inside this loop; it is counted as "mix".
+            seconds[stage] = time.perf_counter() - clock - (seconds["mix"] - planning)
     return WindowResult(index, start, stop, items, int(plan.unpartnered), seconds)
 
 
@@ -372,7 +389,7 @@ def _finished(items: list) -> list:
     return done
 
 
-def _write_shard(job: Job, template, index: int, start: int, stop: int, images: np.ndarray,
+def _write_shard(job: Job, template, index: int, start: int, stop: int, pieces,
                  pool: ThreadPoolExecutor) -> None:
     import h5py
 
@@ -384,7 +401,8 @@ def _write_shard(job: Job, template, index: int, start: int, stop: int, images: 
             dataset = create_dataset_like(template, shard, "images", skip_prefix=PREFIX,
                                           shape=(stop - start, *template.shape[1:]))
             writer = WindowWriter(dataset, pool, threads=1, raw=job.raw)
-            writer.write(0, stop - start, images)
+            for first, last, out in pieces(writer.piece_length()):
+                writer.write(first, last, out)
             dataset.attrs[SHARD_RECORD] = json.dumps(
                 {"token": job.token, "window": index, "start": start, "stop": stop})
         fsync_path(temporary)
