@@ -43,7 +43,7 @@ def test_mix_options_are_grouped(capsys):
     titles = [line[:-1] for line in text.splitlines() if line and not line.startswith(" ")
               and line.endswith(":")]
     groups = ["input and output", "key", "mixing scheme", "privacy preset and hardening",
-              "resources"]
+              "resources", "cluster"]
     assert [title for title in titles if title in groups] == groups  # in this order
     assert titles[-1] == "examples"
     key_section = text.split("\nkey:\n", 1)[1].split("\n\n", 1)[0]
