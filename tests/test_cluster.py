@@ -21,7 +21,7 @@ import fastmix
 from fastmix.cli import build_parser
 from fastmix.cli.commands.info import describe_store
 from fastmix.cli.hardening_options import spec_from_arguments
-from fastmix.store.cluster import partial_path, shard_folder, task_name
+from fastmix.store.cluster import in_flight_limit, partial_path, shard_folder, task_name
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::fastmix.FastmixWarning")]
@@ -122,6 +122,13 @@ def test_task_names_are_deterministic_and_keyless(key):
     name = task_name("mix", "0123456789abcdef", 7)
     assert name == task_name("mix", "0123456789abcdef", 7) == "fastmix-mix-0123456789abcdef-000007"
     assert key.check_value not in name
+
+
+def test_windows_in_flight_fit_the_memory_budget():
+    window = 2560 * 64 * 64 * 3
+    assert in_flight_limit("1GiB", window, 2) == 4  # two per worker thread
+    assert in_flight_limit("100MiB", window, 8) == 3  # what the budget holds at the writer
+    assert in_flight_limit("1MiB", window, 8) == 1
 
 
 def test_sharded_store_reads_back_and_unmixes_in_both_layouts(client, photos, key, tmp_path):
