@@ -405,7 +405,8 @@ def _blur_rows(pixels, band_rows, lines, weights, radius, low, high, integer):
     step_x, step_y, step_z = cuda.gridsize(3)
     if start_y != 0:  # two threads on one column would race
         return
-    scratch = lines[start_x + step_x * (start_y + step_y * start_z)]
+    thread = start_x + step_x * (start_y + step_y * start_z)
+    scratch = lines[:, thread:thread + 1]  # threads side by side: coalesced
     image = start_z
     while image < pixels.shape[0]:
         unit = start_x
@@ -422,7 +423,7 @@ def _blur_cols(pixels, band_cols, line, weights, radius, channels, low, high, in
     step_x, step_y, step_z = cuda.gridsize(3)
     if start_x != 0:  # two threads on one row would race
         return
-    scratch = line[start_x + step_x * (start_y + step_y * start_z)]
+    scratch = line[:, start_x + step_x * (start_y + step_y * start_z)]  # coalesced
     image = start_z
     while image < pixels.shape[0]:
         row = start_y
@@ -521,7 +522,7 @@ def _ptx_signatures() -> dict[str, list[str]]:
             f"void({_array(value, 3)}, {_array('float64', 1)}, {_array('float64', 3)}, int64, "
             f"{', '.join(edges)}, int64, float64, float64)")
         signatures["blur_rows"].append(
-            f"void({_array(value, 3)}, {_array('int64', 1)}, {_array('float64', 3)}, "
+            f"void({_array(value, 3)}, {_array('int64', 1)}, {_array('float64', 2)}, "
             f"{_array('float64', 1)}, int64, float64, float64, boolean)")
         signatures["blur_cols"].append(
             f"void({_array(value, 3)}, {_array('int64', 1)}, {_array('float64', 2)}, "
@@ -874,14 +875,14 @@ def _queue_kernels(window: DeviceWindow, first: int, last: int, out_bytes, out_p
     blur_args = (float(steps.low), float(steps.high), bool(steps.blur_integer))
     if np.asarray(steps.band_rows).size:
         grid, block = _small_geometry(count, 1, values)
-        lines = _buffers.scratch(f"lines {slot}", (_threads(grid, block), tables.band_rows.size, 1),
+        lines = _buffers.scratch(f"lines {slot}", (tables.band_rows.size, _threads(grid, block)),
                                  np.float64)
         kernels["blur_rows"][grid, block, stream](out, tables.band_rows, lines, tables.weights,
                                                   int(steps.radius), *blur_args)
     if np.asarray(steps.band_cols).size:
         grid, block = _small_geometry(count, height, 1)
         line = _buffers.scratch(
-            f"line {slot}", (_threads(grid, block), tables.band_cols.size * int(steps.channels)),
+            f"line {slot}", (tables.band_cols.size * int(steps.channels), _threads(grid, block)),
             np.float64)
         kernels["blur_cols"][grid, block, stream](out, tables.band_cols, line, tables.weights,
                                                   int(steps.radius), int(steps.channels),
