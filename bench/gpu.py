@@ -114,7 +114,9 @@ def kernel_rows(device: Device, cases, repeats: int) -> list[str]:
                              repeats)
         copy_rate = 2 * nbytes / copy_seconds / 1e9
         for name, spec in (("plain", fastmix.MixSpec(block=block, donors=10)),
-                           ("balanced", fastmix.MixSpec.preset("balanced", block=block))):
+                           ("balanced", fastmix.MixSpec.preset("balanced", block=block)),
+                           ("balanced without seam blur",
+                            fastmix.MixSpec.preset("balanced", block=block, seam_blur=0.0))):
             pipeline = Pipeline(shape, np.uint8, spec, KEY, backend="cuda")
             started = time.perf_counter()
             plan = pipeline.plan(labels, 0)
