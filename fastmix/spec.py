@@ -14,6 +14,9 @@ DEFAULT_GRID = (2, 8)
 ORIENTS = ("none", "flip", "d4")
 DEFAULT_JITTER = (0.10, 0.20, 0.20)
 MAX_SEAM_BLUR = 16.0
+#: Most mixing rounds: each costs a plan per window, and a store's record is untrusted
+#: input (a tampered ``rounds`` of a billion must be refused, not run).
+MAX_ROUNDS = 64
 PRESETS = ("fast", "balanced", "strong")
 #: The preset used when none is named (the command line). See docs/hardening.md.
 DEFAULT_PRESET = "balanced"
@@ -126,6 +129,8 @@ class MixSpec:
             if int(value) < 1:
                 raise BadInputError(f"{name} must be a positive integer, got {value!r}")
             object.__setattr__(self, name, int(value))
+        if self.rounds > MAX_ROUNDS:
+            raise BadInputError(f"rounds must be at most {MAX_ROUNDS}, got {self.rounds}")
         prob = self.prob
         if isinstance(prob, bool) or not isinstance(prob, int | float | _numpy_floating()):
             raise BadInputTypeError(f"prob must be a number in [0, 1], got {prob!r}")

@@ -6,6 +6,7 @@ Ground truth, the leak without an attack, the restoration attack, metrics and ve
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from fastmix.audit.edges import EdgeScorer
 from fastmix.audit.geometry import BlockGrid
 from fastmix.audit.groundtruth import GroundTruth, content_classes, locate_blocks
 from fastmix.audit.report import MISLEADING_SSIM, AuditReport, verdict, verdict_sentence
-from fastmix.errors import BadInputError, BadInputTypeError
+from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
 from fastmix.plan.windows import fixed_windows
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec
@@ -372,7 +373,7 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
                  spec: MixSpec | None = None, window: int | None = None,
                  sample: int = 1000, seed: int = 0, attack: bool = True,
                  utility: bool = False, utility_folds: int = 5, key=None,
-                 progress: bool = True) -> AuditReport:
+                 progress: bool = True, memory: int | str = "1GiB") -> AuditReport:
     """Audit a mixed HDF5 store against the store it was made from.
 
     The spec and window come from the mixed store's ``fastmix_*`` attributes when present;
@@ -382,18 +383,20 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
     With ``key`` (checked against the store's key check value) the ground truth comes from
     the key's plan, the attack adapts to the hardening and is given the true groups
     (:func:`fastmix.audit.adaptive.audit_options`). A hardened store needs the key.
-    ``progress`` shows a bar of the attacked images on a terminal. See :func:`audit_arrays`
-    for the rest.
+    ``progress`` shows a bar of the attacked images on a terminal. The labels and the
+    images read must fit in ``memory`` (fewer images are audited, with a warning, when the
+    sample does not fit). See :func:`audit_arrays` for the rest.
     """
     from fastmix.audit.adaptive import audit_options
+    from fastmix.spec import format_bytes, parse_memory
+    from fastmix.store.access import open_hdf5
 
-    h5py = require("h5py")
+    require("h5py")
+    budget = parse_memory(memory)
     original_path, mixed_path = Path(original_path), Path(mixed_path)
-    for path in (original_path, mixed_path):
-        if not path.is_file():
-            raise BadInputError(f"{path} does not exist or is not a file: give an HDF5 store")
+    reading = mixed_path
     try:
-        with h5py.File(original_path, "r") as before, h5py.File(mixed_path, "r") as after:
+        with open_hdf5(original_path) as before, open_hdf5(mixed_path) as after:
             for name, handle, path in ((images, before, original_path),
                                        (images, after, mixed_path)):
                 if name not in handle:
@@ -417,15 +420,33 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
                 raise BadInputError(
                     f"{original_path} holds images {before[images].shape} but {mixed_path} "
                     f"holds {after[images].shape}: audit a mixed store against its original")
-            label_values = np.asarray(before[labels][()])
-            if label_values.dtype.kind == "O":
-                label_values = np.asarray([v.decode() if isinstance(v, bytes) else str(v)
-                                           for v in label_values])
+            reading = original_path
+            label_set = before[labels]
+            label_bytes = label_set.size * max(label_set.dtype.itemsize, 8)
+            if label_set.ndim != 1 or label_bytes > budget:
+                raise BadInputError(
+                    f"{original_path}: labels dataset {labels!r} of shape {label_set.shape} "
+                    f"needs {format_bytes(label_bytes)}, more than memory "
+                    f"{format_bytes(budget)}; it must be (N,): raise --memory if it is")
+            label_values = decode_label_values(label_set[()], original_path)
+            image_set = before[images]
+            if image_set.dtype.kind not in "iuf":
+                raise BadInputError(
+                    f"{original_path}: images of dtype {image_set.dtype} cannot be audited; "
+                    "the audit works on integer or floating-point pixels")
             count = _images_to_read(label_values, store_window, sample)
-            original = np.asarray(before[images][:count])
+            image_bytes = int(np.prod(image_set.shape[1:], dtype=np.int64)) * \
+                image_set.dtype.itemsize
+            count = _images_that_fit(count, image_bytes, store_window, budget)
+            original = np.asarray(image_set[:count])
+            reading = mixed_path
             mixed = np.asarray(after[images][:count])
-    except OSError as error:
-        raise BadInputError(f"cannot read the stores as HDF5: {error}") from None
+    except BadInputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - HDF5 reports damage as several types
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise BadInputError(f"{reading}: cannot be read as a store ({type(error).__name__}: "
+                            f"{first}); it may be truncated or damaged") from None
     height, width = original.shape[1:3]
     options = audit_options(store_spec, height, width, key_given=key is not None)
     report = audit_arrays(original, mixed, label_values[:count], store_spec,
@@ -438,6 +459,43 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
         report.utility = utility_check(original, label_values[:count], store_spec,
                                        folds=utility_folds, seed=seed)
     return report
+
+
+def _images_that_fit(count: int, image_bytes: int, window: int | None, budget: int) -> int:
+    """At most ``count`` images, in whole windows, whose two copies fit in ``budget``.
+
+    Fewer than ``count`` are audited (with a warning) when they do not fit; none fitting,
+    not even one window, is a refusal.
+    """
+    from fastmix.spec import format_bytes
+
+    fitting = budget // max(2 * image_bytes, 1)
+    if fitting >= count:
+        return count
+    step = window if window is not None and window < count else 1
+    fitting = fitting // step * step
+    if fitting < 2:
+        raise BadInputError(
+            f"auditing needs two copies of at least {max(step, 2)} images of "
+            f"{format_bytes(image_bytes)} ({format_bytes(2 * max(step, 2) * image_bytes)}), "
+            f"more than memory {format_bytes(budget)}; raise --memory")
+    warnings.warn(f"audited the first {fitting} of the {count} images the sample asks for: "
+                  f"more do not fit in memory {format_bytes(budget)} (raise --memory)",
+                  FastmixWarning, stacklevel=3)
+    return fitting
+
+
+def decode_label_values(raw, path) -> np.ndarray:
+    """Labels as read by h5py, text as ``str``; a one-line refusal when not valid UTF-8."""
+    from fastmix.store.access import decode_labels
+
+    try:
+        values = decode_labels(raw)
+    except BadInputError as error:
+        raise BadInputError(f"{path}: {error}") from None
+    if values.dtype.kind == "O":
+        values = np.asarray([str(value) for value in values])
+    return values
 
 
 def _images_to_read(labels: np.ndarray, window: int | None, sample: int) -> int:

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, check_regular_file
 from fastmix.plan.labels import validate_labels
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: Most memory the labels of one store may take when read (whole) into memory.
+MAX_LABEL_BYTES = 1 << 30
 
 
 @dataclass
@@ -69,10 +71,8 @@ def open_hdf5(path: str | os.PathLike, writable: bool = False, **file_options):
     except ImportError:  # pragma: no cover - a dependency; h5py reports missing filters
         pass
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise BadInputError(f"store {path!r} does not exist; check the path")
-    if os.path.isdir(path):
-        raise BadInputError(f"store {path!r} is a directory, not an HDF5 file")
+    # A FIFO, device or socket is refused before it is opened (opening a FIFO waits).
+    check_regular_file(path, "store")
     try:
         with open(path, "rb") as handle:
             head = handle.read(8)
@@ -84,7 +84,7 @@ def open_hdf5(path: str | os.PathLike, writable: bool = False, **file_options):
         )
     try:
         return h5py.File(path, "r+" if writable else "r", **file_options)
-    except OSError as error:
+    except Exception as error:  # noqa: BLE001 - HDF5 reports damage as several types
         if writable and "lock" in str(error).lower():
             raise BadInputError(
                 f"store {path!r} is open for writing by another process; wait for it to finish"
@@ -166,13 +166,22 @@ def check_images_dataset(images, path: str) -> None:
 
 
 def decode_labels(raw: np.ndarray) -> np.ndarray:
-    """Labels as read by h5py -> integers or ``str`` (bytes decoded as UTF-8)."""
+    """Labels as read by h5py -> integers or ``str`` (bytes decoded as UTF-8).
+
+    Raises :class:`BadInputError` for text that is not valid UTF-8.
+    """
     array = np.asarray(raw)
-    if array.dtype.kind == "S":
-        return np.char.decode(array, "utf-8")
-    if array.dtype.kind == "O":
-        return np.array([item.decode("utf-8") if isinstance(item, bytes) else item
-                         for item in array.tolist()], dtype=object)
+    try:
+        if array.dtype.kind == "S":
+            return np.char.decode(array, "utf-8")
+        if array.dtype.kind == "O":
+            return np.array([item.decode("utf-8") if isinstance(item, bytes) else item
+                             for item in array.tolist()], dtype=object)
+    except UnicodeDecodeError as error:
+        raise BadInputError(
+            f"labels are text that is not valid UTF-8 (byte {error.start} of one label); "
+            "store them as integers or as UTF-8 text"
+        ) from None
     return array
 
 
@@ -182,6 +191,16 @@ def read_labels(file, name: str, count: int, path: str) -> np.ndarray:
     if labels.ndim != 1:
         raise BadInputError(
             f"labels dataset {name!r} in {path!r} has shape {labels.shape}; it must be (N,)"
+        )
+    # Labels are read whole: a store that declares a billion of them (sparse datasets
+    # cost nothing on disk) is refused before anything is allocated.
+    needed = int(labels.shape[0]) * (64 if labels.dtype.kind == "O" else
+                                     max(8, labels.dtype.itemsize))
+    if needed > MAX_LABEL_BYTES:
+        raise BadInputError(
+            f"labels dataset {name!r} in {path!r} holds {labels.shape[0]:,} labels, which "
+            f"need about {needed / 2**30:.1f} GiB in memory; fastmix reads labels whole and "
+            f"takes at most {MAX_LABEL_BYTES / 2**30:.0f} GiB of them"
         )
     try:
         raw = labels[()]

@@ -16,6 +16,7 @@ h5py
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections import deque
@@ -23,6 +24,7 @@ from concurrent.futures import Executor
 
 import numpy as np
 
+from fastmix.errors import BadInputError
 from fastmix.store.codecs import ChunkPipeline, pipeline_for
 from fastmix.store.hdf5 import stored_chunks
 from fastmix.store.windows import chunk_bytes, chunk_length
@@ -81,6 +83,20 @@ def _fill_value(dataset) -> np.ndarray:
     return np.asarray(fill if fill is not None else 0, dtype=dataset.dtype)
 
 
+#: ``errno`` values of a failing machine, not of a damaged file: they stay exit status 1.
+MACHINE_ERRORS = frozenset({errno.EIO, errno.ENOMEM, errno.ENOSPC, errno.EACCES, errno.EPERM,
+                            errno.ESTALE, errno.ENXIO, errno.EBADF})
+
+
+def _damaged(dataset, start: int, stop: int, error: BaseException) -> BadInputError:
+    text = str(error).strip().splitlines()
+    detail = text[0] if text else type(error).__name__
+    return BadInputError(
+        f"store {dataset.file.filename!r}: images {start}-{stop - 1} of {dataset.name!r} "
+        f"cannot be read ({detail}); the file is truncated or damaged"
+    )
+
+
 class WindowReader:
     """Reads windows ``[start, stop)`` of an images dataset into a caller's buffer.
 
@@ -129,7 +145,26 @@ class WindowReader:
         return 0
 
     def read(self, start: int, stop: int, buffer: np.ndarray) -> np.ndarray:
-        """Read images ``[start, stop)`` into ``buffer[:stop - start]`` and return that view."""
+        """Read images ``[start, stop)`` into ``buffer[:stop - start]`` and return that view.
+
+        Raises
+        ------
+        BadInputError
+            When the stored bytes cannot be read as images (a truncated file, a damaged
+            chunk or index); a failure of the machine (an I/O error) stays an ``OSError``.
+        """
+        try:
+            return self._read(start, stop, buffer)
+        except OSError as error:
+            if error.errno in MACHINE_ERRORS:
+                raise
+            raise _damaged(self.dataset, start, stop, error) from None
+        except (ValueError, RuntimeError, KeyError, TypeError) as error:
+            if isinstance(error, BadInputError):
+                raise
+            raise _damaged(self.dataset, start, stop, error) from None
+
+    def _read(self, start: int, stop: int, buffer: np.ndarray) -> np.ndarray:
         count = stop - start
         target = buffer[:count]
         if count == 0:

@@ -32,6 +32,14 @@ class UnsupportedFilterError(Exception):
     """A filter of the pipeline cannot be reproduced outside HDF5."""
 
 
+class DamagedChunkError(ValueError):
+    """A stored chunk does not decode to exactly the chunk's size (damaged or crafted).
+
+    Every decoder is bounded by the chunk's known decoded size: whatever a codec's header
+    claims, no more than that is ever allocated.
+    """
+
+
 @dataclass(frozen=True)
 class Filter:
     """One filter of a dataset's pipeline: its id and client values."""
@@ -41,20 +49,42 @@ class Filter:
 
     def decode(self, data: bytes | memoryview, size: int, chunk_shape: tuple[int, ...],
                itemsize: int) -> bytes | memoryview:
-        """Undo this filter; ``size`` is the chunk's decoded size in bytes."""
+        """Undo this filter; ``size`` is the chunk's decoded size in bytes.
+
+        Raises
+        ------
+        DamagedChunkError
+            When the result would not be exactly ``size`` bytes (checked before any
+            allocation a codec header asks for).
+        """
         if self.code == FILTER_DEFLATE:
-            return zlib.decompress(data, bufsize=size)
+            decoder = zlib.decompressobj()
+            plain = decoder.decompress(data, size)
+            if decoder.unconsumed_tail:
+                raise DamagedChunkError(f"deflate data decodes to more than {size} bytes")
+            return _exactly(plain, size, "deflate")
         if self.code == FILTER_SHUFFLE:
-            return _shuffle(data, self.values[0] if self.values else itemsize, inverse=True)
+            return _shuffle(_exactly(data, size, "shuffle"),
+                            self.values[0] if self.values else itemsize, inverse=True)
         if self.code == FILTER_LZ4:
-            return _lz4_decode(data)
+            return _exactly(_lz4_decode(data, size), size, "LZ4")
         if self.code == FILTER_ZSTD:
-            return _zstd_decompressor().decompress(data, max_output_size=size)
+            import zstandard
+
+            declared = zstandard.frame_content_size(data)
+            if declared not in (-1, size):
+                raise DamagedChunkError(f"Zstd frame claims {declared} bytes, not {size}")
+            plain = _zstd_decompressor().decompress(data, max_output_size=size)
+            return _exactly(plain, size, "Zstd")
         if self.code == FILTER_BLOSC2:
             import blosc2
 
-            array = blosc2.ndarray_from_cframe(bytes(data))[...]
-            return memoryview(np.ascontiguousarray(array)).cast("B")
+            frame = blosc2.ndarray_from_cframe(bytes(data))  # compressed, nothing decoded
+            declared = int(np.prod(frame.shape, dtype=np.int64)) * frame.dtype.itemsize
+            if declared != size:
+                raise DamagedChunkError(f"Blosc2 frame claims {declared} bytes, not {size}")
+            array = frame[...]
+            return _exactly(memoryview(np.ascontiguousarray(array)).cast("B"), size, "Blosc2")
         raise UnsupportedFilterError(self.code)
 
     def encode(self, data: bytes | memoryview, chunk_shape: tuple[int, ...],
@@ -150,11 +180,21 @@ def _shuffle(data, itemsize: int, inverse: bool = False):
     return memoryview(moved)
 
 
-def _lz4_decode(data) -> bytes | bytearray | memoryview:
+def _exactly(data, size: int, codec: str):
+    if memoryview(data).nbytes != size:
+        raise DamagedChunkError(f"{codec} data decodes to {memoryview(data).nbytes} bytes, "
+                                f"not the chunk's {size}")
+    return data
+
+
+def _lz4_decode(data, size: int) -> bytes | bytearray | memoryview:
     import lz4.block
 
     view = memoryview(data)
     total, block_size = _LZ4_HEADER.unpack_from(view, 0)
+    if total != size or block_size < 1:
+        raise DamagedChunkError(f"LZ4 header claims {total} bytes in blocks of {block_size}, "
+                                f"not the chunk's {size}")
     if total <= block_size:  # one block, the usual case: no reassembly copy
         (stored,) = _LZ4_BLOCK_SIZE.unpack_from(view, _LZ4_HEADER.size)
         payload = view[_LZ4_HEADER.size + _LZ4_BLOCK_SIZE.size:][:stored]

@@ -119,27 +119,64 @@ def read_mix_record(dataset) -> MixRecord | None:
         return None
     where = f"images dataset {dataset.name!r}"
     try:
-        version = int(attrs["fastmix_format_version"])
+        version = _integer(attrs["fastmix_format_version"], "format_version", 1)
         if version > FORMAT_VERSION:
             raise BadInputError(
                 f"{where} was mixed by a newer fastmix (store format {version}, this one "
                 f"reads up to {FORMAT_VERSION}); upgrade fastmix"
             )
-        spec = MixSpec.from_dict(json.loads(attribute_text(attrs["fastmix_spec"])))
+        spec_text = attribute_text(attrs["fastmix_spec"])
+        if len(spec_text) > MAX_TEXT:
+            raise ValueError(f"spec of {len(spec_text)} characters")
+        data = json.loads(spec_text)
+        if not isinstance(data, dict):
+            raise ValueError("spec is not a JSON object")
+        spec = MixSpec.from_dict(data)
         # Stores of format 1 (fastmix 0.1.0) carry no rule: they were planned with rule 1.
-        spec = spec.with_plan_rule(int(attrs.get("fastmix_plan_rule", 1)))
+        spec = spec.with_plan_rule(_integer(attrs.get("fastmix_plan_rule", 1), "plan_rule", 1))
+        count = int(dataset.shape[0])
+        window = _integer(attrs["fastmix_window"], "window", 1, max(count, 1))
+        key_check = attribute_text(attrs["fastmix_key_check"])
+        if len(key_check) != 16 or any(char not in "0123456789abcdef" for char in key_check):
+            raise ValueError("key_check is not 16 hex digits")
+        labels = attribute_text(attrs.get("fastmix_labels", "labels"))
+        if not labels or len(labels) > MAX_TEXT:
+            raise ValueError("labels name is empty or too long")
+        reversible = attrs.get("fastmix_reversible", spec.reversible)
+        if not isinstance(reversible, bool | np.bool_):
+            raise ValueError(f"reversible is {reversible!r}")
         return MixRecord(
             format_version=version,
             spec=spec,
-            window=int(attrs["fastmix_window"]),
-            key_check=attribute_text(attrs["fastmix_key_check"]),
-            labels=attribute_text(attrs.get("fastmix_labels", "labels")),
-            reversible=bool(attrs.get("fastmix_reversible", spec.reversible)),
-            unpartnered=int(attrs.get("fastmix_unpartnered", 0)),
+            window=window,
+            key_check=key_check,
+            labels=labels,
+            reversible=bool(reversible),
+            unpartnered=_integer(attrs.get("fastmix_unpartnered", 0), "unpartnered", 0, count),
         )
-    except BadInputError:
-        raise
-    except (KeyError, ValueError, TypeError) as error:
+    except BadInputError as error:
+        if "newer fastmix" in str(error):
+            raise
         raise BadInputError(
             f"{where} has a damaged fastmix record ({error}); it cannot be unmixed"
         ) from None
+    except (KeyError, ValueError, TypeError, OverflowError, UnicodeDecodeError) as error:
+        raise BadInputError(
+            f"{where} has a damaged fastmix record ({error}); it cannot be unmixed"
+        ) from None
+
+
+#: Longest text a record field may hold.
+MAX_TEXT = 4096
+
+
+def _integer(value, name: str, low: int, high: int | None = None) -> int:
+    """A recorded integer, refused unless it is a whole number in ``[low, high]``."""
+    array = np.asarray(value)
+    if array.shape != () or array.dtype.kind not in "iu":
+        raise ValueError(f"{name} is {value!r}, not an integer")
+    number = int(array)
+    if number < low or (high is not None and number > high):
+        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} is {number}, outside {bound}")
+    return number

@@ -140,4 +140,22 @@ def plan_windows(dataset, memory: int | str = "1GiB", window: int | None = None,
         length = check_window(dataset, window)
     else:
         length = max(1, int(window))
+        _require_window_fits(dataset, length, memory, buffers)
     return fixed_windows(int(dataset.shape[0]), length)
+
+
+def _require_window_fits(dataset, length: int, memory: int | str, buffers: int) -> None:
+    """Refuse a recorded window whose buffers exceed the memory budget.
+
+    The window an unmix uses comes from the store's record, which is untrusted input:
+    its buffers are checked against the budget before anything is allocated.
+    """
+    budget = parse_memory(memory)
+    image_bytes = int(np.prod(dataset.shape[1:], dtype=np.int64)) * dataset.dtype.itemsize
+    needed = min(length, max(int(dataset.shape[0]), 1)) * image_bytes * buffers
+    if needed > budget:
+        raise BadInputError(
+            f"the store records windows of {length} images, whose buffers need "
+            f"{format_bytes(needed)}, more than memory {format_bytes(budget)}; raise --memory "
+            f"to at least {format_bytes(needed)}"
+        )

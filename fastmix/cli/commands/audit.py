@@ -40,6 +40,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="images dataset; default 'images'")
     parser.add_argument("--labels", metavar="NAME",
                         help="labels dataset; default: the name recorded with MIXED, or 'labels'")
+    parser.add_argument("--memory", default="2GiB", metavar="SIZE",
+                        help="memory for the images audited (both stores); fewer are audited "
+                             "when the sample does not fit; default 2GiB")
     geometry = parser.add_argument_group(
         "mixing parameters", "only for a mixed store without fastmix_* attributes")
     shape = geometry.add_mutually_exclusive_group()
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     report = audit_stores(args.original, args.mixed, images=args.images, labels=args.labels,
                           spec=spec, window=args.window, sample=args.sample, seed=args.seed,
                           attack=not args.no_attack, utility=args.utility,
-                          utility_folds=args.folds, key=key, progress=not args.quiet)
+                          utility_folds=args.folds, key=key, progress=not args.quiet,
+                          memory=args.memory)
     print(report.to_json() if args.json else report.summary())
     return 0
