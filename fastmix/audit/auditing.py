@@ -443,7 +443,7 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
             mixed = np.asarray(after[images][:count])
     except BadInputError:
         raise
-    except Exception as error:  # noqa: BLE001 - HDF5 reports damage as several types
+    except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise BadInputError(f"{reading}: cannot be read as a store ({type(error).__name__}: "
                             f"{first}); it may be truncated or damaged") from None

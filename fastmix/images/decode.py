@@ -69,9 +69,12 @@ def _read(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
         data = handle.readall()
     extension = os.path.splitext(path)[1].lower()
     if extension in jpeg.JPEG_EXTENSIONS:
+        _require_jpeg_pixels_within_limit(data, path)
         pixels = jpeg.decode(data, size)  # libjpeg-turbo directly, scaled towards ``size``
         if pixels is not None:
             return pixels
+    else:
+        _require_pixels_within_limit(data, path)
     cache_missing_optional_plugins()
     # Decoder warnings (odd EXIF data and the like) are silenced by the callers that decode
     # many files (ingest, the worker processes), once: ``warnings.catch_warnings`` here, per
@@ -83,9 +86,72 @@ def _read(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
     except Exception:  # fall back to imageio's own plugin choice
         pass
     try:
+        # The other decoders (tifffile, ...) get the same pixel limit, from the file's
+        # metadata, before anything is decoded.
+        _check_pixel_count(iio.improps(path, index=0).shape)
         return np.asarray(iio.imread(path, index=0))
+    except UnreadableImageError:
+        raise
     except Exception as error:  # any decoder failure means unreadable
-        raise UnreadableImageError(f"{type(error).__name__}: {error}") from None
+        raise UnreadableImageError(f"{type(error).__name__}: {one_line(str(error))}") from None
+
+
+def pixel_limit() -> int | None:
+    """Return the most pixels an image may have: Pillow's ``MAX_IMAGE_PIXELS`` (``None``: no limit).
+
+    One limit for every decoder, so that a decompression bomb is refused whichever decoder
+    would read it.
+    """
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
+def _check_pixel_count(shape: tuple[int, ...]) -> None:
+    limit = pixel_limit()
+    pixels = int(np.prod(shape[:2], dtype=np.int64)) if len(shape) >= 2 else 0
+    if limit is not None and pixels > limit:
+        raise UnreadableImageError(
+            f"{shape[1]}x{shape[0]} is {pixels:,} pixels, more than the limit of {limit:,} "
+            "(Pillow's MAX_IMAGE_PIXELS)"
+        )
+
+
+def _require_jpeg_pixels_within_limit(data: bytes, path: str) -> None:
+    """Apply :func:`_require_pixels_within_limit` through libjpeg-turbo's header parse."""
+    codec = jpeg.codec()
+    if codec is None:
+        _require_pixels_within_limit(data, path)
+        return
+    try:
+        height, width, _, _ = codec.decode_jpeg_header(data)
+    except (ValueError, RuntimeError):
+        _require_pixels_within_limit(data, path)
+        return
+    _check_pixel_count((height, width))
+
+
+def _require_pixels_within_limit(data: bytes, path: str) -> None:
+    """Refuse an image whose header declares more pixels than :func:`pixel_limit`."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:
+        raise UnreadableImageError(
+            f"more than twice the limit of {pixel_limit():,} pixels (Pillow's "
+            "MAX_IMAGE_PIXELS)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return  # not for Pillow: the fallback decoder checks its own metadata
+    _check_pixel_count((height, width))
+
+
+def one_line(text: str) -> str:
+    """Return ``text`` with every run of whitespace, line breaks included, as one space."""
+    return " ".join(text.split())
 
 
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
@@ -208,10 +274,10 @@ def decode_batch(paths: list[str], size: tuple[int, int], channels: int,
         try:
             out[len(ok)] = decode_image(path, size, channels)
         except UnreadableImageError as error:
-            failures.append(f"{path} ({error})")
+            failures.append(f"{path} ({one_line(str(error))})")
             continue
         except (OSError, ValueError, MemoryError) as error:
-            failures.append(f"{path} ({type(error).__name__}: {error})")
+            failures.append(f"{path} ({type(error).__name__}: {one_line(str(error))})")
             continue
         ok.append(position)
     return out[: len(ok)], ok, failures

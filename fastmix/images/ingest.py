@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastmix.errors import BadInputError, FastmixWarning, hint
+from fastmix.errors import BadInputError, FastmixWarning, check_regular_file, hint
 from fastmix.images.decode import decode_batch
 from fastmix.images.parallel import bounded_map, make_pool, worker_count
 from fastmix.images.sources import ImageList, csv_listing, image_folder
@@ -132,13 +132,18 @@ def _size(size: object) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def list_images(image_dir: str | os.PathLike, csv: str | os.PathLike | None = None) -> ImageList:
+def list_images(image_dir: str | os.PathLike, csv: str | os.PathLike | None = None,
+                follow_symlinks: bool = False) -> ImageList:
     """Return the files to ingest: an ImageFolder tree, or ``csv`` rows below ``image_dir``."""
     if csv is not None:
         if not os.path.isdir(image_dir):
             raise BadInputError(f"image folder {os.fspath(image_dir)!r} does not exist")
-        return csv_listing(csv, image_dir)
-    return image_folder(image_dir)
+        listing = csv_listing(csv, image_dir)
+        for path in listing.paths:
+            if os.path.exists(path):
+                check_regular_file(path, "image")
+        return listing
+    return image_folder(image_dir, follow_symlinks)
 
 
 def _write_batches(images, batch: np.ndarray, results, listing: ImageList, strict: bool,
@@ -190,7 +195,8 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
                   size: tuple[int, int] | str = (192, 192), channels: int = 3,
                   compression: str | None = "none", csv: str | os.PathLike | None = None,
                   strict: bool = False, progress: bool = True, overwrite: bool = False,
-                  workers: int | None = None, processes: bool | None = None) -> IngestReport:
+                  workers: int | None = None, processes: bool | None = None,
+                  follow_symlinks: bool = False) -> IngestReport:
     """Decode a folder of labelled images into a new HDF5 store.
 
     Parameters
@@ -221,6 +227,8 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
     processes : bool, optional
         Decode in worker processes (``True``) or in threads of this process (``False``).
         Default: threads (measured faster on two shared cores).
+    follow_symlinks : bool
+        Read symbolic links that lead out of ``image_dir`` (ignored by default).
 
     Returns
     -------
@@ -238,7 +246,7 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
     options = compression_options(compression)
     store = os.fspath(store)
     _check_destination(store, overwrite)
-    listing = list_images(image_dir, csv)
+    listing = list_images(image_dir, csv, follow_symlinks)
     total = len(listing.paths)
     image_bytes = height * width * channels
     chunk = chunk_length(image_bytes, total)

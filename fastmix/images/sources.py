@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, check_regular_file
 from fastmix.images.decode import is_image_file
 
 
@@ -20,26 +20,59 @@ class ImageList:
     class_names: list[str]
 
 
-def _walk_images(folder: str) -> list[str]:
+def _inside(path: str, root: str) -> bool:
+    real, top = os.path.realpath(path), os.path.realpath(root)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def _usable(path: str, root: str, follow_symlinks: bool) -> bool:
+    """Whether to read ``path``: not a link out of ``root`` (unless followed), and a file.
+
+    A FIFO, device or socket with an image name is refused: reading it would wait forever.
+    """
+    if not follow_symlinks and os.path.islink(path) and not _inside(path, root):
+        return False
+    if os.path.exists(path):  # a dangling link is reported as unreadable when decoded
+        check_regular_file(path, "image")
+    return True
+
+
+def _walk_images(folder: str, root: str, follow_symlinks: bool) -> list[str]:
     found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
-        found.extend(os.path.join(root, name) for name in sorted(files)
-                     if not name.startswith(".") and is_image_file(name))
+    for top, dirs, files in os.walk(folder, followlinks=follow_symlinks):
+        dirs[:] = sorted(name for name in dirs if not name.startswith(".") and (
+            follow_symlinks or _inside(os.path.join(top, name), root)))
+        found.extend(os.path.join(top, name) for name in sorted(files)
+                     if not name.startswith(".") and is_image_file(name)
+                     and _usable(os.path.join(top, name), root, follow_symlinks))
     return found
 
 
-def image_folder(image_dir: str | os.PathLike) -> ImageList:
+def _utf8_name(name: str, root: str) -> str:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise BadInputError(
+            f"class folder {shown!r} in {root!r} has a name that is not valid UTF-8; "
+            "rename it (class names are stored as UTF-8 text)"
+        ) from None
+    return name
+
+
+def image_folder(image_dir: str | os.PathLike, follow_symlinks: bool = False) -> ImageList:
     """List an ImageFolder tree: one sub-folder per class, class names sorted, label = index.
 
     Image files anywhere below a class folder belong to that class; files directly in
-    ``image_dir`` and files without an image extension are ignored.
+    ``image_dir`` and files without an image extension are ignored. Symbolic links that
+    lead out of ``image_dir`` are ignored unless ``follow_symlinks``.
     """
     root = os.fspath(image_dir)
     if not os.path.isdir(root):
         raise BadInputError(f"image folder {root!r} does not exist or is not a folder")
-    class_names = sorted(entry.name for entry in os.scandir(root)
-                         if entry.is_dir() and not entry.name.startswith("."))
+    class_names = sorted(_utf8_name(entry.name, root) for entry in os.scandir(root)
+                         if entry.is_dir() and not entry.name.startswith(".")
+                         and (follow_symlinks or _inside(entry.path, root)))
     if not class_names:
         raise BadInputError(
             f"{root!r} has no class sub-folders: put the images of each class in their own "
@@ -48,7 +81,7 @@ def image_folder(image_dir: str | os.PathLike) -> ImageList:
     paths: list[str] = []
     labels: list[int] = []
     for label, name in enumerate(class_names):
-        files = _walk_images(os.path.join(root, name))
+        files = _walk_images(os.path.join(root, name), root, follow_symlinks)
         paths.extend(files)
         labels.extend([label] * len(files))
     if not paths:

@@ -84,7 +84,7 @@ def open_hdf5(path: str | os.PathLike, writable: bool = False, **file_options):
         )
     try:
         return h5py.File(path, "r+" if writable else "r", **file_options)
-    except Exception as error:  # noqa: BLE001 - HDF5 reports damage as several types
+    except Exception as error:
         if writable and "lock" in str(error).lower():
             raise BadInputError(
                 f"store {path!r} is open for writing by another process; wait for it to finish"

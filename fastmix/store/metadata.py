@@ -171,7 +171,7 @@ MAX_TEXT = 4096
 
 
 def _integer(value, name: str, low: int, high: int | None = None) -> int:
-    """A recorded integer, refused unless it is a whole number in ``[low, high]``."""
+    """Return a recorded integer; refuse it unless it is a whole number in ``[low, high]``."""
     array = np.asarray(value)
     if array.shape != () or array.dtype.kind not in "iu":
         raise ValueError(f"{name} is {value!r}, not an integer")

@@ -31,6 +31,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="fail (exit 2) on an unreadable image instead of skipping it")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing STORE")
+    parser.add_argument("--follow-symlinks", action="store_true",
+                        help="read symbolic links that lead out of IMAGE_DIR (ignored by "
+                             "default)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar and no summary line")
 
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                                size=parse_pair(args.size, "--size"),
                                channels=int(args.channels), compression=args.compression,
                                csv=args.csv, strict=args.strict, progress=not args.quiet,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, follow_symlinks=args.follow_symlinks)
     if not args.quiet:
         print(report.summary())
     return 0
