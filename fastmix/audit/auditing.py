@@ -434,6 +434,9 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
                 raise BadInputError(
                     f"{original_path}: images of dtype {image_set.dtype} cannot be audited; "
                     "the audit works on integer or floating-point pixels")
+            if len(label_values) < 2:
+                raise BadInputError(f"{original_path} holds {len(label_values)} image(s); "
+                                    "an audit needs at least two")
             count = _images_to_read(label_values, store_window, sample)
             image_bytes = int(np.prod(image_set.shape[1:], dtype=np.int64)) * \
                 image_set.dtype.itemsize

@@ -140,6 +140,39 @@ def _termination_as_interrupt():
             signal.signal(number, handler)
 
 
+#: What HDF5 says when the machine failed, not the file (these stay exit status 1).
+_MACHINE_FAILURES = ("no space left", "input/output error", "permission denied",
+                     "errno = 28", "errno = 5,", "errno = 13", "read-only file system",
+                     "disk quota", "cannot allocate memory")
+
+
+def _damaged_input(error: BaseException) -> bool:
+    """Whether ``error`` is HDF5 failing to read a damaged file (bad input, exit 2).
+
+    HDF5 reports a damaged structure (a flipped byte in an object header, a B-tree, a
+    heap) as ``RuntimeError``, ``KeyError``, ``ValueError`` or an ``OSError`` without an
+    errno, raised inside h5py; a failing machine (full disk, I/O error, lost permission)
+    says so in its message and stays a failure (exit 1).
+    """
+    if not isinstance(error, RuntimeError | KeyError | ValueError | OSError | TypeError):
+        return False
+    if isinstance(error, OSError) and error.errno is not None:
+        return False
+    if any(word in str(error).lower() for word in _MACHINE_FAILURES):
+        return False
+    frames = []
+    trace = error.__traceback__
+    while trace is not None:
+        frames.append(trace.tb_frame.f_code.co_filename)
+        trace = trace.tb_next
+    return bool(frames) and f"h5py{os.sep}" in frames[-1]
+
+
+def _input_paths(args: argparse.Namespace) -> list[str]:
+    return [value for name in ("source", "store", "original", "mixed")
+            if isinstance(value := getattr(args, name, None), str) and os.path.isfile(value)]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     from fastmix.cli.console import one_line, print_warnings
@@ -170,6 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # last resort: one line, exit 1
         if "FASTMIX_DEBUG" in os.environ:
             raise
+        if _damaged_input(error):
+            inputs = ", ".join(repr(value) for value in _input_paths(args)) or "an input"
+            message = (f"{inputs}: HDF5 cannot read a structure of the file "
+                       f"({type(error).__name__}: {one_line(str(error))}); it is damaged or "
+                       "truncated: restore it from a copy")
+            print(f"fastmix {args.command}: error: {message}", file=sys.stderr)
+            _print_json_error(args, message, EXIT_BAD_INPUT)
+            return EXIT_BAD_INPUT
         message = f"{type(error).__name__}: {one_line(command_line_message(error))}"
         print(f"fastmix {args.command}: failed: {message}", file=sys.stderr)
         _print_json_error(args, message, EXIT_FAILURE)

@@ -155,13 +155,15 @@ class WindowReader:
         """
         try:
             return self._read(start, stop, buffer)
+        except BadInputError:
+            raise
         except OSError as error:
             if error.errno in MACHINE_ERRORS:
                 raise
             raise _damaged(self.dataset, start, stop, error) from None
-        except (ValueError, RuntimeError, KeyError, TypeError) as error:
-            if isinstance(error, BadInputError):
-                raise
+        except MemoryError:
+            raise
+        except Exception as error:  # noqa: BLE001 - codecs (zlib.error, ...) and HDF5
             raise _damaged(self.dataset, start, stop, error) from None
 
     def _read(self, start: int, stop: int, buffer: np.ndarray) -> np.ndarray:

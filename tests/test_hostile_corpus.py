@@ -1,0 +1,412 @@
+"""A hostile-input corpus, generated here at test time, run through the real command line.
+
+Damaged stores (truncated anywhere, a byte flipped in each HDF5 structure and inside
+compressed chunks), stores that name other files (external and virtual layouts), special
+files (FIFOs, character devices, sockets), tampered ``fastmix_*`` records, decompression
+bombs and odd labels. Every case runs in a child process under a memory limit
+(``RLIMIT_AS``) and must end with exit status 0 or 2 (never 1, never a traceback or a
+hang), exactly one line on stderr when it refuses, every input unchanged, no file touched
+but the named output, and a bounded peak of resident memory.
+
+The cases run in two child processes (:mod:`hostile_runner`), each calling
+``fastmix.cli.main`` in turn, so the corpus takes about a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import h5py
+import hdf5plugin
+import numpy as np
+import pytest
+
+import fastmix
+
+#: Address space of each child: far above what a case needs, far below a bomb's claims.
+ADDRESS_SPACE = 6 << 30
+#: Peak resident memory any one case may reach.
+PEAK_LIMIT = 1536 << 20
+SPEC = ("--privacy", "fast", "--block", "8x8", "--donors", "3")
+KEY = "k.key"
+SIGNATURES = (b"OHDR", b"OCHK", b"BTHD", b"BTIN", b"BTLF", b"TREE", b"HEAP", b"SNOD",
+              b"FRHP", b"FHDB", b"FHIB", b"FSHD", b"FSSE", b"GCOL", b"FAHD", b"FADB",
+              b"EAHD", b"EADB", b"EAIB", b"SMTB", b"SMLI")
+
+
+def images_and_labels(count: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(9)
+    images = rng.integers(0, 256, (count, 16, 16, 3), dtype=np.uint8)
+    images[:, :8] //= 16  # half smooth, so that the filters compress something
+    return images, np.arange(count) % 4
+
+
+def write_store(path: Path, filters: dict, libver: str = "earliest", chunks: bool = True):
+    images, labels = images_and_labels()
+    with h5py.File(path, "w", libver=libver) as file:
+        file.create_dataset("images", data=images, chunks=(8, 16, 16, 3) if chunks else None,
+                            **filters)
+        file.create_dataset("labels", data=labels)
+        file["labels"].attrs["class_names"] = ["a", "b", "c", "d"]
+        file["meta/ids"] = np.arange(len(images))
+
+
+def structure_offsets(data: bytes, path: Path) -> dict[str, int]:
+    """Where to flip a byte in each HDF5 structure of the file, and in its chunks."""
+    found = {"superblock": 9, "superblock-end": 40}
+    for signature in SIGNATURES:
+        start = data.find(signature)
+        if start >= 0:
+            found[signature.decode()] = start + 6
+            found[signature.decode() + "-body"] = min(start + 24, len(data) - 1)
+    with h5py.File(path, "r") as file:
+        chunks = []
+        if file["images"].chunks is not None:
+            file["images"].id.chunk_iter(lambda info: chunks.append((info.byte_offset,
+                                                                      info.size)))
+        else:
+            chunks.append((file["images"].id.get_offset(), 1024))
+        labels = file["labels"].id.get_offset()
+    for number, (offset, size) in enumerate(chunks[:2]):
+        found[f"chunk{number}-head"] = offset + 1
+        found[f"chunk{number}-middle"] = offset + size // 2
+        found[f"chunk{number}-tail"] = offset + size - 2
+    if labels is not None:
+        found["labels-data"] = labels + 3
+    return found
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, list[dict]]:
+    root = tmp_path_factory.mktemp("hostile")
+    inputs = root / "inputs"
+    inputs.mkdir()
+    key = fastmix.Key.from_hex("5a" * 32)
+    key.save(inputs / KEY)
+    variants = {
+        "gzip": ({"compression": "gzip", "shuffle": True}, "earliest", True),
+        "lz4": (dict(hdf5plugin.LZ4()), "latest", True),
+        "zstd": (dict(hdf5plugin.Zstd()), "latest", True),
+        "raw": ({}, "earliest", True),
+        "contiguous": ({}, "latest", False),
+    }
+    for name, (filters, libver, chunks) in variants.items():
+        write_store(inputs / f"{name}.h5", filters, libver, chunks)
+    spec = fastmix.MixSpec(block=(8, 8), donors=3)
+    for name in ("gzip", "raw", "lz4"):
+        fastmix.mix_store(inputs / f"{name}.h5", inputs / f"mixed-{name}.h5", spec=spec,
+                          key=key, progress=False)
+    cases: list[dict] = []
+    number = [0]
+
+    def case(name: str, argv: list[str], files: dict[str, bytes | Path | None],
+             output: str | None = None, expect: tuple[int, ...] = (0, 2),
+             setup=None) -> None:
+        number[0] += 1
+        folder = root / f"case{number[0]:03d}"
+        folder.mkdir()
+        for target, content in files.items():
+            if isinstance(content, Path):
+                shutil.copyfile(content, folder / target)
+            elif content is not None:
+                (folder / target).write_bytes(content)
+        if (folder / KEY).exists():
+            os.chmod(folder / KEY, 0o600)
+        if setup is not None:
+            setup(folder)
+        cases.append({"name": name, "folder": str(folder), "argv": argv, "output": output,
+                      "expect": list(expect)})
+
+    key_file = {KEY: inputs / KEY}
+
+    # Truncations and byte flips of sources (info, mix) and mixed stores (unmix, verify).
+    for name in ("gzip", "lz4", "contiguous", "mixed-gzip", "mixed-lz4"):
+        data = (inputs / f"{name}.h5").read_bytes()
+        cuts = sorted({0, 100, len(data) // 8, len(data) // 2, len(data) - 1})
+        damaged = {f"cut{cut}": data[:cut] for cut in cuts}
+        for structure, offset in structure_offsets(data, inputs / f"{name}.h5").items():
+            # HDF5 itself loops forever reading a vlen attribute through a global heap
+            # collection damaged there (a hang inside the C library; see the issue notes).
+            if 0 <= offset < len(data) and structure != "GCOL-body":
+                flipped = bytearray(data)
+                flipped[offset] ^= 0xFF
+                damaged[f"flip-{structure}"] = bytes(flipped)
+        for damage, content in damaged.items():
+            files = {"store.h5": content, **key_file}
+            label = f"{name} {damage}"
+            if name.startswith("mixed"):
+                files["original.h5"] = inputs / f"{name.split('-')[1]}.h5"
+                case(f"unmix {label}", ["unmix", "store.h5", "out.h5", "--key-file", KEY],
+                     files, output="out.h5")
+                case(f"verify {label}", ["verify", "original.h5", "store.h5", "--key-file",
+                                         KEY], files, expect=(0, 1, 2))
+            else:
+                case(f"info {label}", ["info", "store.h5"], files)
+                case(f"mix {label}", ["mix", "store.h5", "out.h5", "--key-file", KEY, *SPEC],
+                     files, output="out.h5")
+
+    # Stores that name other files.
+    images, labels = images_and_labels()
+
+    def external(folder: Path) -> None:
+        (folder / "pixels.raw").write_bytes(images.tobytes())
+        with h5py.File(folder / "store.h5", "w") as file:
+            file.create_dataset("images", shape=images.shape, dtype=images.dtype,
+                                external=[("pixels.raw", 0, images.nbytes)])
+            file["labels"] = labels
+
+    def virtual(folder: Path, missing: bool = False) -> None:
+        layout = h5py.VirtualLayout(shape=images.shape, dtype=images.dtype)
+        for part in range(2):
+            rows = slice(part * 32, part * 32 + 32)
+            if not (missing and part):
+                with h5py.File(folder / f"shard{part}.h5", "w") as shard:
+                    shard["images"] = images[rows]
+            layout[rows] = h5py.VirtualSource(f"shard{part}.h5", "images",
+                                              shape=(32, *images.shape[1:]))
+        with h5py.File(folder / "store.h5", "w") as file:
+            file.create_virtual_dataset("images", layout)
+            file["labels"] = labels
+
+    mix = ["mix", "store.h5", "out.h5", "--key-file", KEY, *SPEC]
+    in_place = ["mix", "store.h5", "--in-place", "--key-file", KEY, *SPEC]
+    case("external layout, new file", mix, key_file, "out.h5", (0,), external)
+    case("external layout, in place", in_place, key_file, None, (2,), external)
+    case("virtual layout, new file", mix, key_file, "out.h5", (0,), virtual)
+    case("virtual layout, in place", in_place, key_file, None, (2,), virtual)
+    case("virtual layout, missing shard", mix, key_file, "out.h5", (2,),
+         lambda folder: virtual(folder, missing=True))
+
+    # Special files as a store, a key file, an image.
+    def fifo(name: str):
+        return lambda folder: os.mkfifo(folder / name)
+
+    def unix_socket(folder: Path) -> None:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(folder / "store.h5"))
+        listener.close()
+
+    good = {"store.h5": inputs / "gzip.h5", **key_file}
+    case("FIFO as store (info)", ["info", "fifo.h5"], {}, None, (2,), fifo("fifo.h5"))
+    case("FIFO as store (mix)", ["mix", "fifo.h5", "out.h5", "--key-file", KEY, *SPEC],
+         key_file, "out.h5", (2,), fifo("fifo.h5"))
+    case("FIFO as key file", ["mix", "store.h5", "out.h5", "--key-file", "fifo.key", *SPEC],
+         {"store.h5": inputs / "gzip.h5"}, "out.h5", (2,), fifo("fifo.key"))
+    case("character device as store", ["info", "/dev/zero"], {}, None, (2,))
+    case("character device as key file", ["mix", "store.h5", "out.h5", "--key-file",
+                                          "/dev/zero", *SPEC], good, "out.h5", (2,))
+    case("socket as store", ["info", "store.h5"], {}, None, (2,), unix_socket)
+    case("large file as key file", ["mix", "store.h5", "out.h5", "--key-file", "big.key",
+                                    *SPEC], {"store.h5": inputs / "gzip.h5",
+                                             "big.key": b"ab" * (8 << 20)}, "out.h5", (2,))
+
+    def ingest_folder_with(extra):
+        def setup(folder: Path) -> None:
+            (folder / "pictures" / "cats").mkdir(parents=True)
+            from PIL import Image
+
+            Image.new("RGB", (8, 8), (200, 10, 10)).save(folder / "pictures/cats/a.png")
+            extra(folder)
+        return setup
+
+    ingest = ["ingest", "pictures", "out.h5", "--size", "8x8"]
+    case("FIFO as ingest image", ingest, {}, "out.h5", (2,),
+         ingest_folder_with(lambda folder: os.mkfifo(folder / "pictures/cats/b.png")))
+
+    def bomb_png(folder: Path) -> None:
+        from PIL import Image
+
+        Image.new("1", (20000, 20000)).save(folder / "pictures/cats/bomb.png")
+
+    case("decompression bomb in ingest", ingest, {}, "out.h5", (0,),
+         ingest_folder_with(bomb_png))
+    case("decompression bomb in ingest, strict", [*ingest, "--strict"], {}, "out.h5", (2,),
+         ingest_folder_with(bomb_png))
+
+    def bad_class_name(folder: Path) -> None:
+        os.mkdir(os.path.join(os.fsencode(folder / "pictures"), b"\xff\xfeclass"))
+        from PIL import Image
+
+        Image.new("RGB", (8, 8)).save(os.path.join(os.fsencode(folder / "pictures"),
+                                                   b"\xff\xfeclass", b"a.png").decode(
+            "utf-8", "surrogateescape"))
+
+    case("non-UTF-8 class folder", ingest, {}, "out.h5", (0, 2),
+         ingest_folder_with(bad_class_name))
+
+    # Tampered records.
+    def tampered(change) -> bytes:
+        target = root / "tamper.h5"
+        shutil.copyfile(inputs / "mixed-gzip.h5", target)
+        with h5py.File(target, "r+") as file:
+            change(file["images"].attrs)
+        return target.read_bytes()
+
+    def spec_with(**values):
+        def change(attrs):
+            data = json.loads(attrs["fastmix_spec"])
+            data.update(values)
+            attrs["fastmix_spec"] = json.dumps(data)
+        return change
+
+    tamperings = {
+        "rounds of a billion": spec_with(rounds=10**9),
+        "donors of -1": spec_with(donors=-1),
+        "block of 0x0": spec_with(block=[0, 0], grid=None),
+        "spec not JSON": lambda attrs: attrs.__setitem__("fastmix_spec", "{not json"),
+        "window 0": lambda attrs: attrs.__setitem__("fastmix_window", np.int64(0)),
+        "window of 10**15": lambda attrs: attrs.__setitem__("fastmix_window",
+                                                            np.int64(10**15)),
+        "window as text": lambda attrs: attrs.__setitem__("fastmix_window", "64"),
+        "key check not hex": lambda attrs: attrs.__setitem__("fastmix_key_check", "zz"),
+        "format 99": lambda attrs: attrs.__setitem__("fastmix_format_version", np.int64(99)),
+        "unpartnered -5": lambda attrs: attrs.__setitem__("fastmix_unpartnered",
+                                                          np.int64(-5)),
+    }
+    for name, change in tamperings.items():
+        files = {"store.h5": tampered(change), "original.h5": inputs / "gzip.h5", **key_file}
+        case(f"unmix, record with {name}", ["unmix", "store.h5", "out.h5", "--key-file", KEY],
+             files, "out.h5", (2,))
+        case(f"info, record with {name}", ["info", "store.h5"], files)
+        case(f"verify, record with {name}", ["verify", "original.h5", "store.h5",
+                                             "--key-file", KEY], files, None, (1, 2))
+
+    # Chunks whose codec header claims another size (bombs).
+    def crafted_chunk(filters: dict, stored: bytes) -> bytes:
+        target = root / "crafted.h5"
+        write_store(target, filters, "latest")
+        with h5py.File(target, "r+") as file:
+            file["images"].id.write_direct_chunk((8, 0, 0, 0), stored, 0)
+        return target.read_bytes()
+
+    chunk_bytes = 8 * 16 * 16 * 3
+    bombs = {
+        "LZ4 header claiming 1 TiB": crafted_chunk(
+            dict(hdf5plugin.LZ4()), (1 << 40).to_bytes(8, "big") + (1 << 30).to_bytes(4, "big")
+            + (16).to_bytes(4, "big") + b"\0" * 16),
+        "Zstd frame of 256 MiB": crafted_chunk(
+            dict(hdf5plugin.Zstd()), __import__("zstandard").ZstdCompressor().compress(
+                b"\0" * (256 << 20))),
+        "gzip stream of 64 MiB": crafted_chunk(
+            {"compression": "gzip"}, zlib.compress(b"\0" * (64 << 20), 9)),
+        "gzip stream cut short": crafted_chunk(
+            {"compression": "gzip"}, zlib.compress(b"\1" * chunk_bytes)[:20]),
+    }
+    for name, content in bombs.items():
+        files = {"store.h5": content, **key_file}
+        case(f"mix, {name}", mix, files, "out.h5", (2,))
+        case(f"preview, {name}", ["preview", "store.h5", "-o", "grid.png"], files, "grid.png")
+
+    # Labels and shapes.
+    def store_with(labels_data, images_data=None, **options) -> bytes:
+        target = root / "odd.h5"
+        with h5py.File(target, "w") as file:
+            file.create_dataset("images", data=images if images_data is None else images_data,
+                                **options)
+            file.create_dataset("labels", data=labels_data)
+        return target.read_bytes()
+
+    def sparse(path: Path) -> None:
+        with h5py.File(path, "w") as file:
+            file.create_dataset("images", shape=(10**9, 16, 16, 3), dtype=np.uint8,
+                                chunks=(8, 16, 16, 3))
+            file.create_dataset("labels", shape=(10**9,), dtype=np.int64, chunks=(4096,))
+
+    sparse(root / "sparse.h5")
+    odd = {
+        "non-UTF-8 labels": store_with(np.array([b"\xff\xfe"] * 64, dtype="S2")),
+        "empty store": store_with(np.zeros(0, np.int64), images[:0]),
+        "a billion labels": (root / "sparse.h5").read_bytes(),
+    }
+    for name, content in odd.items():
+        files = {"store.h5": content, "original.h5": content, **key_file}
+        case(f"info, {name}", ["info", "store.h5"], files)
+        case(f"mix, {name}", mix, files, "out.h5")
+        case(f"verify, {name}", ["verify", "original.h5", "store.h5"], files, None, (0, 1, 2))
+        case(f"audit, {name}", ["audit", "original.h5", "store.h5", "--block", "8x8",
+                                "--no-attack"], files)
+    boolean = store_with(labels, images > 128)
+    case("audit, boolean images", ["audit", "original.h5", "store.h5", "--block", "8x8"],
+         {"store.h5": boolean, "original.h5": boolean}, None, (2,))
+    case("mix, boolean images", mix, {"store.h5": boolean, **key_file}, "out.h5")
+
+    # The key file is an input, never an output; an open key file is warned about.
+    def exposed(folder: Path) -> None:
+        os.chmod(folder / KEY, 0o644)
+
+    case("mix onto its own key file", ["mix", "store.h5", KEY, "--key-file", KEY,
+                                       "--overwrite", *SPEC], good, None, (2,))
+    case("group-readable key file", mix, good, "out.h5", (0,), exposed)
+    case("group-readable key file, strict", [*mix, "--strict"], good, "out.h5", (2,), exposed)
+    case("preview onto its store", ["preview", "store.h5", "-o", "store.h5", "--overwrite"],
+         good, None, (2,))
+    return root, cases
+
+
+def run_children(root: Path, cases: list[dict], children: int = 2) -> list[dict]:
+    """Run the cases in ``children`` processes under :data:`ADDRESS_SPACE`; all results."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+    runner = Path(__file__).with_name("hostile_runner.py")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+        "NUMBA_NUM_THREADS": "2"}
+    environment.pop("FASTMIX_DEBUG", None)
+    processes = []
+    for number in range(children):
+        listing = root / f"cases{number}.json"
+        listing.write_text(json.dumps(cases[number::children]))
+        processes.append(subprocess.Popen([sys.executable, str(runner), str(listing)],
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True, preexec_fn=limit, env=environment))
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=900)
+        assert process.returncode == 0, f"the runner died ({process.returncode}): {stderr}"
+        # C filters may print to stdout themselves (hdf5plugin: "cannot malloc").
+        results.extend(json.loads(line) for line in stdout.splitlines() if line.startswith("{"))
+    return results
+
+
+def test_hostile_corpus(corpus):
+    root, cases = corpus
+    results = {result["name"]: result for result in run_children(root, cases)}
+    assert len(results) == len(cases)
+    failures = []
+    for case in cases:
+        result = results[case["name"]]
+        lines = [line for line in result["stderr"].splitlines() if line.strip()]
+        wrong = []
+        if result["problem"]:
+            wrong.append(result["problem"])
+        elif result["status"] not in case["expect"]:
+            wrong.append(f"exit {result['status']}, expected {case['expect']}")
+        if result["status"] == 2 and len(lines) != 1:
+            wrong.append(f"{len(lines)} stderr lines")
+        if any(not line.startswith("fastmix") for line in lines):
+            wrong.append("stderr line not from fastmix")
+        if "Traceback" in result["stderr"] or ": failed:" in result["stderr"]:
+            wrong.append("failure or traceback on stderr")
+        if result["changed"]:
+            wrong.append(f"touched {result['changed']}")
+        if result["peak"] > PEAK_LIMIT:
+            wrong.append(f"peak memory {result['peak'] >> 20} MiB")
+        if wrong:
+            failures.append(f"{case['name']}: {'; '.join(wrong)} | {lines[-1:] or ''}")
+    statuses = [result["status"] for result in results.values()]
+    peak = max(result["peak"] for result in results.values())
+    print(f"hostile corpus: {len(cases)} cases; exit 0: {statuses.count(0)}, exit 1: "
+          f"{statuses.count(1)}, exit 2: {statuses.count(2)}, hangs: "
+          f"{sum(result['problem'] == 'hang' for result in results.values())}; "
+          f"peak resident memory of one case {peak >> 20} MiB")
+    assert not failures, "\n".join(failures)
