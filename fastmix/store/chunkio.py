@@ -163,7 +163,7 @@ class WindowReader:
             raise _damaged(self.dataset, start, stop, error) from None
         except MemoryError:
             raise
-        except Exception as error:  # noqa: BLE001 - codecs (zlib.error, ...) and HDF5
+        except Exception as error:  # codecs (zlib.error, ...) and HDF5
             raise _damaged(self.dataset, start, stop, error) from None
 
     def _read(self, start: int, stop: int, buffer: np.ndarray) -> np.ndarray:
