@@ -158,16 +158,21 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
         journal = _open_journal(source)
         if journal is not None and not resume:
             raise BadInputError(_pending_message(source, journal))
-        if journal is not None:
-            clear_open_flag(source)  # a killed v110+ writer leaves it set
-        store = open_store(source, images, labels=None, writable=True, rdcc_nbytes=1 << 20)
-        _refuse_foreign_layout(source, store.images)
         resumed = journal is not None
         if journal is None:
-            header = _fresh_header(operation, source, store, key, spec, memory, window,
-                                   labels, force, strict)
+            # Every check runs on a read-only open: a refused run never opens the store for
+            # writing, which HDF5 marks in the file even when nothing else is written.
+            with open_store(source, images, labels=None) as checked:
+                _refuse_foreign_layout(source, checked.images)
+                header = _fresh_header(operation, source, checked, key, spec, memory, window,
+                                       labels, force, strict)
+            store = open_store(source, images, labels=None, writable=True,
+                               rdcc_nbytes=1 << 20)
             journal = _start(source, store, header)
         else:
+            clear_open_flag(source)  # a killed v110+ writer leaves it set
+            store = open_store(source, images, labels=None, writable=True, rdcc_nbytes=1 << 20)
+            _refuse_foreign_layout(source, store.images)
             header = _resumed_header(operation, source, store, journal, key, spec, window)
             if read_state(store.images) != IN_PROGRESS:
                 _mark_in_progress(store, header)  # killed before the first run marked it
