@@ -394,3 +394,153 @@ def test_a_stale_journal_of_another_run_is_refused(tmp_path, crashed):
         mix_store(plain, spec=SPEC, key=key, in_place=True, resume=True, window=WINDOW,
                   progress=False)
     assert plain.read_bytes() == before
+
+
+# -- kills at the edges of a run: a resume never fails ----------------------------------------
+#
+# A run killed while it creates its journal, or after it has completed, must be finished by
+# ``--resume`` with exit 0. The child below kills itself (SIGKILL) at one named step, so each
+# window is hit deterministically, without timing.
+
+KILL_AT_STEP = r"""
+import os, signal, sys
+import fastmix
+from fastmix.store import inplace, journal
+
+step, store, operation = sys.argv[1], sys.argv[2], sys.argv[3]
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def after(owner, name, wanted):
+    real = getattr(owner, name)
+    def wrapper(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if step == wanted:
+            die()
+        return result
+    setattr(owner, name, wrapper)
+
+real_fallocate = os.posix_fallocate
+def fallocate(*args):
+    if step == "before-preallocation":
+        die()
+    return real_fallocate(*args)
+os.posix_fallocate = fallocate
+after(os, "posix_fallocate", "after-preallocation")
+after(journal, "_write_all", "after-journal-header")  # the header is its first write
+after(os, "rename", "after-journal-rename")
+after(inplace, "_finish", "after-finish")
+after(journal.Journal, "remove", "after-journal-removed")
+after(inplace, "_forget_run", "after-run-forgotten")
+key = fastmix.Key(bytes(range(32)))
+if operation == "mix":
+    fastmix.mix_store(store, spec=fastmix.MixSpec(grid=(4, 4), donors=3), key=key,
+                      in_place=True, window=64, progress=False)
+else:
+    fastmix.unmix_store(store, key=key, in_place=True, progress=False)
+"""
+
+CREATION_STEPS = ["before-preallocation", "after-preallocation", "after-journal-header",
+                  "after-journal-rename"]
+COMPLETION_STEPS = ["after-finish", "after-journal-removed", "after-run-forgotten"]
+
+
+def kill_at(step: str, store, operation: str = "mix") -> None:
+    child = subprocess.run([sys.executable, "-c", KILL_AT_STEP, step, str(store), operation],
+                           capture_output=True, text=True, timeout=300)
+    wanted = 0 if step == "none" else -signal.SIGKILL
+    assert child.returncode == wanted, (step, child.returncode, child.stderr)
+
+
+def resume_cli(store, key_file, operation: str = "mix",
+               *extra: str) -> subprocess.CompletedProcess:
+    # The run's own options: a run killed before its journal exists recorded none.
+    options = ["--window", str(WINDOW), *SPEC_ARGS] if operation == "mix" else []
+    return run_cli(operation, str(store), "--in-place", "--key-file", str(key_file),
+                   "--resume", "--quiet", *options, *extra)
+
+
+def all_leftovers(store) -> list[str]:
+    return sorted(path.name for path in store.parent.iterdir()
+                  if path.name.startswith(f"{store.name}.fastmix"))
+
+
+@pytest.mark.parametrize("step", CREATION_STEPS + COMPLETION_STEPS)
+def test_a_kill_at_the_edges_of_a_run_is_resumed_with_exit_0(tmp_path, step):
+    store = tmp_path / "store.h5"
+    make_store(store, 256, compressed=False)
+    key_file = tmp_path / "key"
+    key = fastmix.Key(bytes(range(32)))
+    key.save(key_file)
+    expected = reference(tmp_path, store, key)
+    kill_at(step, store)
+    resumed = resume_cli(store, key_file)
+    assert resumed.returncode == 0, (step, resumed.stderr)
+    np.testing.assert_array_equal(read_images(store), expected)
+    assert all_leftovers(store) == []
+    with h5py.File(store, "r") as file:
+        assert file["images"].attrs["fastmix_state"] == "complete"
+        assert "fastmix_run" not in file["images"].attrs
+    again = resume_cli(store, key_file)  # a second resume finds the run complete too
+    assert again.returncode == 0, (step, again.stderr)
+    np.testing.assert_array_equal(read_images(store), expected)
+
+
+@pytest.mark.parametrize("step", ["after-finish", "after-journal-removed"])
+def test_resume_with_force_of_a_run_killed_as_it_ended_does_not_mix_twice(tmp_path, step):
+    """The store names the run until its journal is gone, so --force cannot mix again."""
+    store = tmp_path / "store.h5"
+    make_store(store, 256, compressed=False)
+    key_file = tmp_path / "key"
+    key = fastmix.Key(bytes(range(32)))
+    key.save(key_file)
+    expected = reference(tmp_path, store, key)
+    kill_at(step, store)
+    resumed = resume_cli(store, key_file, "mix", "--force")
+    assert resumed.returncode == 0, resumed.stderr
+    np.testing.assert_array_equal(read_images(store), expected)
+    assert all_leftovers(store) == []
+
+
+def test_a_resume_after_a_complete_run_still_refuses_another_run(tmp_path):
+    """"Already complete" holds only for this key and these options; others are refused."""
+    store = tmp_path / "store.h5"
+    make_store(store, 256, compressed=False)
+    key_file = tmp_path / "key"
+    fastmix.Key(bytes(range(32))).save(key_file)
+    kill_at("after-run-forgotten", store)
+    # The kill leaves HDF5's "open for write" flag set; the refusal may clear it, no more.
+    before = read_images(store), attributes(store)
+    other_key = tmp_path / "other-key"
+    fastmix.Key(bytes(32)).save(other_key)
+    for key, extra in ((other_key, SPEC_ARGS), (key_file, ["--privacy", "fast", "--grid",
+                                                          "2x2", "--donors", "3"])):
+        refused = run_cli("mix", str(store), "--in-place", "--key-file", str(key), "--resume",
+                          "--quiet", "--window", str(WINDOW), *extra)
+        assert refused.returncode == 2 and "already mixed" in refused.stderr, refused.stderr
+        np.testing.assert_array_equal(read_images(store), before[0])
+        assert attributes(store) == before[1]
+
+
+def attributes(store) -> dict:
+    with h5py.File(store, "r") as file:
+        return {name: str(value) for name, value in file["images"].attrs.items()}
+
+
+@pytest.mark.parametrize("step", ["after-journal-removed", "after-run-forgotten"])
+def test_a_kill_after_an_in_place_unmix_completed(tmp_path, step):
+    store = tmp_path / "store.h5"
+    make_store(store, 256, compressed=False)
+    original = read_images(store)
+    key_file = tmp_path / "key"
+    fastmix.Key(bytes(range(32))).save(key_file)
+    kill_at("none", store)  # an uninterrupted mix: the child is killed as it ends
+    kill_at(step, store, "unmix")
+    resumed = resume_cli(store, key_file, "unmix")
+    if step == "after-journal-removed":  # the store still names the run: it is complete
+        assert resumed.returncode == 0, resumed.stderr
+    else:  # nothing says an unmix ran: a plain store, refused as not mixed
+        assert resumed.returncode == 2 and "nothing to unmix" in resumed.stderr
+    np.testing.assert_array_equal(read_images(store), original)
+    assert all_leftovers(store) == []

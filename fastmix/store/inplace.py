@@ -66,6 +66,7 @@ from fastmix.store.metadata import (
     RUN_ATTRIBUTE,
     STATE_ATTRIBUTE,
     attribute_text,
+    read_mix_record,
     read_state,
     remove_mix_attributes,
     write_mix_attributes,
@@ -164,8 +165,20 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
             # writing, which HDF5 marks in the file even when nothing else is written.
             with open_store(source, images, labels=None) as checked:
                 _refuse_foreign_layout(source, checked.images)
-                header = _fresh_header(operation, source, checked, key, spec, memory, window,
-                                       labels, force, strict)
+                finished = (_finished_run(operation, source, checked, key, spec, window, force)
+                            if resume else None)
+                run_kept = RUN_ATTRIBUTE in checked.images.attrs
+                if finished is None:
+                    header = _fresh_header(operation, source, checked, key, spec, memory,
+                                           window, labels, force, strict)
+            if finished is not None:  # killed after the run was complete: nothing is left
+                if run_kept:
+                    store = open_store(source, images, labels=None, writable=True)
+                    _forget_run(store)
+                    store.close()
+                    store = None
+                finished.seconds = time.perf_counter() - started
+                return finished
             store = open_store(source, images, labels=None, writable=True,
                                rdcc_nbytes=1 << 20)
             journal = _start(source, store, header)
@@ -301,6 +314,54 @@ def _fresh_header(operation, source, store, key, spec, memory, window, labels, f
                      run=secrets.token_hex(8))
 
 
+def _wrong_key() -> WrongKeyError:
+    return WrongKeyError(
+        "wrong key: the interrupted run used another key (its check value differs); "
+        "resume with the key file it was started with"
+    )
+
+
+def _finished_run(operation, source, store, key, spec, window,
+                  force) -> StoreReport | None:
+    """Return the report of a ``resume`` that finds the run complete, or ``None``.
+
+    A run killed after it completed (after its journal was removed, or on its way out)
+    leaves no journal; resuming it must then succeed without mixing anything again. The
+    store shows it: the run identifier it keeps until the journal is gone, or, for a mix, a
+    complete in-place record made with this key and these options. A mix with ``--force``
+    is "already complete" only by its run identifier (the record may be of an earlier run).
+    """
+    images = store.images
+    state = read_state(images)
+    if state == IN_PROGRESS:
+        return None  # half rewritten: refused on the way (its journal is missing)
+    run_kept = RUN_ATTRIBUTE in images.attrs
+    if operation == "unmix":
+        if not run_kept or read_mix_record(images) is not None:
+            return None
+        record_spec, record_window = MixSpec(), None
+    else:
+        record = read_mix_record(images)
+        if record is None or state != COMPLETE or (force and not run_kept):
+            return None
+        if record.key_check != key.check_value:
+            if not run_kept:
+                return None  # mixed with another key, then: refused as already mixed
+            raise _wrong_key()
+        if not _same_spec(spec, record.spec) or (
+                window is not None and
+                fixed_windows(store.count, window) != fixed_windows(store.count,
+                                                                    record.window)):
+            return None  # another run is asked for: refused as already mixed
+        record_spec, record_window = record.spec, record.window
+    windows = 0 if record_window is None else len(fixed_windows(store.count, record_window))
+    return StoreReport(operation=operation, destination=source, spec=record_spec, images=0,
+                       windows=0, window=record_window or 0, unpartnered=0, pixel_bytes=0,
+                       seconds=0.0, io_path="in-place",
+                       extra={"resumed_at_window": windows, "store_images": store.count,
+                              "store_windows": windows, "already_complete": True})
+
+
 def _require_same_run(source: str, store, journal: Journal) -> None:
     """Refuse a journal that is not the one of the run the store was left in."""
     images = store.images
@@ -339,10 +400,7 @@ def _resumed_header(operation, source, store, journal, key, spec, window) -> Run
             f"{header.shape}; resume with --images {header.images.lstrip('/')}"
         )
     if key.check_value != header.key_check:
-        raise WrongKeyError(
-            "wrong key: the interrupted run used another key (its check value differs); "
-            "resume with the key file it was started with"
-        )
+        raise _wrong_key()
     recorded = header.spec
     resume_hint = (f"resume with the same options, or with none of them ('fastmix "
                    f"{operation} STORE --in-place --resume --key-file KEY' uses the recorded "

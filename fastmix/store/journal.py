@@ -29,8 +29,10 @@ Anything else is a :class:`JournalDamaged` refusal, and the store is left alone.
 ``ready == committed`` the store was not touched for window ``committed``, which therefore
 still holds its input.
 
-The file is preallocated to its full size when created, so a full disk is found before the
-store is touched, and later records never need new space.
+The journal is made under ``STORE.fastmix-journal.partial`` and renamed once its header and
+state are durable, so a kill while it is created never leaves a journal that --resume would
+have to refuse. It is preallocated to its full size then, so a full disk is found before
+the store is touched, and later records never need new space.
 
 Test hook: when the environment variable ``FASTMIX_TEST_JOURNAL_ENOSPC`` holds a window
 index, writing that window's undo record fails with ``ENOSPC`` (as a full disk would) after
@@ -39,6 +41,7 @@ part of it is written. Only this module reads it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -58,6 +61,8 @@ from fastmix.store.durable import fsync_folder_of
 #: Version of the header's fields; a journal of another version is refused.
 JOURNAL_FORMAT = 2
 JOURNAL_SUFFIX = ".fastmix-journal"
+#: Suffix (after the journal's name) of a journal being created.
+PARTIAL_SUFFIX = ".partial"
 FAILURE_HOOK = "FASTMIX_TEST_JOURNAL_ENOSPC"
 
 _HEADER_MAGIC = b"FMXJRNL1"
@@ -245,10 +250,21 @@ class Journal:
         if len(block) > _HEADER_SIZE:
             raise ValueError("journal header too large")
         size = _RECORDS_OFFSET + 2 * _slot_size(max_payload)
+        if os.path.lexists(path):
+            raise JournalError(errno.EEXIST, f"journal {path!r} already exists")
+        # Built under another name and renamed once complete: a run killed while it creates
+        # the journal leaves no journal (only a partial file, which the next run replaces),
+        # so a journal under its own name is always whole and --resume never refuses one a
+        # kill left half made.
+        partial = path + PARTIAL_SUFFIX
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)  # left by a run killed while it created the journal
         try:
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise JournalError(errno.EEXIST, f"journal {path!r} already exists") from None
+            descriptor = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as error:
+            raise JournalError(
+                error.errno, f"cannot create the journal {path!r} ({_describe(error)})"
+            ) from None
         journal = cls(path, descriptor, header)
         try:
             try:
@@ -259,10 +275,13 @@ class Journal:
                 os.ftruncate(descriptor, size)  # filesystems without fallocate
             _write_all(descriptor, block, 0)
             journal._write_state(0, 0)  # fsyncs; a journal without a valid state is damaged
+            os.rename(partial, path)
             fsync_folder_of(path)
         except OSError as error:
             os.close(descriptor)
-            os.unlink(path)
+            for leftover in (partial, path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
             raise JournalError(
                 error.errno, f"cannot create the journal {path!r} "
                 f"({_describe(error)}; it needs {size:,} bytes beside the store)"

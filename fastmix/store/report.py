@@ -64,7 +64,10 @@ class StoreReport:
         rate = (f"in {self.seconds:.2f} s ({self.images_per_second:,.0f} images/s, "
                 f"{self.megabytes_per_second:,.0f} MB/s) -> {self.destination}")
         resumed_at = self.extra.get("resumed_at_window")
-        if resumed_at is not None:
+        if self.extra.get("already_complete"):
+            line = (f"nothing to resume: the in-place {self.operation} of "
+                    f"{self.destination} was already complete")
+        elif resumed_at is not None:
             total = self.extra.get("store_windows", resumed_at + self.windows)
             if self.windows:
                 line = (f"resumed at window {resumed_at + 1:,} of {total:,}: {verb} the "
