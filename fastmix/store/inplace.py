@@ -32,6 +32,7 @@ exist only while a run is pending or running.
 from __future__ import annotations
 
 import bisect
+import fcntl
 import os
 import secrets
 import stat
@@ -161,6 +162,8 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
             raise BadInputError(_pending_message(source, journal))
         resumed = journal is not None
         if journal is None:
+            if resume:
+                _clear_flag_of_a_killed_writer(source)
             # Every check runs on a read-only open: a refused run never opens the store for
             # writing, which HDF5 marks in the file even when nothing else is written.
             with open_store(source, images, labels=None) as checked:
@@ -312,6 +315,26 @@ def _fresh_header(operation, source, store, key, spec, memory, window, labels, f
                      key_check=key.check_value, unpartnered=unpartnered, paired=paired,
                      shape=tuple(images.shape), dtype=images.dtype.str,
                      run=secrets.token_hex(8))
+
+
+def _clear_flag_of_a_killed_writer(source: str) -> None:
+    """Clear the "open for write" flag a run killed without a journal may have left.
+
+    A run killed after it opened the store for writing but before its journal existed, or
+    after it removed its journal, leaves a v110+ store flagged open; HDF5 then refuses even
+    a read-only open. Only when no live process holds the store: HDF5 keeps a ``flock`` on
+    every file it has open (the kernel drops it when the process dies), so a lock we can
+    take proves its writer is gone.
+    """
+    descriptor = os.open(source, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # open in a live process: HDF5's own refusal says so
+        clear_open_flag(source)
+    finally:
+        os.close(descriptor)  # drops the flock
 
 
 def _wrong_key() -> WrongKeyError:
