@@ -26,7 +26,10 @@ over every chunk (:mod:`fastmix.store.crashrepair`).
 
 The store carries ``fastmix_state = "in-progress"`` on its images dataset while a run is
 pending and ``"complete"`` after a mix. ``STORE.fastmix-journal`` and ``STORE.fastmix-lock``
-exist only while a run is pending or running.
+exist only while a run is pending or running (and ``STORE.fastmix-journal.partial`` only after a
+kill while the journal was being made; the next run replaces it). A run killed before its
+journal existed or after it completed is resumed too: ``resume`` starts it, or finds it
+complete and mixes nothing.
 """
 
 from __future__ import annotations
