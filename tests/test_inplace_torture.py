@@ -469,16 +469,22 @@ def all_leftovers(store) -> list[str]:
                   if path.name.startswith(f"{store.name}.fastmix"))
 
 
-# The v110+ (LZ4) store is left flagged "open for write" by a kill while it is open.
-@pytest.mark.parametrize("step,compressed",
-                         [(step, False) for step in CREATION_STEPS + COMPLETION_STEPS]
-                         + [("after-preallocation", True), ("after-journal-removed", True)])
-def test_a_kill_at_the_edges_of_a_run_is_resumed_with_exit_0(tmp_path, step, compressed):
+def store_and_key(tmp_path, compressed=False):
+    """Return a fresh 256-image store, its key file and the key."""
     store = tmp_path / "store.h5"
     make_store(store, 256, compressed=compressed)
     key_file = tmp_path / "key"
     key = fastmix.Key(bytes(range(32)))
     key.save(key_file)
+    return store, key_file, key
+
+
+# The v110+ (LZ4) store is left flagged "open for write" by a kill while it is open.
+@pytest.mark.parametrize("step,compressed",
+                         [(step, False) for step in CREATION_STEPS + COMPLETION_STEPS]
+                         + [("after-preallocation", True), ("after-journal-removed", True)])
+def test_a_kill_at_the_edges_of_a_run_is_resumed_with_exit_0(tmp_path, step, compressed):
+    store, key_file, key = store_and_key(tmp_path, compressed)
     expected = reference(tmp_path, store, key)
     kill_at(step, store)
     resumed = resume_cli(store, key_file)
@@ -496,11 +502,7 @@ def test_a_kill_at_the_edges_of_a_run_is_resumed_with_exit_0(tmp_path, step, com
 @pytest.mark.parametrize("step", ["after-finish", "after-journal-removed"])
 def test_resume_with_force_of_a_run_killed_as_it_ended_does_not_mix_twice(tmp_path, step):
     """The store names the run until its journal is gone, so --force cannot mix again."""
-    store = tmp_path / "store.h5"
-    make_store(store, 256, compressed=False)
-    key_file = tmp_path / "key"
-    key = fastmix.Key(bytes(range(32)))
-    key.save(key_file)
+    store, key_file, key = store_and_key(tmp_path)
     expected = reference(tmp_path, store, key)
     kill_at(step, store)
     resumed = resume_cli(store, key_file, "mix", "--force")
@@ -511,10 +513,7 @@ def test_resume_with_force_of_a_run_killed_as_it_ended_does_not_mix_twice(tmp_pa
 
 def test_a_resume_after_a_complete_run_still_refuses_another_run(tmp_path):
     """"Already complete" holds only for this key and these options; others are refused."""
-    store = tmp_path / "store.h5"
-    make_store(store, 256, compressed=False)
-    key_file = tmp_path / "key"
-    fastmix.Key(bytes(range(32))).save(key_file)
+    store, key_file, _ = store_and_key(tmp_path)
     kill_at("after-run-forgotten", store)
     # The kill leaves HDF5's "open for write" flag set; the refusal may clear it, no more.
     before = read_images(store), attributes(store)
@@ -536,11 +535,8 @@ def attributes(store) -> dict:
 
 @pytest.mark.parametrize("step", ["after-journal-removed", "after-run-forgotten"])
 def test_a_kill_after_an_in_place_unmix_completed(tmp_path, step):
-    store = tmp_path / "store.h5"
-    make_store(store, 256, compressed=False)
+    store, key_file, _ = store_and_key(tmp_path)
     original = read_images(store)
-    key_file = tmp_path / "key"
-    fastmix.Key(bytes(range(32))).save(key_file)
     kill_at("none", store)  # an uninterrupted mix: the child is killed as it ends
     kill_at(step, store, "unmix")
     resumed = resume_cli(store, key_file, "unmix")
