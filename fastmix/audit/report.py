@@ -14,6 +14,15 @@ MISLEADING_SSIM = (
 )
 
 
+#: The verdicts, worst first.
+VERDICTS = ("weak", "moderate", "good")
+#: At or above any of these, a store is weak: the advantage A, the share re-identified and
+#: the share of images restored to 90% or more.
+WEAK_ADVANTAGE, WEAK_REIDENTIFIED, WEAK_RESTORED_90 = 0.5, 0.5, 0.1
+#: A store that is not weak is good under both of these (A and the share re-identified).
+GOOD_ADVANTAGE, GOOD_REIDENTIFIED = 0.15, 0.2
+
+
 def verdict(advantage: float, reidentified: float, restored_90: float) -> str:
     """``"weak"``, ``"moderate"`` or ``"good"`` protection against the named attack.
 
@@ -23,13 +32,46 @@ def verdict(advantage: float, reidentified: float, restored_90: float) -> str:
     * good: otherwise. A re-identification rate between 0.2 and 0.5 is never called good:
       such a run is rated moderate whatever the advantage.
     """
-    if _at_least(advantage, 0.5) or _at_least(reidentified, 0.5) or _at_least(restored_90, 0.1):
+    if (_at_least(advantage, WEAK_ADVANTAGE) or _at_least(reidentified, WEAK_REIDENTIFIED)
+            or _at_least(restored_90, WEAK_RESTORED_90)):
         return "weak"
-    if _at_least(reidentified, 0.2):
+    if _at_least(reidentified, GOOD_REIDENTIFIED):
         return "moderate"
-    if _at_least(advantage, 0.15):
+    if _at_least(advantage, GOOD_ADVANTAGE):
         return "moderate"
     return "good"
+
+
+def meets(rating: str, required: str) -> bool:
+    """Whether the verdict ``rating`` is ``required`` or better (``"unknown"`` meets nothing).
+
+    Examples
+    --------
+    >>> meets("good", "moderate"), meets("moderate", "good"), meets("weak", "moderate")
+    (True, False, False)
+    """
+    if required not in VERDICTS:
+        from fastmix.errors import BadInputError
+
+        raise BadInputError(f"a required verdict is one of {', '.join(VERDICTS)}, got "
+                            f"{required!r}")
+    return rating in VERDICTS and VERDICTS.index(rating) >= VERDICTS.index(required)
+
+
+def needs(rating: str) -> str:
+    """Return what a store needs to be rated ``rating`` (``"moderate"`` or ``"good"``).
+
+    Examples
+    --------
+    >>> needs("good")
+    'A < 0.15, under 20% re-identified and under 10% of images restored >= 90%'
+    """
+    advantage, reidentified = {
+        "moderate": (WEAK_ADVANTAGE, WEAK_REIDENTIFIED),
+        "good": (GOOD_ADVANTAGE, GOOD_REIDENTIFIED),
+    }[rating]
+    return (f"A < {advantage:g}, under {reidentified:.0%} re-identified and under "
+            f"{WEAK_RESTORED_90:.0%} of images restored >= 90%")
 
 
 def _at_least(value: float, threshold: float) -> bool:

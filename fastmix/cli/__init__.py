@@ -26,11 +26,18 @@ from fastmix.errors import BadInputError, command_line_message
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+#: ``--require good|moderate`` (``mix``, ``audit``): the audit verdict is worse than required.
+EXIT_REQUIREMENT = 3
 
 
+_FAILURES = ("2 bad input or usage (one line on stderr that says what was found and what to "
+             "do; nothing is left behind); 1 any other failure")
 #: The exit status part of every ``fastmix COMMAND --help``, unless the command sets its own.
-EXIT_STATUS = ("0 success; 2 bad input or usage (one line on stderr that says what was found "
-               "and what to do; nothing is left behind); 1 any other failure")
+EXIT_STATUS = f"0 success; {_FAILURES}"
+#: The exit status of the commands that take ``--require`` (``mix``, ``audit``).
+EXIT_STATUS_REQUIRE = (f"0 success (with --require: the audit verdict met it); "
+                       f"{EXIT_REQUIREMENT} the audit verdict is worse than --require asks "
+                       f"(one line on stderr names it; the mixed store is kept); {_FAILURES}")
 
 
 class _Parser(argparse.ArgumentParser):

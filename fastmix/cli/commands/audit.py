@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fastmix.cli import EXIT_STATUS_REQUIRE as EXIT_STATUS  # noqa: F401 - read by --help
+
 NAME = "audit"
 HELP = ("measure what a mixed store leaks about its original (restoration attack; the key, "
         "if given, only locates the blocks)")
@@ -12,6 +14,7 @@ ORDER = 45
 EXAMPLES = """\
 fastmix audit train.h5 train-mixed.h5 --key-file secret.key
 fastmix audit train.h5 train-mixed.h5 --key-file secret.key --json > audit.json
+fastmix audit train.h5 train-mixed.h5 --key-file secret.key --require good
 """
 
 
@@ -19,8 +22,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix audit``."""
     parser.add_argument("original", metavar="ORIGINAL", help="the store before mixing")
     parser.add_argument("mixed", metavar="MIXED", help="the mixed store")
+    from fastmix.cli.verdict import add_require_argument
+
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object (an error too, as {\"error\": ...})")
+                        help="print one JSON object (an error too, as {\"error\": ...}); "
+                             "with --require it has 'required' and 'requirement_met'")
+    add_require_argument(parser, NAME)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--key-file", metavar="KEY",
                         help="the key MIXED was made with: block provenance comes from its "
@@ -55,7 +62,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Audit and print the summary (or JSON); exit 0."""
+    """Audit and print the summary (or JSON); exit 0, or 3 when ``--require`` is not met."""
     from fastmix.audit._deps import require
     from fastmix.cli.storecheck import load_key
     from fastmix.errors import BadInputError
@@ -67,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sample < 2:
         raise BadInputError(f"--sample must be at least 2, got {args.sample}")
+    if args.require is not None and args.no_attack:
+        raise BadInputError("--require needs the verdict of the restoration attack, which "
+                            "--no-attack skips; drop one of them")
     spec = None
     given = {"donors": args.donors, "prob": args.prob, "mode": args.mode}
     if args.block or args.grid:
@@ -81,5 +91,17 @@ def run(args: argparse.Namespace) -> int:
                           attack=not args.no_attack, utility=args.utility,
                           utility_folds=args.folds, key=key, progress=not args.quiet,
                           memory=args.memory)
-    print(report.to_json() if args.json else report.summary())
-    return 0
+    from fastmix.cli.verdict import enforce, print_warning, requirement_met
+
+    if args.json:
+        import json
+
+        data = report.to_dict()
+        if args.require is not None:
+            data["required"] = args.require
+            data["requirement_met"] = requirement_met(report, args.require)
+        print(json.dumps(data, indent=2), flush=True)
+    else:
+        print(report.summary(), flush=True)
+    print_warning(report, NAME)
+    return enforce(report, args, NAME)

@@ -6,12 +6,15 @@ import argparse
 import os
 import sys
 
+from fastmix.cli import EXIT_STATUS_REQUIRE as EXIT_STATUS  # noqa: F401 - read by --help
+
 NAME = "mix"
 HELP = "mix the pixel blocks of an HDF5 image store (into a new file or in place)"
 ORDER = 10
 #: Shown under "examples" in ``fastmix mix --help``.
 EXAMPLES = """\
 fastmix mix train.h5 train-mixed.h5 --key-file secret.key --new-key --audit
+fastmix mix train.h5 train-mixed.h5 --key-file secret.key --new-key --require good
 fastmix mix train.h5 train-mixed.h5 --key-file secret.key --new-key --privacy fast
 fastmix mix train.h5 --in-place --key-file secret.key --resume
 """
@@ -27,6 +30,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     In groups: input/output, key, scheme, hardening, resources.
     """
     from fastmix.cli.hardening_options import add_hardening_arguments
+    from fastmix.cli.verdict import add_require_argument
 
     files = parser.add_argument_group("input and output")
     files.add_argument("source", metavar="SRC", help="the HDF5 store to mix")
@@ -39,9 +43,11 @@ def register(parser: argparse.ArgumentParser) -> None:
                        help="mix a store that already carries a fastmix record")
     files.add_argument("--audit", action="store_true",
                        help="after a new-file mix, audit a sample of SRC against DST with the "
-                            "key (restoration attack) and print the verdict")
+                            "key (restoration attack) and print the verdict; a weak or "
+                            "moderate one also gets a WARNING line on stderr")
     files.add_argument("--audit-sample", type=int, default=200, metavar="N",
                        help="with --audit: attack at most N images per label; default 200")
+    add_require_argument(files, NAME)
     key = parser.add_argument_group("key")
     key.add_argument("--key-file", metavar="KEY", required=True,
                      help="the key file (64 hex characters); see --new-key")
@@ -189,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
     from fastmix.store import mix_store
 
     register_filters()
+    args.audit = args.audit or args.require is not None
     spec, parameters, leak_warnings = spec_from_arguments(args)
     memory = parse_memory(args.memory)
     window = parse_positive_int(args.window, "--window") if args.window is not None else None
@@ -245,7 +252,11 @@ def run(args: argparse.Namespace) -> int:
         audited = audit_stores(args.source, args.destination, images=args.images,
                                labels=args.labels, sample=args.audit_sample, key=key,
                                progress=not args.quiet)
-        print(audited.verdict_line())
+        print(audited.verdict_line(), flush=True)
+        from fastmix.cli.verdict import enforce, print_warning
+
+        print_warning(audited, NAME)
+        return enforce(audited, args, NAME, kept=args.destination)
     return 0
 
 
@@ -271,9 +282,10 @@ def check_audit(args: argparse.Namespace) -> None:
 
     if not args.audit:
         return
+    flag = "--audit" if args.require is None else "--require"
     if args.in_place:
-        raise BadInputError("--audit compares SRC with the mixed result, but --in-place "
-                            "replaces SRC; mix into a new file to audit, or drop --audit")
+        raise BadInputError(f"{flag} audits SRC against the mixed result, but --in-place "
+                            f"replaces SRC; mix into a new file to audit, or drop {flag}")
     if args.audit_sample < 2:
         raise BadInputError(f"--audit-sample must be at least 2, got {args.audit_sample}")
     from fastmix.audit._deps import require
