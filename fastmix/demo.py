@@ -4,9 +4,12 @@
    and 100 non-faces, 25x25 grey) and four of its sample photographs cut into 64x64 tiles,
    one class per photograph. Nothing is downloaded: these files are bundled with
    scikit-image.
-2. ``ingest`` it into ``source.h5`` (64x64 RGB), mix it in permute and paper mode, draw
-   ``preview.png`` (original beside mixed), unmix the permute store and check the round trip
-   bit for bit, and export the mixed store back to a folder of PNG files.
+2. ``ingest`` it into ``source.h5`` (64x64 RGB) and mix it twice: with the default privacy
+   preset (:data:`fastmix.spec.DEFAULT_PRESET`, what ``fastmix mix`` runs; one-way) and
+   reversibly (permute mode with the paper's parameters, no hardening).
+3. Draw ``preview.png`` (original beside the default mix) and ``preview-reversible.png``,
+   unmix the reversible store and check the round trip bit for bit, and export the default
+   mix back to a folder of PNG files.
 """
 
 from __future__ import annotations
@@ -35,10 +38,14 @@ class DemoResult:
     folder: str
     images_folder: str
     source: str
+    #: ``"default"``: the default preset's store (one-way); ``"reversible"``: the store that
+    #: unmixes.
     mixed: dict[str, str]
+    #: Spec of each store of :attr:`mixed`.
+    specs: dict
     restored: str
     preview: str
-    preview_paper: str
+    preview_reversible: str
     exported: str
     key_file: str
     lines: list[str] = field(default_factory=list)
@@ -109,7 +116,7 @@ def run_demo(out: str | os.PathLike = "demo", progress: bool = True,
     from fastmix.images.export import export_store
     from fastmix.images.ingest import ingest_folder
     from fastmix.images.preview import preview_grid
-    from fastmix.spec import MixSpec
+    from fastmix.spec import DEFAULT_PRESET, MixSpec, describe
     from fastmix.store import mix_store, unmix_store
 
     folder = os.fspath(out)
@@ -119,10 +126,14 @@ def run_demo(out: str | os.PathLike = "demo", progress: bool = True,
         return os.path.join(folder, name)
 
     result = DemoResult(folder=folder, images_folder=path("images"), source=path("source.h5"),
-                        mixed={"permute": path("mixed-permute.h5"),
-                               "paper": path("mixed-paper.h5")},
+                        mixed={"default": path("mixed-default.h5"),
+                               "reversible": path("mixed-reversible.h5")},
+                        # The preset fastmix mix runs, and the paper's parameters in permute
+                        # mode without hardening: the one setting here that unmixes.
+                        specs={"default": MixSpec.preset(DEFAULT_PRESET),
+                               "reversible": MixSpec(mode="permute")},
                         restored=path("restored.h5"), preview=path("preview.png"),
-                        preview_paper=path("preview-paper.png"),
+                        preview_reversible=path("preview-reversible.png"),
                         exported=path("mixed-images"), key_file=path("demo.key"))
 
     def say(line: str) -> None:
@@ -142,21 +153,25 @@ def run_demo(out: str | os.PathLike = "demo", progress: bool = True,
     say(f"2. {ingested.summary()}")
 
     key = _key(result.key_file)
-    say(f"3. key file {result.key_file} (check value {key.check_value}); unmixing needs it")
-    for step, (mode, destination) in enumerate(result.mixed.items(), start=4):
-        spec = MixSpec(mode=mode)
+    say(f"3. key file {result.key_file} (check value {key.check_value}); unmixing the "
+        "reversible store needs it, and auditing either store")
+    titles = {"default": f"default preset {DEFAULT_PRESET} (what fastmix mix runs)",
+              "reversible": "reversible (the paper's parameters in permute mode)"}
+    for step, (name, destination) in enumerate(result.mixed.items(), start=4):
+        spec = result.specs[name]
         report = mix_store(result.source, destination, spec=spec, key=key, progress=progress,
                            overwrite=True)
-        say(f"{step}. {mode} mode, grid {spec.grid[0]}x{spec.grid[1]}, {spec.donors} donors, "
-            f"prob {spec.prob}: {report.summary()}")
+        settings = describe(spec).removeprefix("mixing: ")
+        say(f"{step}. {titles[name]}: {settings}; {report.summary()}")
 
-    preview_grid(result.mixed["permute"], result.preview, original=result.source)
-    preview_grid(result.mixed["paper"], result.preview_paper, original=result.source)
-    say(f"6. preview (original left, mixed right) -> {result.preview} and "
-        f"{result.preview_paper}")
+    preview_grid(result.mixed["default"], result.preview, original=result.source)
+    preview_grid(result.mixed["reversible"], result.preview_reversible,
+                 original=result.source)
+    say(f"6. preview (original left, mixed right) -> {result.preview} (default preset) and "
+        f"{result.preview_reversible} (reversible)")
 
-    report = unmix_store(result.mixed["permute"], result.restored, key=key, progress=progress,
-                         overwrite=True)
+    report = unmix_store(result.mixed["reversible"], result.restored, key=key,
+                         progress=progress, overwrite=True)
     import h5py
     import hdf5plugin  # noqa: F401 - registers the LZ4/Zstd/Blosc filters with h5py
 
@@ -164,13 +179,19 @@ def run_demo(out: str | os.PathLike = "demo", progress: bool = True,
         same = np.array_equal(source["images"][()], restored["images"][()])
     if not same:
         raise FastmixError(f"round trip failed: {result.restored} differs from {result.source}")
-    say(f"7. {report.summary()}; round trip: identical to {result.source}, bit for bit")
+    default_note = ("it is one-way and cannot be unmixed" if not result.specs["default"]
+                    .reversible else "it is reversible too, but only one round trip is shown")
+    say(f"7. {report.summary()}; round trip of the reversible store: identical to "
+        f"{result.source}, bit for bit (the default preset's store is not unmixed: "
+        f"{default_note})")
 
     _fresh_folder(result.exported)
-    exported = export_store(result.mixed["permute"], result.exported, progress=progress)
+    exported = export_store(result.mixed["default"], result.exported, progress=progress)
     with open(os.path.join(result.exported, MARKER), "w") as handle:
         handle.write("written by fastmix demo; safe to delete\n")
     say(f"8. {exported.summary()}")
-    say(f"done in {time.perf_counter() - started:.1f} s. Train on the mixed store with "
-        f"fastmix.H5ImageDataset({result.mixed['permute']!r})")
+    say(f"done in {time.perf_counter() - started:.1f} s. Train on the default preset's store "
+        f"with fastmix.H5ImageDataset({result.mixed['default']!r}); measure what it leaks "
+        f"with fastmix audit {result.source} {result.mixed['default']} --key-file "
+        f"{result.key_file}")
     return result

@@ -11,6 +11,8 @@ from test_cli_support import run_cli
 from fastmix.demo import run_demo
 from fastmix.errors import BadInputError
 from fastmix.keys import Key
+from fastmix.spec import DEFAULT_PRESET, MixSpec
+from fastmix.store.metadata import read_mix_record
 
 
 def test_demo_runs_end_to_end(tmp_path):
@@ -18,10 +20,18 @@ def test_demo_runs_end_to_end(tmp_path):
     result = run_cli("demo", "--out", "demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "demo"
-    for name in ("source.h5", "mixed-permute.h5", "mixed-paper.h5", "restored.h5",
-                 "preview.png", "preview-paper.png", "demo.key"):
+    for name in ("source.h5", "mixed-default.h5", "mixed-reversible.h5", "restored.h5",
+                 "preview.png", "preview-reversible.png", "demo.key"):
         assert (out / name).is_file(), name
     assert "bit for bit" in result.stdout and "images/s" in result.stdout
+    # Both specs are shown: the preset fastmix mix runs, one-way, beside the reversible one.
+    lines = result.stdout.splitlines()
+    default = next(line for line in lines if "mixed-default.h5" in line and "mixed " in line)
+    reversible = next(line for line in lines if "mixed-reversible.h5" in line)
+    assert f"default preset {DEFAULT_PRESET}" in default
+    assert MixSpec.preset(DEFAULT_PRESET).reversible == ("one-way" not in default)
+    assert "reversible with the key" in reversible
+    assert "round trip of the reversible store" in result.stdout
     assert "demo.key" in result.stdout
     key = Key.load(out / "demo.key")
     assert key.hex() not in result.stdout + result.stderr
@@ -30,10 +40,14 @@ def test_demo_runs_end_to_end(tmp_path):
         count = len(source["images"])
         assert source["images"].shape[1:] == (64, 64, 3)
     assert names == sorted(["face", "non-face", "astronaut", "coffee", "chelsea", "rocket"])
-    for mode in ("permute", "paper"):
-        with h5py.File(out / f"mixed-{mode}.h5", "r") as mixed, \
+    for name in ("default", "reversible"):
+        with h5py.File(out / f"mixed-{name}.h5", "r") as mixed, \
                 h5py.File(out / "source.h5", "r") as source:
             assert not np.array_equal(mixed["images"][()], source["images"][()])
+    # The default store is mixed with exactly the spec fastmix mix runs by default.
+    with h5py.File(out / "mixed-default.h5", "r") as mixed:
+        recorded = read_mix_record(mixed["images"])
+    assert recorded.spec == MixSpec.preset(DEFAULT_PRESET)
     preview = iio.imread(out / "preview.png")
     assert preview.ndim == 3 and preview.shape[2] == 3 and preview.shape[0] > 6 * 128
     exported = sum(len(list(folder.iterdir())) for folder in (out / "mixed-images").iterdir()
