@@ -52,9 +52,11 @@ def _advice(settings: dict, command: str) -> str:
                                               if block else ")")]
     hardened = (settings.get("orient", "none") != "none" or settings.get("jitter") is not None
                 or (settings.get("seam_blur") or 0) > 0)
+    # Whole-label groups were measured with hardening only, so they are offered with it.
     if settings.get("mode") == "paper" or not hardened:
-        changes.append(f"a hardened preset (--privacy {preset_names()[-1]})")
-    if settings.get("mode") != "paper" and settings.get("group") != "window":
+        changes.append(f"a hardened preset (--privacy {preset_names()[-1]}, and --group window "
+                       "for groups of the whole label in a window)")
+    elif settings.get("group") != "window":
         changes.append("groups of the whole label in a window (--group window)")
     again = "mix again" if command == "mix" else "run fastmix mix again"
     return (f"to protect more, {again} with {_joined(changes)}, and audit again; each lowered "
