@@ -3,10 +3,11 @@
 Plain Python functions registered with ``numba.extending.register_jitable``: jitted code on
 any target calls them directly (:mod:`fastmix.kernels.cpu` from ``numba.njit`` kernels, a
 CUDA module from ``numba.cuda.jit`` kernels), and each is compiled for the caller's target,
-so the backends cannot drift. Every buffer they need
-(the level table, the blur lines) is an argument. They use only ``+ - * /``, comparisons
-and ``math.floor``, which IEEE 754 rounds the same way everywhere, so every backend and
-thread count gives the same bytes. Every product that feeds an addition goes through
+so the backends cannot drift. Every buffer they need (the level table, the blur lines) is
+an argument. They use only ``+ - * /`` and comparisons, which IEEE 754 rounds the same way
+everywhere, so every backend and thread count gives the same bytes. A CPU kernel that calls
+them divides under NumPy's error model (no zero-division check, so the divisions
+vectorise); no divisor here is ever zero. Every product that feeds an addition goes through
 :func:`product`, which a backend whose compiler fuses multiply-adds (NVVM does, even with
 ``fastmath=False``) compiles as a separately rounded multiplication.
 
@@ -18,16 +19,16 @@ transposes (square blocks only). Output pixel ``(y, x)`` of a block of ``height`
 reads source pixel ``(row, col)`` where ``(row, col) = (x, y)`` if bit 2 else ``(y, x)``,
 then ``row = height - 1 - row`` if bit 1 and ``col = width - 1 - col`` if bit 0.
 
-Value steps (``step`` of :func:`copy_block_row`): :data:`COPY` stores the source value,
-:data:`TABLE` looks it up in the block's level table (:func:`fill_level_table`),
-:data:`INTEGER` and :data:`FLOAT` compute the jitter of :func:`jitter_level` on the value.
-The table holds exactly the values the arithmetic gives, so the choice never changes a byte.
+Value steps (``step`` of :func:`copy_block_row` and :func:`copy_block`): :data:`COPY`
+stores the source value, :data:`TABLE` looks it up in the block's level table
+(:func:`fill_level_table`), :data:`INTEGER` and :data:`FLOAT` compute the jitter of
+:func:`jitter_level` on the value. The table holds exactly the values the arithmetic
+gives, so the choice never changes a byte.
 
 Numba's on-disk cache of a kernel that calls these bodies is keyed on the kernel's own file:
 after editing this file, touch ``cpu.py`` (or delete ``__pycache__``) before measuring.
 """
 
-import math
 
 import numpy as np
 from numba.extending import register_jitable
@@ -58,18 +59,21 @@ def oriented_source(code, y, x, height, width):
     return row, col
 
 
+#: 1.5 * 2**52: adding it and subtracting it again rounds a float64 below 2**51 in
+#: magnitude to an integer, ties to even (IEEE 754's default rounding does the work).
+ROUNDING_SHIFT = 6755399441055744.0
+
+
 @body
 def round_half_even(value):
-    """Round to the nearest integer, ties to even (``np.rint``), with ``math.floor`` only.
+    """Round to the nearest integer, ties to even (``np.rint``), for ``|value| < 2**51``.
 
-    Written with selects rather than branches on the fraction (which is random per pixel);
-    it equals ``np.rint`` (checked on ties, negatives and random values).
+    Two additions in IEEE 754's default rounding mode: no branch, no ``floor``, and it
+    vectorises. The same integer as ``np.rint`` (checked on ties, negatives and random
+    values; a negative zero comes out as ``+0.0``, which stores the same integer). Every
+    value rounded here is within a 32-bit dtype's range.
     """
-    lower = math.floor(value)
-    fraction = value - lower
-    odd = lower * 0.5 != math.floor(lower * 0.5)
-    up = (fraction > 0.5) | ((fraction == 0.5) & odd)
-    return lower + (1.0 if up else 0.0)
+    return (value + ROUNDING_SHIFT) - ROUNDING_SHIFT
 
 
 @body
@@ -135,9 +139,95 @@ def fill_level_table(table, levels, low, span, brightness, contrast, tone):
 
     ``levels[v]`` is ``v / span`` (the level of value ``v + low``, computed once per run).
     """
-    for index in range(levels.size):
-        level = jitter_from_level(levels[index], brightness, contrast, tone)
-        table[index] = round_half_even(product(level, span)) + low
+    fill_level_range(table, levels, 0, levels.size, low, span, brightness, contrast, tone)
+
+
+@body
+def fill_level_range(table, levels, first, last, low, span, brightness, contrast, tone):
+    """:func:`fill_level_table` for the levels ``first..last - 1`` only (the rest untouched)."""
+    for index in range(first, last):
+        at = np.uint64(index)
+        level = jitter_from_level(levels[at], brightness, contrast, tone)
+        table[at] = round_half_even(product(level, span)) + low
+
+
+@body
+def store_value(out, image, row, unit, value, step, table, offset, low, span, brightness,
+                contrast, tone):
+    """``out[image, row, unit] = `` the source ``value`` after the value step ``step``."""
+    unit = np.uint64(unit)
+    if step == TABLE:
+        out[image, row, unit] = table[np.uint64(int(value) - offset)]
+    elif step == COPY:
+        out[image, row, unit] = value
+    else:
+        out[image, row, unit] = jittered_value(value, low, span, step == INTEGER, brightness,
+                                               contrast, tone)
+
+
+@body
+def copy_block(source, out, image, source_image, code, top, left, height, width, channels,
+               step, table, offset, low, span, brightness, contrast, tone):
+    """One output block, all its rows: orient the source block, then the value step.
+
+    The same bytes as :func:`copy_block_row` for every row, with loops a CPU runs fast: a
+    row that reads a source row forwards is one loop over its values (a table lookup on
+    its own), and indices are unsigned (see :func:`copy_run`). No array views: in a CPU
+    kernel each would count references atomically.
+    """
+    image = np.uint64(image)
+    source_image = np.uint64(source_image)
+    values = width * channels
+    first = left * channels
+    for y in range(height):
+        row = np.uint64(top + y)
+        if code < 4:
+            source_row = np.uint64(top + (height - 1 - y if code & 2 else y))
+            if code & 1 == 0:
+                if step == TABLE:
+                    for unit in range(first, first + values):
+                        at = np.uint64(unit)
+                        out[image, row, at] = table[
+                            np.uint64(int(source[source_image, source_row, at]) - offset)]
+                else:
+                    for unit in range(first, first + values):
+                        store_value(out, image, row, unit,
+                                    source[source_image, source_row, np.uint64(unit)], step,
+                                    table, offset, low, span, brightness, contrast, tone)
+                continue
+            # Mirrored: pixel x reads pixel width - 1 - x of the same row. Channel by
+            # channel, so the inner loop has no channel loop inside it.
+            last = first + values - channels
+            for channel in range(channels):
+                if step == TABLE:
+                    for x in range(width):
+                        out[image, row, np.uint64(first + x * channels + channel)] = table[
+                            np.uint64(int(source[source_image, source_row,
+                                                 np.uint64(last - x * channels + channel)])
+                                      - offset)]
+                else:
+                    for x in range(width):
+                        store_value(out, image, row, first + x * channels + channel,
+                                    source[source_image, source_row,
+                                           np.uint64(last - x * channels + channel)],
+                                    step, table, offset, low, span, brightness, contrast, tone)
+            continue
+        # Transposed: pixel x reads source row x (mirrored by bit 1) of one source column.
+        source_unit = (left + (width - 1 - y if code & 1 else y)) * channels
+        first_row = top + height - 1 if code & 2 else top
+        row_step = -1 if code & 2 else 1
+        for channel in range(channels):
+            unit = np.uint64(source_unit + channel)
+            if step == TABLE:
+                for x in range(width):
+                    out[image, row, np.uint64(first + x * channels + channel)] = table[
+                        np.uint64(int(source[source_image, np.uint64(first_row + x * row_step),
+                                             unit]) - offset)]
+            else:
+                for x in range(width):
+                    store_value(out, image, row, first + x * channels + channel,
+                                source[source_image, np.uint64(first_row + x * row_step), unit],
+                                step, table, offset, low, span, brightness, contrast, tone)
 
 
 @body
@@ -256,22 +346,35 @@ def blur_band_cols(pixels, image, band_cols, line, weights, radius, channels, lo
     image = np.uint64(image)
     height = pixels.shape[1]
     width = pixels.shape[2] // channels
-    # Tap by tap over every band value of the row: independent sums, not one long chain.
+    taps = 2 * radius + 1
     for row in range(height):
-        for j in range(band_cols.size * channels):
-            line[j] = 0.0
-        for k in range(2 * radius + 1):
-            weight = weights[k]
-            for index in range(band_cols.size):
-                source = min(max(band_cols[index] + k - radius, 0), width - 1) * channels
-                for channel in range(channels):
-                    at = np.uint64(index * channels + channel)
-                    line[at] = line[at] + product(
-                        weight, pixels[image, row, np.uint64(source + channel)])
+        row = np.uint64(row)
+        at = 0
+        for index in range(band_cols.size):
+            column = band_cols[index]
+            # Away from the image's edges the taps are consecutive pixels: no clamping.
+            interior = column >= radius and column + radius < width
+            for channel in range(channels):
+                total = 0.0
+                if interior:
+                    first = (column - radius) * channels + channel
+                    for k in range(taps):
+                        total = total + product(weights[np.uint64(k)], pixels[
+                            image, row, np.uint64(first + k * channels)])
+                else:
+                    for k in range(taps):
+                        source = min(max(column + k - radius, 0), width - 1) * channels
+                        total = total + product(weights[np.uint64(k)], pixels[
+                            image, row, np.uint64(source + channel)])
+                line[np.uint64(at)] = total
+                at += 1
+        # Stored once every band value of the row is summed: bands may share taps.
+        at = 0
         for index in range(band_cols.size):
             first = band_cols[index] * channels
             for channel in range(channels):
-                total = line[np.uint64(index * channels + channel)]
+                total = line[np.uint64(at)]
                 if integer:
                     total = clip_value(round_half_even(total), low, high)
                 pixels[image, row, np.uint64(first + channel)] = total
+                at += 1
