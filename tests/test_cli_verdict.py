@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from test_cli_support import photo_subset, read_images, run_cli, snapshot, write_store
 
-from fastmix.audit.report import meets, needs
+from fastmix.audit.report import AuditReport, meets, needs
 from fastmix.cli import EXIT_REQUIREMENT
+from fastmix.cli.verdict import warning_lines
 from fastmix.errors import BadInputError
 from fastmix.store.metadata import read_mix_record
 
@@ -178,3 +179,29 @@ def test_verdict_order():
     assert meets("weak", "weak") and meets("good", "weak")
     with pytest.raises(BadInputError, match="good"):
         meets("good", "excellent")
+
+
+def _report(verdict: str, **settings) -> AuditReport:
+    from fastmix.audit.report import verdict_sentence
+
+    figures = {"weak": (0.6, 0.7, 0.3), "moderate": (0.2, 0.3, 0.0), "good": (0.05, 0.1, 0.0)}
+    advantage, reidentified, restored_90 = figures[verdict]
+    return AuditReport(settings={"mode": "permute", "block": [24, 24], **settings}, images=10,
+                       sampled=10, displaced_fraction=1.0, largest_share_mean=0.1,
+                       largest_share_max=0.1, advantage=advantage,
+                       reidentified_fraction=reidentified, restored_90_fraction=restored_90,
+                       verdict=verdict, verdict_text=verdict_sentence(verdict))
+
+
+def test_the_warning_follows_the_verdict_and_the_settings():
+    assert warning_lines(_report("good"), "audit") == []
+    assert _report("good").meets("good") and not _report("moderate").meets("good")
+    hardened = {"orient": "d4", "jitter": [0.1, 0.2, 0.2], "seam_blur": 1.0, "group": 11}
+    warning, advice = warning_lines(_report("moderate", **hardened), "mix")
+    assert "verdict MODERATE: advantage A 0.20, 30% re-identified, 0% of images" in warning
+    assert "smaller blocks (--block; these were 24x24)" in advice
+    assert "--group window" in advice and "--privacy" not in advice
+    # Everything measured to help is already in use: only smaller blocks remain.
+    _, advice = warning_lines(_report("moderate", **dict(hardened, group="window")), "audit")
+    assert advice.startswith("fastmix audit: to protect more, run fastmix mix again with "
+                             "smaller blocks (--block; these were 24x24), and audit again")

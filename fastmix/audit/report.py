@@ -150,6 +150,13 @@ class AuditReport:
         """Return the report as one JSON object."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
+    def meets(self, required: str) -> bool:
+        """Whether the verdict is ``required`` (``"moderate"`` or ``"good"``) or better.
+
+        The Python form of ``--require``: ``if not report.meets("good"): ...``.
+        """
+        return meets(self.verdict, required)
+
     def verdict_line(self) -> str:
         """Return the verdict and its main figures on one line."""
         figures = []

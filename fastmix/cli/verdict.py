@@ -71,9 +71,7 @@ def print_warning(report, command: str) -> None:
 
 def requirement_met(report, required: str | None) -> bool | None:
     """Whether the verdict of ``report`` meets ``required``; ``None`` when nothing is required."""
-    from fastmix.audit.report import meets
-
-    return None if required is None else meets(report.verdict, required)
+    return None if required is None else report.meets(required)
 
 
 def enforce(report, args: argparse.Namespace, command: str, kept: str | None = None) -> int:
