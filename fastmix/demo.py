@@ -153,8 +153,10 @@ def run_demo(out: str | os.PathLike = "demo", progress: bool = True,
     say(f"2. {ingested.summary()}")
 
     key = _key(result.key_file)
+    audit_use = (", and so does auditing the default one (it is hardened)"
+                 if result.specs["default"].hardened else "")
     say(f"3. key file {result.key_file} (check value {key.check_value}); unmixing the "
-        "reversible store needs it, and auditing either store")
+        f"reversible store needs it{audit_use}")
     titles = {"default": f"default preset {DEFAULT_PRESET} (what fastmix mix runs)",
               "reversible": "reversible (the paper's parameters in permute mode)"}
     for step, (name, destination) in enumerate(result.mixed.items(), start=4):
