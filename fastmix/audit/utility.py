@@ -64,6 +64,12 @@ def _fold_key(seed: int, fold: int):
     return Key.from_hex(digest)
 
 
+def control_spec(spec: MixSpec) -> MixSpec:
+    """Return the 1x1-pixel control of ``spec``: its mode, donors, prob and rounds, no hardening."""
+    return MixSpec(block=(1, 1), donors=spec.donors, prob=spec.prob, rounds=spec.rounds,
+                   mode=spec.mode)
+
+
 def _mean_interval(values: np.ndarray) -> list[float]:
     if values.size < 2:
         return [float(values.mean()), float(values.mean())]
@@ -120,8 +126,6 @@ def utility_check(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, fold
             f"the utility check needs at least {folds} images of every label for {folds} folds "
             f"(smallest label has {smallest}); lower the number of folds")
     height, width = images.shape[1:3]
-    control_spec = MixSpec(block=(1, 1), donors=spec.donors, prob=spec.prob, rounds=spec.rounds,
-                           mode=spec.mode)
     spec.block_shape(height, width)
     splitter = model_selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     scores = {name: {"original": [], "mixed": [], "control": []} for name in models}
@@ -133,7 +137,7 @@ def utility_check(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, fold
             variants = {
                 "original": images[train],
                 "mixed": mix_array(images[train], labels[train], spec, key),
-                "control": mix_array(images[train], labels[train], control_spec, key),
+                "control": mix_array(images[train], labels[train], control_spec(spec), key),
             }
         test_features_cache[fold] = _features(images[test], max_side)
         for variant, train_images in variants.items():
