@@ -19,11 +19,13 @@ transposes (square blocks only). Output pixel ``(y, x)`` of a block of ``height`
 reads source pixel ``(row, col)`` where ``(row, col) = (x, y)`` if bit 2 else ``(y, x)``,
 then ``row = height - 1 - row`` if bit 1 and ``col = width - 1 - col`` if bit 0.
 
-Value steps (``step`` of :func:`copy_block_row` and :func:`copy_block`): :data:`COPY`
-stores the source value, :data:`TABLE` looks it up in the block's level table
-(:func:`fill_level_table`), :data:`INTEGER` and :data:`FLOAT` compute the jitter of
-:func:`jitter_level` on the value. The table holds exactly the values the arithmetic
-gives, so the choice never changes a byte.
+Value steps (``step`` of :func:`copy_block_row`): :data:`COPY` stores the source value,
+:data:`TABLE` looks it up in the block's level table (:func:`fill_level_table`),
+:data:`INTEGER` and :data:`FLOAT` compute the jitter of :func:`jitter_level` on the value.
+The table holds exactly the values the arithmetic gives, so the choice never changes a byte.
+A CPU kernel orients a whole block first (:func:`orient_block`), then applies the value
+step to the output block in place (:func:`look_up_block`, :func:`jitter_block`): the same
+bytes, in contiguous loops.
 
 Numba's on-disk cache of a kernel that calls these bodies is keyed on the kernel's own file:
 after editing this file, touch ``cpu.py`` (or delete ``__pycache__``) before measuring.
@@ -152,28 +154,13 @@ def fill_level_range(table, levels, first, last, low, span, brightness, contrast
 
 
 @body
-def store_value(out, image, row, unit, value, step, table, offset, low, span, brightness,
-                contrast, tone):
-    """``out[image, row, unit] = `` the source ``value`` after the value step ``step``."""
-    unit = np.uint64(unit)
-    if step == TABLE:
-        out[image, row, unit] = table[np.uint64(int(value) - offset)]
-    elif step == COPY:
-        out[image, row, unit] = value
-    else:
-        out[image, row, unit] = jittered_value(value, low, span, step == INTEGER, brightness,
-                                               contrast, tone)
+def orient_block(source, out, image, source_image, code, top, left, height, width, channels):
+    """Copy one source block into its output block, oriented by ``code`` (no value step).
 
-
-@body
-def copy_block(source, out, image, source_image, code, top, left, height, width, channels,
-               step, table, offset, low, span, brightness, contrast, tone):
-    """One output block, all its rows: orient the source block, then the value step.
-
-    The same bytes as :func:`copy_block_row` for every row, with loops a CPU runs fast: a
-    row that reads a source row forwards is one loop over its values (a table lookup on
-    its own), and indices are unsigned (see :func:`copy_run`). No array views: in a CPU
-    kernel each would count references atomically.
+    The same pixels as :func:`copy_block_row` with :data:`COPY`, in loops a CPU runs fast: a
+    row read forwards is one contiguous copy, a mirrored or transposed one a strided loop a
+    channel at a time; indices are unsigned (see :func:`copy_run`). No array views: in a
+    CPU kernel each would count references atomically.
     """
     image = np.uint64(image)
     source_image = np.uint64(source_image)
@@ -184,50 +171,52 @@ def copy_block(source, out, image, source_image, code, top, left, height, width,
         if code < 4:
             source_row = np.uint64(top + (height - 1 - y if code & 2 else y))
             if code & 1 == 0:
-                if step == TABLE:
-                    for unit in range(first, first + values):
-                        at = np.uint64(unit)
-                        out[image, row, at] = table[
-                            np.uint64(int(source[source_image, source_row, at]) - offset)]
-                else:
-                    for unit in range(first, first + values):
-                        store_value(out, image, row, unit,
-                                    source[source_image, source_row, np.uint64(unit)], step,
-                                    table, offset, low, span, brightness, contrast, tone)
+                for unit in range(first, first + values):
+                    out[image, row, np.uint64(unit)] = source[source_image, source_row,
+                                                              np.uint64(unit)]
                 continue
-            # Mirrored: pixel x reads pixel width - 1 - x of the same row. Channel by
-            # channel, so the inner loop has no channel loop inside it.
+            # Mirrored: pixel x reads pixel width - 1 - x of the same row.
             last = first + values - channels
             for channel in range(channels):
-                if step == TABLE:
-                    for x in range(width):
-                        out[image, row, np.uint64(first + x * channels + channel)] = table[
-                            np.uint64(int(source[source_image, source_row,
-                                                 np.uint64(last - x * channels + channel)])
-                                      - offset)]
-                else:
-                    for x in range(width):
-                        store_value(out, image, row, first + x * channels + channel,
-                                    source[source_image, source_row,
-                                           np.uint64(last - x * channels + channel)],
-                                    step, table, offset, low, span, brightness, contrast, tone)
+                for x in range(width):
+                    out[image, row, np.uint64(first + x * channels + channel)] = source[
+                        source_image, source_row, np.uint64(last - x * channels + channel)]
             continue
         # Transposed: pixel x reads source row x (mirrored by bit 1) of one source column.
-        source_unit = (left + (width - 1 - y if code & 1 else y)) * channels
+        unit = (left + (width - 1 - y if code & 1 else y)) * channels
         first_row = top + height - 1 if code & 2 else top
         row_step = -1 if code & 2 else 1
         for channel in range(channels):
-            unit = np.uint64(source_unit + channel)
-            if step == TABLE:
-                for x in range(width):
-                    out[image, row, np.uint64(first + x * channels + channel)] = table[
-                        np.uint64(int(source[source_image, np.uint64(first_row + x * row_step),
-                                             unit]) - offset)]
-            else:
-                for x in range(width):
-                    store_value(out, image, row, first + x * channels + channel,
-                                source[source_image, np.uint64(first_row + x * row_step), unit],
-                                step, table, offset, low, span, brightness, contrast, tone)
+            for x in range(width):
+                out[image, row, np.uint64(first + x * channels + channel)] = source[
+                    source_image, np.uint64(first_row + x * row_step),
+                    np.uint64(unit + channel)]
+
+
+@body
+def look_up_block(out, image, top, left, height, width, channels, table, offset):
+    """Replace every value ``v`` of an output block by ``table[v - offset]``, in place."""
+    image = np.uint64(image)
+    first = left * channels
+    for row in range(top, top + height):
+        row = np.uint64(row)
+        for unit in range(first, first + width * channels):
+            at = np.uint64(unit)
+            out[image, row, at] = table[np.uint64(int(out[image, row, at]) - offset)]
+
+
+@body
+def jitter_block(out, image, top, left, height, width, channels, low, span, integer,
+                 brightness, contrast, tone):
+    """Jitter every value of an output block in place (:func:`jittered_value`)."""
+    image = np.uint64(image)
+    first = left * channels
+    for row in range(top, top + height):
+        row = np.uint64(row)
+        for unit in range(first, first + width * channels):
+            at = np.uint64(unit)
+            out[image, row, at] = jittered_value(out[image, row, at], low, span, integer,
+                                                 brightness, contrast, tone)
 
 
 @body
@@ -354,6 +343,21 @@ def blur_band_cols(pixels, image, band_cols, line, weights, radius, channels, lo
             column = band_cols[index]
             # Away from the image's edges the taps are consecutive pixels: no clamping.
             interior = column >= radius and column + radius < width
+            if interior and channels == 3:
+                # Colour pixels: three independent sums, kept in registers.
+                first = (column - radius) * 3
+                total0 = total1 = total2 = 0.0
+                for k in range(taps):
+                    weight = weights[np.uint64(k)]
+                    tap = first + k * 3
+                    total0 = total0 + product(weight, pixels[image, row, np.uint64(tap)])
+                    total1 = total1 + product(weight, pixels[image, row, np.uint64(tap + 1)])
+                    total2 = total2 + product(weight, pixels[image, row, np.uint64(tap + 2)])
+                line[np.uint64(at)] = total0
+                line[np.uint64(at + 1)] = total1
+                line[np.uint64(at + 2)] = total2
+                at += 3
+                continue
             for channel in range(channels):
                 total = 0.0
                 if interior:
