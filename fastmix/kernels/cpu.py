@@ -166,6 +166,16 @@ def _hardened_gather_vbmi():
     return _compile_hardened("hardened_gather_vbmi", x86.look_up_block)
 
 
+def hardened_kernels() -> dict:
+    """Return the hardened kernels this CPU can run, by name (``portable``, ``vbmi``)."""
+    from fastmix.kernels import x86
+
+    kernels = {"portable": hardened_gather}
+    if x86.has_vbmi():
+        kernels["vbmi"] = _hardened_gather_vbmi()
+    return kernels
+
+
 def hardened_kernel(value_dtype: np.dtype):
     """Return the hardened kernel for values of ``value_dtype`` on this CPU.
 
@@ -185,10 +195,12 @@ def load_window(images: np.ndarray, job: WindowJob) -> WindowJob:
 
 
 def mix_piece(window: WindowJob, first: int, last: int, out: np.ndarray,
-              order: np.ndarray | None = None) -> None:
+              order: np.ndarray | None = None, kernel=None) -> None:
     """Write output images ``first..last`` of ``window`` into ``out`` (host memory).
 
-    See :func:`fastmix.backends.Backend.mix_piece`.
+    See :func:`fastmix.backends.Backend.mix_piece`. ``kernel`` is the hardened kernel to run
+    (one of :func:`hardened_kernels`; default :func:`hardened_kernel` of the values' dtype),
+    so that tests can check each against the oracle on any CPU.
     """
     steps, plan = window.steps, window.plan
     count = last - first
@@ -209,7 +221,7 @@ def mix_piece(window: WindowJob, first: int, last: int, out: np.ndarray,
     before = numba.get_num_threads()
     numba.set_num_threads(getattr(_STREAMING, "threads", before))
     try:
-        kernel = hardened_kernel(steps.value_dtype)
+        kernel = kernel or hardened_kernel(steps.value_dtype)
         kernel(steps.values(window.pixels), steps.values(out), source_map, codes, jitter, order,
                steps.row_edges, steps.col_edges, steps.channels, steps.jitter_step,
                steps.levels, steps.low, steps.span, steps.high, steps.band_rows,
