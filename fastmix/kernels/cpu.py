@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from fastmix.kernels import body, harden_body
+from fastmix.kernels import body, harden_body, vectors
 from fastmix.kernels.layout import WindowJob
 
 NAME = "cpu"
@@ -32,13 +32,28 @@ orient_block = harden_body.orient_block
 jitter_block = harden_body.jitter_block
 look_up_block = harden_body.look_up_block
 blur_band_rows = harden_body.blur_band_rows
-blur_band_cols = harden_body.blur_band_cols
+blur_columns = vectors.blur_columns
 
 #: The calling thread's Numba thread count before :func:`streaming_threads` lowered it.
 _STREAMING = threading.local()
 
 #: Work items per thread in the hardened kernel: each owns one set of scratch buffers.
 _ITEMS_PER_THREAD = 4
+
+
+@njit(cache=True)
+def column_runs(columns):
+    """``(first, last)`` of each run of consecutive values in the sorted ``columns``."""
+    runs = np.empty((columns.size, 2), dtype=np.int64)
+    count = 0
+    for index in range(columns.size):
+        if count > 0 and columns[index] == runs[count - 1, 1]:
+            runs[count - 1, 1] += 1
+        else:
+            runs[count, 0] = columns[index]
+            runs[count, 1] = columns[index] + 1
+            count += 1
+    return runs[:count]
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -92,7 +107,8 @@ def _hardened_gather(source, out, source_map, codes, jitter, order, row_edges, c
     workers = max(1, min(count, workers))
     tables = np.empty((workers, table_size), dtype=out.dtype)
     lines = np.empty((workers, max(band_rows.size, 1), values), dtype=np.float64)
-    line = np.empty((workers, max(band_cols.size, 1) * channels), dtype=np.float64)
+    runs = column_runs(band_cols)
+    line = np.empty((workers, band_cols.size * channels + vectors.LANES), dtype=np.float64)
     jittered = jitter.shape[0] > 0
     offset = int(low)
     for worker in prange(workers):
@@ -135,8 +151,8 @@ def _hardened_gather(source, out, source_map, codes, jitter, order, row_edges, c
                 blur_band_rows(out, image, band_rows, lines[worker], weights, radius, low,
                                high, blur_integer)
             if band_cols.size > 0:
-                blur_band_cols(out, image, band_cols, line[worker], weights, radius, channels,
-                               low, high, blur_integer)
+                blur_columns(out, image, band_cols, runs, line[worker], weights, radius,
+                             channels, low, high, blur_integer)
 
 
 

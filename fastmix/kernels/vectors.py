@@ -1,0 +1,176 @@
+"""Pass 2 of the seam blur on uint8 values, eight values at a time, in LLVM vector code.
+
+Numba leaves LLVM's straight-line (SLP) vectoriser off, and its loop vectoriser cannot
+vectorise sums of six or so values along a row (too short) or down the rows (strided), so
+:func:`fastmix.kernels.harden_body.blur_band_cols` sums one value at a time. Here the same
+sums run on vectors of eight float64 values, written as plain LLVM vector operations (no
+instruction set named: any CPU LLVM targets runs them): per tap, eight consecutive bytes
+are loaded (masked past the run's end), converted, multiplied by the tap's weight and
+added, each operation rounded on its own in ascending tap order, exactly as the body's
+scalar arithmetic; then rounded half to even, clipped and stored eight at a time.
+
+:func:`blur_columns` picks this for uint8 values and the body for every other dtype.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+from fastmix.kernels import harden_body
+
+#: Values one vector holds.
+LANES = 8
+
+
+def _mask(builder, count):
+    """``<8 x i1>``: lanes below ``count`` (an i64)."""
+    lane = ir.IntType(64)
+    lanes = ir.Constant(ir.VectorType(lane, LANES), list(range(LANES)))
+    splat = builder.insert_element(ir.Constant(ir.VectorType(lane, LANES), ir.Undefined),
+                                   count, ir.Constant(ir.IntType(32), 0))
+    splat = builder.shuffle_vector(splat, splat,
+                                   ir.Constant(ir.VectorType(ir.IntType(32), LANES),
+                                               [0] * LANES))
+    return builder.icmp_unsigned("<", lanes, splat)
+
+
+def _masked(builder, name, return_type, argument_types):
+    return cgutils.get_or_insert_function(builder.module,
+                                          ir.FunctionType(return_type, argument_types), name)
+
+
+@intrinsic
+def sum_taps(typingctx, pixels, at, stride, weights, taps, line, line_at, count):
+    """``line.flat[line_at + i] = sum_k weights[k] * pixels.flat[at + i + k * stride]``.
+
+    For ``i < count <= 8`` (lanes past ``count`` read nothing; all eight lanes of ``line``
+    are written, so ``line`` needs eight values from ``line_at``). ``pixels`` is uint8.
+    """
+    signature = types.void(pixels, types.intp, types.intp, weights, types.intp, line,
+                           types.intp, types.intp)
+
+    def codegen(context, builder, signature, arguments):
+        pixels_value, at, stride, weights_value, taps, line_value, line_at, count = arguments
+        byte_vector = ir.VectorType(ir.IntType(8), LANES)
+        double_vector = ir.VectorType(ir.DoubleType(), LANES)
+        word = ir.IntType(32)
+        mask_type = ir.VectorType(ir.IntType(1), LANES)
+        load = _masked(builder, "llvm.masked.load.v8i8.p0", byte_vector,
+                       [ir.PointerType(byte_vector), word, mask_type, byte_vector])
+        pixel_data = context.make_array(signature.args[0])(context, builder, pixels_value).data
+        weight_data = context.make_array(signature.args[3])(
+            context, builder, weights_value).data
+        line_data = context.make_array(signature.args[5])(context, builder, line_value).data
+        mask = _mask(builder, count)
+        total = cgutils.alloca_once_value(builder, ir.Constant(double_vector, None))
+        with cgutils.for_range(builder, taps) as loop:
+            tap = loop.index
+            address = builder.gep(pixel_data, [builder.add(at, builder.mul(tap, stride))])
+            values = builder.call(load, [builder.bitcast(address, ir.PointerType(byte_vector)),
+                                         ir.Constant(word, 1), mask,
+                                         ir.Constant(byte_vector, None)])
+            weight = builder.load(builder.gep(weight_data, [tap]))
+            splat = builder.insert_element(ir.Constant(double_vector, ir.Undefined), weight,
+                                           ir.Constant(word, 0))
+            splat = builder.shuffle_vector(splat, splat, ir.Constant(
+                ir.VectorType(word, LANES), [0] * LANES))
+            product = builder.fmul(splat, builder.uitofp(values, double_vector))
+            builder.store(builder.fadd(builder.load(total), product), total)
+        target = builder.bitcast(builder.gep(line_data, [line_at]),
+                                 ir.PointerType(double_vector))
+        builder.store(builder.load(total), target, align=8)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def store_rounded(typingctx, line, line_at, pixels, at, count):
+    """``pixels.flat[at + i] = clip(rint(line.flat[line_at + i]), 0, 255)`` for ``i < count``.
+
+    Rounds half to even as :func:`fastmix.kernels.harden_body.round_half_even` does (the
+    same two additions) and clips as :func:`~fastmix.kernels.harden_body.clip_value`.
+    """
+    signature = types.void(line, types.intp, pixels, types.intp, types.intp)
+
+    def codegen(context, builder, signature, arguments):
+        line_value, line_at, pixels_value, at, count = arguments
+        byte_vector = ir.VectorType(ir.IntType(8), LANES)
+        double_vector = ir.VectorType(ir.DoubleType(), LANES)
+        word = ir.IntType(32)
+        mask_type = ir.VectorType(ir.IntType(1), LANES)
+        store = _masked(builder, "llvm.masked.store.v8i8.p0", ir.VoidType(),
+                        [byte_vector, ir.PointerType(byte_vector), word, mask_type])
+        line_data = context.make_array(signature.args[0])(context, builder, line_value).data
+        pixel_data = context.make_array(signature.args[2])(context, builder, pixels_value).data
+        total = builder.load(builder.bitcast(builder.gep(line_data, [line_at]),
+                                             ir.PointerType(double_vector)), align=8)
+        shift = ir.Constant(double_vector, [harden_body.ROUNDING_SHIFT] * LANES)
+        rounded = builder.fsub(builder.fadd(total, shift), shift)
+        low = ir.Constant(double_vector, [0.0] * LANES)
+        high = ir.Constant(double_vector, [255.0] * LANES)
+        rounded = builder.select(builder.fcmp_ordered("<", rounded, low), low, rounded)
+        rounded = builder.select(builder.fcmp_ordered(">", rounded, high), high, rounded)
+        address = builder.bitcast(builder.gep(pixel_data, [at]), ir.PointerType(byte_vector))
+        builder.call(store, [builder.fptoui(rounded, byte_vector), address,
+                             ir.Constant(word, 1), _mask(builder, count)])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def blur_columns(pixels, image, band_cols, runs, line, weights, radius, channels, low, high,
+                 integer):
+    """Pass 2 of the seam blur (:func:`fastmix.kernels.harden_body.blur_band_cols`).
+
+    ``runs[r]`` is ``(first, last)``: a run of adjacent band columns. ``line`` is float64
+    scratch of at least ``band_cols.size * channels + 8`` values. Jitted code only.
+    """
+
+
+@overload(blur_columns, jit_options={"error_model": "numpy"})
+def _blur_columns(pixels, image, band_cols, runs, line, weights, radius, channels, low, high,
+                  integer):
+    if pixels.dtype != types.uint8:
+        def blur_values(pixels, image, band_cols, runs, line, weights, radius, channels, low,
+                        high, integer):
+            harden_body.blur_band_cols(pixels, image, band_cols, line, weights, radius,
+                                       channels, low, high, integer)
+        return blur_values
+
+    def blur_bytes(pixels, image, band_cols, runs, line, weights, radius, channels, low, high,
+                   integer):
+        height = pixels.shape[1]
+        values = pixels.shape[2]
+        width = values // channels
+        taps = 2 * radius + 1
+        # Vectors only where every run's taps stay inside the image (else the body clamps).
+        for run in range(runs.shape[0]):
+            if runs[run, 0] < radius or runs[run, 1] + radius > width:
+                harden_body.blur_band_cols(pixels, image, band_cols, line, weights, radius,
+                                           channels, low, high, integer)
+                return
+        for row in range(height):
+            start = (image * height + row) * values
+            at = 0
+            for run in range(runs.shape[0]):
+                first = runs[run, 0] * channels
+                count = (runs[run, 1] - runs[run, 0]) * channels
+                for chunk in range(0, count, LANES):
+                    sum_taps(pixels, start + first + chunk - radius * channels, channels,
+                             weights, taps, line, at + chunk, min(LANES, count - chunk))
+                at += count
+            # Stored once every run of the row is summed: runs may share taps.
+            at = 0
+            for run in range(runs.shape[0]):
+                first = runs[run, 0] * channels
+                count = (runs[run, 1] - runs[run, 0]) * channels
+                for chunk in range(0, count, LANES):
+                    store_rounded(line, at + chunk, pixels, start + first + chunk,
+                                  min(LANES, count - chunk))
+                at += count
+
+    return blur_bytes
