@@ -26,15 +26,11 @@ LANES = 8
 
 
 def _mask(builder, count):
-    """``<8 x i1>``: lanes below ``count`` (an i64)."""
-    lane = ir.IntType(64)
-    lanes = ir.Constant(ir.VectorType(lane, LANES), list(range(LANES)))
-    splat = builder.insert_element(ir.Constant(ir.VectorType(lane, LANES), ir.Undefined),
-                                   count, ir.Constant(ir.IntType(32), 0))
-    splat = builder.shuffle_vector(splat, splat,
-                                   ir.Constant(ir.VectorType(ir.IntType(32), LANES),
-                                               [0] * LANES))
-    return builder.icmp_unsigned("<", lanes, splat)
+    """``<8 x i1>``: lanes below ``count`` (an i64 of at most 8)."""
+    bits = builder.sub(builder.shl(ir.Constant(ir.IntType(64), 1), count),
+                       ir.Constant(ir.IntType(64), 1))
+    return builder.bitcast(builder.trunc(bits, ir.IntType(LANES)),
+                           ir.VectorType(ir.IntType(1), LANES))
 
 
 def _masked(builder, name, return_type, argument_types):
@@ -49,6 +45,8 @@ def sum_taps(typingctx, pixels, at, stride, weights, taps, line, line_at, count)
     For ``i < count <= 8`` (lanes past ``count`` read nothing; all eight lanes of ``line``
     are written, so ``line`` needs eight values from ``line_at``). ``pixels`` is uint8.
     """
+    if pixels.layout != "C" or pixels.dtype != types.uint8 or line.layout != "C":
+        return None  # flat offsets need C-contiguous arrays
     signature = types.void(pixels, types.intp, types.intp, weights, types.intp, line,
                            types.intp, types.intp)
 
@@ -94,6 +92,8 @@ def store_rounded(typingctx, line, line_at, pixels, at, count):
     Rounds half to even as :func:`fastmix.kernels.harden_body.round_half_even` does (the
     same two additions) and clips as :func:`~fastmix.kernels.harden_body.clip_value`.
     """
+    if pixels.layout != "C" or pixels.dtype != types.uint8 or line.layout != "C":
+        return None  # flat offsets need C-contiguous arrays
     signature = types.void(line, types.intp, pixels, types.intp, types.intp)
 
     def codegen(context, builder, signature, arguments):

@@ -40,6 +40,8 @@ def look_up_64(typingctx, table, pixels, at, count):
     ``table`` holds 256 uint8 values; ``pixels`` is a C-contiguous uint8 array. Bytes at
     and after ``count`` are neither read nor written (masked load and store).
     """
+    if pixels.layout != "C" or pixels.dtype != types.uint8 or table.dtype != types.uint8:
+        return None  # flat offsets need C-contiguous bytes
     signature = types.void(table, pixels, types.intp, types.intp)
 
     def codegen(context, builder, signature, arguments):
@@ -63,14 +65,12 @@ def look_up_64(typingctx, table, pixels, at, count):
         quarters = [builder.load(builder.bitcast(
             builder.gep(table_data, [ir.Constant(lane, VECTOR_BYTES * k)]), pointer), align=1)
             for k in range(4)]
-        lanes = ir.Constant(ir.VectorType(lane, VECTOR_BYTES), list(range(VECTOR_BYTES)))
-        count_vector = builder.insert_element(
-            ir.Constant(ir.VectorType(lane, VECTOR_BYTES), ir.Undefined), count_value,
-            ir.Constant(word, 0))
-        count_vector = builder.shuffle_vector(
-            count_vector, count_vector, ir.Constant(ir.VectorType(word, VECTOR_BYTES),
-                                                    [0] * VECTOR_BYTES))
-        mask = builder.icmp_unsigned("<", lanes, count_vector)
+        # Lanes below count: the low count bits of a 64-bit word (all of them at 64).
+        shifted = builder.shl(ir.Constant(lane, 1), builder.and_(count_value,
+                                                                 ir.Constant(lane, 63)))
+        bits = builder.select(builder.icmp_unsigned(">=", count_value, ir.Constant(lane, 64)),
+                              ir.Constant(lane, -1), builder.sub(shifted, ir.Constant(lane, 1)))
+        mask = builder.bitcast(bits, mask_type)
         address = builder.bitcast(builder.gep(pixel_data, [at_value]), pointer)
         alignment = ir.Constant(word, 1)
         index = builder.call(load, [address, alignment, mask, ir.Constant(vector, None)])
