@@ -331,8 +331,8 @@ def _hardened_gather(source, out, source_map, codes, jitter, tables, first, row_
     """Oriented gather and jitter of every pixel of ``out`` ``(count, H, W * channels)``.
 
     One output pixel a thread, through :func:`harden_body.copy_run` with a run of one pixel;
-    blocks whose level table was filled (:func:`_fill_tables`, the CPU's rule) look their
-    values up in it.
+    blocks whose level table was filled (:func:`_fill_tables`: blocks with more values than
+    levels) look their values up in it.
     """
     start_x, start_y, start_z = cuda.grid(3)
     step_x, step_y, step_z = cuda.gridsize(3)
@@ -376,7 +376,7 @@ def _hardened_gather(source, out, source_map, codes, jitter, tables, first, row_
 
 
 def _fill_tables(tables, levels, jitter, first, row_edges, col_edges, channels, low, span):
-    """Fill the level table of every block that uses one (the CPU's rule), a block a thread."""
+    """Fill the level table of every block with more values than levels, a block a thread."""
     start_x, start_y, start_z = cuda.grid(3)
     step_x, _, step_z = cuda.gridsize(3)
     block_cols = col_edges.size - 1
