@@ -30,7 +30,7 @@ copy_row_segment = _compile(body.copy_row_segment)
 fill_level_table = harden_body.fill_level_table
 orient_block = harden_body.orient_block
 jitter_block = harden_body.jitter_block
-look_up_block = harden_body.look_up_block
+orient_and_look_up = harden_body.orient_and_look_up
 blur_band_rows = harden_body.blur_band_rows
 blur_columns = vectors.blur_columns
 
@@ -105,7 +105,8 @@ def _hardened_gather(source, out, source_map, codes, jitter, order, row_edges, c
     values = out.shape[2]
     table_size = max(levels.size, 1)
     workers = max(1, min(count, workers))
-    tables = np.empty((workers, table_size), dtype=out.dtype)
+    # Each worker's level table, then 128 values of scratch (see orient_and_look_up).
+    tables = np.empty((workers, table_size + 128), dtype=out.dtype)
     lines = np.empty((workers, max(band_rows.size, 1), values), dtype=np.float64)
     runs = column_runs(band_cols)
     line = np.empty((workers, band_cols.size * channels + vectors.LANES), dtype=np.float64)
@@ -139,12 +140,11 @@ def _hardened_gather(source, out, source_map, codes, jitter, order, row_edges, c
                     # Oriented first, then the value step in place while the block is in
                     # cache: contiguous loops (a lookup fused into a strided copy from
                     # another image ran 1.2x slower).
-                    orient_block(source, out, image, source_map[image, block],
-                                 codes[image, block], top, left, height, width, channels)
-                    if step == harden_body.TABLE:
-                        look_up_block(out, image, top, left, height, width, channels, table,
-                                      offset)
-                    elif step != harden_body.COPY:
+                    orient_and_look_up(source, out, image, source_map[image, block],
+                                       codes[image, block], top, left, height, width,
+                                       channels, step == harden_body.TABLE, table, offset,
+                                       table_size)
+                    if step != harden_body.TABLE and step != harden_body.COPY:
                         jitter_block(out, image, top, left, height, width, channels, low, span,
                                      step == harden_body.INTEGER, brightness, contrast, tone)
             if band_rows.size > 0:
@@ -164,14 +164,14 @@ def _compile_hardened(name: str, look_up):
     divisions vectorise (no divisor here is ever zero, so no byte changes); the level table
     fills 7x faster (76 against 530 ns for 256 levels, one thread).
     """
-    namespace = dict(globals(), look_up_block=look_up)
+    namespace = dict(globals(), orient_and_look_up=look_up)
     function = types.FunctionType(_hardened_gather.__code__, namespace, name)
     function.__qualname__ = name
     function.__doc__ = _hardened_gather.__doc__
     return njit(parallel=True, nogil=True, cache=True, error_model="numpy")(function)
 
 
-hardened_gather = _compile_hardened("hardened_gather", harden_body.look_up_block)
+hardened_gather = _compile_hardened("hardened_gather", harden_body.orient_and_look_up)
 
 
 @cache
@@ -179,7 +179,7 @@ def _hardened_gather_vbmi():
     """Return the hardened kernel with the lookup of :mod:`fastmix.kernels.x86` (on use)."""
     from fastmix.kernels import x86
 
-    return _compile_hardened("hardened_gather_vbmi", x86.look_up_block)
+    return _compile_hardened("hardened_gather_vbmi", x86.orient_and_look_up)
 
 
 def hardened_kernels() -> dict:

@@ -219,6 +219,19 @@ def look_up_block(out, image, top, left, height, width, channels, table, offset)
 
 
 @body
+def orient_and_look_up(source, out, image, source_image, code, top, left, height, width,
+                       channels, look_up, table, offset, scratch_at):
+    """:func:`orient_block`, then :func:`look_up_block` if ``look_up``.
+
+    ``scratch_at`` is where scratch space begins in ``table`` (for a CPU's vector version;
+    unused here).
+    """
+    orient_block(source, out, image, source_image, code, top, left, height, width, channels)
+    if look_up:
+        look_up_block(out, image, top, left, height, width, channels, table, offset)
+
+
+@body
 def jitter_block(out, image, top, left, height, width, channels, low, span, integer,
                  brightness, contrast, tone):
     """Jitter every value of an output block in place (:func:`jittered_value`)."""

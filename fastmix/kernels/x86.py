@@ -20,6 +20,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, register_jitable
 
+from fastmix.kernels import harden_body
+
 #: Bytes one :func:`look_up_64` handles.
 VECTOR_BYTES = 64
 
@@ -65,12 +67,7 @@ def look_up_64(typingctx, table, pixels, at, count):
         quarters = [builder.load(builder.bitcast(
             builder.gep(table_data, [ir.Constant(lane, VECTOR_BYTES * k)]), pointer), align=1)
             for k in range(4)]
-        # Lanes below count: the low count bits of a 64-bit word (all of them at 64).
-        shifted = builder.shl(ir.Constant(lane, 1), builder.and_(count_value,
-                                                                 ir.Constant(lane, 63)))
-        bits = builder.select(builder.icmp_unsigned(">=", count_value, ir.Constant(lane, 64)),
-                              ir.Constant(lane, -1), builder.sub(shifted, ir.Constant(lane, 1)))
-        mask = builder.bitcast(bits, mask_type)
+        mask = builder.bitcast(_low_bits(builder, count_value), mask_type)
         address = builder.bitcast(builder.gep(pixel_data, [at_value]), pointer)
         alignment = ir.Constant(word, 1)
         index = builder.call(load, [address, alignment, mask, ir.Constant(vector, None)])
@@ -96,3 +93,118 @@ def look_up_block(out, image, top, left, height, width, channels, table, offset)
             look_up_64(table, out, at, min(VECTOR_BYTES, end - at))
             at += VECTOR_BYTES
 
+
+
+@intrinsic
+def mirror_64(typingctx, table, source, source_at, out, out_at, index, index_at, count,
+              look_up):
+    """``out.flat[out_at + j] = v(source.flat[source_at + index[index_at + j]])``, ``j < count``.
+
+    ``v`` is the level table's lookup when ``look_up`` is true, else the value itself.
+    ``index`` holds 64 byte positions (a permutation of the ``count`` bytes read: the
+    reversed pixel order of a mirrored row); one ``vpermb`` moves them all.
+    """
+    arrays = (table, source, out, index)
+    if any(array.layout != "C" or array.dtype != types.uint8 for array in arrays):
+        return None  # flat offsets need C-contiguous bytes
+    signature = types.void(table, source, types.intp, out, types.intp, index, types.intp,
+                           types.intp, types.boolean)
+
+    def codegen(context, builder, signature, arguments):
+        source_at, out_at, index_at, count, look_up_value = arguments[2], arguments[4], \
+            arguments[6], arguments[7], arguments[8]
+        byte, word, lane = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+        vector = ir.VectorType(byte, VECTOR_BYTES)
+        mask_type = ir.VectorType(ir.IntType(1), VECTOR_BYTES)
+        pointer = ir.PointerType(vector)
+        module = builder.module
+        load = cgutils.get_or_insert_function(
+            module, ir.FunctionType(vector, [pointer, word, mask_type, vector]),
+            "llvm.masked.load.v64i8.p0")
+        store = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.VoidType(), [vector, pointer, word, mask_type]),
+            "llvm.masked.store.v64i8.p0")
+        permute = cgutils.get_or_insert_function(
+            module, ir.FunctionType(vector, [vector, vector]), "llvm.x86.avx512.permvar.qi.512")
+        permute2 = cgutils.get_or_insert_function(
+            module, ir.FunctionType(vector, [vector, vector, vector]),
+            "llvm.x86.avx512.vpermi2var.qi.512")
+
+        def data(position):
+            return context.make_array(signature.args[position])(
+                context, builder, arguments[position]).data
+
+        mask = builder.bitcast(_low_bits(builder, count), mask_type)
+        alignment = ir.Constant(word, 1)
+        read = builder.call(load, [builder.bitcast(builder.gep(data(1), [source_at]), pointer),
+                                   alignment, mask, ir.Constant(vector, None)])
+        order = builder.load(builder.bitcast(builder.gep(data(5), [index_at]), pointer),
+                             align=1)
+        moved = builder.call(permute, [read, order])
+        quarters = [builder.load(builder.bitcast(
+            builder.gep(data(0), [ir.Constant(lane, VECTOR_BYTES * k)]), pointer), align=1)
+            for k in range(4)]
+        low_half = builder.call(permute2, [quarters[0], moved, quarters[1]])
+        high_half = builder.call(permute2, [quarters[2], moved, quarters[3]])
+        upper = builder.icmp_signed("<", moved, ir.Constant(vector, None))
+        looked_up = builder.select(upper, high_half, low_half)
+        flag = look_up_value
+        if flag.type != ir.IntType(1):
+            flag = builder.icmp_unsigned("!=", flag, ir.Constant(flag.type, 0))
+        result = builder.select(flag, looked_up, moved)
+        builder.call(store, [result, builder.bitcast(builder.gep(data(3), [out_at]), pointer),
+                             alignment, mask])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+def _low_bits(builder, count):
+    """Return an i64 whose low ``count`` bits are set (all 64 from 64 on)."""
+    lane = ir.IntType(64)
+    shifted = builder.shl(ir.Constant(lane, 1), builder.and_(count, ir.Constant(lane, 63)))
+    return builder.select(builder.icmp_unsigned(">=", count, ir.Constant(lane, 64)),
+                          ir.Constant(lane, -1), builder.sub(shifted, ir.Constant(lane, 1)))
+
+
+@register_jitable(inline="always")
+def _mirror_order(index, at, pixels, channels):
+    """``index[at + p * channels + c] = (pixels - 1 - p) * channels + c``: pixels reversed."""
+    for pixel in range(pixels):
+        for channel in range(channels):
+            index[at + pixel * channels + channel] = (pixels - 1 - pixel) * channels + channel
+
+
+@register_jitable(inline="always")
+def orient_and_look_up(source, out, image, source_image, code, top, left, height, width,
+                       channels, look_up, table, offset, scratch_at):
+    """:func:`fastmix.kernels.harden_body.orient_and_look_up` on uint8 values, in vectors.
+
+    Mirrored rows (``code`` 1 and 3) are read, reversed pixel by pixel with ``vpermb`` and
+    looked up in one pass, up to 64 bytes at a time (``table[scratch_at:]`` holds the two
+    byte orders a row needs, 128 bytes); other codes are oriented by the body, then looked
+    up 64 bytes at a time.
+    """
+    if (code != 1 and code != 3) or channels > VECTOR_BYTES:
+        harden_body.orient_block(source, out, image, source_image, code, top, left, height,
+                                 width, channels)
+        if look_up:
+            look_up_block(out, image, top, left, height, width, channels, table, offset)
+        return
+    per_vector = VECTOR_BYTES // channels
+    full, last = scratch_at, scratch_at + VECTOR_BYTES
+    _mirror_order(table, full, per_vector, channels)
+    remainder = width - (width - 1) // per_vector * per_vector
+    _mirror_order(table, last, remainder, channels)
+    row_values = out.shape[2]
+    for y in range(height):
+        source_row = top + (height - 1 - y if code & 2 else y)
+        source_start = (source_image * source.shape[1] + source_row) * row_values
+        out_start = (image * out.shape[1] + top + y) * row_values
+        done = 0
+        while done < width:
+            pixels = min(per_vector, width - done)
+            mirror_64(table, source, source_start + (left + width - done - pixels) * channels,
+                      out, out_start + (left + done) * channels, table,
+                      full if pixels == per_vector else last, pixels * channels, look_up)
+            done += pixels
