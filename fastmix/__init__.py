@@ -19,6 +19,7 @@ _LAZY_EXPORTS = {
     "preview_grid": "fastmix.images.preview",
     "verify_stores": "fastmix.verify",
     "VerifyResult": "fastmix.verify",
+    "utility": "fastmix.audit.deep",
 }
 
 __all__ = [

@@ -12,7 +12,7 @@ import pytest
 from fastmix.cli import build_parser, main
 
 COMMANDS = ["audit", "bench", "demo", "export", "info", "ingest", "mix", "preview", "unmix",
-            "verify"]
+            "utility", "verify"]
 
 
 def help_text(command: str, capsys) -> str:

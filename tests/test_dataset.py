@@ -119,6 +119,32 @@ def test_dataloader_with_two_workers(store):
     np.testing.assert_array_equal(np.concatenate(targets), labels)
 
 
+@pytest.mark.parametrize("sampler", ["shuffle", "chunks"])
+def test_shuffled_dataloader_with_two_workers_yields_each_image_once_per_epoch(store, sampler):
+    torch = pytest.importorskip(
+        "torch", reason="torch is not installed; fastmix does not depend on it")
+    path, tiles, labels = store
+    index_of = {tile.tobytes(): index for index, tile in enumerate(tiles)}
+    assert len(index_of) == len(tiles)  # every tile differs, so its bytes name it
+    dataset = fastmix.H5ImageDataset(path)
+    options = ({"shuffle": True, "generator": torch.Generator().manual_seed(1)}
+               if sampler == "shuffle" else
+               {"sampler": fastmix.ChunkShuffleSampler(dataset, seed=1)})
+    loader = torch.utils.data.DataLoader(dataset, batch_size=24, num_workers=2,
+                                         persistent_workers=True, **options)
+    orders = []
+    for _epoch in range(2):
+        seen = []
+        for images, targets in loader:
+            for image, target in zip(images.numpy(), targets.numpy()):
+                index = index_of[image.tobytes()]
+                assert target == labels[index]
+                seen.append(index)
+        assert sorted(seen) == list(range(len(tiles)))
+        orders.append(seen)
+    assert orders[0] != orders[1] and orders[0] != sorted(orders[0])
+
+
 def test_imagefolder_attributes(store):
     path, _, labels = store
     dataset = fastmix.H5ImageDataset(path)

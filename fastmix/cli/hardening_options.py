@@ -19,8 +19,34 @@ import argparse
 _MIXING_DESTINATIONS = ("mode", "donors", "prob", "rounds")
 
 
-def add_hardening_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--privacy``, ``--orient``, ``--jitter``, ``--seam-blur`` and ``--group``."""
+def add_scheme_arguments(parser: argparse.ArgumentParser):
+    """Add ``--mode``, ``--block`` or ``--grid``, ``--donors``, ``--prob`` and ``--rounds``.
+
+    Returns the argument group, for a command to add its own flags to it.
+    """
+    scheme = parser.add_argument_group("mixing scheme",
+                                       "each defaults to the --privacy preset's value")
+    scheme.add_argument("--mode", metavar="permute|paper",
+                        help="permute (bijective; reversible without one-way hardening) or "
+                             "paper (substitution, one-way)")
+    geometry = scheme.add_mutually_exclusive_group()
+    geometry.add_argument("--block", metavar="HxW", help="block size in pixels, e.g. 96x24")
+    geometry.add_argument("--grid", metavar="ROWSxCOLS",
+                          help="block grid, e.g. 2x8 (the default)")
+    scheme.add_argument("--donors", metavar="N",
+                        help="donor images per image (permute: groups of N+1)")
+    scheme.add_argument("--prob", metavar="P",
+                        help="probability that a block position is mixed")
+    scheme.add_argument("--rounds", metavar="N", help="mixing rounds; default 1")
+    return scheme
+
+
+def add_hardening_arguments(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """Add ``--privacy``, ``--orient``, ``--jitter``, ``--seam-blur`` and ``--group``.
+
+    With ``several``, ``--privacy`` takes a comma-separated list of presets (read it with
+    :func:`specs_from_arguments`).
+    """
     from fastmix.spec import DEFAULT_PRESET, preset_names
 
     group = parser.add_argument_group(
@@ -29,8 +55,12 @@ def add_hardening_arguments(parser: argparse.ArgumentParser) -> None:
         "parameter. fast: the paper's parameters (donors 10, prob 0.5), no hardening, "
         "reversible. balanced: permute, prob 1, groups of 11, keyed d4 orientation, jitter "
         "and a 1-pixel seam blur; one-way. strong: the same with groups of 25.")
-    group.add_argument("--privacy", choices=preset_names(), default=None,
-                       help=f"privacy preset; default {DEFAULT_PRESET}")
+    if several:
+        group.add_argument("--privacy", metavar=",".join(preset_names()), default=None,
+                           help=f"privacy presets, comma-separated; default {DEFAULT_PRESET}")
+    else:
+        group.add_argument("--privacy", choices=preset_names(), default=None,
+                           help=f"privacy preset; default {DEFAULT_PRESET}")
     group.add_argument("--orient", choices=("none", "flip", "d4"), default=None,
                        help="keyed per-block orientation (d4 falls back to flip on "
                             "non-square blocks); keeps permute reversible")
@@ -120,3 +150,25 @@ def spec_from_arguments(args: argparse.Namespace):
     spec = MixSpec.preset(preset, **overrides)
     shown = preset + (" with overrides" if overrides.keys() - {"block", "grid"} else "")
     return spec, describe(spec, shown), leaks(spec)
+
+
+def specs_from_arguments(args: argparse.Namespace) -> dict:
+    """Return ``{preset name: spec}`` for a comma-separated ``--privacy``, each with the flags.
+
+    Every other mixing flag given overrides its parameter in each preset, as
+    :func:`spec_from_arguments` does for one.
+    """
+    from fastmix.errors import BadInputError
+    from fastmix.spec import DEFAULT_PRESET, preset_names
+
+    text = getattr(args, "privacy", None) or DEFAULT_PRESET
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in preset_names()]
+    if not names or unknown:
+        raise BadInputError(f"--privacy must list presets from {', '.join(preset_names())} "
+                            f"separated by commas, got {text!r}")
+    specs = {}
+    for name in dict.fromkeys(names):
+        one = argparse.Namespace(**{**vars(args), "privacy": name})
+        specs[name] = spec_from_arguments(one)[0]
+    return specs

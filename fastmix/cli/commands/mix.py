@@ -29,7 +29,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     In groups: input/output, key, scheme, hardening, resources.
     """
-    from fastmix.cli.hardening_options import add_hardening_arguments
+    from fastmix.cli.hardening_options import add_hardening_arguments, add_scheme_arguments
     from fastmix.cli.verdict import add_require_argument
 
     files = parser.add_argument_group("input and output")
@@ -54,20 +54,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     key.add_argument("--new-key", action="store_true",
                      help="generate a new key and save it to --key-file (mode 0600); an "
                           "existing file is never overwritten")
-    scheme = parser.add_argument_group("mixing scheme",
-                                       "each defaults to the --privacy preset's value")
-    scheme.add_argument("--mode", metavar="permute|paper",
-                        help="permute (bijective; reversible without one-way hardening) or "
-                             "paper (substitution, one-way)")
-    geometry = scheme.add_mutually_exclusive_group()
-    geometry.add_argument("--block", metavar="HxW", help="block size in pixels, e.g. 96x24")
-    geometry.add_argument("--grid", metavar="ROWSxCOLS",
-                          help="block grid, e.g. 2x8 (the default)")
-    scheme.add_argument("--donors", metavar="N",
-                        help="donor images per image (permute: groups of N+1)")
-    scheme.add_argument("--prob", metavar="P",
-                        help="probability that a block position is mixed")
-    scheme.add_argument("--rounds", metavar="N", help="mixing rounds; default 1")
+    scheme = add_scheme_arguments(parser)
     scheme.add_argument("--strict", action="store_true",
                         help="fail when an image has no same-label partner in its window")
     add_hardening_arguments(parser)

@@ -1,0 +1,99 @@
+"""``fastmix utility``: train a network on mixed vs original images and compare accuracies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "utility"
+HELP = ("train a network from scratch on the original, on each mixed set and on the 1x1-pixel "
+        "control, and test each on held-out originals (needs fastmix[torch])")
+ORDER = 47
+#: Shown under "examples" in ``fastmix utility --help``.
+EXAMPLES = """\
+fastmix utility train.h5 --privacy fast,balanced,strong
+fastmix utility train.h5 --block 24x24 --group window --model resnet18 --device cuda --json
+"""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``fastmix utility``."""
+    from fastmix.cli.hardening_options import add_hardening_arguments, add_scheme_arguments
+
+    parser.add_argument("original", metavar="ORIGINAL",
+                        help="the store before mixing (datasets 'images' and 'labels')")
+    training = parser.add_argument_group("training")
+    training.add_argument("--model", default="cnn", metavar="cnn|resnet18",
+                          help="cnn: a small CNN (five 3x3 stride-2 convolutions), cheap on a "
+                               "CPU; resnet18: ResNet-18; default cnn")
+    training.add_argument("--epochs", default="8", metavar="N",
+                          help="passes over each training set; default 8")
+    training.add_argument("--augment", action="store_true",
+                          help="random crops and horizontal flips of every training set")
+    training.add_argument("--folds", default="3", metavar="K",
+                          help="stratified splits (each trains every set once); default 3")
+    training.add_argument("--device", default="cpu", metavar="cpu|cuda",
+                          help="where the networks train; default cpu")
+    training.add_argument("--workers", default="2", metavar="N",
+                          help="DataLoader worker processes; 0 reads in the main process; "
+                               "default 2")
+    training.add_argument("--batch-size", default="32", metavar="N",
+                          help="training batch size; default 32")
+    training.add_argument("--seed", default="0", metavar="S",
+                          help="seed of the splits, the fold keys, the weights and the batch "
+                               "order; default 0")
+    training.add_argument("--memory", default="2GiB", metavar="SIZE",
+                          help="most memory the images of ORIGINAL may take; default 2GiB")
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", action="store_true",
+                        help="print one JSON object (an error too, as {\"error\": ...})")
+    output.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_scheme_arguments(parser)
+    add_hardening_arguments(parser, several=True)
+
+
+def _integer(text: str, flag: str, least: int) -> int:
+    from fastmix.errors import BadInputError
+
+    try:
+        value = int(text, 10)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value < least:
+        raise BadInputError(f"{flag} must be an integer >= {least}, got {text!r}")
+    return value
+
+
+def summary(result: dict) -> str:
+    """Return the readable table of a :func:`fastmix.audit.deep.utility` result."""
+    lines = [f"utility: {result['model']}, {result['epochs']} epochs"
+             f"{' with augmentation' if result['augment'] else ''}, {result['folds']} folds, "
+             f"{result['images']} images; tested on held-out originals "
+             f"({result['interval']})",
+             f"{'trained on':<14}{'accuracy':>9}  {'interval':<15}{'change':>8}  interval"]
+    for name, row in result["sets"].items():
+        low, high = row["interval"]
+        line = f"{name:<14}{row['accuracy']:>9.3f}  [{low:.3f}, {high:.3f}] "
+        if name != "original":
+            low, high = row["change_interval"]
+            line += f"{100 * row['change']:>+8.1f}  [{100 * low:+.1f}, {100 * high:+.1f}] points"
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the check and print the table (or JSON); exit 0."""
+    from fastmix.audit.deep import require_torch, utility
+    from fastmix.cli.hardening_options import specs_from_arguments
+
+    require_torch()
+    specs = specs_from_arguments(args)
+    result = utility(args.original, specs=specs, model=args.model,
+                     epochs=_integer(args.epochs, "--epochs", 1), augment=args.augment,
+                     folds=_integer(args.folds, "--folds", 2), device=args.device,
+                     seed=_integer(args.seed, "--seed", 0),
+                     batch_size=_integer(args.batch_size, "--batch-size", 1),
+                     workers=_integer(args.workers, "--workers", 0),
+                     progress=False if args.quiet else None, memory=args.memory)
+    print(json.dumps(result) if args.json else summary(result))
+    return 0

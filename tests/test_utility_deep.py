@@ -1,0 +1,168 @@
+"""``fastmix.utility`` and ``fastmix utility``: networks trained in PyTorch on mixed stores.
+
+Real torch, a real DataLoader with worker processes, real HDF5 stores, real photographs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import pytest
+from test_cli_support import run_cli
+
+import fastmix
+
+torch = pytest.importorskip("torch", reason="torch is in the test extra: pip install -e '.[test]'")
+pytest.importorskip("skimage.data")
+
+from fastmix.samples import photo_task  # noqa: E402
+
+SET_KEYS = {"accuracy", "interval", "change", "change_interval", "fold_accuracy",
+            "train_accuracy"}
+
+
+def _write(path, images, labels):
+    with h5py.File(path, "w") as file:
+        file.create_dataset("images", data=images, chunks=(8, *images.shape[1:]))
+        file.create_dataset("labels", data=labels)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    images, labels = photo_task(size=32, per_class=6, seed=1)
+    return _write(tmp_path_factory.mktemp("utility") / "tiny.h5", images, labels)
+
+
+def test_the_control_is_clearly_worse_than_the_original():
+    """On the photo task the 1x1-pixel control loses what the blocks keep.
+
+    Measured (64x64, 20 crops per picture, 2 folds, 6 epochs, seeds 0-4): see the margins.
+    """
+    images, labels = photo_task(size=64, per_class=20, seed=0)
+    result = fastmix.utility(images, labels, specs=("fast",), epochs=6, folds=2, seed=0,
+                             workers=2, progress=False)
+    sets = result["sets"]
+    assert set(sets) == {"original", "fast", "control"}
+    assert sets["original"]["accuracy"] > 0.45
+    assert sets["control"]["accuracy"] < sets["original"]["accuracy"] - 0.2
+    assert sets["control"]["change"] < -0.2
+    assert sets["original"]["change"] == 0 and sets["original"]["change_interval"] == [0, 0]
+    for row in sets.values():
+        assert set(row) == SET_KEYS
+        low, high = row["interval"]
+        assert low <= row["accuracy"] <= high
+        assert len(row["fold_accuracy"]) == 2
+
+
+def test_same_arguments_same_result_whatever_the_workers_and_global_rng_untouched():
+    images, labels = photo_task(size=32, per_class=6, seed=2)
+    state = torch.random.get_rng_state()
+    arguments = {"specs": {"grid4": fastmix.MixSpec(grid=(4, 4), donors=2)}, "epochs": 2,
+                 "folds": 2, "seed": 5, "batch_size": 8, "progress": False}
+    first = fastmix.utility(images, labels, workers=2, **arguments)
+    second = fastmix.utility(images, labels, workers=0, **arguments)
+    assert first == second
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert first["specs"]["control"]["block"] == [1, 1]
+    assert first["specs"]["grid4"]["grid"] == [4, 4]
+
+
+def test_a_store_and_progress_lines(tiny_store):
+    lines = []
+    result = fastmix.utility(tiny_store, specs=("balanced",), epochs=1, folds=2,
+                             batch_size=16, augment=True, progress=lines.append)
+    assert result["images"] == 60 and result["augment"] and result["model"] == "cnn"
+    assert len(lines) == 2 * 3 and lines[0].startswith("utility: fold 1/2 original: accuracy")
+
+
+def test_resnet18_is_resnet18():
+    from fastmix.audit.deep import build_model
+
+    model = build_model("resnet18", 3, 1000)
+    # torchvision's resnet18() has exactly this many parameters
+    assert sum(parameter.numel() for parameter in model.parameters()) == 11_689_512
+    grey = build_model("resnet18", 1, 7).eval()
+    with torch.no_grad():
+        assert tuple(grey(torch.zeros(2, 1, 64, 64)).shape) == (2, 7)
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"model": "vgg"}, "unknown model"),
+    ({"folds": 1}, "folds must be"),
+    ({"folds": 7}, "at least 7 images of every label"),
+    ({"specs": ("fastest",)}, "neither a privacy preset"),
+    ({"specs": {"control": fastmix.MixSpec()}}, "reference set"),
+    ({"device": "tpu"}, "device must be"),
+])
+def test_bad_arguments(tiny_store, arguments, message):
+    with pytest.raises(fastmix.BadInputError, match=message):
+        fastmix.utility(tiny_store, **{"epochs": 1, "progress": False, **arguments})
+
+
+def test_an_array_needs_its_labels():
+    images, _ = photo_task(size=16, per_class=2)
+    with pytest.raises(fastmix.BadInputError, match="labels are required"):
+        fastmix.utility(images)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_without_a_gpu_is_bad_input(tiny_store):
+    with pytest.raises(fastmix.BadInputError, match="no CUDA GPU"):
+        fastmix.utility(tiny_store, device="cuda", progress=False)
+    result = run_cli("utility", str(tiny_store), "--device", "cuda", cwd=tiny_store.parent)
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "no CUDA GPU" in result.stderr
+
+
+def test_cli_json(tiny_store):
+    result = run_cli("utility", tiny_store.name, "--privacy", "fast,balanced", "--block", "8x8",
+                     "--epochs", "1", "--folds", "2", "--batch-size", "16", "--json",
+                     cwd=tiny_store.parent)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert list(report["sets"]) == ["original", "fast", "balanced", "control"]
+    assert report["specs"]["balanced"]["block"] == [8, 8]
+    assert report["specs"]["fast"]["prob"] == 0.5
+    assert report["folds"] == 2 and report["epochs"] == 1 and report["model"] == "cnn"
+    for row in report["sets"].values():
+        assert set(row) == SET_KEYS
+    assert sorted(path.name for path in tiny_store.parent.iterdir()) == ["tiny.h5"]
+
+
+def test_cli_table(tiny_store):
+    result = run_cli("utility", tiny_store.name, "--epochs", "1", "--folds", "2",
+                     "--workers", "0", cwd=tiny_store.parent)
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.splitlines()
+    assert rows[0].startswith("utility: cnn, 1 epochs, 2 folds, 60 images")
+    assert [row.split()[0] for row in rows[2:]] == ["original", "balanced", "control"]
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (("missing.h5",), "missing.h5"),
+    (("tiny.h5", "--privacy", "fast,bogus"), "--privacy must list presets"),
+    (("tiny.h5", "--folds", "1"), "--folds must be an integer >= 2"),
+    (("tiny.h5", "--model", "vgg"), "unknown model"),
+    (("tiny.h5", "--block", "64x64"), "block"),
+])
+def test_cli_bad_input(tiny_store, arguments, message):
+    result = run_cli("utility", *arguments, "--json", cwd=tiny_store.parent)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert json.loads(result.stdout)["exit_status"] == 2
+
+
+def test_cli_without_torch_names_the_extra(tiny_store):
+    script = ("import sys; sys.modules['torch'] = None\n"  # import torch now fails
+              "from fastmix.cli import main\n"
+              f"sys.exit(main(['utility', {str(tiny_store)!r}]))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "fastmix utility: error: the deep-learning utility check needs PyTorch, which is not "
+        "installed; install it with pip install 'fastmix[torch]'")
