@@ -40,16 +40,17 @@ def tiny_store(tmp_path_factory):
 def test_the_control_is_clearly_worse_than_the_original():
     """On the photo task the 1x1-pixel control loses what the blocks keep.
 
-    Measured (64x64, 20 crops per picture, 2 folds, 6 epochs, seeds 0-4): see the margins.
+    Measured with these arguments and seeds 0, 1, 2 (data and check alike): original 0.540,
+    0.567, 0.583; control 0.267, 0.227, 0.337 (chance 0.1); so the control is 0.25-0.34 below.
     """
-    images, labels = photo_task(size=64, per_class=20, seed=0)
-    result = fastmix.utility(images, labels, specs=("fast",), epochs=6, folds=2, seed=0,
-                             workers=2, progress=False)
+    images, labels = photo_task(size=64, per_class=30, seed=0)
+    result = fastmix.utility(images, labels, specs=("fast",), epochs=8, folds=2, seed=0,
+                             batch_size=16, workers=2, progress=False)
     sets = result["sets"]
     assert set(sets) == {"original", "fast", "control"}
-    assert sets["original"]["accuracy"] > 0.45
-    assert sets["control"]["accuracy"] < sets["original"]["accuracy"] - 0.2
-    assert sets["control"]["change"] < -0.2
+    assert sets["original"]["accuracy"] > 0.4
+    assert sets["control"]["accuracy"] < sets["original"]["accuracy"] - 0.15
+    assert sets["control"]["change"] < -0.15
     assert sets["original"]["change"] == 0 and sets["original"]["change_interval"] == [0, 0]
     for row in sets.values():
         assert set(row) == SET_KEYS
@@ -103,10 +104,12 @@ def test_bad_arguments(tiny_store, arguments, message):
         fastmix.utility(tiny_store, **{"epochs": 1, "progress": False, **arguments})
 
 
-def test_an_array_needs_its_labels():
-    images, _ = photo_task(size=16, per_class=2)
+def test_an_array_needs_its_labels_of_two_kinds_at_least():
+    images, labels = photo_task(size=16, per_class=2)
     with pytest.raises(fastmix.BadInputError, match="labels are required"):
         fastmix.utility(images)
+    with pytest.raises(fastmix.BadInputError, match="at least two labels"):
+        fastmix.utility(images, labels * 0)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")

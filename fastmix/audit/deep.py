@@ -370,6 +370,8 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
     named = _named_specs(specs)
     images, labels = _load(source, labels, parse_memory(memory))
     classes = int(labels.max()) + 1
+    if classes < 2:
+        raise BadInputError("the utility check needs images of at least two labels, found one")
     smallest = int(np.bincount(labels).min())
     if smallest < folds:
         raise BadInputError(
