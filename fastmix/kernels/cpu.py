@@ -29,7 +29,7 @@ _compile = njit(inline="always", cache=True, nogil=True)
 copy_row_segment = _compile(body.copy_row_segment)
 fill_level_table = harden_body.fill_level_table
 orient_block = harden_body.orient_block
-jitter_block = harden_body.jitter_block
+value_step_block = harden_body.value_step_block
 orient_and_look_up = harden_body.orient_and_look_up
 blur_band_rows = harden_body.blur_band_rows
 blur_columns = vectors.blur_columns
@@ -145,8 +145,9 @@ def _hardened_gather(source, out, source_map, codes, jitter, order, row_edges, c
                                        channels, step == harden_body.TABLE, table, offset,
                                        table_size)
                     if step != harden_body.TABLE and step != harden_body.COPY:
-                        jitter_block(out, image, top, left, height, width, channels, low, span,
-                                     step == harden_body.INTEGER, brightness, contrast, tone)
+                        value_step_block(out, image, top, left, height, width, channels, False,
+                                         table, offset, low, span, step == harden_body.INTEGER,
+                                         brightness, contrast, tone)
             if band_rows.size > 0:
                 blur_band_rows(out, image, band_rows, lines[worker], weights, radius, low,
                                high, blur_integer)

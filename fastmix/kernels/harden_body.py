@@ -24,7 +24,7 @@ Value steps (``step`` of :func:`copy_block_row`): :data:`COPY` stores the source
 :data:`INTEGER` and :data:`FLOAT` compute the jitter of :func:`jitter_level` on the value.
 The table holds exactly the values the arithmetic gives, so the choice never changes a byte.
 A CPU kernel orients a whole block first (:func:`orient_block`), then applies the value
-step to the output block in place (:func:`look_up_block`, :func:`jitter_block`): the same
+step to the output block in place (:func:`value_step_block`): the same
 bytes, in contiguous loops.
 
 Numba's on-disk cache of a kernel that calls these bodies is keyed on the kernel's own file:
@@ -207,15 +207,30 @@ def orient_block(source, out, image, source_image, code, top, left, height, widt
 
 
 @body
-def look_up_block(out, image, top, left, height, width, channels, table, offset):
-    """Replace every value ``v`` of an output block by ``table[v - offset]``, in place."""
+def value_step_block(out, image, top, left, height, width, channels, look_up, table, offset,
+                     low, span, integer, brightness, contrast, tone):
+    """Apply the value step to every value ``v`` of an output block, in place.
+
+    ``table[v - offset]`` if ``look_up`` (:data:`TABLE`), else :func:`jittered_value`.
+    """
     image = np.uint64(image)
     first = left * channels
     for row in range(top, top + height):
         row = np.uint64(row)
         for unit in range(first, first + width * channels):
             at = np.uint64(unit)
-            out[image, row, at] = table[np.uint64(int(out[image, row, at]) - offset)]
+            if look_up:
+                out[image, row, at] = table[np.uint64(int(out[image, row, at]) - offset)]
+            else:
+                out[image, row, at] = jittered_value(out[image, row, at], low, span, integer,
+                                                     brightness, contrast, tone)
+
+
+@body
+def look_up_block(out, image, top, left, height, width, channels, table, offset):
+    """Replace every value ``v`` of an output block by ``table[v - offset]``, in place."""
+    value_step_block(out, image, top, left, height, width, channels, True, table, offset,
+                     0.0, 1.0, True, 0.0, 1.0, 1.0)
 
 
 @body
@@ -229,20 +244,6 @@ def orient_and_look_up(source, out, image, source_image, code, top, left, height
     orient_block(source, out, image, source_image, code, top, left, height, width, channels)
     if look_up:
         look_up_block(out, image, top, left, height, width, channels, table, offset)
-
-
-@body
-def jitter_block(out, image, top, left, height, width, channels, low, span, integer,
-                 brightness, contrast, tone):
-    """Jitter every value of an output block in place (:func:`jittered_value`)."""
-    image = np.uint64(image)
-    first = left * channels
-    for row in range(top, top + height):
-        row = np.uint64(row)
-        for unit in range(first, first + width * channels):
-            at = np.uint64(unit)
-            out[image, row, at] = jittered_value(out[image, row, at], low, span, integer,
-                                                 brightness, contrast, tone)
 
 
 @body

@@ -35,6 +35,54 @@ def has_vbmi() -> bool:
     return bool(features.get("avx512vbmi")) and bool(features.get("avx512bw"))
 
 
+BYTES = ir.VectorType(ir.IntType(8), VECTOR_BYTES)
+MASK = ir.VectorType(ir.IntType(1), VECTOR_BYTES)
+POINTER = ir.PointerType(BYTES)
+WORD = ir.IntType(32)
+
+
+def _function(builder, name, return_type, argument_types):
+    return cgutils.get_or_insert_function(builder.module,
+                                          ir.FunctionType(return_type, argument_types), name)
+
+
+def _masked_load(builder, data, at, mask):
+    """Return ``data[at:at + 64]`` where ``mask`` is set (zero elsewhere, nothing read)."""
+    load = _function(builder, "llvm.masked.load.v64i8.p0", BYTES, [POINTER, WORD, MASK, BYTES])
+    return builder.call(load, [builder.bitcast(builder.gep(data, [at]), POINTER),
+                               ir.Constant(WORD, 1), mask, ir.Constant(BYTES, None)])
+
+
+def _masked_store(builder, values, data, at, mask):
+    """``data[at:at + 64] = values`` where ``mask`` is set (nothing written elsewhere)."""
+    store = _function(builder, "llvm.masked.store.v64i8.p0", ir.VoidType(),
+                      [BYTES, POINTER, WORD, MASK])
+    builder.call(store, [values, builder.bitcast(builder.gep(data, [at]), POINTER),
+                         ir.Constant(WORD, 1), mask])
+
+
+def _looked_up(builder, table_data, index):
+    """``table[index]`` for 64 byte indices into a 256-byte table: two ``vpermi2b``."""
+    permute = _function(builder, "llvm.x86.avx512.vpermi2var.qi.512", BYTES,
+                        [BYTES, BYTES, BYTES])
+    quarters = [builder.load(builder.bitcast(
+        builder.gep(table_data, [ir.Constant(ir.IntType(64), VECTOR_BYTES * k)]), POINTER),
+        align=1) for k in range(4)]
+    low_half = builder.call(permute, [quarters[0], index, quarters[1]])
+    high_half = builder.call(permute, [quarters[2], index, quarters[3]])
+    upper = builder.icmp_signed("<", index, ir.Constant(BYTES, None))
+    return builder.select(upper, high_half, low_half)
+
+
+def _data(context, builder, signature, arguments, position):
+    return context.make_array(signature.args[position])(context, builder,
+                                                        arguments[position]).data
+
+
+def _bytes_only(*arrays) -> bool:
+    return all(array.layout == "C" and array.dtype == types.uint8 for array in arrays)
+
+
 @intrinsic
 def look_up_64(typingctx, table, pixels, at, count):
     """``pixels.flat[at + i] = table[pixels.flat[at + i]]`` for ``i < count <= 64`` (uint8).
@@ -42,40 +90,18 @@ def look_up_64(typingctx, table, pixels, at, count):
     ``table`` holds 256 uint8 values; ``pixels`` is a C-contiguous uint8 array. Bytes at
     and after ``count`` are neither read nor written (masked load and store).
     """
-    if pixels.layout != "C" or pixels.dtype != types.uint8 or table.dtype != types.uint8:
+    if not _bytes_only(table, pixels):
         return None  # flat offsets need C-contiguous bytes
     signature = types.void(table, pixels, types.intp, types.intp)
 
     def codegen(context, builder, signature, arguments):
-        table_value, pixels_value, at_value, count_value = arguments
-        byte, word, lane = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-        vector = ir.VectorType(byte, VECTOR_BYTES)
-        mask_type = ir.VectorType(ir.IntType(1), VECTOR_BYTES)
-        pointer = ir.PointerType(vector)
-        module = builder.module
-        load = cgutils.get_or_insert_function(
-            module, ir.FunctionType(vector, [pointer, word, mask_type, vector]),
-            "llvm.masked.load.v64i8.p0")
-        store = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [vector, pointer, word, mask_type]),
-            "llvm.masked.store.v64i8.p0")
-        permute = cgutils.get_or_insert_function(
-            module, ir.FunctionType(vector, [vector, vector, vector]),
-            "llvm.x86.avx512.vpermi2var.qi.512")
-        table_data = context.make_array(signature.args[0])(context, builder, table_value).data
-        pixel_data = context.make_array(signature.args[1])(context, builder, pixels_value).data
-        quarters = [builder.load(builder.bitcast(
-            builder.gep(table_data, [ir.Constant(lane, VECTOR_BYTES * k)]), pointer), align=1)
-            for k in range(4)]
-        mask = builder.bitcast(_low_bits(builder, count_value), mask_type)
-        address = builder.bitcast(builder.gep(pixel_data, [at_value]), pointer)
-        alignment = ir.Constant(word, 1)
-        index = builder.call(load, [address, alignment, mask, ir.Constant(vector, None)])
-        low_half = builder.call(permute, [quarters[0], index, quarters[1]])
-        high_half = builder.call(permute, [quarters[2], index, quarters[3]])
-        upper = builder.icmp_signed("<", index, ir.Constant(vector, None))
-        builder.call(store, [builder.select(upper, high_half, low_half), address, alignment,
-                             mask])
+        at, count = arguments[2], arguments[3]
+        pixel_data = _data(context, builder, signature, arguments, 1)
+        mask = builder.bitcast(_low_bits(builder, count), MASK)
+        index = _masked_load(builder, pixel_data, at, mask)
+        _masked_store(builder, _looked_up(builder, _data(context, builder, signature,
+                                                          arguments, 0), index),
+                      pixel_data, at, mask)
         return context.get_dummy_value()
 
     return signature, codegen
@@ -104,56 +130,27 @@ def mirror_64(typingctx, table, source, source_at, out, out_at, index, index_at,
     ``index`` holds 64 byte positions (a permutation of the ``count`` bytes read: the
     reversed pixel order of a mirrored row); one ``vpermb`` moves them all.
     """
-    arrays = (table, source, out, index)
-    if any(array.layout != "C" or array.dtype != types.uint8 for array in arrays):
+    if not _bytes_only(table, source, out, index):
         return None  # flat offsets need C-contiguous bytes
     signature = types.void(table, source, types.intp, out, types.intp, index, types.intp,
                            types.intp, types.boolean)
 
     def codegen(context, builder, signature, arguments):
-        source_at, out_at, index_at, count, look_up_value = arguments[2], arguments[4], \
-            arguments[6], arguments[7], arguments[8]
-        byte, word, lane = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-        vector = ir.VectorType(byte, VECTOR_BYTES)
-        mask_type = ir.VectorType(ir.IntType(1), VECTOR_BYTES)
-        pointer = ir.PointerType(vector)
-        module = builder.module
-        load = cgutils.get_or_insert_function(
-            module, ir.FunctionType(vector, [pointer, word, mask_type, vector]),
-            "llvm.masked.load.v64i8.p0")
-        store = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [vector, pointer, word, mask_type]),
-            "llvm.masked.store.v64i8.p0")
-        permute = cgutils.get_or_insert_function(
-            module, ir.FunctionType(vector, [vector, vector]), "llvm.x86.avx512.permvar.qi.512")
-        permute2 = cgutils.get_or_insert_function(
-            module, ir.FunctionType(vector, [vector, vector, vector]),
-            "llvm.x86.avx512.vpermi2var.qi.512")
-
-        def data(position):
-            return context.make_array(signature.args[position])(
-                context, builder, arguments[position]).data
-
-        mask = builder.bitcast(_low_bits(builder, count), mask_type)
-        alignment = ir.Constant(word, 1)
-        read = builder.call(load, [builder.bitcast(builder.gep(data(1), [source_at]), pointer),
-                                   alignment, mask, ir.Constant(vector, None)])
-        order = builder.load(builder.bitcast(builder.gep(data(5), [index_at]), pointer),
-                             align=1)
+        source_at, out_at, index_at, count, look_up_value = (
+            arguments[2], arguments[4], arguments[6], arguments[7], arguments[8])
+        permute = _function(builder, "llvm.x86.avx512.permvar.qi.512", BYTES, [BYTES, BYTES])
+        mask = builder.bitcast(_low_bits(builder, count), MASK)
+        read = _masked_load(builder, _data(context, builder, signature, arguments, 1),
+                            source_at, mask)
+        order = builder.load(builder.bitcast(builder.gep(
+            _data(context, builder, signature, arguments, 5), [index_at]), POINTER), align=1)
         moved = builder.call(permute, [read, order])
-        quarters = [builder.load(builder.bitcast(
-            builder.gep(data(0), [ir.Constant(lane, VECTOR_BYTES * k)]), pointer), align=1)
-            for k in range(4)]
-        low_half = builder.call(permute2, [quarters[0], moved, quarters[1]])
-        high_half = builder.call(permute2, [quarters[2], moved, quarters[3]])
-        upper = builder.icmp_signed("<", moved, ir.Constant(vector, None))
-        looked_up = builder.select(upper, high_half, low_half)
+        looked_up = _looked_up(builder, _data(context, builder, signature, arguments, 0), moved)
         flag = look_up_value
         if flag.type != ir.IntType(1):
             flag = builder.icmp_unsigned("!=", flag, ir.Constant(flag.type, 0))
-        result = builder.select(flag, looked_up, moved)
-        builder.call(store, [result, builder.bitcast(builder.gep(data(3), [out_at]), pointer),
-                             alignment, mask])
+        _masked_store(builder, builder.select(flag, looked_up, moved),
+                      _data(context, builder, signature, arguments, 3), out_at, mask)
         return context.get_dummy_value()
 
     return signature, codegen
