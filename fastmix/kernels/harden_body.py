@@ -19,7 +19,7 @@ transposes (square blocks only). Output pixel ``(y, x)`` of a block of ``height`
 reads source pixel ``(row, col)`` where ``(row, col) = (x, y)`` if bit 2 else ``(y, x)``,
 then ``row = height - 1 - row`` if bit 1 and ``col = width - 1 - col`` if bit 0.
 
-Value steps (``step`` of :func:`copy_block_row`): :data:`COPY` stores the source value,
+Value steps (``step`` of :func:`copy_run`): :data:`COPY` stores the source value,
 :data:`TABLE` looks it up in the block's level table (:func:`fill_level_table`),
 :data:`INTEGER` and :data:`FLOAT` compute the jitter of :func:`jitter_level` on the value.
 The table holds exactly the values the arithmetic gives, so the choice never changes a byte.
@@ -141,13 +141,7 @@ def fill_level_table(table, levels, low, span, brightness, contrast, tone):
 
     ``levels[v]`` is ``v / span`` (the level of value ``v + low``, computed once per run).
     """
-    fill_level_range(table, levels, 0, levels.size, low, span, brightness, contrast, tone)
-
-
-@body
-def fill_level_range(table, levels, first, last, low, span, brightness, contrast, tone):
-    """:func:`fill_level_table` for the levels ``first..last - 1`` only (the rest untouched)."""
-    for index in range(first, last):
+    for index in range(levels.size):
         at = np.uint64(index)
         level = jitter_from_level(levels[at], brightness, contrast, tone)
         table[at] = round_half_even(product(level, span)) + low
@@ -157,10 +151,10 @@ def fill_level_range(table, levels, first, last, low, span, brightness, contrast
 def orient_block(source, out, image, source_image, code, top, left, height, width, channels):
     """Copy one source block into its output block, oriented by ``code`` (no value step).
 
-    The same pixels as :func:`copy_block_row` with :data:`COPY`, in loops a CPU runs fast: a
-    row read forwards is one contiguous copy, a mirrored or transposed one a strided loop a
-    channel at a time; indices are unsigned (see :func:`copy_run`). No array views: in a
-    CPU kernel each would count references atomically.
+    The orientation rule above (the pixels of :func:`copy_run` with :data:`COPY`), in loops
+    a CPU runs fast: a row read forwards is one contiguous copy, a mirrored or transposed
+    one goes pixel by pixel; indices are unsigned (see :func:`copy_run`). No array views:
+    in a CPU kernel each would count references atomically.
     """
     image = np.uint64(image)
     source_image = np.uint64(source_image)
@@ -290,32 +284,6 @@ def copy_run(source, out, image, source_image, out_row, out_unit, row, unit, row
             else:
                 out[image, out_row, position] = jittered_value(
                     value, low, span, step == INTEGER, brightness, contrast, tone)
-
-
-@body
-def copy_block_row(source, out, image, source_image, code, top, left, height, width, y,
-                   channels, step, table, offset, low, span, brightness, contrast, tone):
-    """Row ``y`` of one output block: orient the source block, then apply the value step.
-
-    ``source`` and ``out`` are ``(n, H, W * channels)``; the block's top-left pixel is
-    ``(top, left)``. ``offset`` is ``int(low)`` (the table's first value). The source
-    pixels of one output row form a run (:func:`copy_run`): along a source row, forwards or
-    backwards, or down or up a source column when the code transposes.
-    """
-    if code < 4:
-        row = top + (height - 1 - y if code & 2 else y)
-        row_step = 0
-        if code & 1:
-            unit, unit_step = (left + width - 1) * channels, -channels
-        else:
-            unit, unit_step = left * channels, channels
-    else:
-        row, row_step = (top + height - 1, -1) if code & 2 else (top, 1)
-        unit = (left + (width - 1 - y if code & 1 else y)) * channels
-        unit_step = 0
-    copy_run(source, out, image, source_image, top + y, left * channels, row, unit, row_step,
-             unit_step, width, channels, step, table, offset, low, span, brightness, contrast,
-             tone)
 
 
 @body
