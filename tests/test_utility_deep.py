@@ -11,7 +11,7 @@ import sys
 
 import h5py
 import pytest
-from test_cli_support import run_cli
+from test_cli_support import run_cli, terminal_output
 
 import fastmix
 
@@ -78,6 +78,15 @@ def test_a_store_and_progress_lines(tiny_store):
                              batch_size=16, augment=True, progress=lines.append)
     assert result["images"] == 60 and result["augment"] and result["model"] == "cnn"
     assert len(lines) == 2 * 3 and lines[0].startswith("utility: fold 1/2 original: accuracy")
+
+
+def test_progress_bar_and_lines_on_a_terminal(tiny_store):
+    text = terminal_output(
+        "import sys, fastmix\n"
+        "fastmix.utility(sys.argv[1], epochs=2, folds=2, batch_size=8, workers=0)\n",
+        str(tiny_store), size=(24, 100))
+    assert "utility: fold 2/2 control: accuracy" in text
+    assert "utility: 100%" in text  # dropped partial batches are not counted in the total
 
 
 def test_resnet18_is_resnet18():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 
@@ -214,6 +215,11 @@ def _augment(torch, batch, generator):
     return torch.stack(crops)
 
 
+def _images_per_epoch(count: int, batch_size: int) -> int:
+    """Images trained on per epoch: whole batches only, unless all fit in one."""
+    return count if count <= batch_size else count // batch_size * batch_size
+
+
 def _normalise(batch):
     return (batch - 0.5) / 0.25
 
@@ -240,7 +246,8 @@ def _train_and_test(torch, model_name: str, path: str, classes: int, test_images
                                          generator=torch.Generator().manual_seed(seed + 2),
                                          num_workers=workers,
                                          persistent_workers=workers > 0,
-                                         drop_last=len(dataset) > batch_size)
+                                         drop_last=_images_per_epoch(len(dataset),
+                                                                     batch_size) < len(dataset))
     steps = epochs * len(loader)
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps)
@@ -386,8 +393,8 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
     control = control_spec(next(iter(named.values())))
     training_sets = {"original": None, **named, "control": control}
     fold_parts = _stratified_folds(labels, folds, seed)
-    per_train = sum(len(labels) - len(part) for part in fold_parts) // folds
-    total = folds * len(training_sets) * epochs * per_train
+    total = len(training_sets) * epochs * sum(
+        _images_per_epoch(len(labels) - len(part), batch_size) for part in fold_parts)
     scores = {name: [] for name in training_sets}
     trained = {name: [] for name in training_sets}
 
@@ -401,7 +408,7 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
             if callable(progress) and progress is not True:
                 progress(line)
             elif bar.bar is not None:
-                bar.bar.write(line)
+                bar.bar.write(line, file=sys.stderr)  # above the bar, which is on stderr
 
         for fold, test in enumerate(fold_parts):
             train = np.setdiff1d(np.arange(len(labels)), test)
