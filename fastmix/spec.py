@@ -18,6 +18,18 @@ MAX_SEAM_BLUR = 16.0
 #: input (a tampered ``rounds`` of a billion must be refused, not run).
 MAX_ROUNDS = 64
 PRESETS = ("fast", "balanced", "strong")
+_HARDENED = {"mode": "permute", "prob": 1.0, "orient": "d4", "jitter": DEFAULT_JITTER,
+             "seam_blur": 1.0}
+#: Each preset's parameters. The geometry is part of the privacy (issue 13): on the default
+#: 2x8 grid (96x24 blocks on 192x192) the hardened groups of 11 were weak on faces and
+#: photographs, so ``balanced`` and ``strong`` cut blocks relative to the image side and mix
+#: whole labels. Measured with ``python bench/bench_frontier.py`` (README, "How private is
+#: it?"). ``fast`` stays the paper's parameters on the default grid.
+PRESET_PARAMETERS: dict[str, dict] = {
+    "fast": {"mode": "permute", "donors": 10, "prob": 0.5},
+    "balanced": {**_HARDENED, "grid": (12, 12), "group": "window"},
+    "strong": {**_HARDENED, "grid": (16, 16), "group": "window"},
+}
 #: The preset used when none is named (the command line). See docs/hardening.md.
 DEFAULT_PRESET = "balanced"
 #: Under this group size the restoration attack undoes most of the mixing even with hardening.
@@ -194,23 +206,28 @@ class MixSpec:
     def preset(cls, name: str, **overrides: object) -> MixSpec:
         """Return a spec from a privacy preset, with any parameter overridden.
 
-        ``fast``: the paper's parameters (donors 10, prob 0.5), no hardening. ``balanced``:
-        permute, prob 1, groups of 11 (donors 10), keyed ``d4`` orientation (``flip`` on
-        non-square blocks), default jitter and a seam blur of 1 pixel. ``strong``: the same
-        with groups of 25 (donors 24). Geometry is not part of a preset: give ``block`` or
-        ``grid`` as an override (default grid 2x8).
+        ``fast``: the paper's parameters (donors 10, prob 0.5) on the default 2x8 grid, no
+        hardening, reversible. ``balanced``: permute, prob 1, blocks of a twelfth of the
+        image side (grid 12x12: 16x16 on 192x192), groups of the whole label in a window,
+        keyed ``d4`` orientation (``flip`` on non-square blocks), default jitter and a seam
+        blur of 1 pixel; one-way. ``strong``: the same with blocks of a sixteenth of the side
+        (grid 16x16: 12x12 on 192x192). See :data:`PRESET_PARAMETERS` and docs/hardening.md.
+
+        ``block`` or ``grid`` among ``overrides`` replaces the preset's geometry; ``donors``
+        without ``group`` replaces its groups (groups of ``donors + 1``), and so does paper
+        mode (which has no groups).
         """
         if name not in PRESETS:
             raise BadInputError(
                 f"privacy preset must be one of {', '.join(PRESETS)}, got {name!r}"
             )
-        hardened = {"mode": "permute", "prob": 1.0, "orient": "d4",
-                    "jitter": DEFAULT_JITTER, "seam_blur": 1.0}
-        parameters: dict = {
-            "fast": {"mode": "permute", "donors": 10, "prob": 0.5},
-            "balanced": {**hardened, "donors": 10},
-            "strong": {**hardened, "donors": 24},
-        }[name]
+        parameters = dict(PRESET_PARAMETERS[name])
+        if "block" in overrides or "grid" in overrides:
+            parameters.pop("block", None)
+            parameters.pop("grid", None)
+        if "group" not in overrides and ("donors" in overrides
+                                         or overrides.get("mode", "permute") != "permute"):
+            parameters.pop("group", None)
         parameters.update(overrides)
         return cls(**parameters)
 

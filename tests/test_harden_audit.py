@@ -32,7 +32,9 @@ def attack(lfw, spec, scorer):
                               groups_known=True, seed=0)
 
 
-BALANCED = MixSpec.preset("balanced", block=(5, 5))
+# The balanced preset of fastmix 0.1.0 (groups of 11), the setting these attack tests were
+# measured on; today's presets also set the geometry and mix whole labels.
+BALANCED = MixSpec(block=(5, 5), prob=1.0, orient="d4", jitter=True, seam_blur=1.0)
 
 
 @pytest.fixture(scope="module")

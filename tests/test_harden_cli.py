@@ -29,10 +29,18 @@ def test_no_flag_gives_the_default_preset():
 def test_balanced_is_printed_with_its_parameters():
     spec, line, found = parse("--privacy", "balanced", "--block", "5x5")
     assert spec == MixSpec.preset("balanced", block=(5, 5))
-    for fragment in ("groups of 11", "prob 1", "orientation d4", "jitter brightness +-0.1",
+    for fragment in ("block 5x5", "groups of the whole label in a window", "prob 1",
+                     "orientation d4", "jitter brightness +-0.1",
                      "seam blur sigma 1 px", "one-way"):
         assert fragment in line
     assert found == []
+
+
+def test_the_default_preset_sets_its_grid_and_block_or_grid_override_it():
+    spec, line, _ = parse()
+    assert spec.grid == MixSpec.preset(DEFAULT_PRESET).grid and f"grid {spec.grid[0]}x" in line
+    assert parse("--grid", "2x8")[0].grid == (2, 8)
+    assert parse("--privacy", "strong", "--block", "96x24")[0].block == (96, 24)
 
 
 def test_fast_is_the_paper_and_reversible():

@@ -41,13 +41,24 @@ def test_group_size():
 
 def test_presets():
     fast = MixSpec.preset("fast")
-    assert (fast.donors, fast.prob, fast.hardened) == (10, 0.5, False)
-    balanced = MixSpec.preset("balanced", block=(5, 5))
-    assert balanced.group_size(1000) == 11 and balanced.prob == 1.0
+    assert (fast.donors, fast.prob, fast.hardened, fast.grid) == (10, 0.5, False, (2, 8))
+    balanced = MixSpec.preset("balanced")
+    assert balanced.grid == (12, 12) and balanced.block_shape(192, 192) == (16, 16)
+    assert balanced.group_size(1000) == 1000 and balanced.prob == 1.0
     assert (balanced.orient, balanced.jitter, balanced.seam_blur) == ("d4", (0.1, 0.2, 0.2), 1.0)
     assert not balanced.reversible
-    strong = MixSpec.preset("strong", grid=(5, 5), prob=0.9)
-    assert strong.group_size(1000) == 25 and strong.prob == 0.9 and strong.grid == (5, 5)
+    strong = MixSpec.preset("strong", prob=0.9)
+    assert strong.block_shape(192, 192) == (12, 12) and strong.group == "window"
+    assert strong.prob == 0.9 and strong.hardened
+
+
+def test_overrides_replace_the_presets_geometry_and_groups():
+    assert MixSpec.preset("balanced", block=(5, 5)).block == (5, 5)
+    assert MixSpec.preset("balanced", block=(5, 5)).grid is None
+    assert MixSpec.preset("strong", grid=(2, 8)).grid == (2, 8)
+    assert MixSpec.preset("balanced", donors=24).group_size(1000) == 25
+    assert MixSpec.preset("balanced", donors=24, group=13).group_size(1000) == 13
+    assert MixSpec.preset("balanced", group=11).group_size(1000) == 11
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

@@ -24,7 +24,9 @@ FROZEN = {
                           MixSpec(block=(5, 3), group=5, prob=0.7, rounds=2)),
     "orient-flip": ("a747a9a5aa5caad91439a63f",
                     MixSpec(block=(4, 4), orient="flip", prob=1.0, donors=3)),
-    "balanced": ("305a890161626a8ad1169a2f", MixSpec.preset("balanced", block=(4, 4))),
+    # the balanced preset of 0.1.0: groups of 11, d4, jitter, seam blur 1
+    "balanced": ("305a890161626a8ad1169a2f",
+                 MixSpec(block=(4, 4), prob=1.0, orient="d4", jitter=True, seam_blur=1.0)),
     "paper": ("8be711fbd5458daaa5388219", MixSpec(block=(4, 4), mode="paper", donors=3)),
     "paper-r2": ("af7032066c35d0c02b863444",
                  MixSpec(grid=(3, 5), mode="paper", rounds=2, prob=0.9)),

@@ -32,7 +32,8 @@ def add_scheme_arguments(parser: argparse.ArgumentParser):
     geometry = scheme.add_mutually_exclusive_group()
     geometry.add_argument("--block", metavar="HxW", help="block size in pixels, e.g. 96x24")
     geometry.add_argument("--grid", metavar="ROWSxCOLS",
-                          help="block grid, e.g. 2x8 (the default)")
+                          help="block grid, e.g. 2x8; default the preset's (balanced 12x12, "
+                               "strong 16x16, fast 2x8)")
     scheme.add_argument("--donors", metavar="N",
                         help="donor images per image (permute: groups of N+1)")
     scheme.add_argument("--prob", metavar="P",
@@ -51,10 +52,12 @@ def add_hardening_arguments(parser: argparse.ArgumentParser, several: bool = Fal
 
     group = parser.add_argument_group(
         "privacy preset and hardening",
-        "a preset sets every mixing parameter; any flag given beside it overrides that "
-        "parameter. fast: the paper's parameters (donors 10, prob 0.5), no hardening, "
-        "reversible. balanced: permute, prob 1, groups of 11, keyed d4 orientation, jitter "
-        "and a 1-pixel seam blur; one-way. strong: the same with groups of 25.")
+        "a preset sets every mixing parameter, the block geometry included; any flag given "
+        "beside it overrides that parameter (--block or --grid the geometry). fast: the "
+        "paper's parameters (grid 2x8, donors 10, prob 0.5), no hardening, reversible. "
+        "balanced: permute, prob 1, grid 12x12 (16x16 blocks on 192x192), groups of the "
+        "whole label in a window, keyed d4 orientation, jitter and a 1-pixel seam blur; "
+        "one-way. strong: the same on a 16x16 grid (12x12 blocks on 192x192).")
     if several:
         group.add_argument("--privacy", metavar=",".join(preset_names()), default=None,
                            help=f"privacy presets, comma-separated; default {DEFAULT_PRESET}")
