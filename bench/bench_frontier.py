@@ -51,6 +51,9 @@ from fastmix.spec import DEFAULT_PRESET, PRESETS, MixSpec, describe
 
 SIZE = 192
 DEFAULT_OUT = Path("/tmp/fastmix-frontier.json")
+#: The JSON's sections: the points (name, axis, spec), and the measurements they refer to,
+#: cached by data, spec and settings, so that two points with one spec are measured once.
+SECTIONS = ("points", "audits", "utilities", "baselines")
 #: The hardening of the balanced preset before issue 13 (d4, default jitter, seam blur 1).
 HARDENED = {"mode": "permute", "prob": 1.0, "orient": "d4", "jitter": True, "seam_blur": 1.0}
 
@@ -76,30 +79,50 @@ def _block(side: int) -> dict:
 
 
 def sweep_points(quick: bool = False) -> list[Point]:
-    """Return the settings measured: the presets, then one axis at a time."""
-    points = [Point(f"preset {name}", "preset", name) for name in PRESETS]
+    """Return the settings measured, most wanted first: presets, then one axis at a time."""
+    points = [Point(f"preset {name}", "preset", name)
+              for name in (DEFAULT_PRESET, *(name for name in PRESETS
+                                            if name != DEFAULT_PRESET))]
+    # The presets as fastmix 0.1.0 defined them, on the default grid: where users started.
+    points += [Point("0.1.0 balanced (groups of 11, 96x24)", "preset before",
+                     overrides={**HARDENED, "donors": 10}),
+               Point("0.1.0 strong (groups of 25, 96x24)", "preset before",
+                     overrides={**HARDENED, "donors": 24})]
+    window_sides = (32, 24) if quick else (48, 32, 24, 16, 12)
+    for side in window_sides:
+        points.append(Point(f"hardened window {side}px", "group size",
+                            overrides={**HARDENED, "group": "window", **_block(side)}))
     sides = (48, 24, 12) if quick else (48, 32, 24, 16, 12, 8)
     for side in sides:
         points.append(Point(f"hardened g11 {side}px", "block size",
                             overrides={**HARDENED, "donors": 10, **_block(side)}))
-    window_sides = (24,) if quick else (48, 32, 24, 16, 12)
-    for side in window_sides:
-        points.append(Point(f"hardened window {side}px", "group size",
-                            overrides={**HARDENED, "group": "window", **_block(side)}))
-    if not quick:
-        points.append(Point("hardened window 96x24", "group size",
-                            overrides={**HARDENED, "group": "window"}))
-        points.append(Point("hardened g25 24px", "group size",
-                            overrides={**HARDENED, "donors": 24, **_block(24)}))
-        plain = {"mode": "permute", "prob": 1.0, "group": "window", **_block(24)}
-        points += [
-            Point("window 24px, no hardening", "hardening", overrides=plain),
-            Point("window 24px + d4", "hardening", overrides={**plain, "orient": "d4"}),
-            Point("window 24px + jitter", "hardening", overrides={**plain, "jitter": True}),
-            Point("window 24px + seam blur 1", "hardening",
-                  overrides={**plain, "seam_blur": 1.0}),
-        ]
+    if quick:
+        return points
+    points.append(Point("hardened window 96x24", "group size",
+                        overrides={**HARDENED, "group": "window"}))
+    points.append(Point("hardened g25 24px", "group size",
+                        overrides={**HARDENED, "donors": 24, **_block(24)}))
+    plain = {"mode": "permute", "prob": 1.0, "group": "window", **_block(24)}
+    points += [
+        Point("window 24px, no hardening", "hardening", overrides=plain),
+        Point("window 24px + d4", "hardening", overrides={**plain, "orient": "d4"}),
+        Point("window 24px + jitter", "hardening", overrides={**plain, "jitter": True}),
+        Point("window 24px + seam blur 1", "hardening", overrides={**plain, "seam_blur": 1.0}),
+    ]
     return points
+
+
+#: Settings that get the CNN under ``--cnn candidates`` besides the presets (``balanced`` and
+#: ``strong`` are the whole-label points at 32 and 24 pixels, so those are not repeated).
+CANDIDATES = ("0.1.0 balanced (groups of 11, 96x24)", "hardened window 48px",
+              "hardened window 16px", "hardened g11 24px", "window 24px, no hardening")
+
+
+def wants_cnn(point: Point, level: str) -> bool:
+    """Whether ``point`` gets the CNN at ``level`` (``presets``, ``candidates``, ``all``)."""
+    if point.axis == "preset" or level == "all":
+        return True
+    return level == "candidates" and point.name in CANDIDATES
 
 
 # ---------------------------------------------------------------- data
@@ -158,20 +181,43 @@ def measure_utility(images: np.ndarray, labels: np.ndarray, specs: dict, setting
 
 
 class Results:
-    """The JSON of all points, written after every measurement (a rerun skips done ones)."""
+    """The JSON of all points, saved after every measurement (a rerun skips done ones).
+
+    An audit run and a CNN run may share the file: each save re-reads it under a lock and
+    writes back only the fields this process measured.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data: dict = {"points": {}, "baselines": {}}
+        self.data: dict = {section: {} for section in SECTIONS}
+        self.changed: dict = {}
         if path.exists():
             self.data = json.loads(path.read_text())
 
+    def update(self, section: str, entry_id: str, **fields: object) -> dict:
+        """Set ``fields`` of one point (or baseline) and remember them for :meth:`save`."""
+        entry = self.data.setdefault(section, {}).setdefault(entry_id, {})
+        entry.update(fields)
+        self.changed.setdefault((section, entry_id), {}).update(fields)
+        return entry
+
     def save(self) -> None:
-        """Write the JSON atomically."""
+        """Merge what this process measured into the JSON on disk, atomically."""
+        import fcntl
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        partial.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        os.replace(partial, self.path)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = json.loads(self.path.read_text()) if self.path.exists() else {}
+            for section in SECTIONS:
+                data.setdefault(section, {})
+            data["meta"] = self.data.get("meta", data.get("meta", {}))
+            for (section, name), fields in self.changed.items():
+                data[section].setdefault(name, {}).update(fields)
+            partial = self.path.with_suffix(".partial")
+            partial.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(partial, self.path)
+            self.data = data
 
 
 def run_sweep(args: argparse.Namespace) -> Results:
@@ -179,7 +225,7 @@ def run_sweep(args: argparse.Namespace) -> Results:
     results = Results(args.out)
     points = sweep_points(args.quick)
     utility_settings = {"model": "cnn", "epochs": args.epochs, "folds": args.folds,
-                        "augment": False, "device": "cpu", "batch_size": 64,
+                        "augment": False, "device": "cpu", "batch_size": args.batch_size,
                         "workers": args.workers}
     results.data["meta"] = {
         "command": "python bench/bench_frontier.py " + " ".join(sys.argv[1:]),
@@ -192,118 +238,132 @@ def run_sweep(args: argparse.Namespace) -> Results:
         data_id = fingerprint(images, labels)
         print(f"{data_name}: {len(images)} images {images.shape[1:]}, "
               f"{len(np.unique(labels))} labels, data {data_id}", flush=True)
+        baseline_id = cache_key(data_id, utility_settings, args.seed)
         todo_utility = {}
         for point in points:
+            if args.axes and point.axis not in args.axes:
+                continue
             spec = point.spec()
-            entry_id = f"{data_name}:{point.name}"
-            entry = results.data["points"].setdefault(entry_id, {})
-            entry.update(data=data_name, name=point.name, axis=point.axis, preset=point.preset,
-                         spec=spec.to_dict(), describe=describe(spec, point.preset),
-                         block=list(spec.block_shape(SIZE, SIZE)))
             audit_id = cache_key(data_id, spec.canonical(), args.audit_sample, args.seed)
-            if not args.no_audit and entry.get("audit_key") != audit_id:
+            utility_id = cache_key(data_id, spec.canonical(), utility_settings, args.seed)
+            level = args.cnn if data_name == "photos" else args.face_cnn
+            if data_name == "faces" and point.name in args.face_extra:
+                level = "all"
+            results.update(
+                "points", f"{data_name}:{point.name}", data=data_name, name=point.name,
+                axis=point.axis, preset=point.preset, spec=spec.to_dict(),
+                describe=describe(spec, point.preset), block=list(spec.block_shape(SIZE, SIZE)),
+                audit_id=audit_id,
+                utility_id=utility_id if wants_cnn(point, level) else None,
+                baseline_id=baseline_id)
+            if not args.no_audit and audit_id not in results.data["audits"]:
                 load = os.getloadavg()[0]
-                entry["audit"] = measure_audit(images, labels, spec, sample=args.audit_sample,
-                                               seed=args.seed)
-                entry["audit"]["load"] = round(load, 1)
-                entry["audit_key"] = audit_id
+                audit = measure_audit(images, labels, spec, sample=args.audit_sample,
+                                      seed=args.seed)
+                results.update("audits", audit_id, **audit, load=round(load, 1))
                 results.save()
-            if "audit" in entry:
-                audit = entry["audit"]
-                print(f"  {point.name:<32} A {audit['advantage']:.3f} re-identified "
+            audit = results.data["audits"].get(audit_id)
+            if audit:
+                print(f"  {point.name:<40} A {audit['advantage']:.3f} re-identified "
                       f"{audit['reidentified']:.3f} {audit['verdict']:<8} "
                       f"({audit['seconds']} s)", flush=True)
-            wants_utility = (data_name == "photos" or args.face_utility == "all"
-                             or point.axis == "preset" or point.name in args.face_points)
-            utility_id = cache_key(data_id, spec.canonical(), utility_settings, args.seed)
-            if (not args.no_utility and wants_utility
-                    and entry.get("utility_key") != utility_id):
-                todo_utility[entry_id] = (spec, utility_id)
+            if (not args.no_utility and wants_cnn(point, level)
+                    and utility_id not in results.data["utilities"]):
+                todo_utility.setdefault(utility_id, spec)
+        results.save()
         if todo_utility:
-            run_utility(results, data_name, images, labels, data_id, todo_utility,
-                        utility_settings, args)
+            run_utility(results, images, labels, baseline_id, todo_utility, utility_settings,
+                        args)
     return results
 
 
-def run_utility(results: Results, data_name: str, images: np.ndarray, labels: np.ndarray,
-                data_id: str, todo: dict, settings: dict, args: argparse.Namespace) -> None:
-    """Train the CNN on the points of ``todo``, a few per call, caching each call's results."""
-    baseline_id = cache_key(data_id, settings, args.seed)
+def _control_first(chunk: dict) -> dict:
+    """Put first a spec whose 1x1 control is the reference one (permute, prob 1, donors 10).
+
+    :func:`fastmix.utility` derives its control from the first spec: the same control in
+    every call keeps the calls comparable.
+    """
+    def reference(item) -> bool:
+        spec = item[1]
+        return spec.prob == 1.0 and spec.donors == 10 and spec.mode == "permute"
+
+    return dict(sorted(chunk.items(), key=lambda item: not reference(item)))
+
+
+def run_utility(results: Results, images: np.ndarray, labels: np.ndarray, baseline_id: str,
+                todo: dict, settings: dict, args: argparse.Namespace) -> None:
+    """Train the CNN on the specs of ``todo``, a few per call, caching each call's results."""
     entries = list(todo.items())
     for start in range(0, len(entries), args.utility_chunk):
-        chunk = dict(entries[start:start + args.utility_chunk])
-        specs = {entry_id.split(":", 1)[1]: spec for entry_id, (spec, _) in chunk.items()}
+        chunk = _control_first(dict(entries[start:start + args.utility_chunk]))
         started = time.perf_counter()
         load = os.getloadavg()[0]
-        sets = measure_utility(images, labels, specs, settings, args.seed)
+        sets = measure_utility(images, labels, chunk, settings, args.seed)
         seconds = round(time.perf_counter() - started, 1)
-        baseline = results.data["baselines"].get(data_name, {})
-        if baseline.get("key") != baseline_id:
-            results.data["baselines"][data_name] = {
-                "key": baseline_id, "original": sets["original"], "control": sets["control"]}
-        for entry_id, (_, utility_id) in chunk.items():
-            entry = results.data["points"][entry_id]
-            entry["utility"] = dict(sets[entry_id.split(":", 1)[1]], seconds=seconds,
-                                    load=round(load, 1))
-            entry["utility_key"] = utility_id
-            print(f"  {entry['name']:<32} CNN accuracy {entry['utility']['accuracy']:.3f} "
-                  f"change {entry['utility']['change']:+.3f} ({seconds} s for "
-                  f"{len(chunk)} settings)", flush=True)
+        first = next(iter(chunk.values()))
+        results.update("baselines", baseline_id, original=sets["original"],
+                       control=sets["control"],
+                       control_spec=MixSpec(block=(1, 1), donors=first.donors,
+                                            prob=first.prob).to_dict())
+        for utility_id in chunk:
+            row = dict(sets[utility_id], seconds=seconds, load=round(load, 1))
+            results.update("utilities", utility_id, **row)
+            print(f"  {describe(chunk[utility_id])}: CNN accuracy {row['accuracy']:.3f} "
+                  f"change {row['change']:+.3f} ({seconds} s for {len(chunk)} settings)",
+                  flush=True)
         results.save()
+
+
+def joined(results: Results) -> list[dict]:
+    """Return every point with its ``audit``, ``utility`` and ``baseline`` (None if missing)."""
+    data = results.data
+    rows = []
+    for entry in data["points"].values():
+        rows.append(dict(entry, audit=data["audits"].get(entry.get("audit_id")),
+                         utility=data["utilities"].get(entry.get("utility_id") or ""),
+                         baseline=data["baselines"].get(entry.get("baseline_id"))))
+    return rows
 
 
 # ---------------------------------------------------------------- outputs
 
 
-def good(audit: dict) -> bool:
-    """Whether an audit is in the good region (A < 0.15 and re-identification < 0.2)."""
-    return audit["verdict"] == "good"
-
-
 def table(results: Results) -> str:
-    """Return the Markdown table of the presets and the 1x1 control on both tasks."""
-    data = results.data
+    """Return the Markdown table of the presets, the original and the 1x1 control."""
     lines = ["| data | setting | blocks | A | re-identified | verdict | CNN accuracy | change |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = joined(results)
     for data_name in ("faces", "photos"):
-        baseline = data["baselines"].get(data_name)
+        chosen = [row for row in rows if row["data"] == data_name
+                  and row["axis"] in ("preset", "preset before")]
+        baseline = next((row["baseline"] for row in chosen if row["baseline"]), None)
         if baseline:
-            original = baseline["original"]
             lines.append(f"| {data_name} | original | | | | | "
-                         f"{_accuracy(original)} | 0 |")
-        for entry in data["points"].values():
-            if entry["data"] != data_name or entry["axis"] != "preset":
-                continue
-            audit = entry.get("audit", {})
-            utility = entry.get("utility")
-            lines.append(
-                f"| {data_name} | {entry['name']} | {entry['block'][0]}x{entry['block'][1]} | "
-                f"{audit.get('advantage', float('nan')):.2f} | "
-                f"{audit.get('reidentified', float('nan')):.2f} | {audit.get('verdict', '')} | "
-                f"{_accuracy(utility) if utility else ''} | "
-                f"{_change(utility) if utility else ''} |")
+                         f"{_accuracy(baseline['original'])} | 0 |")
+        for row in chosen:
+            lines.append(_row(row, with_axis=False))
         if baseline:
-            control = baseline["control"]
-            lines.append(f"| {data_name} | 1x1 control | 1x1 | | | | {_accuracy(control)} | "
-                         f"{_change(control)} |")
+            lines.append(f"| {data_name} | 1x1 control | 1x1 | | | | "
+                         f"{_accuracy(baseline['control'])} | {_change(baseline['control'])} |")
     return "\n".join(lines)
 
 
 def points_table(results: Results) -> str:
     """Return every point, one row each (the frontier's data)."""
-    lines = ["| data | axis | setting | blocks | A | re-identified | verdict | CNN change |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for entry in results.data["points"].values():
-        audit = entry.get("audit")
-        if not audit:
-            continue
-        utility = entry.get("utility")
-        lines.append(
-            f"| {entry['data']} | {entry['axis']} | {entry['name']} | "
-            f"{entry['block'][0]}x{entry['block'][1]} | {audit['advantage']:.2f} | "
-            f"{audit['reidentified']:.2f} | {audit['verdict']} | "
-            f"{_change(utility) if utility else ''} |")
+    lines = ["| data | axis | setting | blocks | A | re-identified | verdict | CNN accuracy | "
+             "change |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [_row(row, with_axis=True) for row in joined(results) if row["audit"]]
     return "\n".join(lines)
+
+
+def _row(row: dict, *, with_axis: bool) -> str:
+    audit, utility = row["audit"] or {}, row["utility"]
+    cells = [row["data"], *([row["axis"]] if with_axis else []), row["name"],
+             f"{row['block'][0]}x{row['block'][1]}",
+             f"{audit['advantage']:.2f}" if audit else "",
+             f"{audit['reidentified']:.2f}" if audit else "", audit.get("verdict", ""),
+             _accuracy(utility) if utility else "", _change(utility) if utility else ""]
+    return "| " + " | ".join(cells) + " |"
 
 
 def _accuracy(row: dict) -> str:
@@ -317,47 +377,49 @@ def _change(row: dict) -> str:
 
 
 def plot(results: Results, path: Path) -> None:
-    """Draw advantage and re-identification against the photo task's CNN accuracy change."""
+    """Draw advantage and re-identification against the photo task's CNN accuracy change.
+
+    One point per setting that has the CNN on the photo task: filled for photographs,
+    hollow for faces (the same setting, joined by a line), the good region shaded.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = results.data["points"]
     by_name: dict = {}
-    for entry in points.values():
-        by_name.setdefault(entry["name"], {})[entry["data"]] = entry
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.6), dpi=90)
-    control = results.data["baselines"].get("photos", {}).get("control")
-    colours = {"preset": "tab:red", "block size": "tab:blue", "group size": "tab:green",
-               "hardening": "tab:purple"}
+    for row in joined(results):
+        by_name.setdefault(row["name"], {})[row["data"]] = row
+    colours = {"preset": "tab:red", "preset before": "tab:orange", "block size": "tab:blue",
+               "group size": "tab:green", "hardening": "tab:purple"}
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.8), dpi=80)
+    control = next((row["baseline"]["control"] for per_data in by_name.values()
+                    for data, row in per_data.items()
+                    if data == "photos" and row["baseline"]), None)
     for axis, (metric, limit, title) in zip(
             axes, (("advantage", 0.15, "advantage A"), ("reidentified", 0.2, "re-identified"))):
-        axis.axhspan(0, limit, xmin=0, xmax=1, color="tab:green", alpha=0.0)
-        axis.fill_between([-2, 0.5], 0, limit, color="tab:green", alpha=0.15,
-                          label="good, within 2 points")
+        axis.fill_between([-2, 2], 0, limit, color="tab:green", alpha=0.15,
+                          label="goal: good, at most 2 points lost")
         for name, per_data in by_name.items():
-            photo = per_data.get("photos", {})
-            if "utility" not in photo:
+            photo = per_data.get("photos")
+            if not photo or not photo["utility"] or not photo["audit"]:
                 continue
             change = 100 * photo["utility"]["change"]
-            values = [per_data[data]["audit"][metric] for data in ("faces", "photos")
-                      if "audit" in per_data.get(data, {})]
             colour = colours.get(photo["axis"], "grey")
-            if len(values) == 2:
-                axis.plot([change, change], values, color=colour, alpha=0.4, linewidth=1)
-            if "audit" in per_data.get("faces", {}):
-                axis.scatter(change, per_data["faces"]["audit"][metric], facecolors="none",
-                             edgecolors=colour, s=36)
-            if "audit" in photo:
-                axis.scatter(change, photo["audit"][metric], color=colour, s=36)
-                axis.annotate(_short(name), (change, photo["audit"][metric]), fontsize=6,
-                              xytext=(3, 2), textcoords="offset points")
+            face = per_data.get("faces")
+            if face and face["audit"]:
+                axis.plot([change, change], [face["audit"][metric], photo["audit"][metric]],
+                          color=colour, alpha=0.35, linewidth=1)
+                axis.scatter(change, face["audit"][metric], facecolors="none",
+                             edgecolors=colour, s=30)
+            axis.scatter(change, photo["audit"][metric], color=colour, s=30)
+            axis.annotate(_short(name), (change, photo["audit"][metric]), fontsize=6,
+                          xytext=(3, 2), textcoords="offset points")
         if control:
             axis.axvline(100 * control["change"], color="black", linestyle=":", linewidth=1,
-                         label="1x1 control")
+                         label=f"1x1 control ({100 * control['change']:+.0f} pt)")
         axis.axhline(limit, color="tab:green", linewidth=0.8)
-        axis.set_xlabel("CNN accuracy change on the photo task (points)")
+        axis.set_xlabel("CNN accuracy change on the photo task (points, against the original)")
         axis.set_ylabel(f"{title} (filled: photos, hollow: faces)")
         axis.set_ylim(bottom=0)
         axis.grid(alpha=0.3)
@@ -365,17 +427,19 @@ def plot(results: Results, path: Path) -> None:
                for label, colour in colours.items()]
     axes[0].legend(handles=handles + axes[0].get_legend_handles_labels()[0], fontsize=7,
                    loc="upper left")
-    figure.suptitle("fastmix privacy/utility frontier, 192x192 images "
+    figure.suptitle("fastmix privacy/utility frontier on 192x192 images "
                     "(python bench/bench_frontier.py)", fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=80)
     print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
 
 
 def _short(name: str) -> str:
-    return name.replace("hardened ", "").replace("preset ", "").replace(", no hardening",
-                                                                        " plain")
+    for long, short in (("hardened ", ""), ("preset ", ""), (", no hardening", " plain"),
+                        (" (groups of 11, 96x24)", ""), (" (groups of 25, 96x24)", "")):
+        name = name.replace(long, short)
+    return name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,20 +449,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", nargs="+", choices=("faces", "photos"),
                         default=["faces", "photos"])
     parser.add_argument("--quick", action="store_true",
-                        help="a few points, 2 folds of 3 epochs")
+                        help="a few points, CNN of 3 epochs on 2 folds")
     parser.add_argument("--no-audit", action="store_true")
     parser.add_argument("--no-utility", action="store_true")
     parser.add_argument("--only-outputs", action="store_true",
                         help="measure nothing: tables and picture from the JSON")
-    parser.add_argument("--face-utility", choices=("presets", "all"), default="presets")
-    parser.add_argument("--face-points", nargs="*", default=[],
-                        help="more settings to train the CNN on for the face task")
+    parser.add_argument("--cnn", choices=("presets", "candidates", "all"),
+                        default="candidates", help="photo task settings that get the CNN")
+    parser.add_argument("--face-cnn", choices=("presets", "candidates", "all"),
+                        default="presets", help="face task settings that get the CNN")
+    parser.add_argument("--face-extra", nargs="*", default=["0.1.0 balanced (groups of 11, "
+                                                             "96x24)"],
+                        help="more face task settings that get the CNN")
+    parser.add_argument("--axes", nargs="*", default=None,
+                        help="measure only these axes (preset, 'preset before', block size, "
+                             "group size, hardening)")
     parser.add_argument("--per-class", type=int, default=30, help="photo task crops per photo")
     parser.add_argument("--audit-sample", type=int, default=200,
                         help="images per label attacked (fastmix mix --audit-sample)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--folds", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="DataLoader workers (0: read in the training process)")
     parser.add_argument("--utility-chunk", type=int, default=4,
                         help="settings trained per fastmix.utility call")
     parser.add_argument("--seed", type=int, default=0)
@@ -406,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", action="store_true", help="print the Markdown tables")
     args = parser.parse_args(argv)
     args.epochs = args.epochs or (3 if args.quick else 8)
-    args.folds = args.folds or (2 if args.quick else 3)
+    args.folds = args.folds or 2
     if args.only_outputs:
         results = Results(args.out)
     else:
