@@ -98,6 +98,10 @@ def sweep_points(quick: bool = False) -> list[Point]:
                             overrides={**HARDENED, "donors": 10, **_block(side)}))
     if quick:
         return points
+    # The 32 and 24 pixel blocks again as grids (another key: the spec seeds the plan).
+    for grid in ((6, 6), (8, 8)):
+        points.append(Point(f"hardened window grid {grid[0]}x{grid[1]}", "group size",
+                            overrides={**HARDENED, "group": "window", "grid": grid}))
     points.append(Point("hardened window 96x24", "group size",
                         overrides={**HARDENED, "group": "window"}))
     points.append(Point("hardened g25 24px", "group size",
@@ -253,9 +257,7 @@ def run_sweep(args: argparse.Namespace) -> Results:
                 "points", f"{data_name}:{point.name}", data=data_name, name=point.name,
                 axis=point.axis, preset=point.preset, spec=spec.to_dict(),
                 describe=describe(spec, point.preset), block=list(spec.block_shape(SIZE, SIZE)),
-                audit_id=audit_id,
-                utility_id=utility_id if wants_cnn(point, level) else None,
-                baseline_id=baseline_id)
+                audit_id=audit_id, utility_id=utility_id, baseline_id=baseline_id)
             if not args.no_audit and audit_id not in results.data["audits"]:
                 load = os.getloadavg()[0]
                 audit = measure_audit(images, labels, spec, sample=args.audit_sample,
@@ -367,9 +369,8 @@ def _row(row: dict, *, with_axis: bool) -> str:
 
 
 def _accuracy(row: dict) -> str:
-    low, high = row.get("interval") or (None, None)
-    text = f"{100 * row['accuracy']:.1f}%"
-    return text + (f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None else "")
+    folds = ", ".join(f"{100 * value:.0f}" for value in row.get("fold_accuracy", []))
+    return f"{100 * row['accuracy']:.1f}%" + (f" (folds {folds})" if folds else "")
 
 
 def _change(row: dict) -> str:
