@@ -269,6 +269,7 @@ def _train_and_test(torch, model_name: str, path: str, classes: int, test_images
                 correct += int((outputs.argmax(1) == targets).sum())
                 seen += len(targets)
             advance(len(targets))
+    _recompute_batch_norm(torch, model, loader, device)
     del loader  # stops its workers
     dataset.close()
     model.eval()
@@ -283,6 +284,25 @@ def _train_and_test(torch, model_name: str, path: str, classes: int, test_images
             predicted = model(_normalise(batch)).argmax(1).cpu().numpy()
             hits += int((predicted == test_labels[first:first + batch_size]).sum())
     return hits / len(test_images), correct / max(seen, 1)
+
+
+def _recompute_batch_norm(torch, model, loader, device) -> None:
+    """Set every batch-norm layer's statistics to their average over one pass of the training set.
+
+    A short training run leaves the running averages (momentum 0.1) far from the trained
+    weights' statistics: on the 200-image face task at 192x192, 8 epochs of 3 batches, the
+    model trained on the originals scored 0.51 on held-out originals with them and 0.98
+    after this recomputation (the training accuracy was 0.995 either way).
+    """
+    layers = [layer for layer in model.modules()
+              if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm)]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # a cumulative average over the batches of the pass
+    model.train()
+    with torch.no_grad():
+        for images, _ in loader:
+            model(_normalise(images.to(device)))
 
 
 def _device(torch, device: str):
