@@ -116,8 +116,7 @@ def sweep_points(quick: bool = False) -> list[Point]:
     return points
 
 
-#: Settings that get the CNN under ``--cnn candidates`` besides the presets (``balanced`` and
-#: ``strong`` are the whole-label points at 32 and 24 pixels, so those are not repeated).
+#: Settings that get the CNN under ``--cnn candidates`` besides the presets.
 CANDIDATES = ("0.1.0 balanced (groups of 11, 96x24)", "hardened window 48px",
               "hardened window 16px", "hardened g11 24px", "window 24px, no hardening")
 
