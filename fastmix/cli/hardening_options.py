@@ -29,11 +29,14 @@ def add_scheme_arguments(parser: argparse.ArgumentParser):
     scheme.add_argument("--mode", metavar="permute|paper",
                         help="permute (bijective; reversible without one-way hardening) or "
                              "paper (substitution, one-way)")
+    from fastmix.spec import DEFAULT_GRID, PRESET_PARAMETERS
+
+    grids = ", ".join(f"{name} {'x'.join(map(str, values.get('grid', DEFAULT_GRID)))}"
+                      for name, values in PRESET_PARAMETERS.items())
     geometry = scheme.add_mutually_exclusive_group()
     geometry.add_argument("--block", metavar="HxW", help="block size in pixels, e.g. 96x24")
     geometry.add_argument("--grid", metavar="ROWSxCOLS",
-                          help="block grid, e.g. 2x8; default the preset's (balanced 12x12, "
-                               "strong 16x16, fast 2x8)")
+                          help=f"block grid, e.g. 2x8; default the preset's ({grids})")
     scheme.add_argument("--donors", metavar="N",
                         help="donor images per image (permute: groups of N+1)")
     scheme.add_argument("--prob", metavar="P",
