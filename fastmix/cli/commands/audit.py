@@ -20,10 +20,11 @@ fastmix audit train.h5 train-mixed.h5 --key-file secret.key --require good
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix audit``."""
-    parser.add_argument("original", metavar="ORIGINAL", help="the store before mixing")
-    parser.add_argument("mixed", metavar="MIXED", help="the mixed store")
+    from fastmix.cli.dataset_options import add_images_argument
     from fastmix.cli.verdict import add_require_argument
 
+    parser.add_argument("original", metavar="ORIGINAL", help="the store before mixing")
+    parser.add_argument("mixed", metavar="MIXED", help="the mixed store")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (an error too, as {\"error\": ...}); "
                              "with --require it has 'required' and 'requirement_met'")
@@ -43,8 +44,7 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="stratified splits of the utility check; default 5")
     parser.add_argument("--no-attack", action="store_true",
                         help="only the ground truth and the leak that needs no attack")
-    parser.add_argument("--images", default="images", metavar="NAME",
-                        help="images dataset; default 'images'")
+    add_images_argument(parser)
     parser.add_argument("--labels", metavar="NAME",
                         help="labels dataset; default: the name recorded with MIXED, or 'labels'")
     parser.add_argument("--memory", default="2GiB", metavar="SIZE",

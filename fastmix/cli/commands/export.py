@@ -16,12 +16,12 @@ fastmix export train-mixed.h5 train-mixed/ --format jpeg --quality 90
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix export``."""
+    from fastmix.cli.dataset_options import add_images_argument, add_labels_argument
+
     parser.add_argument("store", metavar="STORE", help="the HDF5 store to export")
     parser.add_argument("directory", metavar="DIR", help="the folder to create")
-    parser.add_argument("--images", default="images", metavar="NAME",
-                        help="images dataset; default 'images'")
-    parser.add_argument("--labels", default="labels", metavar="NAME",
-                        help="labels dataset; default 'labels'")
+    add_images_argument(parser)
+    add_labels_argument(parser)
     parser.add_argument("--format", default="png", choices=("png", "jpeg"),
                         help="png (lossless, default) or jpeg (lossy, smaller, faster)")
     parser.add_argument("--quality", default="95", metavar="Q",

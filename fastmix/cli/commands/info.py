@@ -27,11 +27,12 @@ _BITSHUFFLE_CODECS = {0: "none", 2: "lz4", 3: "zstd"}
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix info``."""
+    from fastmix.cli.dataset_options import add_images_argument
+
     parser.add_argument("store", metavar="STORE", help="the HDF5 store")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (an error too, as {\"error\": ...})")
-    parser.add_argument("--images", default="images", metavar="NAME",
-                        help="images dataset; default 'images'")
+    add_images_argument(parser)
     parser.add_argument("--labels", metavar="NAME",
                         help="labels dataset; default: the recorded name, else 'labels'")
 

@@ -29,6 +29,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
     In groups: input/output, key, scheme, hardening, resources.
     """
+    from fastmix.cli.dataset_options import add_labels_argument
     from fastmix.cli.hardening_options import add_hardening_arguments, add_scheme_arguments
     from fastmix.cli.verdict import add_require_argument
 
@@ -37,8 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     files.add_argument("destination", metavar="DST", nargs="?",
                        help="the new mixed store (omit with --in-place)")
     add_store_options(files)
-    files.add_argument("--labels", default="labels", metavar="NAME",
-                       help="labels dataset; default 'labels'")
+    add_labels_argument(files)
     files.add_argument("--force", action="store_true",
                        help="mix a store that already carries a fastmix record")
     files.add_argument("--audit", action="store_true",
@@ -65,8 +65,9 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def add_store_options(group) -> None:
     """Input and output options that ``mix`` and ``unmix`` share."""
-    group.add_argument("--images", default="images", metavar="NAME",
-                       help="images dataset; default 'images'")
+    from fastmix.cli.dataset_options import add_images_argument
+
+    add_images_argument(group)
     group.add_argument("--in-place", action="store_true",
                        help="rewrite SRC itself, crash-safe (no DST)")
     group.add_argument("--resume", action="store_true",

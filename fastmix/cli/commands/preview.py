@@ -15,6 +15,8 @@ fastmix preview train-mixed.h5 --original train.h5 -o preview.png
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix preview``."""
+    from fastmix.cli.dataset_options import add_images_argument, add_labels_argument
+
     parser.add_argument("store", metavar="STORE", help="the (mixed) store to show")
     parser.add_argument("--original", metavar="ORIGINAL",
                         help="the store STORE was mixed from; shown on the left of each pair")
@@ -25,10 +27,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", default="4", metavar="N", help="images per class; default 4")
     parser.add_argument("--seed", default="0", metavar="N",
                         help="seed of the random choice of images; default 0")
-    parser.add_argument("--images", default="images", metavar="NAME",
-                        help="images dataset; default 'images'")
-    parser.add_argument("--labels", default="labels", metavar="NAME",
-                        help="labels dataset; default 'labels'")
+    add_images_argument(parser)
+    add_labels_argument(parser)
 
 
 def _integer(text: str, flag: str, minimum: int) -> int:

@@ -19,12 +19,13 @@ EXIT_STATUS = ("0 verified; 1 verification failed, or another failure; 2 bad inp
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix verify``."""
+    from fastmix.cli.dataset_options import add_images_argument
+
     parser.add_argument("original", metavar="ORIGINAL", help="the store before mixing")
     parser.add_argument("mixed", metavar="MIXED", help="the mixed store")
     parser.add_argument("--key-file", metavar="KEY",
                         help="also check that the key reproduces the mixed store exactly")
-    parser.add_argument("--images", default="images", metavar="NAME",
-                        help="images dataset; default 'images'")
+    add_images_argument(parser)
     parser.add_argument("--labels", metavar="NAME",
                         help="labels dataset; default: the name recorded with MIXED")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
