@@ -12,6 +12,7 @@ thread, so every case is small.
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -59,9 +60,10 @@ def empty_like(array: StandIn) -> StandIn:
 
 
 def _run_python(code: str, **env) -> subprocess.CompletedProcess:
+    """Run the script ``code`` (indented as it stands in the test) in a fresh interpreter."""
     environment = dict(os.environ, PYTHONPATH=ROOT, **env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=environment, timeout=900, check=False)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=environment, timeout=900, check=False)
 
 
 def _images(shape, dtype, seed=0):
@@ -195,12 +197,13 @@ def test_block_tables():
 
 
 def test_import_fastmix_does_not_import_numba_cuda():
-    result = _run_python(
-        "import sys, fastmix\n"
-        "from fastmix.backends import registered_backends\n"
-        "fastmix.mix_array\n"
-        "print(registered_backends())\n"
-        "assert 'numba.cuda' not in sys.modules, 'numba.cuda imported'\n")
+    result = _run_python("""
+        import sys, fastmix
+        from fastmix.backends import registered_backends
+        fastmix.mix_array
+        print(registered_backends())
+        assert 'numba.cuda' not in sys.modules, 'numba.cuda imported'
+        """)
     assert result.returncode == 0, result.stderr
     assert "cuda" in result.stdout
 
@@ -210,13 +213,14 @@ def test_compile_ptx_without_gpu():
 
     A kernel the simulator accepts can still fail here; no float arithmetic is fused.
     """
-    result = _run_python(
-        "from fastmix.kernels import cuda\n"
-        "listing = cuda.compile_ptx()\n"
-        "assert len(listing) > 10 and all('.entry' in ptx for ptx in listing.values())\n"
-        "fused = [name for name, ptx in listing.items() if 'fma.' in ptx]\n"
-        "assert not fused, fused\n"
-        "assert 'mul.rn.f64' in ''.join(listing.values())\n", NUMBA_ENABLE_CUDASIM="0")
+    result = _run_python("""
+        from fastmix.kernels import cuda
+        listing = cuda.compile_ptx()
+        assert len(listing) > 10 and all('.entry' in ptx for ptx in listing.values())
+        fused = [name for name, ptx in listing.items() if 'fma.' in ptx]
+        assert not fused, fused
+        assert 'mul.rn.f64' in ''.join(listing.values())
+        """, NUMBA_ENABLE_CUDASIM="0")
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -228,14 +232,15 @@ def test_no_gpu_is_a_clear_error(tmp_path):
                         NUMBA_ENABLE_CUDASIM="0")
     if probe.returncode == 3:
         pytest.skip("this machine has a GPU")
-    result = _run_python(
-        "import numpy as np, fastmix\n"
-        "try:\n"
-        "    fastmix.mix_array(np.zeros((2, 4, 4), np.uint8), [0, 0],\n"
-        "                      fastmix.MixSpec(block=(2, 2)),\n"
-        "                      fastmix.Key.from_hex('0f' * 32), backend='cuda')\n"
-        "except fastmix.BadInputError as error:\n"
-        "    print(error)\n", NUMBA_ENABLE_CUDASIM="0")
+    result = _run_python("""
+        import numpy as np, fastmix
+        try:
+            fastmix.mix_array(np.zeros((2, 4, 4), np.uint8), [0, 0],
+                              fastmix.MixSpec(block=(2, 2)),
+                              fastmix.Key.from_hex('0f' * 32), backend='cuda')
+        except fastmix.BadInputError as error:
+            print(error)
+        """, NUMBA_ENABLE_CUDASIM="0")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "backend 'cuda' is not available" in result.stdout
     assert "no NVIDIA GPU" in result.stdout
