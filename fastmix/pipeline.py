@@ -20,10 +20,11 @@ oriented gather
     with the inverse source map and the inverse codes (:meth:`fastmix.plan.Plan.inverted`),
     so permute + orientation stays exact.
 jitter
-    Per block, with the plan's parameters, every pixel value ``x`` (every channel alike)
-    becomes, in float64 with each operation rounded as IEEE 754 does: ``v = (x - low) /
-    span`` for integer dtypes (``low`` and ``span`` the dtype's minimum and range), or ``v =
-    clip(x, 0, 1)`` for float dtypes (float images are taken to be in [0, 1]); ``t = v / (v +
+    Per block, with the parameters drawn for it (:mod:`fastmix.plan.hardening`), every pixel
+    value ``x`` (every channel alike) becomes, in float64 with each operation rounded as
+    IEEE 754 does: ``v = (x - low) / span`` for integer dtypes (``low`` and ``span`` the
+    dtype's minimum and range), or ``v = clip(x, 0, 1)`` for float dtypes (float images are
+    taken to be in [0, 1]); ``t = v / (v +
     tone * (1 - v))`` (a gamma-like tone curve made of ``+ - * /`` only); ``y = clip((t -
     0.5) * contrast + 0.5 + brightness, 0, 1)``; stored as ``rint(y * span) + low`` (round
     half to even) for integers, or cast to the float dtype. Integer blocks with more values
@@ -55,7 +56,13 @@ from fastmix.kernels import harden_body
 from fastmix.kernels.layout import PixelLayout, Steps, WindowJob, block_edges, unit_dtype
 from fastmix.keys import Key
 from fastmix.plan import Plan, encode_labels, plan_window
-from fastmix.plan.hardening import blur_weights, check_hardening_dtype, seam_band, value_range
+from fastmix.plan.hardening import (
+    blur_weights,
+    check_hardening_dtype,
+    jitter_tables,
+    seam_band,
+    value_range,
+)
 from fastmix.spec import MixSpec
 
 #: Integer dtypes with at most this many levels may use a per-block level table.
@@ -91,6 +98,9 @@ def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> S
     levels = np.zeros(0, dtype=np.float64)
     if spec.jitter is not None and integer and span + 1 <= MAX_TABLE_LEVELS:
         levels = np.arange(int(span) + 1, dtype=np.float64) / span
+    tables = np.zeros((0, harden_body.JITTER_LEVELS), dtype=np.float64)
+    if spec.jitter is not None:
+        tables = jitter_tables(spec.jitter)
     band_rows = band_cols = empty_int
     weights = np.zeros(1, dtype=np.float64)
     if spec.seam_blur > 0:
@@ -100,7 +110,8 @@ def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> S
     return Steps(layout=layout, hardened=spec.hardened, row_edges=row_edges,
                  col_edges=col_edges, value_dtype=np.dtype(value_dtype), channels=channels,
                  jitter_step=harden_body.INTEGER if integer else harden_body.FLOAT,
-                 levels=levels, low=low, span=span, high=high, band_rows=band_rows,
+                 jitter_tables=tables, levels=levels, low=low, span=span, high=high,
+                 band_rows=band_rows,
                  band_cols=band_cols, weights=weights, radius=(weights.size - 1) // 2,
                  blur_integer=integer)
 

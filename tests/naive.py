@@ -9,7 +9,9 @@ hardened specs alike.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 
 import numpy as np
 
@@ -160,12 +162,11 @@ STREAM_JITTER = 1001
 
 
 def exact_exp(z: float) -> float:
-    reduced = z / 16.0
-    term = 1.0
-    total = 1.0
+    """``exp`` from ``+ * /``: Taylor terms of ``z / 16`` summed in order, squared 4 times."""
+    terms = [1.0]
     for power in range(1, 18):
-        term = term * reduced / float(power)
-        total = total + term
+        terms.append(terms[-1] * (z / 16.0) / float(power))
+    total = functools.reduce(operator.add, terms)
     for _ in range(4):
         total = total * total
     return total
@@ -206,9 +207,12 @@ def codes_and_jitter(spec, key, window_index, count, regions):
             draw = derive(derive(derive(orient_seed, i), b), 0)
             image_codes.append(bounded(draw, choices) if choices > 1 else 0)
             if spec.jitter is not None:
-                block_seed = derive(derive(jitter_seed, i), b)
-                uniform = [(derive(block_seed, t) >> 11) * 2.0**-52 - 1.0
-                           for t in range(3)]
+                draw = derive(derive(jitter_seed, i), b)
+                if spec.plan_rule == 1:  # 0.1.0: three 52-bit draws
+                    uniform = [(derive(draw, t) >> 11) * 2.0**-52 - 1.0 for t in range(3)]
+                else:  # three 11-bit fields of one draw, each a midpoint of 2048 steps
+                    fields = [(draw >> shift) & 2047 for shift in (53, 42, 31)]
+                    uniform = [(2 * field + 1) / 2048 - 1.0 for field in fields]
                 image_jitter.append((uniform[0] * spec.jitter[0],
                                      exact_exp(uniform[1] * spec.jitter[1]),
                                      exact_exp(uniform[2] * spec.jitter[2])))

@@ -66,10 +66,9 @@ def _photo_store(path, count, options, chunk=16):
 @pytest.mark.parametrize(("filter_name", "chunk", "preset"), [
     ("none", 16, "plain"), ("lz4", 16, "plain"),
     # The default preset streams like a plain mix (no window-sized output buffer), even
-    # with chunks of 384 KiB (32 images) under 16 MiB. (Its 12x12 grid plans 121 blocks per
-    # 64x64 image, against 16 on the old 2x8 default: a chunk of 64 images now needs
-    # 16.3 MiB with its buffers, and is refused under 16 MiB with that figure.)
-    ("lz4", 16, DEFAULT_PRESET), ("lz4", 32, DEFAULT_PRESET)])
+    # with chunks of 768 KiB (64 images) under 16 MiB: its plans hold no jitter parameters
+    # (drawn per block in the kernel), so 121 blocks per 64x64 image cost 20 bytes each.
+    ("lz4", 16, DEFAULT_PRESET), ("lz4", 64, DEFAULT_PRESET)])
 def test_peak_rss_within_budget(tmp_path, filter_name, chunk, preset):
     options = {"none": {}, "lz4": dict(hdf5plugin.LZ4())}[filter_name]
     count = 12_288  # 151 MB of pixels: more than 9 times the budget

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from fastmix.kernels import body, harden_body, vectors
+from fastmix.kernels import body, counter, harden_body, vectors
 from fastmix.kernels.layout import WindowJob
 
 NAME = "cpu"
@@ -28,6 +28,8 @@ LOCATION = "host"
 _compile = njit(inline="always", cache=True, nogil=True)
 copy_row_segment = _compile(body.copy_row_segment)
 fill_level_table = harden_body.fill_level_table
+block_jitter = harden_body.block_jitter
+derive = counter.derive
 orient_block = harden_body.orient_block
 value_step_block = harden_body.value_step_block
 orient_and_look_up = harden_body.orient_and_look_up
@@ -36,6 +38,9 @@ blur_columns = vectors.blur_columns
 
 #: The calling thread's Numba thread count before :func:`streaming_threads` lowered it.
 _STREAMING = threading.local()
+
+#: The ``jitter`` of plans that draw per block (all but plan rule 1).
+_NO_JITTER = np.zeros((0, 0, 3))
 
 #: Work items per thread in the hardened kernel: each owns one set of scratch buffers.
 _ITEMS_PER_THREAD = 4
@@ -86,18 +91,21 @@ def gather(source, out, source_map, row_bounds, col_bounds, order):
                                  row, last_start, last_length)
 
 
-def _hardened_gather(source, out, source_map, codes, jitter, order, row_edges, col_edges,
-                    channels, integer_step, levels, low, span, high, band_rows, band_cols,
-                    weights, radius, blur_integer, workers):
+def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter_tables, first,
+                     order,
+                     row_edges, col_edges, channels, integer_step, levels, low, span, high,
+                     band_rows, band_cols, weights, radius, blur_integer, workers):
     """Gather, orient, jitter and seam-blur output images in one pass over each image.
 
     ``source`` and ``out`` are ``(n, H, W * channels)`` values; ``codes`` ``(n, blocks)``
-    uint8 (all zero: no orientation); ``jitter`` ``(n, blocks, 3)`` or ``(0, 0, 3)`` for
-    none; ``integer_step`` the value step of jitter (:data:`harden_body.INTEGER` or
-    ``FLOAT``); ``levels`` the table levels (size 0: never use a table); ``band_rows`` and
-    ``band_cols`` the seam bands (size 0: no blur); ``workers`` how many sets of scratch
-    buffers to share the images among. Each image is finished (blurred) while it is in
-    cache, right after its blocks are gathered.
+    uint8 (all zero: no orientation); ``jitter_seed`` and ``jitter_tables`` the window's
+    jitter stream and tables (:func:`harden_body.block_jitter`; tables of 0 rows: no
+    jitter), or ``jitter`` the drawn ``(n, blocks, 3)`` parameters (plan rule 1; else
+    ``(0, 0, 3)``); ``first`` the window index of output image 0; ``integer_step`` the value step
+    of jitter (:data:`harden_body.INTEGER` or ``FLOAT``); ``levels`` the table levels (size
+    0: never use a table); ``band_rows`` and ``band_cols`` the seam bands (size 0: no
+    blur); ``workers`` how many sets of scratch buffers to share the images among. Each
+    image is finished (blurred) while it is in cache, right after its blocks are gathered.
     """
     count = order.size
     block_rows = row_edges.size - 1
@@ -110,12 +118,14 @@ def _hardened_gather(source, out, source_map, codes, jitter, order, row_edges, c
     lines = np.empty((workers, max(band_rows.size, 1), values), dtype=np.float64)
     runs = column_runs(band_cols)
     line = np.empty((workers, band_cols.size * channels + vectors.LANES), dtype=np.float64)
-    jittered = jitter.shape[0] > 0
+    jittered = jitter_tables.shape[0] > 0
+    drawn = jitter.shape[0] > 0
     offset = int(low)
     for worker in prange(workers):
         table = tables[worker]
         for position in range(worker * count // workers, (worker + 1) * count // workers):
             image = order[position]
+            image_seed = derive(jitter_seed, first + image)
             for block_row in range(block_rows):
                 top = row_edges[block_row]
                 height = row_edges[block_row + 1] - top
@@ -126,9 +136,13 @@ def _hardened_gather(source, out, source_map, codes, jitter, order, row_edges, c
                     brightness = contrast = tone = 0.0
                     step = harden_body.COPY
                     if jittered:
-                        brightness = jitter[image, block, 0]
-                        contrast = jitter[image, block, 1]
-                        tone = jitter[image, block, 2]
+                        if drawn:
+                            brightness = jitter[image, block, 0]
+                            contrast = jitter[image, block, 1]
+                            tone = jitter[image, block, 2]
+                        else:
+                            brightness, contrast, tone = block_jitter(image_seed, block,
+                                                                      jitter_tables)
                         step = integer_step
                         # A table costs a vectorised division a level, the arithmetic one a
                         # value, strided when the block is oriented (about 3 ns a value): on
@@ -230,7 +244,8 @@ def mix_piece(window: WindowJob, first: int, last: int, out: np.ndarray,
         return
     codes = plan.codes[first:last] if plan.codes is not None else \
         np.zeros((count, source_map.shape[1]), dtype=np.uint8)
-    jitter = plan.jitter[first:last] if plan.jitter is not None else steps.no_jitter
+    jitter_seed = np.uint64(plan.jitter_seed if plan.jitter_seed is not None else 0)
+    jitter = plan.jitter[first:last] if plan.jitter is not None else _NO_JITTER
     # The hardened kernel is bound by arithmetic, not memory bandwidth, so the reason the
     # plain gather leaves a core to the reader and writer threads does not hold for it: it
     # runs on the thread count from before streaming_threads() took one away. (A/B on a
@@ -239,10 +254,11 @@ def mix_piece(window: WindowJob, first: int, last: int, out: np.ndarray,
     numba.set_num_threads(getattr(_STREAMING, "threads", before))
     try:
         kernel = kernel or hardened_kernel(steps.value_dtype)
-        kernel(steps.values(window.pixels), steps.values(out), source_map, codes, jitter, order,
-               steps.row_edges, steps.col_edges, steps.channels, steps.jitter_step,
-               steps.levels, steps.low, steps.span, steps.high, steps.band_rows,
-               steps.band_cols, steps.weights, steps.radius, steps.blur_integer,
+        kernel(steps.values(window.pixels), steps.values(out), source_map, codes, jitter,
+               jitter_seed, steps.jitter_tables, first, order, steps.row_edges, steps.col_edges,
+               steps.channels, steps.jitter_step, steps.levels, steps.low, steps.span,
+               steps.high, steps.band_rows, steps.band_cols, steps.weights, steps.radius,
+               steps.blur_integer,
                numba.get_num_threads() * _ITEMS_PER_THREAD)
     finally:
         numba.set_num_threads(before)

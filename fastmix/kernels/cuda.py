@@ -33,6 +33,7 @@ from contextlib import contextmanager, nullcontext
 from functools import cache
 
 import numpy as np
+from numba import njit
 
 from fastmix.errors import BadInputError, BadInputTypeError
 from fastmix.kernels import body, harden_body
@@ -434,6 +435,8 @@ def _blur_cols(pixels, band_cols, line, weights, radius, channels, low, high, in
         image += step_z
 
 
+_fill_jitter = njit(cache=True)(harden_body.fill_jitter)
+
 # The shared bodies, bound to CUDA device functions by _kernels() before any compile.
 copy_row_segment = body.copy_row_segment
 oriented_source = harden_body.oriented_source
@@ -648,8 +651,14 @@ class DeviceWindow:
             blocks = plan.source.shape[1]
             codes = plan.codes if getattr(plan, "codes", None) is not None else \
                 np.zeros((count, blocks), dtype=np.uint8)
-            jitter = plan.jitter if getattr(plan, "jitter", None) is not None else \
-                np.zeros((0, 0, 3), dtype=np.float64)
+            jitter = np.zeros((0, 0, 3), dtype=np.float64)
+            if getattr(plan, "jitter", None) is not None:  # plan rule 1: drawn in the plan
+                jitter = plan.jitter
+            elif getattr(plan, "jitter_seed", None) is not None:
+                # Drawn on the host for the whole window, then copied (device memory is not
+                # this backend's limit; the CPU backend draws per block as it computes).
+                jitter = np.empty((count, blocks, 3), dtype=np.float64)
+                _fill_jitter(jitter, np.uint64(plan.jitter_seed), 0, steps.jitter_tables)
             self.codes = module.to_device(np.ascontiguousarray(codes, dtype=np.uint8),
                                           stream=stream)
             self.jitter = module.to_device(np.ascontiguousarray(jitter, dtype=np.float64),

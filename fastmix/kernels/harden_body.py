@@ -35,6 +35,8 @@ after editing this file, touch ``cpu.py`` (or delete ``__pycache__``) before mea
 import numpy as np
 from numba.extending import register_jitable
 
+from fastmix.kernels.counter import derive
+
 #: Compiles each body where jitted code calls it, on any Numba target (CPU or CUDA), without
 #: the runtime that allocates: a body that allocated would not compile.
 body = register_jitable(_nrt=False, inline="always")
@@ -43,6 +45,44 @@ COPY = 0
 TABLE = 1
 INTEGER = 2
 FLOAT = 3
+
+#: Bits of each jitter draw: a block's three parameters are indices into tables of
+#: ``JITTER_LEVELS`` values (:func:`fastmix.plan.hardening.jitter_tables`).
+JITTER_BITS = 11
+JITTER_LEVELS = 1 << JITTER_BITS
+_JITTER_MASK = np.uint64(JITTER_LEVELS - 1)
+_SHIFT_53 = np.uint64(64 - JITTER_BITS)
+_SHIFT_42 = np.uint64(64 - 2 * JITTER_BITS)
+_SHIFT_31 = np.uint64(64 - 3 * JITTER_BITS)
+
+
+@body
+def block_jitter(image_seed, block, tables):
+    """Brightness offset, contrast and tone of output block ``block`` of one image.
+
+    ``image_seed`` is ``derive(jitter_seed, image)`` (the image's index in its window);
+    ``x = derive(image_seed, block)`` gives three 11-bit indices, its bits 63..53, 52..42
+    and 41..31, into the rows of ``tables`` (:func:`fastmix.plan.hardening.jitter_tables`).
+    Drawn where the block is computed: a plan holds no per-block parameters.
+    """
+    x = derive(image_seed, block)
+    return (tables[0, x >> _SHIFT_53], tables[1, (x >> _SHIFT_42) & _JITTER_MASK],
+            tables[2, (x >> _SHIFT_31) & _JITTER_MASK])
+
+
+@body
+def fill_jitter(jitter, jitter_seed, first, tables):
+    """``jitter[i, b] = block_jitter(derive(jitter_seed, first + i), b, tables)``, all of them.
+
+    For a backend that takes the parameters as an array (``jitter`` of ``(n, blocks, 3)``).
+    """
+    for image in range(jitter.shape[0]):
+        image_seed = derive(jitter_seed, first + image)
+        for block in range(jitter.shape[1]):
+            brightness, contrast, tone = block_jitter(image_seed, block, tables)
+            jitter[image, block, 0] = brightness
+            jitter[image, block, 1] = contrast
+            jitter[image, block, 2] = tone
 
 
 @body

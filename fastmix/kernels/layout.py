@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,9 @@ class Steps:
         Values per pixel in :meth:`values`.
     jitter_step : int
         ``harden_body.INTEGER`` or ``harden_body.FLOAT``.
+    jitter_tables : ndarray of float64
+        The parameters a jitter draw picks (:func:`fastmix.plan.hardening.jitter_tables`),
+        ``(3, levels)``; no rows without jitter.
     levels : ndarray of float64
         ``v / span`` for every integer level ``v`` when a block may use a level table (size
         0 otherwise).
@@ -100,6 +103,7 @@ class Steps:
     value_dtype: np.dtype
     channels: int
     jitter_step: int
+    jitter_tables: np.ndarray
     levels: np.ndarray
     low: float
     span: float
@@ -109,7 +113,6 @@ class Steps:
     weights: np.ndarray
     radius: int
     blur_integer: bool
-    no_jitter: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 3)))
 
     def values(self, images: np.ndarray) -> np.ndarray:
         """Return the ``(n, H, W * channels)`` view of C-contiguous ``images`` (no copy)."""

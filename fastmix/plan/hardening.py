@@ -8,14 +8,26 @@ change:
 * orientation: ``code = bounded(derive(derive(derive(window_seed, STREAM_ORIENT), i), b),
   choices[b])`` where ``choices[b]`` is 8 (``d4`` on a square block), 4 (``flip``, or
   ``d4`` on a non-square block) or 1 (no orientation);
-* jitter: with ``x_t = derive(derive(derive(derive(window_seed, STREAM_JITTER), i), b), t)``
-  and ``u_t = (x_t >> 11) * 2**-52 - 1`` (uniform in [-1, 1)), the block's brightness
-  offset is ``u_0 * a_0``, its contrast ``exp(u_1 * a_1)`` and its tone ``exp(u_2 * a_2)``,
-  for the spec's amplitudes ``(a_0, a_1, a_2)``.
+* jitter: ``u(k) = (2k + 1) / 2048 - 1`` for ``k`` in ``0..2047`` (the midpoints of 2048
+  equal steps of [-1, 1]); the tables of :func:`jitter_tables` hold, for the spec's
+  amplitudes ``(a_0, a_1, a_2)``, the brightness offsets ``u(k) * a_0``, the contrasts
+  ``exp(u(k) * a_1)`` and the tones ``exp(u(k) * a_2)``. Block ``b`` of image ``i`` takes
+  the entries picked by three 11-bit fields of ``derive(derive(derive(window_seed,
+  STREAM_JITTER), i), b)`` (:func:`fastmix.kernels.harden_body.block_jitter`). The plan
+  holds only the stream seed: a backend draws a block's parameters where it computes the
+  block, so a window's plan needs no memory per block for them.
 
 ``exp`` is :func:`exact_exp`, built from ``+ * /`` only, so the parameters are the same
 bytes on every machine. :func:`fastmix.plan.plan_window` calls :func:`draw_hardening` with
 the window seed of the source map (one derivation per window).
+
+Plan rule 1 (fastmix 0.1.0, see :data:`fastmix.spec.PLAN_RULES`) drew the jitter
+differently, and its plans still do, so that the key still reproduces a 0.1.0 store
+(``fastmix verify``): with ``x_t = derive(derive(derive(derive(window_seed, STREAM_JITTER),
+i), b), t)`` and ``u_t = (x_t >> 11) * 2**-52 - 1``, the parameters ``u_0 * a_0``,
+``exp(u_1 * a_1)`` and ``exp(u_2 * a_2)``, held in the plan per block (24 bytes a block,
+and two ``exact_exp`` a block: the tables of rule 2 make a draw one hash and three lookups,
+and a plan no larger than a plain one).
 
 This module also holds the constants of the later steps (:func:`blur_weights`,
 :func:`seam_band`) and the dtypes they accept (:func:`value_range`).
@@ -29,12 +41,12 @@ import numpy as np
 from numba import njit, prange
 
 from fastmix.errors import BadInputError
+from fastmix.kernels.harden_body import JITTER_LEVELS
 from fastmix.plan.random import bounded, derive, derive_seed
 from fastmix.spec import MixSpec
 
 STREAM_ORIENT = 1000
 STREAM_JITTER = 1001
-JITTER_DRAWS = 3
 _SHIFT_11 = np.uint64(11)
 
 # Inverse of each orientation code: mirrors are their own inverse, and a transpose followed
@@ -64,12 +76,12 @@ def _orientation_codes(stream_seed, count, choices, codes):
 
 
 @njit(parallel=True, cache=True)
-def _jitter_parameters(stream_seed, count, block_count, amplitudes, jitter):
+def _jitter_parameters_rule_1(stream_seed, count, block_count, amplitudes, jitter):
     for image in prange(count):
         image_seed = derive(stream_seed, image)
         for block in range(block_count):
             block_seed = derive(image_seed, block)
-            for draw in range(JITTER_DRAWS):
+            for draw in range(3):
                 uniform = float(derive(block_seed, draw) >> _SHIFT_11) * 2.0**-52 - 1.0
                 value = uniform * amplitudes[draw]
                 jitter[image, block, draw] = value if draw == 0 else _exact_exp(value)
@@ -87,6 +99,18 @@ def exact_exp(values: np.ndarray) -> np.ndarray:
                       dtype=np.float64)
 
 
+def jitter_tables(amplitudes: tuple[float, float, float]) -> np.ndarray:
+    """Return the jitter parameters a draw can pick: ``(3, 2048)`` float64 (module text).
+
+    Row 0: brightness offsets ``u * a_0``; rows 1 and 2: contrasts ``exact_exp(u * a_1)``
+    and tones ``exact_exp(u * a_2)``, for ``u = (2k + 1) / 2048 - 1``.
+    """
+    steps = (2.0 * np.arange(JITTER_LEVELS, dtype=np.float64) + 1.0) / JITTER_LEVELS - 1.0
+    brightness, contrast, tone = (float(value) for value in amplitudes)
+    return np.stack([steps * brightness, exact_exp(steps * contrast),
+                     exact_exp(steps * tone)])
+
+
 def orientation_choices(orient: str, row_bounds: np.ndarray, col_bounds: np.ndarray
                         ) -> np.ndarray:
     """Orientations allowed at each block position: 1, 4 (flips) or 8 (``d4``, square)."""
@@ -101,13 +125,14 @@ def orientation_choices(orient: str, row_bounds: np.ndarray, col_bounds: np.ndar
 
 
 def draw_hardening(spec: MixSpec, window_seed: int, count: int, row_edges: np.ndarray,
-                   col_edges: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Draw the orientation codes and jitter parameters of one window.
+                   col_edges: np.ndarray
+                   ) -> tuple[np.ndarray | None, np.uint64 | None, np.ndarray | None]:
+    """Draw the orientation codes of one window, and its jitter stream.
 
     Parameters
     ----------
     spec : MixSpec
-        The mixing parameters (with their hardening options).
+        The mixing parameters (with their hardening options and plan rule).
     window_seed : int
         The window's seed (:meth:`fastmix.Key.window_seed`), the one the source map uses.
     count : int
@@ -119,21 +144,27 @@ def draw_hardening(spec: MixSpec, window_seed: int, count: int, row_edges: np.nd
     -------
     codes : ndarray of uint8, shape (count, blocks), or None
         Orientation code of each output block; ``None`` without orientation.
+    jitter_seed : numpy.uint64 or None
+        ``derive(window_seed, STREAM_JITTER)``, from which a backend draws each block's
+        jitter (:func:`fastmix.kernels.harden_body.block_jitter`); ``None`` without jitter
+        or under plan rule 1.
     jitter : ndarray of float64, shape (count, blocks, 3), or None
-        Brightness offset, contrast and tone of each output block; ``None`` without jitter.
+        Plan rule 1 only: each block's brightness offset, contrast and tone.
     """
     seed = np.uint64(window_seed)
     block_count = (row_edges.size - 1) * (col_edges.size - 1)
-    codes = jitter = None
+    codes = jitter_seed = jitter = None
     if spec.orient != "none":
         codes = np.empty((count, block_count), dtype=np.uint8)
         _orientation_codes(derive_seed(seed, STREAM_ORIENT), count,
                            orientation_choices(spec.orient, row_edges, col_edges), codes)
-    if spec.jitter is not None:
-        jitter = np.empty((count, block_count, JITTER_DRAWS), dtype=np.float64)
-        _jitter_parameters(derive_seed(seed, STREAM_JITTER), count, block_count,
-                           np.asarray(spec.jitter, dtype=np.float64), jitter)
-    return codes, jitter
+    if spec.jitter is not None and spec.plan_rule == 1:
+        jitter = np.empty((count, block_count, 3), dtype=np.float64)
+        _jitter_parameters_rule_1(derive_seed(seed, STREAM_JITTER), count, block_count,
+                                  np.asarray(spec.jitter, dtype=np.float64), jitter)
+    elif spec.jitter is not None:
+        jitter_seed = derive_seed(seed, STREAM_JITTER)
+    return codes, jitter_seed, jitter
 
 
 def blur_weights(sigma: float) -> np.ndarray:

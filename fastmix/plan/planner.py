@@ -70,14 +70,20 @@ class Plan:
     codes : ndarray of uint8, shape (n, blocks), or None
         Orientation code of each output block (:mod:`fastmix.kernels.harden_body`);
         ``None`` without orientation.
+    jitter_seed : numpy.uint64 or None
+        The window's jitter stream (:func:`fastmix.plan.hardening.draw_hardening`): a
+        backend draws each output block's brightness, contrast and tone from it where it
+        computes the block. ``None`` without jitter, and under plan rule 1.
     jitter : ndarray of float64, shape (n, blocks, 3), or None
-        Brightness offset, contrast and tone of each output block; ``None`` without jitter.
+        Plan rule 1 only (0.1.0's draws): each output block's brightness offset, contrast
+        and tone.
     """
 
     source: np.ndarray
     unpartnered: int
     order: np.ndarray
     codes: np.ndarray | None = None
+    jitter_seed: np.uint64 | None = None
     jitter: np.ndarray | None = None
 
     def inverse(self) -> np.ndarray:
@@ -89,7 +95,7 @@ class Plan:
 
         Only for reversible plans (permute mode, no jitter).
         """
-        if self.jitter is not None:
+        if self.jitter_seed is not None or self.jitter is not None:
             raise ValueError("a plan with jitter is one-way and has no inverse")
         inverse = invert_source(self.source)
         codes = None
@@ -102,9 +108,13 @@ class Plan:
 
     @staticmethod
     def bytes_per_block(spec: MixSpec) -> int:
-        """Bytes a plan holds per image and block: source map, its inverse, the draws."""
+        """Bytes a plan holds per image and block: source map, its inverse, the codes.
+
+        Jitter needs none (backends draw its parameters per block as they compute), except
+        under plan rule 1, whose plans hold 0.1.0's draws.
+        """
         return 2 * SOURCE_DTYPE().itemsize + (2 if spec.orient != "none" else 0) + \
-            (24 if spec.jitter is not None else 0)
+            (24 if spec.jitter is not None and spec.plan_rule == 1 else 0)
 
 
 @njit(parallel=True, cache=True)
@@ -280,9 +290,9 @@ def plan_window(codes: np.ndarray, grid: int | tuple[np.ndarray, np.ndarray], sp
             total = composed
     if total is None:
         total = np.empty((count, block_count), dtype=SOURCE_DTYPE)
-    orientation = jitter = None
+    orientation = jitter_seed = jitter = None
     if spec.hardened:
-        orientation, jitter = draw_hardening(spec, window_seed, count, np.asarray(row_edges),
-                                             np.asarray(col_edges))
+        orientation, jitter_seed, jitter = draw_hardening(
+            spec, window_seed, count, np.asarray(row_edges), np.asarray(col_edges))
     return Plan(source=total, unpartnered=unpartnered, order=order, codes=orientation,
-                jitter=jitter)
+                jitter_seed=jitter_seed, jitter=jitter)

@@ -20,15 +20,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MULTIPLIER_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MULTIPLIER_2 = np.uint64(0x94D049BB133111EB)
-_SHIFT_30 = np.uint64(30)
-_SHIFT_27 = np.uint64(27)
-_SHIFT_31 = np.uint64(31)
+from fastmix.kernels import counter
+
+GOLDEN = counter.GOLDEN
 _SHIFT_32 = np.uint64(32)
 _SHIFT_11 = np.uint64(11)
-_ONE = np.uint64(1)
 
 # Stream numbers. Each round r uses ROUND_STRIDE * r + one of these.
 ROUND_STRIDE = 8
@@ -38,18 +34,10 @@ STREAM_DONORS = 2
 STREAM_BLOCKS = 3
 
 
-@njit(inline="always", cache=True)
-def mix64(z):
-    """Return the SplitMix64 finalizer of ``z`` (uint64, wrapping)."""
-    z = (z ^ (z >> _SHIFT_30)) * _MULTIPLIER_1
-    z = (z ^ (z >> _SHIFT_27)) * _MULTIPLIER_2
-    return z ^ (z >> _SHIFT_31)
-
-
-@njit(inline="always", cache=True)
-def derive(seed, value):
-    """Return the seed of child ``value`` of ``seed`` (a counter-based stream)."""
-    return mix64(seed + (np.uint64(value) + _ONE) * GOLDEN)
+#: ``mix64(z)`` and ``derive(seed, value)``: the bodies of :mod:`fastmix.kernels.counter`,
+#: compiled for planning (kernels compile the same bodies).
+mix64 = njit(inline="always", cache=True)(counter.mix64)
+derive = njit(inline="always", cache=True)(counter.derive)
 
 
 @njit(inline="always", cache=True)
