@@ -67,6 +67,9 @@ from fastmix.spec import MixSpec
 
 #: Integer dtypes with at most this many levels may use a per-block level table.
 MAX_TABLE_LEVELS = 1 << 16
+#: ... and with at most this many, the tone curves of every jitter tone are computed once
+#: per run (256 x 256 float64, 512 KiB), so that filling a block's table divides nothing.
+MAX_TONED_LEVELS = 1 << 8
 
 
 def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> Steps:
@@ -99,8 +102,11 @@ def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> S
     if spec.jitter is not None and integer and span + 1 <= MAX_TABLE_LEVELS:
         levels = np.arange(int(span) + 1, dtype=np.float64) / span
     tables = np.zeros((0, harden_body.JITTER_LEVELS), dtype=np.float64)
+    toned = np.zeros((0, 0), dtype=np.float64)
     if spec.jitter is not None:
         tables = jitter_tables(spec.jitter)
+        if 0 < levels.size <= MAX_TONED_LEVELS and spec.plan_rule != 1:
+            toned = harden_body.toned_levels(levels, tables[2])
     band_rows = band_cols = empty_int
     weights = np.zeros(1, dtype=np.float64)
     if spec.seam_blur > 0:
@@ -110,10 +116,9 @@ def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> S
     return Steps(layout=layout, hardened=spec.hardened, row_edges=row_edges,
                  col_edges=col_edges, value_dtype=np.dtype(value_dtype), channels=channels,
                  jitter_step=harden_body.INTEGER if integer else harden_body.FLOAT,
-                 jitter_tables=tables, levels=levels, low=low, span=span, high=high,
-                 band_rows=band_rows,
-                 band_cols=band_cols, weights=weights, radius=(weights.size - 1) // 2,
-                 blur_integer=integer)
+                 jitter_tables=tables, toned_levels=toned, levels=levels, low=low, span=span,
+                 high=high, band_rows=band_rows, band_cols=band_cols, weights=weights,
+                 radius=(weights.size - 1) // 2, blur_integer=integer)
 
 
 class Pipeline:

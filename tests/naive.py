@@ -210,9 +210,9 @@ def codes_and_jitter(spec, key, window_index, count, regions):
                 draw = derive(derive(jitter_seed, i), b)
                 if spec.plan_rule == 1:  # 0.1.0: three 52-bit draws
                     uniform = [(derive(draw, t) >> 11) * 2.0**-52 - 1.0 for t in range(3)]
-                else:  # three 11-bit fields of one draw, each a midpoint of 2048 steps
-                    fields = [(draw >> shift) & 2047 for shift in (53, 42, 31)]
-                    uniform = [(2 * field + 1) / 2048 - 1.0 for field in fields]
+                else:  # three 8-bit fields of one draw, each a midpoint of 256 steps
+                    fields = [(draw >> shift) & 255 for shift in (56, 48, 40)]
+                    uniform = [(2 * field + 1) / 256 - 1.0 for field in fields]
                 image_jitter.append((uniform[0] * spec.jitter[0],
                                      exact_exp(uniform[1] * spec.jitter[1]),
                                      exact_exp(uniform[2] * spec.jitter[2])))

@@ -28,7 +28,8 @@ LOCATION = "host"
 _compile = njit(inline="always", cache=True, nogil=True)
 copy_row_segment = _compile(body.copy_row_segment)
 fill_level_table = harden_body.fill_level_table
-block_jitter = harden_body.block_jitter
+block_jitter_fields = harden_body.block_jitter_fields
+fill_toned_table = harden_body.fill_toned_table
 derive = counter.derive
 orient_block = harden_body.orient_block
 value_step_block = harden_body.value_step_block
@@ -91,8 +92,8 @@ def gather(source, out, source_map, row_bounds, col_bounds, order):
                                  row, last_start, last_length)
 
 
-def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter_tables, first,
-                     order,
+def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter_tables,
+                     toned_levels, first, order,
                      row_edges, col_edges, channels, integer_step, levels, low, span, high,
                      band_rows, band_cols, weights, radius, blur_integer, workers):
     """Gather, orient, jitter and seam-blur output images in one pass over each image.
@@ -100,7 +101,8 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
     ``source`` and ``out`` are ``(n, H, W * channels)`` values; ``codes`` ``(n, blocks)``
     uint8 (all zero: no orientation); ``jitter_seed`` and ``jitter_tables`` the window's
     jitter stream and tables (:func:`harden_body.block_jitter`; tables of 0 rows: no
-    jitter), or ``jitter`` the drawn ``(n, blocks, 3)`` parameters (plan rule 1; else
+    jitter) with ``toned_levels`` (see :class:`~fastmix.kernels.layout.Steps`), or ``jitter``
+    the drawn ``(n, blocks, 3)`` parameters (plan rule 1; else
     ``(0, 0, 3)``); ``first`` the window index of output image 0; ``integer_step`` the value step
     of jitter (:data:`harden_body.INTEGER` or ``FLOAT``); ``levels`` the table levels (size
     0: never use a table); ``band_rows`` and ``band_cols`` the seam bands (size 0: no
@@ -120,6 +122,7 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
     line = np.empty((workers, band_cols.size * channels + vectors.LANES), dtype=np.float64)
     jittered = jitter_tables.shape[0] > 0
     drawn = jitter.shape[0] > 0
+    toned = toned_levels.shape[0] > 0 and not drawn
     offset = int(low)
     for worker in prange(workers):
         table = tables[worker]
@@ -136,18 +139,27 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
                     brightness = contrast = tone = 0.0
                     step = harden_body.COPY
                     if jittered:
+                        tone_index = np.uint64(0)
                         if drawn:
                             brightness = jitter[image, block, 0]
                             contrast = jitter[image, block, 1]
                             tone = jitter[image, block, 2]
                         else:
-                            brightness, contrast, tone = block_jitter(image_seed, block,
-                                                                      jitter_tables)
+                            brightness_index, contrast_index, tone_index = \
+                                block_jitter_fields(image_seed, block)
+                            brightness = jitter_tables[0, brightness_index]
+                            contrast = jitter_tables[1, contrast_index]
+                            tone = jitter_tables[2, tone_index]
                         step = integer_step
+                        # A table from the run's tone curves divides nothing: always worth it.
                         # A table costs a vectorised division a level, the arithmetic one a
                         # value, strided when the block is oriented (about 3 ns a value): on
                         # 8 bits the table wins from 64 values a block on.
-                        if levels.size > 0 and height * width * channels * 4 >= levels.size:
+                        if toned:
+                            fill_toned_table(table, toned_levels, tone_index, 0, levels.size,
+                                             low, span, brightness, contrast)
+                            step = harden_body.TABLE
+                        elif levels.size > 0 and height * width * channels * 4 >= levels.size:
                             fill_level_table(table, levels, low, span, brightness, contrast,
                                              tone)
                             step = harden_body.TABLE
@@ -255,10 +267,10 @@ def mix_piece(window: WindowJob, first: int, last: int, out: np.ndarray,
     try:
         kernel = kernel or hardened_kernel(steps.value_dtype)
         kernel(steps.values(window.pixels), steps.values(out), source_map, codes, jitter,
-               jitter_seed, steps.jitter_tables, first, order, steps.row_edges, steps.col_edges,
-               steps.channels, steps.jitter_step, steps.levels, steps.low, steps.span,
-               steps.high, steps.band_rows, steps.band_cols, steps.weights, steps.radius,
-               steps.blur_integer,
+               jitter_seed, steps.jitter_tables, steps.toned_levels, first, order,
+               steps.row_edges, steps.col_edges, steps.channels, steps.jitter_step,
+               steps.levels, steps.low, steps.span, steps.high, steps.band_rows,
+               steps.band_cols, steps.weights, steps.radius, steps.blur_integer,
                numba.get_num_threads() * _ITEMS_PER_THREAD)
     finally:
         numba.set_num_threads(before)

@@ -33,6 +33,7 @@ after editing this file, touch ``cpu.py`` (or delete ``__pycache__``) before mea
 
 
 import numpy as np
+from numba import njit
 from numba.extending import register_jitable
 
 from fastmix.kernels.counter import derive
@@ -47,27 +48,35 @@ INTEGER = 2
 FLOAT = 3
 
 #: Bits of each jitter draw: a block's three parameters are indices into tables of
-#: ``JITTER_LEVELS`` values (:func:`fastmix.plan.hardening.jitter_tables`).
-JITTER_BITS = 11
+#: ``JITTER_LEVELS`` values (:func:`fastmix.plan.hardening.jitter_tables`). Few enough that
+#: the tone curve of every tone and 8-bit level is one table of 512 KiB (:func:`tone_curve`).
+JITTER_BITS = 8
 JITTER_LEVELS = 1 << JITTER_BITS
 _JITTER_MASK = np.uint64(JITTER_LEVELS - 1)
-_SHIFT_53 = np.uint64(64 - JITTER_BITS)
-_SHIFT_42 = np.uint64(64 - 2 * JITTER_BITS)
-_SHIFT_31 = np.uint64(64 - 3 * JITTER_BITS)
+_SHIFT_BRIGHTNESS = np.uint64(64 - JITTER_BITS)
+_SHIFT_CONTRAST = np.uint64(64 - 2 * JITTER_BITS)
+_SHIFT_TONE = np.uint64(64 - 3 * JITTER_BITS)
+
+
+@body
+def block_jitter_fields(image_seed, block):
+    """Return the indices of output block ``block``'s brightness, contrast and tone (uint64).
+
+    ``image_seed`` is ``derive(jitter_seed, image)`` (the image's index in its window);
+    ``x = derive(image_seed, block)`` gives three 8-bit indices, its bits 63..56, 55..48 and
+    47..40, into the rows of the jitter tables (:func:`fastmix.plan.hardening.jitter_tables`).
+    Drawn where the block is computed: a plan holds no per-block parameters.
+    """
+    x = derive(image_seed, block)
+    return (x >> _SHIFT_BRIGHTNESS, (x >> _SHIFT_CONTRAST) & _JITTER_MASK,
+            (x >> _SHIFT_TONE) & _JITTER_MASK)
 
 
 @body
 def block_jitter(image_seed, block, tables):
-    """Brightness offset, contrast and tone of output block ``block`` of one image.
-
-    ``image_seed`` is ``derive(jitter_seed, image)`` (the image's index in its window);
-    ``x = derive(image_seed, block)`` gives three 11-bit indices, its bits 63..53, 52..42
-    and 41..31, into the rows of ``tables`` (:func:`fastmix.plan.hardening.jitter_tables`).
-    Drawn where the block is computed: a plan holds no per-block parameters.
-    """
-    x = derive(image_seed, block)
-    return (tables[0, x >> _SHIFT_53], tables[1, (x >> _SHIFT_42) & _JITTER_MASK],
-            tables[2, (x >> _SHIFT_31) & _JITTER_MASK])
+    """Brightness offset, contrast and tone of output block ``block`` of one image."""
+    brightness, contrast, tone = block_jitter_fields(image_seed, block)
+    return tables[0, brightness], tables[1, contrast], tables[2, tone]
 
 
 @body
@@ -141,15 +150,26 @@ def product(first, second):
 
 
 @body
-def jitter_from_level(level, brightness, contrast, tone):
-    """Return the jitter of a value at ``level`` in [0, 1], on the [0, 1] scale, clipped."""
-    toned = level / (level + product(tone, 1.0 - level))
+def tone_curve(level, tone):
+    """Return the tone curve at ``level`` in [0, 1]: ``level / (level + tone * (1 - level))``."""
+    return level / (level + product(tone, 1.0 - level))
+
+
+@body
+def contrast_and_brightness(toned, brightness, contrast):
+    """``(toned - 0.5) * contrast + 0.5 + brightness``, clipped to [0, 1]."""
     result = product(toned - 0.5, contrast) + 0.5 + brightness
     if result < 0.0:
         result = 0.0
     if result > 1.0:
         result = 1.0
     return result
+
+
+@body
+def jitter_from_level(level, brightness, contrast, tone):
+    """Return the jitter of a value at ``level`` in [0, 1], on the [0, 1] scale, clipped."""
+    return contrast_and_brightness(tone_curve(level, tone), brightness, contrast)
 
 
 @body
@@ -184,6 +204,29 @@ def fill_level_table(table, levels, low, span, brightness, contrast, tone):
     for index in range(levels.size):
         at = np.uint64(index)
         level = jitter_from_level(levels[at], brightness, contrast, tone)
+        table[at] = round_half_even(product(level, span)) + low
+
+
+@body
+def fill_toned_levels(toned, levels, tones):
+    """``toned[k, v] = tone_curve(levels[v], tones[k])``: every tone's curve, every level."""
+    for tone in range(tones.size):
+        for index in range(levels.size):
+            toned[tone, index] = tone_curve(levels[index], tones[tone])
+
+
+@body
+def fill_toned_table(table, toned, tone, first, last, low, span, brightness, contrast):
+    """:func:`fill_level_table` for levels ``first..last`` from precomputed tone curves.
+
+    ``toned[tone, v]`` is :func:`tone_curve` at level ``v`` for the block's tone (see
+    :func:`fill_toned_levels`): no division, so the loop vectorises. The same values as
+    :func:`fill_level_table`.
+    """
+    tone = np.uint64(tone)
+    for index in range(first, last):
+        at = np.uint64(index)
+        level = contrast_and_brightness(toned[tone, at], brightness, contrast)
         table[at] = round_half_even(product(level, span)) + low
 
 
@@ -417,3 +460,18 @@ def blur_band_cols(pixels, image, band_cols, line, weights, radius, channels, lo
                     total = clip_value(round_half_even(total), low, high)
                 pixels[image, row, np.uint64(first + channel)] = total
                 at += 1
+
+
+def toned_levels(levels: np.ndarray, tones: np.ndarray) -> np.ndarray:
+    """Return :func:`fill_toned_levels` of ``levels`` for ``tones``: ``(tones, levels)`` float64.
+
+    Computed on the host once per run, by the same body compiled for it, so a table filled
+    from a row (:func:`fill_toned_table`) holds the bytes of :func:`fill_level_table`.
+    """
+    toned = np.empty((tones.size, levels.size), dtype=np.float64)
+    _host_toned_levels(toned, np.ascontiguousarray(levels, dtype=np.float64),
+                       np.ascontiguousarray(tones, dtype=np.float64))
+    return toned
+
+
+_host_toned_levels = njit(cache=True, error_model="numpy")(fill_toned_levels)

@@ -83,6 +83,9 @@ class Steps:
     jitter_tables : ndarray of float64
         The parameters a jitter draw picks (:func:`fastmix.plan.hardening.jitter_tables`),
         ``(3, levels)``; no rows without jitter.
+    toned_levels : ndarray of float64
+        The tone curve of every jitter tone at every level (:func:`harden_body.toned_levels`),
+        ``(tones, levels)``, for dtypes of at most 256 levels under drawn jitter; else empty.
     levels : ndarray of float64
         ``v / span`` for every integer level ``v`` when a block may use a level table (size
         0 otherwise).
@@ -104,6 +107,7 @@ class Steps:
     channels: int
     jitter_step: int
     jitter_tables: np.ndarray
+    toned_levels: np.ndarray
     levels: np.ndarray
     low: float
     span: float

@@ -8,11 +8,11 @@ change:
 * orientation: ``code = bounded(derive(derive(derive(window_seed, STREAM_ORIENT), i), b),
   choices[b])`` where ``choices[b]`` is 8 (``d4`` on a square block), 4 (``flip``, or
   ``d4`` on a non-square block) or 1 (no orientation);
-* jitter: ``u(k) = (2k + 1) / 2048 - 1`` for ``k`` in ``0..2047`` (the midpoints of 2048
+* jitter: ``u(k) = (2k + 1) / 256 - 1`` for ``k`` in ``0..255`` (the midpoints of 256
   equal steps of [-1, 1]); the tables of :func:`jitter_tables` hold, for the spec's
   amplitudes ``(a_0, a_1, a_2)``, the brightness offsets ``u(k) * a_0``, the contrasts
   ``exp(u(k) * a_1)`` and the tones ``exp(u(k) * a_2)``. Block ``b`` of image ``i`` takes
-  the entries picked by three 11-bit fields of ``derive(derive(derive(window_seed,
+  the entries picked by three 8-bit fields of ``derive(derive(derive(window_seed,
   STREAM_JITTER), i), b)`` (:func:`fastmix.kernels.harden_body.block_jitter`). The plan
   holds only the stream seed: a backend draws a block's parameters where it computes the
   block, so a window's plan needs no memory per block for them.
@@ -100,10 +100,10 @@ def exact_exp(values: np.ndarray) -> np.ndarray:
 
 
 def jitter_tables(amplitudes: tuple[float, float, float]) -> np.ndarray:
-    """Return the jitter parameters a draw can pick: ``(3, 2048)`` float64 (module text).
+    """Return the jitter parameters a draw can pick: ``(3, 256)`` float64 (module text).
 
     Row 0: brightness offsets ``u * a_0``; rows 1 and 2: contrasts ``exact_exp(u * a_1)``
-    and tones ``exact_exp(u * a_2)``, for ``u = (2k + 1) / 2048 - 1``.
+    and tones ``exact_exp(u * a_2)``, for ``u = (2k + 1) / 256 - 1``.
     """
     steps = (2.0 * np.arange(JITTER_LEVELS, dtype=np.float64) + 1.0) / JITTER_LEVELS - 1.0
     brightness, contrast, tone = (float(value) for value in amplitudes)
