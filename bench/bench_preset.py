@@ -1,16 +1,16 @@
 """The default preset's targets (issue 10, part 6), as ratios against baselines of the same run.
 
     python bench/bench_preset.py core     # balanced mix_array(out=) vs plain gather, np.copyto
-    python bench/bench_preset.py core --block 16x16,24x24,grid2x8   # several geometries
+    python bench/bench_preset.py core --block 16x16,24x24,grid8x8   # other geometries
     python bench/bench_preset.py store    # default-preset mix_store vs fsynced h5py copy
     python bench/bench_preset.py core --images 5000 --repeats 3   # quicker
 
 core
     20,000 x 64x64x3 uint8 photo crops, into an existing buffer: ``mix_array`` with
     ``MixSpec.preset("balanced")`` against the plain gather (``preset("fast")``, the same
-    blocks) and ``np.copyto``, for each geometry of ``--block`` (default 16x16, the issue's;
-    ``grid2x8`` is the presets' default grid, 32x8 blocks here). The runs alternate, one
-    of each case per repeat. Targets: at least 0.5x the plain gather and 0.25x
+    blocks) and ``np.copyto``, for each geometry of ``--block`` (default ``16x16,grid12x12``:
+    the issue's blocks, and the balanced preset's own 12x12 grid, 6x6 blocks here). The runs
+    alternate, one of each case per repeat. Targets: at least 0.5x the plain gather and 0.25x
     ``np.copyto``.
 store
     40,000 x 64x64x3 stores (chunks of 256) raw, LZ4 and gzip-1: ``mix_store`` with the
@@ -158,11 +158,11 @@ def main() -> None:
     parser.add_argument("--filters", default="none,lz4,gzip-1")
     parser.add_argument("--dir", default=None, help="store: where the temporary stores go")
     parser.add_argument("--block", default=None,
-                        help="core: geometries, comma-separated (16x16, grid2x8, ...; default "
-                             "16x16); store: one geometry (default: the preset's own)")
+                        help="core: geometries, comma-separated (16x16, grid8x8, ...; default "
+                             "16x16,grid12x12); store: one geometry (default: the preset's own)")
     args = parser.parse_args()
     if args.suite == "core":
-        core(args.images or 20_000, args.repeats, (args.block or "16x16").split(","))
+        core(args.images or 20_000, args.repeats, (args.block or "16x16,grid12x12").split(","))
     else:
         store(args.images or 40_000, args.repeats, args.memory, args.filters.split(","),
               args.dir, geometry(args.block) if args.block else {})
