@@ -151,6 +151,11 @@ def test_hardened_mix_equals_oracle(backend, case):
     pytest.param(MixSpec.preset("balanced"), id="balanced-2x8"),
     pytest.param(MixSpec.preset("balanced", block=(16, 16)), id="balanced-16"),
     pytest.param(MixSpec.preset("strong", block=(24, 24)), id="strong-24"),
+    # blocks of at most 128 bytes are oriented in two vectors on a VBMI CPU, with edge
+    # blocks of other shapes: 5x5 inside, 5x1, 1x5 and 1x1 at the edges; 6x7 (126 bytes,
+    # no transposes drawn) with 6x5 at the right
+    pytest.param(MixSpec.preset("strong", block=(5, 5)), id="strong-5x5-small"),
+    pytest.param(MixSpec.preset("balanced", block=(6, 7)), id="balanced-6x7-small"),
     pytest.param(MixSpec(block=(9, 70), prob=1.0, jitter=(0.3, 0.5, 0.7), orient="flip"),
                  id="wide-rows"),
 ])

@@ -28,7 +28,9 @@ step to the output block in place (:func:`value_step_block`): the same
 bytes, in contiguous loops.
 
 Numba's on-disk cache of a kernel that calls these bodies is keyed on the kernel's own file:
-after editing this file, touch ``cpu.py`` (or delete ``__pycache__``) before measuring.
+after editing this file (or :mod:`fastmix.kernels.x86`), delete
+``fastmix/kernels/__pycache__`` before measuring or testing (touching ``cpu.py`` did not
+always invalidate it).
 """
 
 
@@ -312,11 +314,11 @@ def look_up_block(out, image, top, left, height, width, channels, table, offset)
 
 @body
 def orient_and_look_up(source, out, image, source_image, code, top, left, height, width,
-                       channels, look_up, table, offset, scratch_at):
+                       channels, look_up, table, offset, scratch_at, orient_index, shape):
     """:func:`orient_block`, then :func:`look_up_block` if ``look_up``.
 
-    ``scratch_at`` is where scratch space begins in ``table`` (for a CPU's vector version;
-    unused here).
+    ``scratch_at`` (where scratch space begins in ``table``), ``orient_index`` and ``shape``
+    serve a CPU's vector version (:mod:`fastmix.kernels.x86`); unused here.
     """
     orient_block(source, out, image, source_image, code, top, left, height, width, channels)
     if look_up:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from functools import cache
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -156,6 +157,107 @@ def mirror_64(typingctx, table, source, source_at, out, out_at, index, index_at,
     return signature, codegen
 
 
+@intrinsic
+def copy_64(typingctx, source, source_at, out, out_at, count):
+    """``out.flat[out_at + i] = source.flat[source_at + i]`` for ``i < count <= 64`` (uint8)."""
+    if not _bytes_only(source, out):
+        return None
+    signature = types.void(source, types.intp, out, types.intp, types.intp)
+
+    def codegen(context, builder, signature, arguments):
+        source_at, out_at, count = arguments[1], arguments[3], arguments[4]
+        mask = builder.bitcast(_low_bits(builder, count), MASK)
+        values = _masked_load(builder, _data(context, builder, signature, arguments, 0),
+                              source_at, mask)
+        _masked_store(builder, values, _data(context, builder, signature, arguments, 2), out_at,
+                      mask)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@intrinsic
+def permute_128(typingctx, table, in_at, index, index_at, out_at, look_up):
+    """``table.flat[out_at + j] = v(table.flat[in_at + index[index_at + j]])``, ``j < 128``.
+
+    Two ``vpermi2b`` move any of 128 bytes to any of 128 places; ``v`` is the lookup in the
+    level table ``table[:256]`` when ``look_up`` is true, else the value itself.
+    """
+    if not _bytes_only(table, index):
+        return None
+    signature = types.void(table, types.intp, index, types.intp, types.intp, types.boolean)
+
+    def codegen(context, builder, signature, arguments):
+        in_at, index_at, out_at, look_up_value = (arguments[1], arguments[3], arguments[4],
+                                                  arguments[5])
+        permute = _function(builder, "llvm.x86.avx512.vpermi2var.qi.512", BYTES,
+                            [BYTES, BYTES, BYTES])
+        table_data = _data(context, builder, signature, arguments, 0)
+        index_data = _data(context, builder, signature, arguments, 2)
+        sixty_four = ir.Constant(in_at.type, VECTOR_BYTES)
+
+        def vector(data, at):
+            return builder.load(builder.bitcast(builder.gep(data, [at]), POINTER), align=1)
+
+        first = vector(table_data, in_at)
+        second = vector(table_data, builder.add(in_at, sixty_four))
+        flag = look_up_value
+        if flag.type != ir.IntType(1):
+            flag = builder.icmp_unsigned("!=", flag, ir.Constant(flag.type, 0))
+        for half in range(2):
+            offset = ir.Constant(in_at.type, VECTOR_BYTES * half)
+            moved = builder.call(permute, [first, vector(index_data,
+                                                         builder.add(index_at, offset)), second])
+            value = builder.select(flag, _looked_up(builder, table_data, moved), moved)
+            builder.store(value, builder.bitcast(builder.gep(table_data, [
+                builder.add(out_at, offset)]), POINTER), align=1)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+#: Blocks of at most this many bytes (and rows of at most 64) are oriented in two vectors.
+SMALL_BLOCK_BYTES = 2 * VECTOR_BYTES
+
+
+@register_jitable(inline="always")
+def fill_orient_index(index, row_edges, col_edges, channels):
+    """``index[c, code, p]``: the source byte of output byte ``p`` of a small block.
+
+    ``c`` is the block's shape class, ``2 * (last block row) + (last block column)``; each
+    class has one block shape. Output pixel ``(y, x)`` reads source pixel
+    ``oriented_source(code, y, x, H, W)`` (``code`` 4-7 only on square blocks; others keep
+    the identity there, never drawn), both in the block's bytes row by row.
+    """
+    block_rows = row_edges.size - 1
+    block_cols = col_edges.size - 1
+    for shape in range(4):
+        block_row = block_rows - 1 if shape >= 2 else 0
+        block_col = block_cols - 1 if shape & 1 else 0
+        height = row_edges[block_row + 1] - row_edges[block_row]
+        width = col_edges[block_col + 1] - col_edges[block_col]
+        if height * width * channels > SMALL_BLOCK_BYTES:
+            continue
+        for code in range(8):
+            usable = code < 4 or height == width
+            for y in range(height):
+                for x in range(width):
+                    row, col = y, x
+                    if usable:
+                        row, col = harden_body.oriented_source(code, y, x, height, width)
+                    for channel in range(channels):
+                        index[shape, code, (y * width + x) * channels + channel] = \
+                            (row * width + col) * channels + channel
+
+
+@register_jitable
+def orient_indices(row_edges, col_edges, channels):
+    """Return the small blocks' byte orders (:func:`fill_orient_index`), ``(4, 8, 128)``."""
+    index = np.zeros((4, 8, SMALL_BLOCK_BYTES), dtype=np.uint8)
+    fill_orient_index(index, row_edges, col_edges, channels)
+    return index
+
+
 def _low_bits(builder, count):
     """Return an i64 whose low ``count`` bits are set (all 64 from 64 on)."""
     lane = ir.IntType(64)
@@ -174,14 +276,33 @@ def _mirror_order(index, at, pixels, channels):
 
 @register_jitable(inline="always")
 def orient_and_look_up(source, out, image, source_image, code, top, left, height, width,
-                       channels, look_up, table, offset, scratch_at):
+                       channels, look_up, table, offset, scratch_at, orient_index, shape):
     """:func:`fastmix.kernels.harden_body.orient_and_look_up` on uint8 values, in vectors.
 
-    Mirrored rows (``code`` 1 and 3) are read, reversed pixel by pixel with ``vpermb`` and
-    looked up in one pass, up to 64 bytes at a time (``table[scratch_at:]`` holds the two
-    byte orders a row needs, 128 bytes); other codes are oriented by the body, then looked
-    up 64 bytes at a time.
+    A block of at most 128 bytes (rows of at most 64) is copied row by row into
+    ``table[scratch_at + 128:]``, oriented and looked up there by :func:`permute_128` with
+    its byte order ``orient_index[shape, code]`` (:func:`fill_orient_index`), and copied
+    out row by row. Mirrored rows of larger blocks (``code`` 1 and 3) are read, reversed
+    pixel by pixel with ``vpermb`` and looked up in one pass, up to 64 bytes at a time
+    (``table[scratch_at:]`` holds the two byte orders a row needs, 128 bytes); other codes
+    are oriented by the body, then looked up 64 bytes at a time.
     """
+    row_bytes = width * channels
+    row_values = out.shape[2]
+    if row_bytes * height <= SMALL_BLOCK_BYTES and row_bytes <= VECTOR_BYTES:
+        block_in = scratch_at + SMALL_BLOCK_BYTES
+        block_out = block_in + SMALL_BLOCK_BYTES
+        source_start = (source_image * source.shape[1] + top) * row_values + left * channels
+        out_start = (image * out.shape[1] + top) * row_values + left * channels
+        for y in range(height):
+            copy_64(source, source_start + y * row_values, table, block_in + y * row_bytes,
+                    row_bytes)
+        permute_128(table, block_in, orient_index, (shape * 8 + code) * SMALL_BLOCK_BYTES,
+                    block_out, look_up)
+        for y in range(height):
+            copy_64(table, block_out + y * row_bytes, out, out_start + y * row_values,
+                    row_bytes)
+        return
     if (code != 1 and code != 3) or channels > VECTOR_BYTES:
         harden_body.orient_block(source, out, image, source_image, code, top, left, height,
                                  width, channels)
@@ -193,7 +314,6 @@ def orient_and_look_up(source, out, image, source_image, code, top, left, height
     _mirror_order(table, full, per_vector, channels)
     remainder = width - (width - 1) // per_vector * per_vector
     _mirror_order(table, last, remainder, channels)
-    row_values = out.shape[2]
     for y in range(height):
         source_row = top + (height - 1 - y if code & 2 else y)
         source_start = (source_image * source.shape[1] + source_row) * row_values
