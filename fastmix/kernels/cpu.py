@@ -44,6 +44,22 @@ _STREAMING = threading.local()
 #: The ``jitter`` of plans that draw per block (all but plan rule 1).
 _NO_JITTER = np.zeros((0, 0, 3))
 
+#: How many blocks ahead the hardened kernel asks for a block's source rows.
+PREFETCH_BLOCKS = 2
+
+
+@register_jitable(inline="always")
+def prefetch_block(source, source_image, block, row_edges, col_edges, channels):
+    """Prefetch the first value of every row of ``block`` of ``source_image``."""
+    block_cols = col_edges.size - 1
+    block_row = block // block_cols
+    left = col_edges[block - block_row * block_cols] * channels
+    row_values = source.shape[2]
+    start = (source_image * source.shape[1]) * row_values + left
+    for row in range(row_edges[block_row], row_edges[block_row + 1]):
+        vectors.prefetch(source, start + row * row_values)
+
+
 #: Work items per thread in the hardened kernel: each owns one set of scratch buffers.
 _ITEMS_PER_THREAD = 4
 
@@ -113,6 +129,7 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
     count = order.size
     block_rows = row_edges.size - 1
     block_cols = col_edges.size - 1
+    blocks = block_rows * block_cols
     values = out.shape[2]
     table_size = max(levels.size, 1)
     workers = max(1, min(count, workers))
@@ -138,6 +155,9 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
                     block = block_row * block_cols + block_col
                     left = col_edges[block_col]
                     width = col_edges[block_col + 1] - left
+                    if block + PREFETCH_BLOCKS < blocks:
+                        prefetch_block(source, source_map[image, block + PREFETCH_BLOCKS],
+                                       block + PREFETCH_BLOCKS, row_edges, col_edges, channels)
                     brightness = contrast = tone = 0.0
                     step = harden_body.COPY
                     if jittered:

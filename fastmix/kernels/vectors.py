@@ -174,3 +174,27 @@ def _blur_columns(pixels, image, band_cols, runs, line, weights, radius, channel
                 at += count
 
     return blur_bytes
+
+
+@intrinsic
+def prefetch(typingctx, values, at):
+    """Ask the CPU to bring the cache line of ``values.flat[at]`` in (``llvm.prefetch``).
+
+    A hint only: nothing is read, and an address past the array's end is never touched.
+    """
+    if values.layout != "C":
+        return None
+    signature = types.void(values, types.intp)
+
+    def codegen(context, builder, signature, arguments):
+        data = context.make_array(signature.args[0])(context, builder, arguments[0]).data
+        byte_pointer = ir.PointerType(ir.IntType(8))
+        word = ir.IntType(32)
+        hint = _masked(builder, "llvm.prefetch.p0", ir.VoidType(),
+                       [byte_pointer, word, word, word])
+        address = builder.bitcast(builder.gep(data, [arguments[1]]), byte_pointer)
+        builder.call(hint, [address, ir.Constant(word, 0), ir.Constant(word, 3),
+                            ir.Constant(word, 1)])
+        return context.get_dummy_value()
+
+    return signature, codegen
