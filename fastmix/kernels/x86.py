@@ -274,6 +274,51 @@ def _mirror_order(index, at, pixels, channels):
             index[at + pixel * channels + channel] = (pixels - 1 - pixel) * channels + channel
 
 
+@intrinsic
+def copy_4(typingctx, source, source_at, out, out_at):
+    """``out.flat[out_at:out_at + 4] = source.flat[source_at:source_at + 4]`` (uint8, unaligned)."""
+    if not _bytes_only(source, out):
+        return None
+    signature = types.void(source, types.intp, out, types.intp)
+
+    def codegen(context, builder, signature, arguments):
+        word_pointer = ir.PointerType(ir.IntType(32))
+        read = builder.bitcast(builder.gep(_data(context, builder, signature, arguments, 0),
+                                           [arguments[1]]), word_pointer)
+        written = builder.bitcast(builder.gep(_data(context, builder, signature, arguments, 2),
+                                              [arguments[3]]), word_pointer)
+        builder.store(builder.load(read, align=1), written, align=1)
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+@register_jitable(inline="always")
+def _transpose_rgb(source, out, image, source_image, code, top, left, height, width):
+    """:func:`fastmix.kernels.harden_body.orient_block` for a transposing ``code`` (4-7), RGB.
+
+    Each pixel but a row's last moves as one 4-byte word; the fourth byte lands where the
+    row's next pixel is written right after. A word is read only where its fourth byte is
+    in the same image row (never past the array's end).
+    """
+    row_values = out.shape[2]
+    image_width = row_values // 3
+    first_row = top + height - 1 if code & 2 else top
+    row_step = -1 if code & 2 else 1
+    for y in range(height):
+        column = left + (width - 1 - y if code & 1 else y)
+        source_start = (source_image * source.shape[1] + first_row) * row_values + column * 3
+        out_start = (image * out.shape[1] + top + y) * row_values + left * 3
+        words = width - 1 if column < image_width - 1 else 0
+        for x in range(words):
+            copy_4(source, source_start + x * row_step * row_values, out, out_start + 3 * x)
+        for x in range(words, width):
+            source_row = np.uint64(first_row + x * row_step)
+            for channel in range(3):
+                out[np.uint64(image), np.uint64(top + y), np.uint64((left + x) * 3 + channel)] = \
+                    source[np.uint64(source_image), source_row, np.uint64(column * 3 + channel)]
+
+
 @register_jitable(inline="always")
 def orient_and_look_up(source, out, image, source_image, code, top, left, height, width,
                        channels, look_up, table, offset, scratch_at, orient_index, shape):
@@ -304,8 +349,11 @@ def orient_and_look_up(source, out, image, source_image, code, top, left, height
                     row_bytes)
         return
     if (code != 1 and code != 3) or channels > VECTOR_BYTES:
-        harden_body.orient_block(source, out, image, source_image, code, top, left, height,
-                                 width, channels)
+        if code >= 4 and channels == 3:
+            _transpose_rgb(source, out, image, source_image, code, top, left, height, width)
+        else:
+            harden_body.orient_block(source, out, image, source_image, code, top, left,
+                                     height, width, channels)
         if look_up:
             look_up_block(out, image, top, left, height, width, channels, table, offset)
         return
