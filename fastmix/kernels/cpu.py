@@ -20,23 +20,24 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from fastmix.kernels import body, counter, harden_body, vectors
+from fastmix.kernels import body, harden_body, vectors
+from fastmix.kernels.counter import derive
+from fastmix.kernels.harden_body import (
+    block_jitter_fields,
+    blur_band_rows,
+    fill_level_table,
+    fill_toned_table,
+    orient_and_look_up,
+    value_step_block,
+)
 from fastmix.kernels.layout import WindowJob
+from fastmix.kernels.vectors import blur_columns
 
 NAME = "cpu"
 LOCATION = "host"
 
 _compile = njit(inline="always", cache=True, nogil=True)
 copy_row_segment = _compile(body.copy_row_segment)
-fill_level_table = harden_body.fill_level_table
-block_jitter_fields = harden_body.block_jitter_fields
-fill_toned_table = harden_body.fill_toned_table
-derive = counter.derive
-orient_block = harden_body.orient_block
-value_step_block = harden_body.value_step_block
-orient_and_look_up = harden_body.orient_and_look_up
-blur_band_rows = harden_body.blur_band_rows
-blur_columns = vectors.blur_columns
 
 #: The calling thread's Numba thread count before :func:`streaming_threads` lowered it.
 _STREAMING = threading.local()

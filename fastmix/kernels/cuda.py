@@ -38,6 +38,19 @@ from numba import njit
 from fastmix.errors import BadInputError, BadInputTypeError
 from fastmix.kernels import body, harden_body
 
+# The shared bodies the kernels below call, rebound to CUDA device functions by _kernels()
+# before any kernel compiles.
+from fastmix.kernels.body import copy_row_segment
+from fastmix.kernels.harden_body import (
+    COPY,
+    TABLE,
+    blur_band_cols,
+    blur_band_rows,
+    copy_run,
+    fill_level_table,
+    oriented_source,
+)
+
 THREADS_PER_BLOCK = 256
 # Each simulated thread is a Python thread: the simulator gets a small launch, and the
 # grid-stride loops cover the rest.
@@ -303,7 +316,7 @@ def caller_stream(stream: object = None, like: object = None):
 
 # --- kernels ------------------------------------------------------------------------------
 # Python functions compiled by numba.cuda on first launch. They call the shared bodies by
-# the global names below, which _kernels() binds to CUDA device functions first. The
+# the names imported above, which _kernels() rebinds to CUDA device functions first. The
 # grid-stride loops are while loops: a range() with a variable step costs a 64-bit division
 # per loop entry, once per word in the inner loop.
 
@@ -437,15 +450,6 @@ def _blur_cols(pixels, band_cols, line, weights, radius, channels, low, high, in
 
 _fill_jitter = njit(cache=True)(harden_body.fill_jitter)
 
-# The shared bodies, bound to CUDA device functions by _kernels() before any compile.
-copy_row_segment = body.copy_row_segment
-oriented_source = harden_body.oriented_source
-copy_run = harden_body.copy_run
-fill_level_table = harden_body.fill_level_table
-blur_band_rows = harden_body.blur_band_rows
-blur_band_cols = harden_body.blur_band_cols
-COPY = harden_body.COPY
-TABLE = harden_body.TABLE
 _KERNELS = {"gather": _gather, "hardened_gather": _hardened_gather,
             "fill_tables": _fill_tables, "blur_rows": _blur_rows, "blur_cols": _blur_cols}
 
