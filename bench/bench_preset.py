@@ -3,6 +3,7 @@
     python bench/bench_preset.py core     # balanced mix_array(out=) vs plain gather, np.copyto
     python bench/bench_preset.py core --block 16x16,24x24,grid8x8   # other geometries
     python bench/bench_preset.py store    # default-preset mix_store vs fsynced h5py copy
+    python bench/bench_preset.py steps    # where the default preset's time goes, one thread
     python bench/bench_preset.py core --images 5000 --repeats 3   # quicker
 
 core
@@ -17,6 +18,14 @@ store
     default preset (``MixSpec.preset(DEFAULT_PRESET)``, what ``fastmix mix`` uses) against a
     plain h5py chunk-by-chunk copy, and against the same copy followed by ``fsync`` (the
     durability fastmix gives its own output). Target: at least 1.0x the fsynced copy.
+steps
+    Where the hardened kernel's time goes, on one thread: CPU microseconds per image of the
+    kernel (the window planned beforehand, as a store's reader thread does) for the plain
+    gather of ``fast``, the plain
+    gather at prob 1 in whole-label groups (the default preset without hardening), then
+    that with each hardening step alone and with all of them (the default preset), for
+    each geometry of ``--block`` (default ``grid12x12``). ``--images 400`` keeps the images
+    in cache (the compute alone); the default 8,000 do not.
 
 Medians of alternating runs; the load average at the start and end is printed, since the
 machine is shared. The core table also gives the ratios in CPU time (all threads), which a
@@ -39,6 +48,7 @@ import numpy as np
 import fastmix
 from fastmix.benchmark.core import photographic_images
 from fastmix.benchmark.store import plain_copy, write_photo_store
+from fastmix.pipeline import Pipeline
 from fastmix.spec import DEFAULT_PRESET
 
 
@@ -97,6 +107,56 @@ def core(images_count: int, repeats: int, geometries: list[str]) -> None:
           "not the waiting.")
 
 
+def steps(images_count: int, repeats: int, geometries: list[str]) -> None:
+    """Print CPU microseconds per image, one thread, for each hardening step alone."""
+    key = fastmix.Key.from_hex("5a" * 32)
+    images = photographic_images(images_count, (64, 64, 3))
+    labels = np.random.default_rng(1).integers(0, 10, images_count)
+    out = np.empty_like(images)
+    hardened = fastmix.MixSpec.preset(DEFAULT_PRESET)
+    alone = {"plain, prob 1, whole label": {}, "+ orientation": {"orient": hardened.orient},
+             "+ jitter": {"jitter": hardened.jitter},
+             "+ seam blur": {"seam_blur": hardened.seam_blur},
+             f"all ({DEFAULT_PRESET})": {"orient": hardened.orient, "jitter": hardened.jitter,
+                                         "seam_blur": hardened.seam_blur}}
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    started = load()
+    try:
+        rows = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fastmix.FastmixWarning)
+            for text in geometries:
+                cases = {"fast (plain gather)": fastmix.MixSpec.preset("fast", **geometry(text))}
+                for name, options in alone.items():
+                    cases[name] = fastmix.MixSpec(mode="permute", prob=1.0, group="window",
+                                                  **geometry(text), **options)
+                runs = {}
+                for name, spec in cases.items():
+                    pipeline = Pipeline(images.shape[1:], images.dtype, spec, key)
+                    runs[name] = partial(pipeline.mix_window, images, labels, 0, out,
+                                         pipeline.plan(labels, 0))
+                for run in runs.values():
+                    run()  # warm-up (JIT compile, page cache)
+                cpu_seconds: dict[str, list[float]] = {name: [] for name in runs}
+                for _ in range(repeats):
+                    for name, run in runs.items():
+                        cpu_started = time.process_time()
+                        run()
+                        cpu_seconds[name].append(time.process_time() - cpu_started)
+                rows[text] = {name: statistics.median(values) / images_count * 1e6
+                              for name, values in cpu_seconds.items()}
+    finally:
+        numba.set_num_threads(threads)
+    names = list(next(iter(rows.values())))
+    print(f"steps: {images_count:,} x 64x64x3 uint8, CPU us per image, one thread, medians "
+          f"of {repeats} alternating runs, load {started} -> {load()}")
+    print("| blocks | " + " | ".join(names) + " |")
+    print("| --- |" + " ---: |" * len(names))
+    for text, figures in rows.items():
+        print(f"| {text} | " + " | ".join(f"{figures[name]:.1f}" for name in names) + " |")
+
+
 def fsynced_copy(source: str, target: str) -> None:
     """Return the plain copy, then fsync of its file (what fastmix does to its own output)."""
     plain_copy(source, target)
@@ -151,18 +211,22 @@ def store(images_count: int, repeats: int, memory: str, filters: list[str],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("suite", choices=["core", "store"])
-    parser.add_argument("--images", type=int, help="images (core 20,000; store 40,000)")
+    parser.add_argument("suite", choices=["core", "store", "steps"])
+    parser.add_argument("--images", type=int,
+                        help="images (core 20,000; store 40,000; steps 8,000)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory", default="256MiB", help="store: mix_store's budget")
     parser.add_argument("--filters", default="none,lz4,gzip-1")
     parser.add_argument("--dir", default=None, help="store: where the temporary stores go")
     parser.add_argument("--block", default=None,
-                        help="core: geometries, comma-separated (16x16, grid8x8, ...; default "
-                             "16x16,grid12x12); store: one geometry (default: the preset's own)")
+                        help="core, steps: geometries, comma-separated (16x16, grid8x8, ...; "
+                             "default 16x16,grid12x12; steps grid12x12); store: one geometry "
+                             "(default: the preset's own)")
     args = parser.parse_args()
     if args.suite == "core":
         core(args.images or 20_000, args.repeats, (args.block or "16x16,grid12x12").split(","))
+    elif args.suite == "steps":
+        steps(args.images or 8_000, args.repeats, (args.block or "grid12x12").split(","))
     else:
         store(args.images or 40_000, args.repeats, args.memory, args.filters.split(","),
               args.dir, geometry(args.block) if args.block else {})

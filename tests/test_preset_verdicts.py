@@ -29,10 +29,10 @@ SIZE = 192
 EXPECTED = {
     ("faces", "fast"): ("weak", None, None),               # whole task: 1.00, 1.00
     ("photos", "fast"): ("weak", None, None),              # whole task: 1.00, 1.00
-    ("faces part", "balanced"): ("good", 0.08, 0.2),       # 0.028, 0.190
-    ("photos part", "balanced"): ("good", 0.06, 0.19),     # 0.012, 0.144
-    ("faces part", "strong"): ("good", 0.08, 0.18),        # 0.027, 0.120
-    ("photos part", "strong"): ("moderate", 0.06, 0.26),   # 0.013, 0.211
+    ("faces part", "balanced"): ("good", 0.08, 0.19),      # 0.031, 0.120
+    ("photos part", "balanced"): ("good", 0.06, 0.16),     # 0.015, 0.089
+    ("faces part", "strong"): ("good", 0.08, 0.17),        # 0.028, 0.100
+    ("photos part", "strong"): ("good", 0.06, 0.19),       # 0.011, 0.133
 }
 
 
