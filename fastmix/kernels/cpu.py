@@ -111,18 +111,18 @@ def gather(source, out, source_map, row_bounds, col_bounds, order):
 
 
 def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter_tables,
-                     toned_levels, first, order,
-                     row_edges, col_edges, channels, integer_step, levels, low, span, high,
-                     band_rows, band_cols, weights, radius, blur_integer, workers):
+                     toned_levels, first, order, row_edges, col_edges, channels, integer_step,
+                     levels, low, span, high, band_rows, band_cols, weights, radius,
+                     blur_integer, workers):
     """Gather, orient, jitter and seam-blur output images in one pass over each image.
 
     ``source`` and ``out`` are ``(n, H, W * channels)`` values; ``codes`` ``(n, blocks)``
     uint8 (all zero: no orientation); ``jitter_seed`` and ``jitter_tables`` the window's
     jitter stream and tables (:func:`harden_body.block_jitter`; tables of 0 rows: no
-    jitter) with ``toned_levels`` (see :class:`~fastmix.kernels.layout.Steps`), or ``jitter``
-    the drawn ``(n, blocks, 3)`` parameters (plan rule 1; else
-    ``(0, 0, 3)``); ``first`` the window index of output image 0; ``integer_step`` the value step
-    of jitter (:data:`harden_body.INTEGER` or ``FLOAT``); ``levels`` the table levels (size
+    jitter) with ``toned_levels`` (see :class:`~fastmix.kernels.layout.Steps`), or
+    ``jitter`` the drawn ``(n, blocks, 3)`` parameters (plan rule 1; else ``(0, 0, 3)``);
+    ``first`` the window index of output image 0; ``integer_step`` the value step of
+    jitter (:data:`harden_body.INTEGER` or ``FLOAT``); ``levels`` the table levels (size
     0: never use a table); ``band_rows`` and ``band_cols`` the seam bands (size 0: no
     blur); ``workers`` how many sets of scratch buffers to share the images among. Each
     image is finished (blurred) while it is in cache, right after its blocks are gathered.
@@ -174,10 +174,10 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
                             contrast = jitter_tables[1, contrast_index]
                             tone = jitter_tables[2, tone_index]
                         step = integer_step
-                        # A table from the run's tone curves divides nothing: always worth it.
-                        # A table costs a vectorised division a level, the arithmetic one a
-                        # value, strided when the block is oriented (about 3 ns a value): on
-                        # 8 bits the table wins from 64 values a block on.
+                        # A table from the run's tone curves divides nothing: always worth
+                        # it. Otherwise a table costs a vectorised division a level, the
+                        # arithmetic one a value, strided when the block is oriented (about
+                        # 3 ns a value): on 8 bits the table wins from 64 values a block on.
                         if toned:
                             fill_toned_table(table, toned_levels, tone_index, 0, levels.size,
                                              low, span, brightness, contrast)
@@ -205,8 +205,6 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
             if band_cols.size > 0:
                 blur_columns(out, image, band_cols, runs, line[worker], weights, radius,
                              channels, low, high, blur_integer)
-
-
 
 
 @register_jitable

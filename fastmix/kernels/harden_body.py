@@ -76,7 +76,7 @@ def block_jitter_fields(image_seed, block):
 
 @body
 def block_jitter(image_seed, block, tables):
-    """Brightness offset, contrast and tone of output block ``block`` of one image."""
+    """Return the brightness offset, contrast and tone of output block ``block`` of one image."""
     brightness, contrast, tone = block_jitter_fields(image_seed, block)
     return tables[0, brightness], tables[1, contrast], tables[2, tone]
 
