@@ -24,12 +24,13 @@ jitter
     value ``x`` (every channel alike) becomes, in float64 with each operation rounded as
     IEEE 754 does: ``v = (x - low) / span`` for integer dtypes (``low`` and ``span`` the
     dtype's minimum and range), or ``v = clip(x, 0, 1)`` for float dtypes (float images are
-    taken to be in [0, 1]); ``t = v / (v +
-    tone * (1 - v))`` (a gamma-like tone curve made of ``+ - * /`` only); ``y = clip((t -
-    0.5) * contrast + 0.5 + brightness, 0, 1)``; stored as ``rint(y * span) + low`` (round
-    half to even) for integers, or cast to the float dtype. Integer blocks with more values
-    than their dtype has levels (up to 16 bits) go through a table of every level computed
-    with the same arithmetic, so the bytes are the same.
+    taken to be in [0, 1]); ``t = v / (v + tone * (1 - v))`` (a gamma-like tone curve made
+    of ``+ - * /`` only); ``y = clip((t - 0.5) * contrast + 0.5 + brightness, 0, 1)``;
+    stored as ``rint(y * span) + low`` (round half to even) for integers, or cast to the
+    float dtype. Integer values go through a per-block table of every level, computed with
+    the same arithmetic, where that is cheaper (8-bit dtypes always, their tone curves
+    computed once per run; 16-bit blocks with at least a quarter as many values as levels),
+    so the bytes are the same.
 seam blur
     With ``w = ceil(sigma)``, radius ``R = ceil(3 sigma)`` and the normalised weights of
     :func:`fastmix.plan.hardening.blur_weights`: pass 1 replaces every pixel of the rows
