@@ -28,14 +28,16 @@ import numpy as np
 from numba import njit, prange
 
 from fastmix.errors import BadInputError, BadInputTypeError, WrongKeyError, hint
+from fastmix.kernels import counter
 from fastmix.keys import Key
 from fastmix.mixing import layout_for, mix_window
 from fastmix.plan.windows import fixed_windows
 from fastmix.store.metadata import IN_PROGRESS, STATE_ATTRIBUTE
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX_2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = counter.GOLDEN
+#: An odd multiplier other than the golden ratio, so that block positions and labels salt
+#: the hashes differently.
+_POSITION_MULTIPLIER = np.uint64(0x94D049BB133111EB)
 
 
 @dataclass(frozen=True)
@@ -267,7 +269,8 @@ def _check_blocks(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, l
                   mode: str, start: int, where: str) -> None:
     _, codes = np.unique(labels, return_inverse=True)
     label_salt = _mix64(codes.reshape(-1, 1).astype(np.uint64) * _GOLDEN + np.uint64(1))
-    position_salt = _mix64(np.arange(layout.block_count, dtype=np.uint64) * _MIX_2 + _GOLDEN)
+    position_salt = _mix64(np.arange(layout.block_count, dtype=np.uint64) * _POSITION_MULTIPLIER
+                           + _GOLDEN)
     # One key per (label, block position, block bytes): equal keys are equal blocks at the
     # same position in images of the same label.
     before = _mix64(_block_hashes(layout.view(original), layout.row_bounds, layout.col_bounds)
@@ -303,11 +306,7 @@ def _contained(values: np.ndarray, sorted_pool: np.ndarray) -> np.ndarray:
 def _mix64(values: np.ndarray) -> np.ndarray:
     """Return the SplitMix64 finalizer, elementwise on uint64 (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
-        values = values ^ (values >> np.uint64(30))
-        values = values * _MIX_1
-        values = values ^ (values >> np.uint64(27))
-        values = values * _MIX_2
-        return values ^ (values >> np.uint64(31))
+        return counter.mix64(values)  # the generator's body, run on arrays
 
 
 _HASH_SEED = np.uint64(0xCBF29CE484222325)
