@@ -164,9 +164,10 @@ def measure_audit(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, samp
     started = time.perf_counter()
     report = audit_arrays(images, mixed, labels, spec, key=key, sample=sample, seed=seed,
                           **audit_options(spec, height, width, key_given=True))
-    return {"advantage": report.advantage, "advantage_interval": report.advantage_interval,
+    return {"advantage": report.advantage,
+            "advantage_interval": report.intervals.get("advantage", []),
             "reidentified": report.reidentified_fraction,
-            "reidentified_interval": report.reidentified_interval,
+            "reidentified_interval": report.intervals.get("reidentified_fraction", []),
             "restored_90": report.restored_90_fraction, "verdict": report.verdict,
             "sampled": report.sampled, "seconds": round(time.perf_counter() - started, 1)}
 

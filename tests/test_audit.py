@@ -243,6 +243,16 @@ def test_cli_audits_stores_as_json(tmp_path, faces):
     assert report["sampled"] <= 100
     assert report["restored_fraction"] >= 0.85
     assert report["verdict"] == "weak"
+    keys = list(report)
+    for figure, interval in (("restored_fraction", "restored_interval"),
+                             ("chance_fraction", "chance_interval"),
+                             ("advantage", "advantage_interval"),
+                             ("restored_90_fraction", "restored_90_interval"),
+                             ("reidentified_fraction", "reidentified_interval")):
+        low, high = report[interval]  # each interval right after its figure, and around it
+        assert keys.index(interval) == keys.index(figure) + 1
+        assert low <= report[figure] <= high
+    assert "intervals" not in report
     assert original.read_bytes() == before
 
 

@@ -248,19 +248,19 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         edge_total = len(grid.edges()) * chosen.size or 1
         ssim = metrics.ssim_each(restored_images, sample_original, data_range)
         report.restored_fraction = float(restored_value)
-        report.restored_interval = metrics.interval(attack_samples)
+        report.intervals["restored_fraction"] = metrics.interval(attack_samples)
         report.chance_fraction = float(chance_value)
-        report.chance_interval = metrics.interval(chance_samples)
+        report.intervals["chance_fraction"] = metrics.interval(chance_samples)
         report.advantage = float((restored_value - chance_value) / (1 - chance_value)) \
             if chance_value < 1 else float("nan")
-        report.advantage_interval = metrics.interval(advantage_samples)
+        report.intervals["advantage"] = metrics.interval(advantage_samples)
         report.neighbour_fraction = float(scored.neighbours.sum() / edge_total)
         report.chance_neighbour_fraction = float(null.neighbours.sum() / edge_total)
         report.mixed_neighbour_fraction = float(
             metrics.adjacent_same(source, grid).sum() / edge_total)
         report.restored_90_fraction = float((scored.share >= 0.9).mean())
-        report.restored_90_interval = metrics.interval(weights @ (scored.share >= 0.9)
-                                                       / chosen.size)
+        report.intervals["restored_90_fraction"] = metrics.interval(
+            weights @ (scored.share >= 0.9) / chosen.size)
         report.perfect_fraction = float((scored.share >= 1.0).mean())
         report.ssim_mean = float(np.nanmean(ssim)) if np.isfinite(ssim).any() else float("nan")
         report.ssim_max = float(np.nanmax(ssim)) if np.isfinite(ssim).any() else float("nan")
@@ -269,7 +269,7 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         if spec.mode == "permute" and not groups_known:
             report.group_purity = _purity(restoration.pools, source)
     report.reidentified_fraction = float(found.mean())
-    report.reidentified_interval = metrics.interval(weights @ found / chosen.size)
+    report.intervals["reidentified_fraction"] = metrics.interval(weights @ found / chosen.size)
     if attack:
         report.verdict = verdict(report.advantage, report.reidentified_fraction,
                                  report.restored_90_fraction)

@@ -14,6 +14,16 @@ MISLEADING_SSIM = (
 )
 
 
+#: The figures that get a 95% bootstrap interval (:attr:`AuditReport.intervals`).
+INTERVAL_FIGURES = ("restored_fraction", "chance_fraction", "advantage",
+                    "restored_90_fraction", "reidentified_fraction")
+
+
+def interval_key(figure: str) -> str:
+    """Return the JSON key of ``figure``'s interval (``restored_interval`` and so on)."""
+    return figure.removesuffix("_fraction") + "_interval"
+
+
 #: The verdicts, worst first.
 VERDICTS = ("weak", "moderate", "good")
 #: At or above any of these, a store is weak: the advantage A, the share re-identified and
@@ -94,8 +104,10 @@ def verdict_sentence(rating: str) -> str:
 class AuditReport:
     """Everything one audit measured. ``to_dict()`` gives the JSON object.
 
-    The fractions are shares in [0, 1]; ``*_interval`` are 95% bootstrap intervals over the
-    sampled images.
+    The fractions are shares in [0, 1]. ``intervals`` holds the 95% bootstrap intervals over
+    the sampled images of the figures in :data:`INTERVAL_FIGURES`, by figure name; the JSON
+    gives each right after its figure, as ``restored_interval``, ``chance_interval``,
+    ``advantage_interval``, ``restored_90_interval`` and ``reidentified_interval``.
     """
 
     settings: dict
@@ -109,22 +121,17 @@ class AuditReport:
     inexact_blocks: int = 0
     attack: bool = True
     restored_fraction: float = float("nan")
-    restored_interval: list = field(default_factory=list)
     chance_fraction: float = float("nan")
-    chance_interval: list = field(default_factory=list)
     advantage: float = float("nan")
-    advantage_interval: list = field(default_factory=list)
     neighbour_fraction: float = float("nan")
     mixed_neighbour_fraction: float = float("nan")
     chance_neighbour_fraction: float = float("nan")
     restored_90_fraction: float = float("nan")
-    restored_90_interval: list = field(default_factory=list)
     perfect_fraction: float = float("nan")
     ssim_mean: float = float("nan")
     ssim_max: float = float("nan")
     mixed_ssim_mean: float = float("nan")
     reidentified_fraction: float = float("nan")
-    reidentified_interval: list = field(default_factory=list)
     restored_reidentified_fraction: float = float("nan")
     mixed_reidentified_fraction: float = float("nan")
     group_purity: float | None = None
@@ -133,6 +140,8 @@ class AuditReport:
     verdict: str = "weak"
     verdict_text: str = ""
     warnings: list = field(default_factory=list)
+    #: ``[low, high]`` by figure name (:data:`INTERVAL_FIGURES`); none before it is measured.
+    intervals: dict = field(default_factory=dict)
     utility: dict | None = None
     #: With ``keep_images=True``: indices of the sampled images and, per sampled original,
     #: the attack's restored image matched to it (never in the JSON).
@@ -141,9 +150,13 @@ class AuditReport:
 
     def to_dict(self) -> dict:
         """Return a JSON-compatible dict (NaN becomes ``None``)."""
-        data = asdict(self)
-        data.pop("sample_indices")
-        data.pop("restored_images")
+        data = {}
+        for name, value in asdict(self).items():
+            if name in ("intervals", "sample_indices", "restored_images"):
+                continue
+            data[name] = value
+            if name in INTERVAL_FIGURES:
+                data[interval_key(name)] = list(self.intervals.get(name, []))
         return _clean(data)
 
     def to_json(self) -> str:
@@ -166,6 +179,10 @@ class AuditReport:
         return (f"audit of {self.sampled} images ({', '.join(figures)}): "
                 f"{self.verdict_text}")
 
+    def _with_interval(self, name: str) -> str:
+        """Return figure ``name`` with its interval, as the summary prints them."""
+        return _fmt(getattr(self, name), self.intervals.get(name, []))
+
     def summary(self) -> str:
         """Return a human-readable multi-line summary."""
         s = self.settings
@@ -185,10 +202,10 @@ class AuditReport:
             lines.append(f"  blocks matched by nearest content (lossy copies): "
                          f"{self.inexact_blocks}")
         if self.attack:
-            restored = _fmt(self.restored_fraction, self.restored_interval)
-            chance = _fmt(self.chance_fraction, self.chance_interval)
-            advantage = _fmt(self.advantage, self.advantage_interval)
-            restored_90 = _fmt(self.restored_90_fraction, self.restored_90_interval)
+            restored = self._with_interval("restored_fraction")
+            chance = self._with_interval("chance_fraction")
+            advantage = self._with_interval("advantage")
+            restored_90 = self._with_interval("restored_90_fraction")
             lines += [
                 f"  attack: {ATTACK_NAME}"
                 + (f"; it {'; '.join(s['attack_knows'])}" if s.get("attack_knows") else ""),
@@ -207,7 +224,7 @@ class AuditReport:
                 lines.append(f"  inferred groups purity:          {self.group_purity:.3f}")
         lines += [
             f"  re-identified (mixed or restored): "
-            f"{_fmt(self.reidentified_fraction, self.reidentified_interval)}",
+            f"{self._with_interval('reidentified_fraction')}",
             f"  SSIM mixed vs original:          {self.mixed_ssim_mean:.3f} (misleading, see "
             "warning)",
         ]
