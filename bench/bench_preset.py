@@ -3,6 +3,7 @@
     python bench/bench_preset.py core     # balanced mix_array(out=) vs plain gather, np.copyto
     python bench/bench_preset.py core --block 16x16,24x24,grid8x8   # other geometries
     python bench/bench_preset.py store    # default-preset mix_store vs fsynced h5py copy
+    python bench/bench_preset.py store --preset fast --block grid12x12   # the plain gather
     python bench/bench_preset.py steps    # where the default preset's time goes, one thread
     python bench/bench_preset.py core --images 5000 --repeats 3   # quicker
 
@@ -18,6 +19,7 @@ store
     default preset (``MixSpec.preset(DEFAULT_PRESET)``, what ``fastmix mix`` uses) against a
     plain h5py chunk-by-chunk copy, and against the same copy followed by ``fsync`` (the
     durability fastmix gives its own output). Target: at least 1.0x the fsynced copy.
+    ``--preset fast`` runs the plain gather on the same store path, for comparison.
 steps
     Where the hardened kernel's time goes, on one thread: CPU microseconds per image of the
     kernel (the window planned beforehand, as a store's reader thread does) for the plain
@@ -174,13 +176,13 @@ def _timed(function) -> float:
 
 
 def store(images_count: int, repeats: int, memory: str, filters: list[str],
-          directory: str | None, overrides: dict) -> None:
-    """Print the store table: default-preset mix_store against the plain and fsynced copies."""
+          directory: str | None, overrides: dict, preset: str = DEFAULT_PRESET) -> None:
+    """Print the store table: a preset's mix_store against the plain and fsynced copies."""
     key = fastmix.Key.from_hex("5a" * 32)
-    spec = fastmix.MixSpec.preset(DEFAULT_PRESET, **overrides)
+    spec = fastmix.MixSpec.preset(preset, **overrides)
     megabytes = images_count * 64 * 64 * 3 / 1e6
     blocks = "x".join(map(str, spec.block_shape(64, 64)))
-    print(f"store: {images_count:,} x 64x64x3 uint8, chunks of 256, preset {DEFAULT_PRESET!r} "
+    print(f"store: {images_count:,} x 64x64x3 uint8, chunks of 256, preset {preset!r} "
           f"({blocks} blocks), --memory {memory}, medians of {repeats}, load {load()}")
     print("| filter | plain copy | fsynced copy | mix_store | vs fsynced copy | vs plain copy |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -222,6 +224,9 @@ def main() -> None:
                         help="core, steps: geometries, comma-separated (16x16, grid8x8, ...; "
                              "default 16x16,grid12x12; steps grid12x12); store: one geometry "
                              "(default: the preset's own)")
+    parser.add_argument("--preset", default=DEFAULT_PRESET,
+                        help=f"store: the preset mix_store runs (default {DEFAULT_PRESET}; "
+                             "fast: the plain gather, the same store path)")
     args = parser.parse_args()
     if args.suite == "core":
         core(args.images or 20_000, args.repeats, (args.block or "16x16,grid12x12").split(","))
@@ -229,7 +234,7 @@ def main() -> None:
         steps(args.images or 8_000, args.repeats, (args.block or "grid12x12").split(","))
     else:
         store(args.images or 40_000, args.repeats, args.memory, args.filters.split(","),
-              args.dir, geometry(args.block) if args.block else {})
+              args.dir, geometry(args.block) if args.block else {}, args.preset)
 
 
 if __name__ == "__main__":
