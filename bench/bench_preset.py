@@ -18,7 +18,10 @@ store
     40,000 x 64x64x3 stores (chunks of 256) raw, LZ4 and gzip-1: ``mix_store`` with the
     default preset (``MixSpec.preset(DEFAULT_PRESET)``, what ``fastmix mix`` uses) against a
     plain h5py chunk-by-chunk copy, and against the same copy followed by ``fsync`` (the
-    durability fastmix gives its own output). Target: at least 1.0x the fsynced copy.
+    durability fastmix gives its own output). Target: at least 1.0x the fsynced copy. The
+    last columns give mix_store's CPU time (all threads) and the ratio it could reach at
+    best if that work were spread evenly over every core: the fsynced copy's time over
+    (CPU time / cores).
     ``--preset fast`` runs the plain gather on the same store path, for comparison.
 steps
     Where the hardened kernel's time goes, on one thread: CPU microseconds per image of the
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -169,6 +173,12 @@ def fsynced_copy(source: str, target: str) -> None:
         os.close(descriptor)
 
 
+def _cpu_seconds() -> float:
+    """Return the CPU time of this process so far, all threads, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _timed(function) -> float:
     started = time.perf_counter()
     function()
@@ -184,8 +194,10 @@ def store(images_count: int, repeats: int, memory: str, filters: list[str],
     blocks = "x".join(map(str, spec.block_shape(64, 64)))
     print(f"store: {images_count:,} x 64x64x3 uint8, chunks of 256, preset {preset!r} "
           f"({blocks} blocks), --memory {memory}, medians of {repeats}, load {load()}")
-    print("| filter | plain copy | fsynced copy | mix_store | vs fsynced copy | vs plain copy |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    cores = os.cpu_count() or 1
+    print(f"| filter | plain copy | fsynced copy | mix_store | vs fsynced copy | vs plain copy | "
+          f"mix_store CPU s | ceiling on {cores} cores |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     with tempfile.TemporaryDirectory(prefix="fastmix-preset-", dir=directory) as folder, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", fastmix.FastmixWarning)
@@ -196,17 +208,24 @@ def store(images_count: int, repeats: int, memory: str, filters: list[str],
             write_photo_store(source, images_count, filter_name)
             mix()  # warm-up (JIT, page cache)
             seconds: dict[str, list[float]] = {"copy": [], "fsync": [], "mix": []}
+            mix_cpu = []
             for _ in range(repeats):
                 for name, run in (("copy", partial(plain_copy, source, target)),
                                   ("fsync", partial(fsynced_copy, source, target)),
                                   ("mix", mix)):
+                    cpu_started = _cpu_seconds()
                     seconds[name].append(_timed(run))
+                    if name == "mix":
+                        mix_cpu.append(_cpu_seconds() - cpu_started)
                     os.remove(target)
             rate = {name: megabytes / statistics.median(values)
                     for name, values in seconds.items()}
+            cpu = statistics.median(mix_cpu)
+            ceiling = statistics.median(seconds["fsync"]) / (cpu / cores)
             print(f"| {filter_name} | {rate['copy']:,.0f} MB/s | {rate['fsync']:,.0f} MB/s | "
                   f"{rate['mix']:,.0f} MB/s | {rate['mix'] / rate['fsync']:.2f}x | "
-                  f"{rate['mix'] / rate['copy']:.2f}x |", flush=True)
+                  f"{rate['mix'] / rate['copy']:.2f}x | {cpu:.2f} | {ceiling:.2f}x |",
+                  flush=True)
             os.remove(source)
     print(f"load at the end {load()}")
 
