@@ -1,11 +1,13 @@
-# The two commands a new user needs: `make demo` and `make test`.
+# The two commands a new user needs: `make demo` and `make test` (the complete suite, which CI
+# runs). `make check` is the quick tier for a contributor's inner loop: ruff, then every test
+# not marked slow.
 # Both create (or reuse) a local virtual environment in .venv and install what they need.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fastmix-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test check lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check fastmix tests bench
 	$(BIN)/python -m pytest
+
+check: $(STAMP)
+	$(BIN)/ruff check fastmix tests bench
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
