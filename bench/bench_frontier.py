@@ -44,6 +44,7 @@ import numpy as np
 from fastmix import samples
 from fastmix.audit import audit_arrays
 from fastmix.audit.adaptive import audit_options
+from fastmix.audit.utility import CONTROL_SPEC
 from fastmix.errors import FastmixWarning
 from fastmix.keys import Key
 from fastmix.mixing import mix_array
@@ -279,34 +280,19 @@ def run_sweep(args: argparse.Namespace) -> Results:
     return results
 
 
-def _control_first(chunk: dict) -> dict:
-    """Put first a spec whose 1x1 control is the reference one (permute, prob 1, donors 10).
-
-    :func:`fastmix.utility` derives its control from the first spec: the same control in
-    every call keeps the calls comparable.
-    """
-    def reference(item) -> bool:
-        spec = item[1]
-        return spec.prob == 1.0 and spec.donors == 10 and spec.mode == "permute"
-
-    return dict(sorted(chunk.items(), key=lambda item: not reference(item)))
-
-
 def run_utility(results: Results, images: np.ndarray, labels: np.ndarray, baseline_id: str,
                 todo: dict, settings: dict, args: argparse.Namespace) -> None:
     """Train the CNN on the specs of ``todo``, a few per call, caching each call's results."""
     entries = list(todo.items())
     for start in range(0, len(entries), args.utility_chunk):
-        chunk = _control_first(dict(entries[start:start + args.utility_chunk]))
+        chunk = dict(entries[start:start + args.utility_chunk])
         started = time.perf_counter()
         load = os.getloadavg()[0]
         sets = measure_utility(images, labels, chunk, settings, args.seed)
         seconds = round(time.perf_counter() - started, 1)
-        first = next(iter(chunk.values()))
         results.update("baselines", baseline_id, original=sets["original"],
                        control=sets["control"],
-                       control_spec=MixSpec(block=(1, 1), donors=first.donors,
-                                            prob=first.prob).to_dict())
+                       control_spec=CONTROL_SPEC.to_dict())
         for utility_id in chunk:
             row = dict(sets[utility_id], seconds=seconds, load=round(load, 1))
             results.update("utilities", utility_id, **row)

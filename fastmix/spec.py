@@ -23,7 +23,7 @@ _HARDENED = {"mode": "permute", "prob": 1.0, "orient": "d4", "jitter": DEFAULT_J
 #: Each preset's parameters. The geometry is part of the privacy (issue 13): on the default
 #: 2x8 grid (96x24 blocks on 192x192) the hardened groups of 11 were weak on faces and
 #: photographs, so ``balanced`` and ``strong`` cut blocks relative to the image side and mix
-#: whole labels. Measured with ``python bench/bench_frontier.py`` (README, "How private is
+#: whole labels. Measured with ``python bench/bench_frontier.py`` (docs/privacy.md, "How private is
 #: it?"). ``fast`` stays the paper's parameters on the default grid.
 PRESET_PARAMETERS: dict[str, dict] = {
     "fast": {"mode": "permute", "donors": 10, "prob": 0.5},

@@ -22,7 +22,7 @@ from fastmix.cli.verdict import warning_lines
 from fastmix.errors import BadInputError
 from fastmix.store.metadata import read_mix_record
 
-#: Unhardened permute mode in 8x8 blocks of 32x32 photo tiles: weak (README, "How private").
+#: Unhardened permute mode in 8x8 blocks of 32x32 photo tiles: weak (docs/privacy.md).
 WEAK_FLAGS = ("--mode", "permute", "--block", "8x8", "--donors", "10", "--prob", "1",
               "--orient", "none", "--jitter", "none", "--seam-blur", "0", "--group", "11")
 #: Every hardening option and whole-label groups on LFW faces in 5x5 blocks: good or
@@ -75,7 +75,7 @@ def test_a_weak_verdict_is_a_prominent_warning_with_what_to_do(weak_required):
     (warning,) = warnings_of(result.stderr)
     assert warning.startswith("fastmix mix: WARNING: privacy audit verdict WEAK: advantage A ")
     assert "re-identified" in warning and f"good needs {needs('good')}" in warning
-    assert 'README "How private is it?"' in warning
+    assert "see docs/privacy.md" in warning
     advice = result.stderr.splitlines()[result.stderr.splitlines().index(warning) + 1]
     # Worded from the settings the audit measured: these blocks, no hardening, small groups.
     assert advice.startswith("fastmix mix: to protect more, mix again with smaller blocks")

@@ -18,6 +18,7 @@ import fastmix
 torch = pytest.importorskip("torch", reason="torch is in the test extra: pip install -e '.[test]'")
 pytest.importorskip("skimage.data")
 
+from fastmix.audit.utility import CONTROL_SPEC  # noqa: E402
 from fastmix.samples import face_task, photo_task  # noqa: E402
 
 SET_KEYS = {"accuracy", "interval", "change", "change_interval", "fold_accuracy",
@@ -57,7 +58,9 @@ def test_the_control_is_clearly_worse_than_the_original():
     for row in sets.values():
         assert set(row) == SET_KEYS
         low, high = row["interval"]
-        assert low <= row["accuracy"] <= high
+        assert 0 <= low <= row["accuracy"] <= high <= 1  # 2 folds: a t interval left [0, 1]
+        low, high = row["change_interval"]
+        assert -1 <= low <= row["change"] <= high <= 1
         assert len(row["fold_accuracy"]) == 2
 
 
@@ -84,7 +87,12 @@ def test_same_arguments_same_result_whatever_the_workers_and_global_rng_untouche
     second = fastmix.utility(images, labels, workers=0, **arguments)
     assert first == second
     assert torch.equal(torch.random.get_rng_state(), state)
+    # The control shuffles every pixel among its label, whatever the first spec's prob and
+    # donors (grid4 has prob 0.5 and groups of 3).
+    assert first["specs"]["control"] == CONTROL_SPEC.to_dict()
     assert first["specs"]["control"]["block"] == [1, 1]
+    control = first["specs"]["control"]
+    assert control["prob"] == 1.0 and control["group"] == "window"
     assert first["specs"]["grid4"]["grid"] == [4, 4]
 
 

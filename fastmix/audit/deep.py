@@ -8,14 +8,16 @@ and read back through :class:`fastmix.H5ImageDataset` and a ``torch.utils.data.D
 with worker processes, as a user trains.
 
 Within a fold every training set starts from the same initial weights and sees its images in
-the same order, so the change against the original is a paired difference per fold.
+the same order, so the change against the original is a paired difference. Every image is
+tested once (in the fold that holds it out), so the figures pool the predictions of all folds:
+accuracies with Wilson intervals, changes paired by image with Newcombe's interval (both always
+within the range a share can take, however few the folds).
 
 torch is an optional dependency (``pip install 'fastmix[torch]'``), imported on first use.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import tempfile
@@ -23,18 +25,18 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from fastmix.audit.utility import _fold_key, control_spec
+from fastmix.audit.utility import (
+    CONTROL_SPEC,
+    INTERVAL,
+    _fold_key,
+    paired_change_interval,
+    wilson_interval,
+)
 from fastmix.errors import BadInputError
 from fastmix.progress import Progress
 from fastmix.spec import PRESETS, MixSpec, format_bytes, parse_memory
 
 MODELS = ("cnn", "resnet18")
-#: Two-sided 95% Student t quantiles for 1 to 30 degrees of freedom; the normal 1.96 beyond.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-#: What the intervals are, as the result states it.
-INTERVAL = "95% Student t interval of the mean over folds"
 _INSTALL = "pip install 'fastmix[torch]'"
 
 
@@ -47,15 +49,6 @@ def require_torch():
             f"the deep-learning utility check needs PyTorch, which is not installed; install it "
             f"with {_INSTALL}") from None
     return torch
-
-
-def _t_interval(values: np.ndarray) -> list[float]:
-    mean = float(values.mean())
-    if values.size < 2:
-        return [mean, mean]
-    quantile = _T95[values.size - 2] if values.size - 1 <= len(_T95) else 1.96
-    half = quantile * float(values.std(ddof=1)) / math.sqrt(values.size)
-    return [mean - half, mean + half]
 
 
 #: Widths of the ``cnn`` model's 3x3 stride-2 convolutions. Five halvings give a receptive
@@ -227,7 +220,11 @@ def _normalise(batch):
 def _train_and_test(torch, model_name: str, path: str, classes: int, test_images: np.ndarray,
                     test_labels: np.ndarray, *, epochs: int, augment: bool, seed: int,
                     batch_size: int, workers: int, device, advance: Callable[[int], None]):
-    """Train a fresh model on the store at ``path``; return (test accuracy, train accuracy)."""
+    """Train a fresh model on the store at ``path``.
+
+    Returns (whether each test image was classified right, accuracy on the training set
+    during the last epoch).
+    """
     from fastmix.dataset import H5ImageDataset
 
     channels = 1 if test_images.ndim == 3 else test_images.shape[3]
@@ -273,7 +270,7 @@ def _train_and_test(torch, model_name: str, path: str, classes: int, test_images
     del loader  # stops its workers
     dataset.close()
     model.eval()
-    hits = 0
+    hits = np.zeros(len(test_images), dtype=bool)
     with torch.no_grad():
         for first in range(0, len(test_images), batch_size):
             chunk = test_images[first:first + batch_size]
@@ -282,8 +279,8 @@ def _train_and_test(torch, model_name: str, path: str, classes: int, test_images
             batch = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2)
             batch = batch.to(device).float() / 255.0
             predicted = model(_normalise(batch)).argmax(1).cpu().numpy()
-            hits += int((predicted == test_labels[first:first + batch_size]).sum())
-    return hits / len(test_images), correct / max(seen, 1)
+            hits[first:first + batch_size] = predicted == test_labels[first:first + batch_size]
+    return hits, correct / max(seen, 1)
 
 
 def _recompute_batch_norm(torch, model, loader, device) -> None:
@@ -326,11 +323,12 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
     """Accuracy of a network trained from scratch on mixed vs original images, on originals.
 
     For each of ``folds`` stratified splits the training part is used as it is
-    (``original``), mixed with each spec, and mixed with the first spec's parameters at 1x1
-    pixel blocks without hardening (``control``: what a network learns from pixel statistics
-    alone). The training part is mixed with a fresh key per fold and read through
-    :class:`fastmix.H5ImageDataset` and a ``DataLoader`` from a temporary HDF5 store (deleted
-    afterwards); every network is tested on the untouched held-out originals.
+    (``original``), mixed with each spec, and mixed at 1x1-pixel blocks (``control``:
+    every pixel moved to another image of its label,
+    :data:`~fastmix.audit.utility.CONTROL_SPEC`, whatever the specs; what a network learns
+    from pixel statistics alone). The training part is mixed with a fresh key per fold and
+    read through :class:`fastmix.H5ImageDataset` and a ``DataLoader`` from a temporary HDF5
+    store (deleted afterwards); every network is tested on the untouched held-out originals.
 
     Parameters
     ----------
@@ -371,12 +369,14 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
     -------
     dict
         ``model``, ``epochs``, ``augment``, ``folds``, ``images``, ``seed``, ``device``,
-        ``interval`` (what the intervals are: 95% Student t over folds), ``specs`` (each
-        spec's parameters, the control's too) and ``sets``: for ``original``, each spec name
-        and ``control``, ``accuracy`` (mean over folds), ``interval`` ``[lo, hi]``, ``change``
-        (mean of the per-fold paired accuracy - original accuracy; 0 for the original),
-        ``change_interval``, ``fold_accuracy`` (per fold) and ``train_accuracy`` (mean over
-        folds of the accuracy on the training set during the last epoch).
+        ``interval`` (what the intervals are: Wilson over the pooled predictions; changes:
+        Newcombe's paired interval), ``specs`` (each spec's parameters, the control's too)
+        and ``sets``: for ``original``, each spec name and ``control``, ``accuracy`` (over
+        the pooled test predictions of all folds), ``interval`` ``[lo, hi]`` within [0, 1],
+        ``change`` (accuracy - original accuracy, paired by image; 0 for the original),
+        ``change_interval`` within [-1, 1], ``fold_accuracy`` (per fold) and
+        ``train_accuracy`` (mean over folds of the accuracy on the training set during the
+        last epoch).
 
     Notes
     -----
@@ -410,11 +410,11 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
             spec.block_shape(height, width)
         except BadInputError as error:
             raise BadInputError(f"spec {name!r}: {error}") from None
-    control = control_spec(next(iter(named.values())))
-    training_sets = {"original": None, **named, "control": control}
+    training_sets = {"original": None, **named, "control": CONTROL_SPEC}
     fold_parts = _stratified_folds(labels, folds, seed)
     total = len(training_sets) * epochs * sum(
         _images_per_epoch(len(labels) - len(part), batch_size) for part in fold_parts)
+    hits = {name: np.zeros(len(labels), dtype=bool) for name in training_sets}
     scores = {name: [] for name in training_sets}
     trained = {name: [] for name in training_sets}
 
@@ -440,25 +440,29 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
                 path = os.path.join(scratch, f"fold{fold}-set{index}.h5")
                 _write_store(path, train_images, labels[train])
                 del train_images
-                accuracy, train_accuracy = _train_and_test(
+                fold_hits, train_accuracy = _train_and_test(
                     torch, model, path, classes, images[test], labels[test], epochs=epochs,
                     augment=augment, seed=seed + fold, batch_size=batch_size, workers=workers,
                     device=chosen_device, advance=bar.update)
                 os.remove(path)
+                hits[name][test] = fold_hits
+                accuracy = float(fold_hits.mean())
                 scores[name].append(accuracy)
                 trained[name].append(train_accuracy)
                 say(f"utility: fold {fold + 1}/{folds} {name}: accuracy {accuracy:.3f} "
                     f"(train {train_accuracy:.3f})")
 
-    original = np.asarray(scores["original"])
+    original = hits["original"]
     sets = {}
     for name in training_sets:
-        accuracy = np.asarray(scores[name])
-        change = accuracy - original
+        accuracy = float(hits[name].mean())
         sets[name] = {
-            "accuracy": float(accuracy.mean()), "interval": _t_interval(accuracy),
-            "change": float(change.mean()), "change_interval": _t_interval(change),
-            "fold_accuracy": [float(value) for value in accuracy],
+            "accuracy": accuracy,
+            "interval": wilson_interval(int(hits[name].sum()), len(labels)),
+            "change": accuracy - float(original.mean()) if name != "original" else 0.0,
+            "change_interval": ([0.0, 0.0] if name == "original"
+                                else paired_change_interval(hits[name], original)),
+            "fold_accuracy": scores[name],
             "train_accuracy": float(np.mean(trained[name])),
         }
     return {

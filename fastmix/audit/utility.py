@@ -64,17 +64,67 @@ def _fold_key(seed: int, fold: int):
     return Key.from_hex(digest)
 
 
-def control_spec(spec: MixSpec) -> MixSpec:
-    """Return the 1x1-pixel control of ``spec``: its mode, donors, prob and rounds, no hardening."""
-    return MixSpec(block=(1, 1), donors=spec.donors, prob=spec.prob, rounds=spec.rounds,
-                   mode=spec.mode)
+#: The 1x1-pixel control: every pixel moves to another image of the same label (permute mode,
+#: prob 1, one group of the whole label in a window), whatever specs are measured beside it.
+#: It copies nothing from them: a control with the measured spec's prob 0.5 would shuffle only
+#: half the pixels and say less.
+CONTROL_SPEC = MixSpec(block=(1, 1), mode="permute", prob=1.0, group="window")
+#: What the intervals are, as the results state it.
+INTERVAL = ("95% Wilson score interval over the pooled test predictions of all folds (every "
+            "image is tested once); changes: Newcombe's score interval for paired proportions")
+_Z95 = 1.959963984540054
 
 
-def _mean_interval(values: np.ndarray) -> list[float]:
-    if values.size < 2:
-        return [float(values.mean()), float(values.mean())]
-    half = 1.96 * values.std(ddof=1) / np.sqrt(values.size)
-    return [float(values.mean() - half), float(values.mean() + half)]
+def control_spec() -> MixSpec:
+    """Return the 1x1-pixel control (:data:`CONTROL_SPEC`)."""
+    return CONTROL_SPEC
+
+
+def wilson_interval(hits: int, count: int) -> list[float]:
+    """95% Wilson score interval of a proportion ``hits / count``; always inside [0, 1].
+
+    Valid for any count (it does not assume a normal mean over a few folds), and never empty
+    or outside the range a proportion can take.
+    """
+    if count <= 0:
+        return [0.0, 1.0]
+    share = hits / count
+    z2 = _Z95 * _Z95
+    centre = (share + z2 / (2 * count)) / (1 + z2 / count)
+    half = (_Z95 / (1 + z2 / count)) * np.sqrt(share * (1 - share) / count
+                                               + z2 / (4 * count * count))
+    low = 0.0 if hits == 0 else max(0.0, centre - half)  # exact ends: no rounding past them
+    high = 1.0 if hits == count else min(1.0, centre + half)
+    return [float(low), float(high)]
+
+
+def paired_change_interval(new: np.ndarray, old: np.ndarray) -> list[float]:
+    """95% interval of ``mean(new) - mean(old)`` for paired hits (Newcombe 1998, method 10).
+
+    ``new[i]`` and ``old[i]`` say whether two classifiers got test image ``i`` right. The
+    interval combines each accuracy's Wilson interval with the correlation of the pairs
+    (phi), so it always lies inside [-1, 1] and contains the observed change.
+    """
+    new, old = np.asarray(new, dtype=bool), np.asarray(old, dtype=bool)
+    count = new.size
+    if count == 0:
+        return [-1.0, 1.0]
+    both = int(np.sum(new & old))
+    only_new = int(np.sum(new & ~old))
+    only_old = int(np.sum(~new & old))
+    neither = count - both - only_new - only_old
+    p_new, p_old = (both + only_new) / count, (both + only_old) / count
+    low_new, high_new = wilson_interval(both + only_new, count)
+    low_old, high_old = wilson_interval(both + only_old, count)
+    margins = ((both + only_new) * (only_old + neither) * (both + only_old)
+               * (only_new + neither))
+    phi = 0.0 if margins == 0 else (both * neither - only_new * only_old) / np.sqrt(margins)
+    below = np.sqrt(max(0.0, (p_new - low_new) ** 2 - 2 * phi * (p_new - low_new)
+                        * (high_old - p_old) + (high_old - p_old) ** 2))
+    above = np.sqrt(max(0.0, (high_new - p_new) ** 2 - 2 * phi * (high_new - p_new)
+                        * (p_old - low_old) + (p_old - low_old) ** 2))
+    change = p_new - p_old
+    return [float(max(-1.0, change - below)), float(min(1.0, change + above))]
 
 
 def utility_check(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, folds: int = 5,
@@ -104,9 +154,10 @@ def utility_check(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, fold
     Returns
     -------
     dict
-        ``models``: per model the mean accuracy of ``original``, ``mixed`` and ``control``
-        training, ``change`` (mixed - original), its 95% interval, ``control_change`` and a
-        ``verdict``; ``verdict`` overall; ``folds``; ``images``.
+        ``models``: per model the accuracy of ``original``, ``mixed`` and ``control`` training
+        over the pooled test predictions of all folds, ``change`` (mixed - original, paired
+        by image), its 95% interval, ``control_change`` and a ``verdict``; ``verdict``
+        overall; ``folds``; ``images``; ``interval`` (what the intervals are).
     """
     from fastmix.mixing import check_images, mix_array
     from fastmix.plan.labels import validate_labels
@@ -128,7 +179,9 @@ def utility_check(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, fold
     height, width = images.shape[1:3]
     spec.block_shape(height, width)
     splitter = model_selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    scores = {name: {"original": [], "mixed": [], "control": []} for name in models}
+    variant_names = ("original", "mixed", "control")
+    hits = {name: {variant: np.zeros(len(labels), dtype=bool) for variant in variant_names}
+            for name in models}
     test_features_cache = {}
     for fold, (train, test) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
         key = _fold_key(seed, fold)
@@ -137,7 +190,7 @@ def utility_check(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, fold
             variants = {
                 "original": images[train],
                 "mixed": mix_array(images[train], labels[train], spec, key),
-                "control": mix_array(images[train], labels[train], control_spec(spec), key),
+                "control": mix_array(images[train], labels[train], CONTROL_SPEC, key),
             }
         test_features_cache[fold] = _features(images[test], max_side)
         for variant, train_images in variants.items():
@@ -147,26 +200,23 @@ def utility_check(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, fold
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     model.fit(features, labels[train])
-                accuracy = float((model.predict(test_features_cache[fold]) == labels[test])
-                                 .mean())
-                scores[name][variant].append(accuracy)
+                hits[name][variant][test] = (model.predict(test_features_cache[fold])
+                                             == labels[test])
     result: dict = {"folds": folds, "images": len(labels), "max_side": max_side,
-                    "models": {}}
+                    "interval": INTERVAL, "models": {}}
     verdicts = []
     for name in models:
-        original = np.asarray(scores[name]["original"])
-        mixed = np.asarray(scores[name]["mixed"])
-        control = np.asarray(scores[name]["control"])
-        change = mixed - original
-        control_change = control - original
-        verdict = utility_verdict(float(change.mean()), float(control_change.mean()))
+        original, mixed, control = (hits[name][variant] for variant in variant_names)
+        change = float(mixed.mean() - original.mean())
+        control_change = float(control.mean() - original.mean())
+        verdict = utility_verdict(change, control_change)
         verdicts.append(verdict)
         result["models"][name] = {
             "original": float(original.mean()), "mixed": float(mixed.mean()),
-            "control": float(control.mean()), "change": float(change.mean()),
-            "change_interval": _mean_interval(change),
-            "control_change": float(control_change.mean()),
-            "control_change_interval": _mean_interval(control_change),
+            "control": float(control.mean()), "change": change,
+            "change_interval": paired_change_interval(mixed, original),
+            "control_change": control_change,
+            "control_change_interval": paired_change_interval(control, original),
             "verdict": verdict,
         }
     if all(v == "maintained" for v in verdicts):

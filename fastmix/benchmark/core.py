@@ -1,6 +1,6 @@
 """Core kernel benchmark: ``mix_array`` against copies of the same bytes, in the same run.
 
-Used by ``bench/run.py`` (prints the README table) and the pytest-benchmark suite.
+Used by ``bench/run.py`` (prints the table in docs/performance.md) and the pytest-benchmark suite.
 """
 
 from __future__ import annotations

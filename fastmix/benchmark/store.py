@@ -147,7 +147,7 @@ def _run(images: int, filters: tuple[str, ...], repeats: int, memory: str,
 
 
 def format_store_table(rows: list[dict]) -> str:
-    """Return the README table (markdown)."""
+    """Return the table of docs/performance.md (markdown)."""
     lines = ["| filter | images | plain h5py copy | mix_store | ratio |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for row in rows:

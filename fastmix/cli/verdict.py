@@ -10,8 +10,8 @@ import sys
 
 #: The levels ``--require`` accepts, best first.
 LEVELS = ("good", "moderate")
-#: Where README explains the verdicts and what the settings measured.
-README_SECTION = 'README "How private is it?"'
+#: Where the docs explain the verdicts and what the settings measured.
+PRIVACY_DOC = "docs/privacy.md"
 
 
 def add_require_argument(group, command: str) -> None:
@@ -39,7 +39,7 @@ def warning_lines(report, command: str) -> list[str]:
     if report.attack:
         figures.append(f"{_share(report.restored_90_fraction)} of images restored >= 90%")
     warning = (f"fastmix {command}: WARNING: privacy audit verdict {report.verdict.upper()}: "
-               f"{', '.join(figures)} (good needs {needs('good')}); see {README_SECTION}")
+               f"{', '.join(figures)} (good needs {needs('good')}); see {PRIVACY_DOC}")
     return [warning, f"fastmix {command}: {_advice(report.settings, command)}"]
 
 
@@ -60,7 +60,7 @@ def _advice(settings: dict, command: str) -> str:
         changes.append("groups of the whole label in a window (--group window)")
     again = "mix again" if command == "mix" else "run fastmix mix again"
     return (f"to protect more, {again} with {_joined(changes)}, and audit again; each lowered "
-            f"A and re-identification where {README_SECTION} measured it")
+            f"A and re-identification where {PRIVACY_DOC} measured it")
 
 
 def print_warning(report, command: str) -> None:

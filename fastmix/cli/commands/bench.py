@@ -20,7 +20,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix bench``."""
     parser.add_argument("--images", default=str(DEFAULT_IMAGES), metavar="N",
                         help=f"images of 64x64x3 in the generated store; default "
-                             f"{DEFAULT_IMAGES} (the README table uses 40000)")
+                             f"{DEFAULT_IMAGES} (docs/performance.md uses 40000)")
     parser.add_argument("--filters", default=DEFAULT_FILTERS, metavar="LIST",
                         help="comma-separated filters: none, lz4, gzip-1, gzip, zstd, blosc2, "
                              f"lzf; default {DEFAULT_FILTERS}")
