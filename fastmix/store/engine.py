@@ -36,6 +36,7 @@ from fastmix.store.prepare import (
     warn_after_mix,
 )
 from fastmix.store.report import StoreReport
+from fastmix.store.shards import check_shard_binding
 from fastmix.store.windows import chunk_length, plan_windows
 
 
@@ -183,6 +184,7 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     try:
         require_not_interrupted(store.images, source)
         record = require_unmixable(store.images, source, key)
+        check_shard_binding(store.images, source, key)
         destination = check_destination(source, dst, overwrite)
         store.close()
         store = open_store(source, images, record.labels, rdcc_nbytes=1 << 20)
