@@ -612,8 +612,12 @@ def _ordered_results(client, job: Job, windows, todo: list[int], labels: np.ndar
     try:
         while pending:
             future = pending.popleft()
-            result = future.result()
-            future.release()
+            try:
+                result = future.result()
+            finally:
+                # Also a failed task's: the scheduler would keep its error under its
+                # (deterministic) name and hand it to the resume of this run.
+                future.release()
             submit_next()
             yield result
     finally:
@@ -850,7 +854,8 @@ def _completed_shards(folder: str, run: str, windows, key: Key,
 def _shard_files(folder: str) -> list[str]:
     """Names of the finished shard files (``window-*.h5``) in ``folder``, sorted."""
     return sorted(entry for entry in os.listdir(folder)
-                  if entry.startswith("window-") and entry.endswith(".h5"))
+                  if entry.startswith("window-") and entry.endswith(".h5") and
+                  os.path.isfile(os.path.join(folder, entry)))
 
 
 def _destination_run(destination: str, images: str) -> str | None:
