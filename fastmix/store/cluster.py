@@ -20,6 +20,47 @@ shards
     dataset mapping the shards into one images dataset, the labels and the ``fastmix_*``
     record. ``resume=True`` keeps the completed shards of the same run.
 
+Shard binding
+-------------
+A sharded store and its shards are bound by a *run id*: 32 lowercase hex characters from
+``secrets`` (random, not derived from the key), new for every run that is not a resume.
+
+``DST`` (the store)
+    The images dataset carries ``fastmix_shard_run`` = the run id (a string attribute; a
+    mixed store's record MAC covers it with every other ``fastmix_*`` attribute, an unmixed
+    sharded output carries it alone). Its virtual dataset maps window ``i`` = images
+    ``[start, stop)`` to dataset ``images`` of ``DST.shards/window-{i:06d}.h5``, named
+    relative to the store's folder with every ``%`` doubled (HDF5 expands ``%b`` in a
+    mapped file name and reads ``%%`` as one ``%``).
+``DST.shards/window-{i:06d}.h5`` (a shard)
+    Its ``images`` dataset carries ``fastmix_shard``, a JSON object (sorted keys) with
+    ``run`` (the run id), ``window`` (``i``), ``start`` and ``stop`` (the window's images),
+    ``operation`` (``"mix"`` or ``"unmix"``) and ``mac``: 64 hex characters,
+    ``Key.mac("shard", run, window, start, stop, operation, shape, dtype)``
+    (:meth:`fastmix.keys.Key.mac`) where ``run`` and ``operation`` are text, ``window``,
+    ``start`` and ``stop`` integers, ``shape`` the shard's images shape as comma-separated
+    decimals (``"32,32,32,3"``) and ``dtype`` their NumPy dtype string (``"|u1"``). The MAC
+    binds a shard to its run, its place and the key; it does not cover the pixels.
+``DST.shards/fastmix-run.json`` (the run record)
+    A JSON object (sorted keys): ``run``; ``token`` (the digest of the run's public
+    parameters, :func:`run_token`); ``operation``; ``windows`` (their number); ``source``
+    (the source fingerprint, :func:`source_fingerprint`); ``published`` (``false`` until
+    the store is complete, set to ``true`` just before the store is renamed into place); and
+    ``mac``: ``Key.mac("shard-run", text)`` where ``text`` is the record without ``mac`` as
+    JSON with sorted keys. Written atomically (temporary file, fsync, rename).
+
+Every reader of a store whose images dataset names a run (:func:`fastmix.store.access.
+open_store`) refuses it, one line, exit status 2, unless every mapped shard's record names
+that run, the window of its place (mappings in order of their first image) and that
+place's images; ``unmix`` also verifies each shard's MAC under its key
+(:func:`fastmix.store.shards.check_shard_binding`). A new sharded run into ``DST.shards/``
+discards the shards found there only when no store can read them: their run never
+published, or it made ``DST`` itself (which ``overwrite`` replaces); otherwise (a store
+renamed away from its shards, or shards without a run record) it refuses and leaves them.
+``resume=True`` continues only an unpublished run whose record verifies under the key, with
+the same ``token`` and an unchanged source fingerprint, and refuses a shard file that is
+not that run's (run id, window, images, operation and MAC).
+
 The key travels only inside task arguments, in memory: task names are a digest of the
 run's public parameters (source, destination, spec, window, key check value) and the
 window index, so they are deterministic and a rerun task writes the same bytes.
@@ -195,13 +236,13 @@ def warm_up(client) -> None:
 def broadcast(client, function, *args) -> dict:
     """Run ``function(*args)`` on every worker; return ``{worker address: result}``.
 
-    A worker killed during the broadcast closes its connection, which would fail the whole
-    broadcast (``CommClosedError``). Its failure is left out instead, and the broadcast is
-    tried again (the functions broadcast here may run twice) until every worker the
-    scheduler still knows has answered, at most :data:`BROADCAST_TRIES` times; the workers
-    that died are simply not asked (a nanny's replacement is a new worker on the same
-    machine, so what it would answer is known). The exception of a worker that failed
-    otherwise is raised.
+    A worker killed during a broadcast closes its connection, which fails the scheduler's
+    whole broadcast (``CommClosedError``). Here a connection error of one worker is left
+    out of the answers instead, and the broadcast is tried again on the workers the
+    scheduler then knows (the functions broadcast here may run twice), at most
+    :data:`BROADCAST_TRIES` times, until one try has no connection error. A worker that died
+    is not waited for: its nanny's replacement runs on the same machine. Any other exception
+    of a worker is raised.
     """
     answers: dict = {}
     lost: BaseException | None = None

@@ -149,8 +149,9 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     """Restore a store mixed in permute mode, bit for bit.
 
     The spec, window and labels dataset come from the store's ``fastmix_*`` attributes; the
-    key is checked against the stored check value before anything is written. The output is
-    a plain store again (no ``fastmix_*`` attributes).
+    key is checked against the stored check value, and a sharded store's shards against its
+    run (:mod:`fastmix.store.cluster`), before anything is written. The output is a plain
+    store again (no ``fastmix_*`` attributes; a sharded output names only its shards' run).
 
     Parameters
     ----------
