@@ -84,10 +84,14 @@ def test_a_renamed_sharded_store_is_never_taken_over(client, tiles, key, tmp_pat
     expected = read_images(tmp_path / "a.h5")
     os.rename(tmp_path / "a.h5", tmp_path / "b.h5")  # b.h5 still reads a.h5.shards/
     other = fastmix.Key.from_hex("1e" * 32)
-    with pytest.raises(fastmix.BadInputError, match="shards of another store"):
-        mix_sharded(client, source, tmp_path / "a.h5", other)
-    with pytest.raises(fastmix.BadInputError, match="cannot resume"):
-        mix_sharded(client, source, tmp_path / "a.h5", other, resume=True)
+    other.save(tmp_path / "other.key")
+    again = ["mix", source, tmp_path / "a.h5", "--key-file", tmp_path / "other.key",
+             "--block", "8x8", "--window", "64", "--shards", "--quiet",
+             "--scheduler", client.scheduler.address]
+    for extra, reason in (([], "shards of another store"), (["--resume"], "cannot resume"),
+                          (["--overwrite"], "shards of another store")):
+        status, errors = cli(capsys, *again, *extra)
+        assert status == 2 and len(errors) == 1 and reason in errors[0], errors
     assert not os.path.exists(tmp_path / "a.h5")
     assert np.array_equal(read_images(tmp_path / "b.h5"), expected)
     key.save(tmp_path / "k.key")

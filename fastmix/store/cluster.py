@@ -846,8 +846,8 @@ def _check_resumable(folder: str, record: dict | None, token: str, fingerprint: 
     if record.get("published") is not False:
         raise BadInputError(
             f"{cannot}: the run that wrote it finished, and its store may still read these "
-            f"shards; there is nothing to resume. {hint('drop_resume').capitalize()} to mix "
-            "again into a new destination"
+            f"shards, so there is nothing to resume; {hint('drop_resume')}, into another "
+            "destination"
         )
     if record.get("token") != token:
         raise BadInputError(
