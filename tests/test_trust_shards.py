@@ -5,7 +5,7 @@ destination name is escaped in the virtual dataset's mapping; a single process u
 sharded store; a worker killed during a run's broadcasts does not fail the run.
 
 Most tests run on an in-process Dask cluster (threads: it starts in a fraction of a second);
-the worker-kill test needs worker processes. All are marked slow (they run a cluster).
+the worker-kill test needs worker processes, and is marked slow.
 """
 
 import json
@@ -25,8 +25,7 @@ import fastmix
 from fastmix.cli import main
 from fastmix.store.cluster import shard_folder
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.filterwarnings("ignore::fastmix.FastmixWarning")]
+pytestmark = pytest.mark.filterwarnings("ignore::fastmix.FastmixWarning")
 
 SPEC = fastmix.MixSpec(block=(8, 8), donors=3, prob=0.5)
 LZ4 = dict(hdf5plugin.LZ4())
@@ -250,6 +249,7 @@ def test_one_process_unmixes_a_sharded_store(client, tiles, key, tmp_path, capsy
 # -- item 9.4: a worker killed during the run -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_worker_killed_during_the_broadcast_does_not_fail_the_run(tiles, key, tmp_path):
     images, labels = tiles
     source = write_store(tmp_path / "in.h5", images, labels)
