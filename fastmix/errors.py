@@ -19,6 +19,7 @@ HINTS: dict[str, tuple[str, str]] = {
     "in_place": ("use in_place=True", "use --in-place"),
     "resume": ("finish it with resume=True", "finish it with --resume"),
     "resume_again": ("run again with resume=True", "run again with --resume"),
+    "drop_resume": ("run without resume=True", "run without --resume"),
     "finish_in_place": ("finish it with in_place=True, resume=True",
                         "finish it with --in-place --resume"),
     "not_strict": ("pass strict=False", "drop --strict"),

@@ -9,6 +9,7 @@ import numpy as np
 
 from fastmix.errors import BadInputError, check_regular_file
 from fastmix.plan.labels import validate_labels
+from fastmix.store.shards import check_shard_binding, mapped_file
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 #: Most memory the labels of one store may take when read (whole) into memory.
@@ -131,8 +132,8 @@ def missing_virtual_source(dataset) -> str | None:
         return None
     folder = os.path.dirname(os.path.abspath(dataset.file.filename))
     for mapping in dataset.virtual_sources():
-        name = mapping.file_name
-        if name == "." or "%" in name:  # this file, or a printf-style pattern
+        name = mapped_file(mapping.file_name)
+        if name is None or name == ".":  # a printf-style pattern, or this file
             continue
         full = name if os.path.isabs(name) else os.path.join(folder, name)
         if not os.path.isfile(full):
@@ -149,6 +150,7 @@ def check_images_dataset(images, path: str) -> None:
             f"{missing!r} is missing (it would read as blank images); restore it, for a "
             "sharded store the .shards folder beside the store"
         )
+    check_shard_binding(images, path)
     if images.ndim not in (3, 4):
         raise BadInputError(
             f"images dataset {images.name!r} in {path!r} has shape {images.shape}; it must be "

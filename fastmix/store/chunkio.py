@@ -36,9 +36,9 @@ PIECE_BYTES = 2 << 20
 def piece_length(dataset, target_bytes: int = PIECE_BYTES) -> int:
     """Images per streamed output piece: whole chunks, about ``target_bytes``, at least one."""
     image_bytes = int(np.prod(dataset.shape[1:], dtype=np.int64)) * dataset.dtype.itemsize
-    if dataset.chunks is None:
+    step = chunk_length(dataset)  # a sharded store's: its shards' chunks
+    if chunk_bytes(dataset) == 0:
         return max(1, target_bytes // max(image_bytes, 1))
-    step = chunk_length(dataset)
     return step * max(1, -(-target_bytes // max(step * image_bytes, 1)))
 
 
@@ -122,6 +122,8 @@ class WindowReader:
         self.descriptor: int | None = None
         self._local = threading.local()
         self.path = "h5py"
+        if dataset.is_virtual:  # no direct chunk access through a virtual dataset
+            raw = False
         if raw and dataset.chunks is None and dataset.compression is None:
             offset = dataset.id.get_offset()
             if offset is not None and not dataset.external:

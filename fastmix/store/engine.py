@@ -36,6 +36,7 @@ from fastmix.store.prepare import (
     warn_after_mix,
 )
 from fastmix.store.report import StoreReport
+from fastmix.store.shards import check_shard_binding
 from fastmix.store.windows import chunk_length, plan_windows
 
 
@@ -148,8 +149,9 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     """Restore a store mixed in permute mode, bit for bit.
 
     The spec, window and labels dataset come from the store's ``fastmix_*`` attributes; the
-    key is checked against the stored check value before anything is written. The output is
-    a plain store again (no ``fastmix_*`` attributes).
+    key is checked against the stored check value, and a sharded store's shards against its
+    run (:mod:`fastmix.store.cluster`), before anything is written. The output is a plain
+    store again (no ``fastmix_*`` attributes; a sharded output names only its shards' run).
 
     Parameters
     ----------
@@ -183,6 +185,7 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     try:
         require_not_interrupted(store.images, source)
         record = require_unmixable(store.images, source, key)
+        check_shard_binding(store.images, source, key)
         destination = check_destination(source, dst, overwrite)
         store.close()
         store = open_store(source, images, record.labels, rdcc_nbytes=1 << 20)

@@ -21,6 +21,7 @@ from fastmix.errors import BadInputError, FastmixWarning, check_regular_file, hi
 from fastmix.keys import is_key_file
 from fastmix.store.durable import fsync_folder_of, fsync_path
 from fastmix.store.hdf5 import foreign_layout, plist_filters
+from fastmix.store.shards import mapped_file
 
 #: Bytes copied at a time when a dataset kept in other files is copied into the output.
 _COPY_SLAB = 16 << 20
@@ -246,8 +247,8 @@ def template_dataset(dataset) -> Iterator:
 def _first_shard(dataset) -> str | None:
     if not dataset.is_virtual:
         return None
-    path = dataset.virtual_sources()[0].file_name
-    if path == ".":
+    path = mapped_file(dataset.virtual_sources()[0].file_name)
+    if path is None or path == ".":
         return None
     if not os.path.isabs(path):
         path = os.path.join(os.path.dirname(os.path.abspath(dataset.file.filename)), path)
