@@ -27,7 +27,7 @@ def _write_folder(root, photo_tiles, per_class=12):
 
 
 def _class_folders(folder):
-    """The class folders of an export (its marker file, ``.fastmix-export``, left out)."""
+    """Return the class folders of an export (its marker file, ``.fastmix-export``, left out)."""
     return sorted(name for name in os.listdir(folder) if name != ".fastmix-export")
 
 

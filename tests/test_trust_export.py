@@ -271,9 +271,11 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(path)], check=False)
 
 
-@pytest.mark.parametrize("free_pages", ["none", "half", "all but one"])
+@pytest.mark.parametrize("free_pages, compression", [("none", "none"), ("half", "none"),
+                                                     ("all but one", "none"), ("half", "gzip")])
 def test_ingest_on_a_full_disk_exits_1_with_one_line_and_no_file(tmp_path, noisy_photos,
-                                                                 small_disk, free_pages):
+                                                                 small_disk, free_pages,
+                                                                 compression):
     root, size = noisy_photos
     pages = -(-size // 4096)
     disk = small_disk(4 * pages + 256)
@@ -281,7 +283,7 @@ def test_ingest_on_a_full_disk_exits_1_with_one_line_and_no_file(tmp_path, noisy
     with open(disk / "filler", "wb") as handle:
         handle.write(b"\0" * 4096 * (pages + 64 - free))
     result = run_cli("ingest", str(root), str(disk / "s.h5"), "--size", "64x64", "--quiet",
-                     cwd=tmp_path)
+                     "--compression", compression, cwd=tmp_path)
     assert result.returncode == 1, (result.returncode, result.stderr)
     assert _one_line(result.stderr) and "no space left" in result.stderr, result.stderr
     assert os.listdir(disk) == ["filler"]

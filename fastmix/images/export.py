@@ -36,6 +36,7 @@ from fastmix.images.encode import (
     write_images,
 )
 from fastmix.images.parallel import bounded_map, make_pool, worker_count
+from fastmix.images.sources import is_inside
 from fastmix.images.workers import WorkerProcesses, use_processes
 from fastmix.store.newfile import TEMPORARY_MARK
 
@@ -169,8 +170,8 @@ def _marker(folder: str) -> dict | None:
     return found
 
 
-def foreign_content(folder: str) -> str | None:
-    """Why ``folder`` is not entirely an export's own work, or None when it is.
+def _foreign_content(folder: str) -> str | None:
+    """Return why ``folder`` is not entirely an export's own work, or None when it is.
 
     An export holds its marker file, class folders and, in them, only files named by an
     image index (``000123.png``, ``000123.jpg``); links and anything else are foreign.
@@ -192,24 +193,20 @@ def foreign_content(folder: str) -> str | None:
     return None
 
 
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
 def _check_directory(directory: str, store: str, overwrite: bool) -> str:
     """Validate the destination folder and return its real path."""
     real = os.path.realpath(directory)
-    if _inside(os.path.realpath(store), real):
+    if os.path.lexists(real) and not os.path.isdir(real):
+        raise BadInputError(f"destination {directory!r} is a file; give a folder path")
+    if is_inside(store, real):
         raise BadInputError(
             f"destination folder {directory!r} holds the store {store!r}; export into a new "
             "folder outside it")
-    if os.path.lexists(real) and not os.path.isdir(real):
-        raise BadInputError(f"destination {directory!r} is a file; give a folder path")
     if os.path.isdir(real) and os.listdir(real):
         if not overwrite:
             raise BadInputError(f"destination folder {directory!r} is not empty; choose another "
                                 f"folder or {hint('overwrite')} to replace an earlier export")
-        problem = foreign_content(real)
+        problem = _foreign_content(real)
         if problem is not None:
             raise BadInputError(
                 f"destination folder {directory!r} is not an earlier fastmix export ({problem}) "
@@ -236,7 +233,7 @@ def _remove_stale_temporaries(parent: str, name: str) -> None:
                      and entry.is_dir(follow_symlinks=False)]
         for entry in stale:
             pid = int(entry.name[len(prefix):])
-            if pid == os.getpid() or _pid_alive(pid) or foreign_content(entry.path) is not None:
+            if pid == os.getpid() or _pid_alive(pid) or _foreign_content(entry.path) is not None:
                 continue
             if mark == TEMPORARY_MARK and _marker(entry.path).get("pid") != pid:
                 continue
@@ -265,7 +262,7 @@ def _atomic_directory(directory: str, overwrite: bool):
             handle.write(_marker_text())
         yield temporary
         if os.path.isdir(directory) and os.listdir(directory):
-            problem = foreign_content(directory) if overwrite else "it is not empty"
+            problem = _foreign_content(directory) if overwrite else "it is not empty"
             if problem is not None:
                 raise BadInputError(
                     f"destination folder {directory!r} changed while exporting ({problem}); it "

@@ -146,12 +146,16 @@ def _unbuffered_file(path: str):
     """
     import h5py
 
+    # h5py.File(path, "w")'s settings (no times stored, earliest format), less the caches
+    creation = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    creation.set_obj_track_times(False)
     access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     access.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
     _, slots, _, weight = access.get_cache()
     access.set_cache(0, slots, 0, weight)
     access.set_sieve_buf_size(0)
-    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fapl=access))
+    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fapl=access,
+                                     fcpl=creation))
 
 
 @contextlib.contextmanager
@@ -312,9 +316,7 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
         # one unreadable or odd file must not flood the terminal; restored on the way out
         stack.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")
-        # No chunk cache: each chunk goes to the file in the write call that fills it, so a
-        # full disk fails there, while the file is open. A chunk still dirty in the cache
-        # would fail again when the dataset is closed, and h5py then crashes the process.
+        # no HDF5 caches, so that a full disk fails in a write, not at the close (segfault)
         file = stack.enter_context(_unbuffered_file(temporary))
         images = file.create_dataset(
             "images", shape=(total, height, width, channels), dtype=np.uint8,
