@@ -237,7 +237,21 @@ def _remove_stale_temporaries(parent: str, name: str) -> None:
                 continue
             if mark == TEMPORARY_MARK and _marker(entry.path).get("pid") != pid:
                 continue
-            shutil.rmtree(entry.path, ignore_errors=True)
+            _remove_export(entry.path)
+
+
+def _remove_export(folder: str) -> None:
+    """Delete a folder :func:`_foreign_content` accepted, its marker last.
+
+    A removal cut short leaves the marker, so that a later export still knows the rest.
+    """
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name != EXPORT_MARKER:
+                shutil.rmtree(entry.path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.remove(os.path.join(folder, EXPORT_MARKER))
+        os.rmdir(folder)
 
 
 @contextlib.contextmanager
@@ -275,13 +289,13 @@ def _atomic_directory(directory: str, overwrite: bool):
                 os.rename(retired, directory)
                 raise
             finished = True
-            shutil.rmtree(retired, ignore_errors=True)
+            _remove_export(retired)
         else:
             os.rename(temporary, directory)  # fails, changing nothing, unless empty or absent
             finished = True
     finally:
         if not finished:
-            shutil.rmtree(temporary, ignore_errors=True)
+            _remove_export(temporary)
 
 
 def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
