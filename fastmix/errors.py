@@ -23,6 +23,7 @@ HINTS: dict[str, tuple[str, str]] = {
     "finish_in_place": ("finish it with in_place=True, resume=True",
                         "finish it with --in-place --resume"),
     "not_strict": ("pass strict=False", "drop --strict"),
+    "follow_symlinks": ("pass follow_symlinks=True", "pass --follow-symlinks"),
     "new_key": ("make one with Key.generate() and Key.save(path)",
                 "make one with fastmix mix --new-key"),
 }

@@ -26,9 +26,14 @@ def _write_folder(root, photo_tiles, per_class=12):
     return names
 
 
+def _class_folders(folder):
+    """Return the class folders of an export (its marker file, ``.fastmix-export``, left out)."""
+    return sorted(name for name in os.listdir(folder) if name != ".fastmix-export")
+
+
 def _read_export(folder):
     found = {}
-    for class_name in sorted(os.listdir(folder)):
+    for class_name in _class_folders(folder):
         for name in sorted(os.listdir(folder / class_name)):
             found[int(name.removesuffix(".png"))] = (class_name, iio.imread(folder / class_name
                                                                             / name))
@@ -52,7 +57,7 @@ def test_folder_to_mixed_store_to_folder(tmp_path, photo_tiles, key):
         assert not np.array_equal(pixels, source["images"][()])  # it really is mixed
     exported = _read_export(tmp_path / "out")
     assert sorted(exported) == list(range(len(pixels)))
-    assert sorted(os.listdir(tmp_path / "out")) == names
+    assert _class_folders(tmp_path / "out") == names
     assert all(len(name) == len("000000.png")
                for name in os.listdir(tmp_path / "out" / names[0]))
     for index, (class_name, image) in exported.items():
@@ -76,7 +81,7 @@ def test_grey_store_without_class_names_uses_label_values(tmp_path, photo_tiles)
         np.testing.assert_array_equal(image, grey[index])
 
 
-def test_nonempty_folder_is_refused_then_replaced(tmp_path, photo_tiles):
+def test_nonempty_folder_is_refused_and_an_export_replaced(tmp_path, photo_tiles):
     tiles, labels = photo_tiles
     with h5py.File(tmp_path / "s.h5", "w") as file:
         file.create_dataset("images", data=tiles[:8])
@@ -86,10 +91,14 @@ def test_nonempty_folder_is_refused_then_replaced(tmp_path, photo_tiles):
     result = run_cli("export", "s.h5", "out", cwd=tmp_path)
     assert result.returncode == 2 and "not empty" in result.stderr
     assert os.listdir(tmp_path / "out") == ["keep.txt"]
-    export_store(tmp_path / "s.h5", tmp_path / "out", overwrite=True, progress=False)
-    assert sorted(os.listdir(tmp_path / "out")) == ["0"]
-    assert len(os.listdir(tmp_path / "out" / "0")) == 8
-    assert sorted(os.listdir(tmp_path)) == ["out", "s.h5"]  # no temporary folder left
+    with pytest.raises(BadInputError, match="not an earlier fastmix export"):
+        export_store(tmp_path / "s.h5", tmp_path / "out", overwrite=True, progress=False)
+    assert os.listdir(tmp_path / "out") == ["keep.txt"]  # overwrite replaces only an export
+    export_store(tmp_path / "s.h5", tmp_path / "new", progress=False)
+    export_store(tmp_path / "s.h5", tmp_path / "new", overwrite=True, progress=False)
+    assert sorted(os.listdir(tmp_path / "new")) == [".fastmix-export", "0"]
+    assert len(os.listdir(tmp_path / "new" / "0")) == 8
+    assert sorted(os.listdir(tmp_path)) == ["new", "out", "s.h5"]  # no temporary left
 
 
 def test_float_images_are_refused(tmp_path):

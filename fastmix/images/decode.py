@@ -93,7 +93,26 @@ def _read(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
     except UnreadableImageError:
         raise
     except Exception as error:  # any decoder failure means unreadable
+        if not _pillow_knows(data):
+            # imageio found no decoder and suggests plugins (video ones for .png): what the
+            # user needs to know is that the content is no image of a format fastmix reads
+            raise UnreadableImageError(
+                "not a readable image: the content is not PNG, JPEG, BMP, TIFF or GIF"
+            ) from None
         raise UnreadableImageError(f"{type(error).__name__}: {one_line(str(error))}") from None
+
+
+def _pillow_knows(data: bytes) -> bool:
+    """Whether Pillow recognises ``data`` as an image of some format (decodable or not)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)):
+            return True
+    except Exception:  # UnidentifiedImageError and whatever a damaged header raises
+        return False
 
 
 def pixel_limit() -> int | None:

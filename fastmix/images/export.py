@@ -5,14 +5,24 @@ Files are named by their index in the store (``000123.png``), so an exported ima
 always be traced back to its row. PNG (lossless) is the default; JPEG is offered for
 pipelines that want small files and accept loss (it is about five times faster to encode).
 The folder is written under a temporary name beside the destination and renamed when
-complete.
+complete; temporaries that a killed export left behind are removed by the next export to the
+same folder.
+
+Every export writes a marker file, ``.fastmix-export``, into its folder. ``overwrite``
+replaces only such a folder, and only while it holds nothing but what export writes (the
+marker, class folders and numbered image files): it never deletes other files, a store, a
+key or an input. A destination that holds the store being exported is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 
@@ -26,7 +36,9 @@ from fastmix.images.encode import (
     write_images,
 )
 from fastmix.images.parallel import bounded_map, make_pool, worker_count
+from fastmix.images.sources import is_inside
 from fastmix.images.workers import WorkerProcesses, use_processes
+from fastmix.store.newfile import TEMPORARY_MARK
 
 #: Windows of about this many bytes are read at once (whole chunks).
 WINDOW_TARGET_BYTES = 32 * 1024**2
@@ -35,6 +47,14 @@ READ_CACHE_BYTES = 1024**2
 #: Images per encoding job handed to one thread.
 JOB_IMAGES = 16
 FORMATS = {"png": ".png", "jpeg": ".jpg"}
+#: The file every export writes into its folder: ``overwrite`` replaces only a folder that
+#: holds it (and nothing export does not write), and stale temporaries are known by it.
+EXPORT_MARKER = ".fastmix-export"
+#: Name of an earlier export between its replacement's arrival and its removal.
+RETIRED_MARK = ".fastmix-old-"
+#: The longest file name (in bytes) common file systems take.
+MAX_NAME_BYTES = 255
+_EXPORTED_FILE = re.compile(r"[0-9]+\.(png|jpg)")
 
 
 @dataclass
@@ -73,22 +93,42 @@ class ExportReport:
                 f"({self.images_per_second:,.0f} images/s) -> {self.directory}")
 
 
+def _fit_name(name: str) -> str:
+    """Return ``name`` if it fits a file name (255 bytes), else a shortened, unique form."""
+    raw = name.encode("utf-8", "surrogatepass")
+    if len(raw) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    head = raw[:MAX_NAME_BYTES - len(digest) - 1].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
+
+
 def _safe_folder_name(text: str, fallback: str) -> str:
     cleaned = "".join("_" if char in '/\\:\0' else char for char in text).strip()
-    return fallback if cleaned in ("", ".", "..") else cleaned
+    if cleaned in ("", ".", ".."):
+        return fallback
+    # never hidden: readers skip hidden folders, and the marker file starts with a dot
+    return "_" + cleaned[1:] if cleaned.startswith(".") else cleaned
 
 
 def label_folders(labels: np.ndarray, class_names: list[str] | None) -> dict[object, str]:
-    """Folder name for each distinct label: its class name, else the label itself."""
-    folders = {}
+    """Folder name for each distinct label: its class name, else the label itself.
+
+    Characters a file name cannot hold (slash, backslash, colon, NUL) become ``_``, as does
+    a leading dot (a hidden folder would be skipped by readers). A name longer than 255
+    bytes, which no common file system takes, is shortened deterministically: its first
+    bytes, ``~`` and 16 hexadecimal digits of the SHA-256 of the whole name. Two classes
+    that would share a folder get the label value appended to the second.
+    """
+    folders: dict[object, str] = {}
     for value in np.unique(labels).tolist():
         if class_names is not None and isinstance(value, int) and 0 <= value < len(class_names):
             name = class_names[value]
         else:
             name = str(value)
-        name = _safe_folder_name(name, f"label_{value}")
+        name = _fit_name(_safe_folder_name(name, f"label_{value}"))
         if name in folders.values():
-            name = f"{name}_{value}"
+            name = _fit_name(f"{name}_{value}")
         folders[value] = name
     return folders
 
@@ -111,36 +151,151 @@ def _check_exportable(dataset, path: str, image_format: str) -> None:
         "grey, RGB or RGBA and uint16 grey. Convert the store first")
 
 
-def _check_directory(directory: str, overwrite: bool) -> None:
-    if os.path.exists(directory):
-        if not os.path.isdir(directory):
-            raise BadInputError(f"destination {directory!r} is a file; give a folder path")
-        if os.listdir(directory) and not overwrite:
+def _marker_text() -> str:
+    return json.dumps({"written_by": "fastmix export", "pid": os.getpid()}) + "\n"
+
+
+def _marker(folder: str) -> dict | None:
+    """Return what ``folder``'s marker file holds, or None when it has no valid one."""
+    path = os.path.join(folder, EXPORT_MARKER)
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        with open(path, "rb") as handle:
+            found = json.loads(handle.read(4096))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(found, dict) or found.get("written_by") != "fastmix export":
+        return None
+    return found
+
+
+def _foreign_content(folder: str) -> str | None:
+    """Return why ``folder`` is not entirely an export's own work, or None when it is.
+
+    An export holds its marker file, class folders and, in them, only files named by an
+    image index (``000123.png``, ``000123.jpg``); links and anything else are foreign.
+    """
+    if _marker(folder) is None:
+        return f"it has no {EXPORT_MARKER} file"
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name == EXPORT_MARKER:
+                continue
+            if not entry.is_dir(follow_symlinks=False):
+                return f"it holds {entry.name!r}, which export does not write"
+            with os.scandir(entry.path) as files:
+                for file in files:
+                    if not (file.is_file(follow_symlinks=False)
+                            and _EXPORTED_FILE.fullmatch(file.name)):
+                        return (f"it holds {os.path.join(entry.name, file.name)!r}, which "
+                                "export does not write")
+    return None
+
+
+def _check_directory(directory: str, store: str, overwrite: bool) -> str:
+    """Validate the destination folder and return its real path."""
+    real = os.path.realpath(directory)
+    if os.path.lexists(real) and not os.path.isdir(real):
+        raise BadInputError(f"destination {directory!r} is a file; give a folder path")
+    if is_inside(store, real):
+        raise BadInputError(
+            f"destination folder {directory!r} holds the store {store!r}; export into a new "
+            "folder outside it")
+    if os.path.isdir(real) and os.listdir(real):
+        if not overwrite:
             raise BadInputError(f"destination folder {directory!r} is not empty; choose another "
-                                f"folder or {hint('overwrite')} to replace it")
-    parent = os.path.dirname(os.path.abspath(directory))
-    if not os.path.isdir(parent):
+                                f"folder or {hint('overwrite')} to replace an earlier export")
+        problem = _foreign_content(real)
+        if problem is not None:
+            raise BadInputError(
+                f"destination folder {directory!r} is not an earlier fastmix export ({problem}) "
+                "and is never replaced; choose a new or empty folder")
+    if not os.path.isdir(os.path.dirname(real)):
         raise BadInputError(f"the parent folder of {directory!r} does not exist; create it first")
+    return real
+
+
+def _remove_stale_temporaries(parent: str, name: str) -> None:
+    """Delete the folders that exports of ``name`` killed before they finished left behind.
+
+    Only fastmix's own: a folder named as export names its temporaries, whose writer (the
+    PID in the name) no longer runs, and whose content is an export's own (its marker
+    first, written by that PID for a temporary).
+    """
+    from fastmix.store.lock import _pid_alive
+
+    for mark in (TEMPORARY_MARK, RETIRED_MARK):
+        prefix = f".{name}{mark}"
+        with os.scandir(parent) as entries:
+            stale = [entry for entry in entries if entry.name.startswith(prefix)
+                     and entry.name[len(prefix):].isdigit()
+                     and entry.is_dir(follow_symlinks=False)]
+        for entry in stale:
+            pid = int(entry.name[len(prefix):])
+            if pid == os.getpid() or _pid_alive(pid) or _foreign_content(entry.path) is not None:
+                continue
+            if mark == TEMPORARY_MARK and _marker(entry.path).get("pid") != pid:
+                continue
+            _remove_export(entry.path)
+
+
+def _remove_export(folder: str) -> None:
+    """Delete a folder :func:`_foreign_content` accepted, its marker last.
+
+    A removal cut short leaves the marker, so that a later export still knows the rest.
+    """
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name != EXPORT_MARKER:
+                shutil.rmtree(entry.path, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.remove(os.path.join(folder, EXPORT_MARKER))
+        os.rmdir(folder)
 
 
 @contextlib.contextmanager
-def _atomic_directory(directory: str):
-    parent, name = os.path.split(os.path.abspath(directory))
-    temporary = os.path.join(parent, f".{name}.fastmix-tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    os.mkdir(temporary)
+def _atomic_directory(directory: str, overwrite: bool):
+    """Yield a new temporary folder beside ``directory``; rename it into place on success.
+
+    ``directory`` is a real path that :func:`_check_directory` accepted. What it holds when
+    the export is done is replaced only if it is still an earlier export.
+    """
+    parent, name = os.path.split(directory)
+    _remove_stale_temporaries(parent, name)
+    temporary = os.path.join(parent, f".{name}{TEMPORARY_MARK}{os.getpid()}")
     try:
+        os.mkdir(temporary)
+    except FileExistsError:
+        raise BadInputError(
+            f"{temporary!r} is in the way: another export to {directory!r} runs in this "
+            "process; wait for it, or remove that folder if none does") from None
+    finished = False
+    try:
+        with open(os.path.join(temporary, EXPORT_MARKER), "x") as handle:
+            handle.write(_marker_text())
         yield temporary
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    if os.path.exists(directory):
-        retired = os.path.join(parent, f".{name}.fastmix-old-{os.getpid()}")
-        os.rename(directory, retired)
-        os.rename(temporary, directory)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.rename(temporary, directory)
+        if os.path.isdir(directory) and os.listdir(directory):
+            problem = _foreign_content(directory) if overwrite else "it is not empty"
+            if problem is not None:
+                raise BadInputError(
+                    f"destination folder {directory!r} changed while exporting ({problem}); it "
+                    "was left alone. Choose a new or empty folder")
+            retired = os.path.join(parent, f".{name}{RETIRED_MARK}{os.getpid()}")
+            os.rename(directory, retired)
+            try:
+                os.rename(temporary, directory)
+            except BaseException:
+                os.rename(retired, directory)
+                raise
+            finished = True
+            _remove_export(retired)
+        else:
+            os.rename(temporary, directory)  # fails, changing nothing, unless empty or absent
+            finished = True
+    finally:
+        if not finished:
+            _remove_export(temporary)
 
 
 def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
@@ -156,12 +311,15 @@ def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
         The HDF5 store.
     directory : str or PathLike
         The folder to create; it receives ``CLASS/000123.png`` files, where ``CLASS`` is the
-        class name from the labels' ``class_names`` attribute (else the label value) and the
-        number is the image's index in the store.
+        class name from the labels' ``class_names`` attribute (else the label value; see
+        :func:`label_folders`) and the number is the image's index in the store, and the
+        marker file ``.fastmix-export``. A store of no images gives a folder with only the
+        marker.
     images, labels : str
         Dataset names.
     overwrite : bool
-        Replace ``directory`` if it exists and is not empty.
+        Replace ``directory`` if it holds an earlier export (see the module notes). A folder
+        that is not empty is otherwise refused, with or without ``overwrite``.
     progress : bool
         Show a progress bar on a terminal.
     workers : int, optional
@@ -193,7 +351,7 @@ def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
     extension = FORMATS[image_format]
     options = png_options(compress_level) if image_format == "png" else \
         jpeg_options(quality)
-    _check_directory(directory, overwrite)
+    real = _check_directory(directory, os.fspath(store), overwrite)
     # Whole chunks are read, each once: with a chunk cache smaller than a chunk, HDF5 reads
     # them straight into the window instead of through its cache (half the CPU, measured).
     with open_store(store, images=images, labels=labels, rdcc_nbytes=READ_CACHE_BYTES) as opened:
@@ -210,7 +368,7 @@ def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
         # Windows are read into reused buffers, taken in turn (fresh memory costs page faults
         # worth a third of the copy): at most ``ahead`` jobs are in flight (bounded_map), so
         # a buffer is free again once ceil(ahead / jobs per window) later windows were read.
-        window = min(window, count)
+        window = max(1, min(window, count))
         jobs_per_window = max(1, -(-window // JOB_IMAGES))
         buffers = [np.empty((window, *dataset.shape[1:]), dtype=dataset.dtype)
                    for _ in range(1 + -(-ahead // jobs_per_window))] if count else []
@@ -227,7 +385,7 @@ def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
                              for index in range(first, last)]
                     yield pixels[first - start:last - start], paths, options
 
-        with _atomic_directory(directory) as temporary:
+        with _atomic_directory(real, overwrite) as temporary:
             for folder in folders.values():
                 os.makedirs(os.path.join(temporary, folder), exist_ok=True)
             with make_pool(workers) as pool, WorkerProcesses() as worker_processes, \

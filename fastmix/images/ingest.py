@@ -10,6 +10,7 @@ Source file names are not stored: they can name people.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 import warnings
@@ -113,10 +114,60 @@ def compression_options(name: str | None) -> dict:
     raise BadInputError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {name!r}")
 
 
-def _check_destination(store: str, overwrite: bool) -> None:
+def _check_destination(store: str, overwrite: bool, listing: ImageList,
+                       csv: str | os.PathLike | None) -> None:
+    """Refuse a store path that is not a new output (``check_output_path``) or is an input.
+
+    The inputs are the CSV file and the images, compared by inode (links included).
+    """
     from fastmix.store.newfile import check_output_path
 
-    check_output_path(store, overwrite)
+    inputs = [os.fspath(csv)] if csv is not None else []
+    try:
+        target = os.stat(store)
+    except OSError:  # nothing there (or a dangling link): no input can be it
+        pass
+    else:
+        for path in listing.paths:
+            with contextlib.suppress(OSError):
+                found = os.stat(path)
+                if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+                    inputs.append(path)
+                    break
+    check_output_path(store, overwrite, protected=tuple(inputs), role="store")
+
+
+def _unbuffered_file(path: str):
+    """Create the HDF5 file ``path`` with no chunk cache and no sieve buffer.
+
+    Every write then reaches the file in the call that makes it, so a full disk fails there,
+    while the file is open. Pixels still dirty in a cache when a dataset is closed fail again
+    at the close, and h5py then crashes the process (a segfault while collecting garbage).
+    """
+    import h5py
+
+    # h5py.File(path, "w")'s settings (no times stored, earliest format), less the caches
+    creation = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    creation.set_obj_track_times(False)
+    access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    access.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+    _, slots, _, weight = access.get_cache()
+    access.set_cache(0, slots, 0, weight)
+    access.set_sieve_buf_size(0)
+    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fapl=access,
+                                     fcpl=creation))
+
+
+@contextlib.contextmanager
+def _full_disk_in_one_line(store: str):
+    """Raise a full disk, from Python or from HDF5 (long text), as one short ``OSError``."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        if getattr(error, "errno", None) != errno.ENOSPC and "errno = 28," not in str(error):
+            raise
+        raise OSError(errno.ENOSPC, f"no space left on the device of {store!r}; nothing was "
+                      "written. Free some space or choose another folder") from None
 
 
 def _size(size: object) -> tuple[int, int]:
@@ -138,7 +189,7 @@ def list_images(image_dir: str | os.PathLike, csv: str | os.PathLike | None = No
     if csv is not None:
         if not os.path.isdir(image_dir):
             raise BadInputError(f"image folder {os.fspath(image_dir)!r} does not exist")
-        listing = csv_listing(csv, image_dir)
+        listing = csv_listing(csv, image_dir, follow_symlinks)
         for path in listing.paths:
             if os.path.exists(path):
                 check_regular_file(path, "image")
@@ -234,8 +285,6 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
     -------
     IngestReport
     """
-    import h5py
-
     from fastmix.progress import Progress
     from fastmix.store.newfile import atomic_output
 
@@ -245,8 +294,8 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
         raise BadInputError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
     options = compression_options(compression)
     store = os.fspath(store)
-    _check_destination(store, overwrite)
     listing = list_images(image_dir, csv, follow_symlinks)
+    _check_destination(store, overwrite, listing, csv)
     total = len(listing.paths)
     image_bytes = height * width * channels
     chunk = chunk_length(image_bytes, total)
@@ -262,11 +311,13 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
              job_buffers[number % len(job_buffers)])
             for number, start in enumerate(range(0, total, JOB_IMAGES)))
 
-    with atomic_output(store, overwrite) as temporary, contextlib.ExitStack() as stack:
+    with _full_disk_in_one_line(store), atomic_output(store, overwrite) as temporary, \
+            contextlib.ExitStack() as stack:
         # one unreadable or odd file must not flood the terminal; restored on the way out
         stack.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")
-        file = stack.enter_context(h5py.File(temporary, "w"))
+        # no HDF5 caches, so that a full disk fails in a write, not at the close (segfault)
+        file = stack.enter_context(_unbuffered_file(temporary))
         images = file.create_dataset(
             "images", shape=(total, height, width, channels), dtype=np.uint8,
             maxshape=(None, height, width, channels), chunks=(chunk, height, width, channels),

@@ -5,9 +5,8 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
-from fastmix.errors import BadInputError, check_regular_file
+from fastmix.errors import BadInputError, check_regular_file, hint
 from fastmix.images.decode import is_image_file
 
 
@@ -20,7 +19,8 @@ class ImageList:
     class_names: list[str]
 
 
-def _inside(path: str, root: str) -> bool:
+def is_inside(path: str, root: str) -> bool:
+    """Whether ``path``, all links resolved, is ``root`` or lies below it."""
     real, top = os.path.realpath(path), os.path.realpath(root)
     return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
@@ -30,7 +30,7 @@ def _usable(path: str, root: str, follow_symlinks: bool) -> bool:
 
     A FIFO, device or socket with an image name is refused: reading it would wait forever.
     """
-    if not follow_symlinks and os.path.islink(path) and not _inside(path, root):
+    if not follow_symlinks and os.path.islink(path) and not is_inside(path, root):
         return False
     if os.path.exists(path):  # a dangling link is reported as unreadable when decoded
         check_regular_file(path, "image")
@@ -41,7 +41,7 @@ def _walk_images(folder: str, root: str, follow_symlinks: bool) -> list[str]:
     found = []
     for top, dirs, files in os.walk(folder, followlinks=follow_symlinks):
         dirs[:] = sorted(name for name in dirs if not name.startswith(".") and (
-            follow_symlinks or _inside(os.path.join(top, name), root)))
+            follow_symlinks or is_inside(os.path.join(top, name), root)))
         found.extend(os.path.join(top, name) for name in sorted(files)
                      if not name.startswith(".") and is_image_file(name)
                      and _usable(os.path.join(top, name), root, follow_symlinks))
@@ -72,7 +72,7 @@ def image_folder(image_dir: str | os.PathLike, follow_symlinks: bool = False) ->
         raise BadInputError(f"image folder {root!r} does not exist or is not a folder")
     class_names = sorted(_utf8_name(entry.name, root) for entry in os.scandir(root)
                          if entry.is_dir() and not entry.name.startswith(".")
-                         and (follow_symlinks or _inside(entry.path, root)))
+                         and (follow_symlinks or is_inside(entry.path, root)))
     if not class_names:
         raise BadInputError(
             f"{root!r} has no class sub-folders: put the images of each class in their own "
@@ -99,12 +99,30 @@ def _class_order(name: str) -> tuple:
     return (1, 0, name)
 
 
-def csv_listing(csv_path: str | os.PathLike, image_dir: str | os.PathLike) -> ImageList:
+def _check_row(path: str, image_dir: str, where: str, follow_symlinks: bool) -> str:
+    """Return the file of a CSV row; refuse one outside ``image_dir``, as links out are."""
+    relative = os.path.normpath(path)
+    if os.path.isabs(path) or relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        raise BadInputError(
+            f"{where}: image path {path!r} is outside the image folder {image_dir!r}; give "
+            "paths relative to that folder, of files inside it")
+    full = os.path.join(image_dir, relative)
+    if not follow_symlinks and not is_inside(full, image_dir):
+        raise BadInputError(
+            f"{where}: image path {path!r} is a symbolic link that leads out of the image "
+            f"folder {image_dir!r}; copy the file into it or {hint('follow_symlinks')}")
+    return full
+
+
+def csv_listing(csv_path: str | os.PathLike, image_dir: str | os.PathLike,
+                follow_symlinks: bool = False) -> ImageList:
     """List images from a CSV of ``path,label`` rows (an optional header row is skipped).
 
-    Relative paths are taken relative to ``image_dir``. Labels are class names; the classes
-    are sorted (numerically when every name is an integer) and label = index, so integer
-    labels 0..K-1 keep their values. Rows whose file has no image extension are ignored.
+    Paths are relative to ``image_dir``, and name files inside it: an absolute path or one
+    that climbs out of it with ``..`` is refused, and so is a symbolic link that leads out
+    of it unless ``follow_symlinks``. Labels are class names; the classes are sorted
+    (numerically when every name is an integer) and label = index, so integer labels
+    0..K-1 keep their values. Rows whose file has no image extension are ignored.
     """
     csv_path = os.fspath(csv_path)
     if not os.path.isfile(csv_path):
@@ -123,9 +141,10 @@ def csv_listing(csv_path: str | os.PathLike, image_dir: str | os.PathLike) -> Im
                                                                       ("file", "label"),
                                                                       ("filename", "label")}:
                 continue
-            rows.append((path, label))
-    base = Path(image_dir)
-    rows = [(os.fspath(base / path), label) for path, label in rows if is_image_file(path)]
+            rows.append((path, label, f"{csv_path}:{line_number}"))
+    image_dir = os.fspath(image_dir)
+    rows = [(_check_row(path, image_dir, where, follow_symlinks), label)
+            for path, label, where in rows if is_image_file(path)]
     if not rows:
         raise BadInputError(f"CSV file {csv_path!r} lists no image files")
     class_names = sorted({label for _, label in rows}, key=_class_order)

@@ -27,7 +27,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", default="95", metavar="Q",
                         help="JPEG quality 1-95; default 95")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace DIR if it exists and is not empty")
+                        help="replace DIR if it holds an earlier export (never other files)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar and no summary line")
 
