@@ -289,6 +289,49 @@ def test_virtual_datasets_that_read_the_images_are_dropped(tmp_path):
     assert_no_original(tmp_path / "m.h5", images)
 
 
+def test_compound_references_cycles_and_named_types(tmp_path):
+    images, labels = originals()
+    with write_source(tmp_path / "s.h5", images, labels) as file:
+        row = np.dtype([("name", "S8"), ("target", h5py.ref_dtype)])
+        file["table"] = np.array([(b"pixels", file["images"].ref),
+                                  (b"labels", file["labels"].ref)], dtype=row)
+        loop = file.create_group("loop")
+        loop["again"] = loop  # a cycle of hard links
+        loop["pixels"] = file["images"]
+        file["kind"] = np.dtype("<u2")  # a named datatype
+    mix(tmp_path / "s.h5", tmp_path / "m.h5")
+    assert_no_original(tmp_path / "m.h5", images)
+    with h5py.File(tmp_path / "m.h5", "r") as out:
+        table = out["table"][()]
+        assert table["name"].tolist() == [b"pixels", b"labels"]
+        assert address(out[table["target"][0]]) == address(out["images"])
+        assert address(out[table["target"][1]]) == address(out["labels"])
+        assert address(out["loop/again"]) == address(out["loop"])
+        assert address(out["loop/again/again/pixels"]) == address(out["images"])
+        assert out["kind"].dtype == np.dtype("<u2")
+
+
+def test_external_raw_storage_over_the_source_file_is_dropped(tmp_path):
+    """A dataset whose external raw file is the store itself, at the images' offset."""
+    images, labels = originals()
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as file:
+        file.create_dataset("images", data=images)  # contiguous: one offset
+        file["labels"] = labels
+        offset = file["images"].id.get_offset()
+    with h5py.File(path, "a") as file:
+        file.create_dataset("sneaky", shape=images.shape, dtype=images.dtype,
+                            external=[(str(path), offset, images.nbytes)])
+        file["refs"] = np.array([file["sneaky"].ref], dtype=h5py.ref_dtype)
+    with h5py.File(path, "r") as file:
+        np.testing.assert_array_equal(file["sneaky"][()], images)  # it reads the originals
+    with pytest.warns(FastmixWarning, match="sneaky"):
+        mix(path, tmp_path / "m.h5")
+    assert_no_original(tmp_path / "m.h5", images)
+    with h5py.File(tmp_path / "m.h5", "r") as out:
+        assert "sneaky" not in out and not out["refs"][0]  # a null reference now
+
+
 # -- item 8: lossy filters -------------------------------------------------------------------
 
 def lossy_source(path, name: str) -> np.ndarray:

@@ -1,13 +1,45 @@
 """New-file mode: a copy of the source store, written under a temporary name and renamed.
 
-Everything except the images dataset's pixels is copied unchanged (groups, datasets, links
-and attributes). The images dataset is created with the source's own creation property
-list, so it keeps shape, maxshape, dtype, chunking, fill value and every filter.
+Everything except the images dataset's pixels is copied (groups, datasets, named types,
+links and attributes, with their exact types); the images dataset is created with the
+source's own creation properties, so it keeps shape, maxshape, dtype, chunking, fill value
+and every lossless filter. No original pixel is left under any name; the rules, by kind:
 
-Datasets whose data lives in other files (external raw files, virtual datasets) are the
-exception: their creation properties name those files, and copying them would make every
-write to the output land there. Such a dataset is written into the output file as
-contiguous storage instead, and a :class:`~fastmix.errors.FastmixWarning` says so.
+- **Hard links.** Objects are copied by identity (their header address), not by name:
+  every name of one object is a hard link to one object in the output. A second name of
+  the images dataset is therefore a name of the *mixed* images, and a group reached twice
+  (or through a cycle) is copied once.
+- **Soft links** are copied as they are. Paths are kept, so a soft link to the images
+  resolves to the mixed images in the output.
+- **External links** are left out, with a :class:`~fastmix.errors.FastmixWarning` naming
+  them: the output never keeps a live link to another file, which could be the original.
+  An images or labels dataset that is itself reached through an external link (stored in
+  another file) is refused before anything is written
+  (:func:`~fastmix.store.hdf5.require_stored_here`).
+- **Object and region references**, in datasets and attributes (also inside compound
+  types), are re-made to the corresponding object of the output, so a reference to the
+  images points at the mixed images. A reference to an object the output does not hold
+  (dangling, or behind a link that was left out) becomes a null reference, and a form
+  fastmix cannot re-make (references inside variable-length types other than dimension
+  scales) is left out; a warning says so.
+- **Dimension scales** are re-attached between the output's objects (HDF5's
+  ``DIMENSION_LIST`` and ``REFERENCE_LIST`` hold raw references, which would dangle).
+- **Datasets whose data lives in other files** (external raw files, virtual datasets):
+  their creation properties name those files, and copying them would make every write to
+  the output land there. Such a dataset is written into the output file as contiguous
+  storage instead, and a warning says so; one that may read the images' pixels (a virtual
+  dataset mapping the images, in this file or through others, or external raw storage in
+  the source file or a shard of its images) is left out, with a warning.
+- **Lossy filters** on the images dataset (:func:`~fastmix.store.hdf5.lossy_filter`:
+  scale-offset on floating point or with an integer scale factor below the type's width,
+  ZFP, SZ, SZ3, SPERR, fpzip, JPEG, Blosc2 with TRUNC_PREC, any filter fastmix does not
+  know) are left out of the output's images, whatever the spec: the images are stored
+  with the other filters, exactly as mixed (a larger file), and a warning names the
+  filter. Writing through a lossy filter would change the mixed values, so unmix and
+  ``verify`` could not give back what fastmix read. Integer scale-offset with factor 0
+  (HDF5 computes the bits) or the full width is lossless and kept. Other datasets keep
+  their filters (their stored chunks are copied, never re-encoded). In-place mode refuses
+  a lossy filter (:func:`~fastmix.store.hdf5.require_in_place_safe`).
 """
 
 from __future__ import annotations
@@ -174,24 +206,30 @@ class _TreeCopy:
 
     Objects are identified by their header address, so every name of one object (hard
     links, the images included) gives one object in the output, and references and
-    dimension scales are re-made to the output's objects.
+    dimension scales are re-made to the output's objects. Objects are held by path, not
+    open, so that a file of many objects costs a path each.
     """
 
-    def __init__(self, images, skip_prefix: str | None, early_allocation: bool):
+    def __init__(self, images, target_file, skip_prefix: str | None, early_allocation: bool):
         self.images = images
         self.source_file = images.file
+        self.target_file = target_file
         self.images_address = object_address(images)
         self.skip_prefix = skip_prefix
         self.early_allocation = early_allocation
-        self.copied: dict = {}  # source object address -> output object
-        self.pairs: list = []  # (source object, output object), once per object
+        self.copied: dict[int, str] = {}  # source object address -> its path in the output
+        self.fixups: list[tuple[str, str]] = []  # (source, output) paths holding references
         self.created = None
         self.dropped: list[str] = []
         self.nulled = 0
 
     def keep(self, source, target) -> None:
-        self.copied[object_address(source)] = target
-        self.pairs.append((source, target))
+        import h5py
+
+        self.copied[object_address(source)] = target.name
+        if any(holds_references(source.attrs.get_id(name).dtype) for name in source.attrs) \
+                or (isinstance(source, h5py.Dataset) and holds_references(source.dtype)):
+            self.fixups.append((source.name, target.name))
 
     def run(self, source_root, target_root):
         copy_attributes(source_root, target_root)
@@ -221,7 +259,7 @@ class _TreeCopy:
             item = source_group[name]
             target = self.copied.get(object_address(item))
             if target is not None:  # another name of an object already copied
-                target_group[name] = target
+                target_group[name] = self.target_file[target]
             elif object_address(item) == self.images_address and same_file(item, self.images):
                 self.created = _create_like(self.images, target_group, name, self.skip_prefix,
                                             self.early_allocation)
@@ -287,16 +325,20 @@ class _TreeCopy:
     def fix_references(self) -> None:
         import h5py
 
-        for source, target in self.pairs:
+        scaled = []
+        for source_path, target_path in self.fixups:
+            source, target = self.source_file[source_path], self.target_file[target_path]
+            images = object_address(source) == self.images_address
             for name in source.attrs:
-                if self.skip_prefix and source is self.images and \
-                        name.startswith(self.skip_prefix):
+                if self.skip_prefix and images and name.startswith(self.skip_prefix):
                     continue
                 dtype = source.attrs.get_id(name).dtype
                 if not holds_references(dtype):
                     continue
                 if name in target.attrs:
                     del target.attrs[name]  # H5Ocopy copied the source's raw addresses
+                if name == "DIMENSION_LIST":
+                    scaled.append((source_path, target_path))
                 if name in ("DIMENSION_LIST", "REFERENCE_LIST"):
                     continue  # re-made by attaching the scales below
                 try:
@@ -306,8 +348,9 @@ class _TreeCopy:
                     self.dropped.append(f"attribute {name!r} of {source.name} (references)")
             if isinstance(source, h5py.Dataset) and holds_references(source.dtype):
                 self.map_dataset(source, target)
-        for source, target in self.pairs:
-            if isinstance(source, h5py.Dataset) and "DIMENSION_LIST" in source.attrs:
+        for source_path, target_path in scaled:
+            source, target = self.source_file[source_path], self.target_file[target_path]
+            if isinstance(source, h5py.Dataset):
                 self.attach_scales(source, target)
 
     def mapped(self, value, dtype):
@@ -338,10 +381,8 @@ class _TreeCopy:
         if not reference:
             return null
         try:
-            target = self.copied.get(object_address(
-                h5py.h5r.dereference(reference, self.source_file.id)))
-            if target is None:
-                raise KeyError(reference)
+            target = self.target_file[self.copied[object_address(
+                h5py.h5r.dereference(reference, self.source_file.id))]]
             if not region:
                 return target.ref
             space = h5py.h5r.get_region(reference, self.source_file.id)
@@ -378,8 +419,8 @@ class _TreeCopy:
                 self.dropped.append(f"the dimension scales of {source.name} axis {axis}")
                 continue
             for address in found:
-                scale = self.copied.get(address)
                 try:
+                    scale = self.target_file[self.copied[address]]
                     h5py.h5ds.attach_scale(target.id, scale.id, axis)
                 except Exception:
                     self.dropped.append(f"a dimension scale of {source.name} axis {axis}")
@@ -609,8 +650,8 @@ def create_output(source_file, target_file, images, skip_prefix: str | None = No
     if isinstance(images, str):
         images = source_file[images]
     require_stored_here(source_file.filename, source_file, "images", images)
-    created = _TreeCopy(images, skip_prefix, early_allocation).run(source_file["/"],
-                                                                   target_file["/"])
+    created = _TreeCopy(images, target_file, skip_prefix, early_allocation).run(
+        source_file["/"], target_file["/"])
     if created is None:  # pragma: no cover - the images path was validated before
         raise BadInputError(f"images dataset {images.name!r} not found while copying")
     return created
