@@ -4,7 +4,9 @@ The filter pipeline of a dataset, its chunk index, its layout (data kept in othe
 the metadata cache of a file and the ``class_names`` attribute of a labels dataset are read
 here and nowhere else, so that every module that needs them (the codecs, the new-file copy,
 the in-place engine, ``info``, export, preview and the PyTorch dataset) reads them the same
-way.
+way. So are the identity of an object (its header address, one for all its names), the one
+rule for which filters are lossy (:func:`lossy_filter`), and the checks both store modes
+make on them before writing (:func:`require_stored_here`, :func:`require_in_place_safe`).
 """
 
 from __future__ import annotations

@@ -234,14 +234,20 @@ class _TreeCopy:
     def run(self, source_root, target_root):
         copy_attributes(source_root, target_root)
         self.keep(source_root, target_root)
-        self.copy_group(source_root, target_root)
+        pending = [("/", "/")]  # groups still to copy, by path: any depth, bounded memory
+        while pending:
+            source_path, target_path = pending.pop()
+            pending.extend(self.copy_group(self.source_file[source_path],
+                                           self.target_file[target_path]))
         self.fix_references()
         self.warn()
         return self.created
 
-    def copy_group(self, source_group, target_group) -> None:
+    def copy_group(self, source_group, target_group) -> list[tuple[str, str]]:
+        """Copy the links of one group; return the new groups whose links are to copy."""
         import h5py
 
+        groups = []
         for name in source_group:
             path = f"{source_group.name.rstrip('/')}/{name}"
             try:
@@ -269,7 +275,7 @@ class _TreeCopy:
                                                    gcpl=item.id.get_create_plist()))
                 copy_attributes(item, group)
                 self.keep(item, group)
-                self.copy_group(item, group)
+                groups.append((item.name, group.name))
             elif isinstance(item, h5py.Dataset) and foreign_layout(item) is not None:
                 if self.reads_images(item):
                     self.dropped.append(f"{path} ({foreign_layout(item)} that reads the images)")
@@ -278,6 +284,7 @@ class _TreeCopy:
             else:
                 source_group.copy(item, target_group, name=name)
                 self.keep(item, target_group[name])
+        return groups
 
     def reads_images(self, dataset, depth: int = 4) -> bool:
         """Whether ``dataset`` (virtual or external) may read the images' pixels.
@@ -305,8 +312,7 @@ class _TreeCopy:
             if "%" in name:
                 return True
             if name == ".":
-                inner = dataset.file.get(mapping.dset_name)
-                if isinstance(inner, h5py.Dataset) and self.reads_images(inner, depth - 1):
+                if self.maps_images(dataset.file, mapping.dset_name, depth):
                     return True
                 continue
             for candidate in _candidates(dataset, name):
@@ -314,11 +320,28 @@ class _TreeCopy:
                     continue
                 if any(_same_file(candidate, shard) for shard in holders[1:]):
                     return True
-                with h5py.File(candidate, "r") as other:
-                    inner = other.get(mapping.dset_name)
-                    if isinstance(inner, h5py.Dataset) and self.reads_images(inner, depth - 1):
+                if _same_file(candidate, self.source_file.filename):
+                    if self.maps_images(self.source_file, mapping.dset_name, depth):
+                        return True
+                    continue
+                try:
+                    other = h5py.File(candidate, "r")
+                except OSError:  # HDF5 cannot read it either: it reads as fill values
+                    continue
+                with other:
+                    if self.maps_images(other, mapping.dset_name, depth):
                         return True
         return False
+
+    def maps_images(self, file, name: str, depth: int) -> bool:
+        """Whether the dataset ``name`` of ``file`` (a virtual source) may read the images."""
+        import h5py
+
+        try:
+            inner = file.get(name)
+        except Exception:  # a name HDF5 cannot resolve reads as fill values
+            return False
+        return isinstance(inner, h5py.Dataset) and self.reads_images(inner, depth - 1)
 
     # -- references and dimension scales, once every object is in the output
 
