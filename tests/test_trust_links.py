@@ -295,6 +295,9 @@ def test_compound_references_cycles_and_named_types(tmp_path):
         row = np.dtype([("name", "S8"), ("target", h5py.ref_dtype)])
         file["table"] = np.array([(b"pixels", file["images"].ref),
                                   (b"labels", file["labels"].ref)], dtype=row)
+        lists = file.create_dataset("lists", shape=(2,), dtype=h5py.vlen_dtype(h5py.ref_dtype))
+        lists[0] = np.array([file["labels"].ref, file["images"].ref], dtype=h5py.ref_dtype)
+        lists[1] = np.array([file["images"].ref], dtype=h5py.ref_dtype)
         loop = file.create_group("loop")
         loop["again"] = loop  # a cycle of hard links
         loop["pixels"] = file["images"]
@@ -306,6 +309,10 @@ def test_compound_references_cycles_and_named_types(tmp_path):
         assert table["name"].tolist() == [b"pixels", b"labels"]
         assert address(out[table["target"][0]]) == address(out["images"])
         assert address(out[table["target"][1]]) == address(out["labels"])
+        lists = out["lists"][()]
+        assert [address(out[item]) for item in lists[0]] == [address(out["labels"]),
+                                                             address(out["images"])]
+        assert address(out[lists[1][0]]) == address(out["images"])
         assert address(out["loop/again"]) == address(out["loop"])
         assert address(out["loop/again/again/pixels"]) == address(out["images"])
         assert out["kind"].dtype == np.dtype("<u2")

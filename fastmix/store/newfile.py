@@ -16,12 +16,13 @@ and every lossless filter. No original pixel is left under any name; the rules, 
   An images or labels dataset that is itself reached through an external link (stored in
   another file) is refused before anything is written
   (:func:`~fastmix.store.hdf5.require_stored_here`).
-- **Object and region references**, in datasets and attributes (also inside compound
-  types), are re-made to the corresponding object of the output, so a reference to the
-  images points at the mixed images. A reference to an object the output does not hold
-  (dangling, or behind a link that was left out) becomes a null reference, and a form
-  fastmix cannot re-make (references inside variable-length types other than dimension
-  scales) is left out; a warning says so.
+- **Object and region references**, in datasets and attributes (also inside compound and
+  variable-length types), are re-made to the corresponding object of the output, so a
+  reference to the images points at the mixed images. A reference to an object the output
+  does not hold (dangling, or behind a link that was left out) becomes a null reference,
+  and a value h5py cannot write back (variable-length references in an attribute other
+  than a dimension scale's) is left out; a warning says so. None is copied as a raw
+  address (HDF5's own copy would keep some that way, pointing at unrelated objects).
 - **Dimension scales** are re-attached between the output's objects (HDF5's
   ``DIMENSION_LIST`` and ``REFERENCE_LIST`` hold raw references, which would dangle).
 - **Datasets whose data lives in other files** (external raw files, virtual datasets):
@@ -367,7 +368,7 @@ class _TreeCopy:
                 try:
                     target.attrs.create(name, self.mapped(source.attrs[name], dtype),
                                         dtype=dtype)
-                except (_Unmappable, TypeError, ValueError, OSError):
+                except Exception:  # a form h5py cannot write back: left out
                     self.dropped.append(f"attribute {name!r} of {source.name} (references)")
             if isinstance(source, h5py.Dataset) and holds_references(source.dtype):
                 self.map_dataset(source, target)
@@ -383,7 +384,7 @@ class _TreeCopy:
         kind = h5py.check_ref_dtype(dtype)
         if kind is not None:
             array = np.asarray(value, dtype=object)
-            out = np.empty(array.shape, dtype=object)
+            out = np.empty(array.shape, dtype=dtype)  # h5py's reference dtype
             for index, reference in enumerate(array.flat):
                 out.flat[index] = self.reference(reference, kind)
             return out if np.ndim(value) else out[()]
@@ -392,6 +393,13 @@ class _TreeCopy:
             for field, (field_dtype, *_) in dtype.fields.items():
                 if holds_references(field_dtype):
                     out[field] = self.mapped(np.asarray(value[field]), field_dtype)
+            return out
+        inner = h5py.check_vlen_dtype(dtype)
+        if inner is not None and inner not in (str, bytes) and np.ndim(value):
+            array = np.asarray(value, dtype=object)
+            out = np.empty(array.shape, dtype=object)
+            for index, element in enumerate(array.flat):
+                out.flat[index] = self.mapped(np.asarray(element), np.dtype(inner))
             return out
         raise _Unmappable(dtype)
 
@@ -415,19 +423,31 @@ class _TreeCopy:
             return null
 
     def map_dataset(self, source, target) -> None:
+        import h5py
+
         if source.shape is None or source.size == 0:
             return
         try:
+            inner = h5py.check_vlen_dtype(source.dtype)
+            vlen = inner is not None
             if source.ndim == 0:
-                target[()] = self.mapped(source[()], source.dtype)
+                target[()] = (self.mapped(np.asarray(source[()]), np.dtype(inner)) if vlen
+                              else self.mapped(source[...], source.dtype))
                 return
             row = max(1, int(source.size // max(source.shape[0], 1)))
             step = max(1, _REFERENCE_SLAB // row)
             for start in range(0, source.shape[0], step):
                 stop = min(start + step, source.shape[0])
-                target[start:stop] = self.mapped(source[start:stop], source.dtype)
-        except (_Unmappable, TypeError, ValueError, OSError):
-            self.dropped.append(f"the references in {source.name} (left null)")
+                slab = self.mapped(source[start:stop], source.dtype)
+                if not vlen:
+                    target[start:stop] = slab
+                    continue
+                for index in np.ndindex(slab.shape):  # h5py writes these one at a time
+                    target[(start + index[0], *index[1:])] = slab[index]
+        except Exception:  # a form fastmix or h5py cannot write back
+            # HDF5's copy keeps some references as raw addresses: none is left to dangle.
+            del self.target_file[target.name]
+            self.dropped.append(f"{source.name} (references fastmix cannot re-make)")
 
     def attach_scales(self, source, target) -> None:
         import h5py
