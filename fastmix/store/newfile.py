@@ -476,8 +476,9 @@ class _TreeCopy:
             return
         shown = "; ".join(self.dropped[:5])
         more = f"; and {len(self.dropped) - 5} more" if len(self.dropped) > 5 else ""
-        warnings.warn(f"the output leaves out what could keep or reach original pixels: "
-                      f"{shown}{more}", FastmixWarning, stacklevel=4)
+        warnings.warn(f"the output leaves out what it cannot copy safely (it would reach the "
+                      f"source's pixels or another file, or dangle): {shown}{more}",
+                      FastmixWarning, stacklevel=4)
 
 
 def _collector(found: list[int]):
