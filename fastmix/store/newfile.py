@@ -278,14 +278,21 @@ class _TreeCopy:
                 self.keep(item, group)
                 groups.append((item.name, group.name))
             elif isinstance(item, h5py.Dataset) and foreign_layout(item) is not None:
-                if self.reads_images(item):
-                    self.dropped.append(f"{path} ({foreign_layout(item)} that reads the images)")
+                if self.may_read_images(item):
+                    self.dropped.append(f"{path} ({foreign_layout(item)} that may read the images)")
                 else:
                     self.keep(item, _copy_inside(item, target_group, name))
             else:
                 source_group.copy(item, target_group, name=name)
                 self.keep(item, target_group[name])
         return groups
+
+    def may_read_images(self, dataset) -> bool:
+        """:meth:`reads_images`, and ``True`` where its layout cannot even be followed."""
+        try:
+            return self.reads_images(dataset)
+        except Exception:  # a damaged or crafted mapping: never copied in
+            return True
 
     def reads_images(self, dataset, depth: int = 4) -> bool:
         """Whether ``dataset`` (virtual or external) may read the images' pixels.
