@@ -4,7 +4,9 @@ The filter pipeline of a dataset, its chunk index, its layout (data kept in othe
 the metadata cache of a file and the ``class_names`` attribute of a labels dataset are read
 here and nowhere else, so that every module that needs them (the codecs, the new-file copy,
 the in-place engine, ``info``, export, preview and the PyTorch dataset) reads them the same
-way.
+way. So are the identity of an object (its header address, one for all its names), the one
+rule for which filters are lossy (:func:`lossy_filter`), and the checks both store modes
+make on them before writing (:func:`require_stored_here`, :func:`require_in_place_safe`).
 """
 
 from __future__ import annotations
@@ -145,3 +147,142 @@ def class_names_of(file, labels_name: str) -> list[str] | None:
         return None
     return [name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
             for name in np.atleast_1d(names).tolist()]
+
+
+def object_address(item) -> int:
+    """Return the address of an object's header in its file, one for all its names.
+
+    Hard links to one object, soft links resolving to it and references to it all give the
+    same address; compare addresses only between objects of one file.
+    """
+    import h5py
+
+    identifier = item.id if isinstance(item, h5py.HLObject) else item  # an object or its id
+    return int(h5py.h5o.get_info(identifier).addr)
+
+
+def same_file(first, second) -> bool:
+    """Whether two open h5py objects live in one HDF5 file (not behind an external link)."""
+    return first.id.fileno == second.id.fileno
+
+
+# -- lossy filters ----------------------------------------------------------------------------
+# The one rule for "may this filter change a value that is written through it": fastmix's
+# reversible guarantee holds only through filters that give back exactly what they are given.
+
+FILTER_SCALEOFFSET = 6
+_SCALEOFFSET_INT = 2  # H5Z_SO_INT; the float modes (D-scale, E-scale) round values
+_BLOSC2 = 32026
+_BLOSC2_TRUNC_PREC = 4  # Blosc2's filter that zeroes low mantissa bits
+_BLOSC2_LOSSLESS_CODECS = {0, 1, 2, 4, 5}  # blosclz, lz4, lz4hc, zlib, zstd
+
+#: Filters that give back exactly the bytes written through them, by HDF5 filter id.
+LOSSLESS_FILTERS = {
+    1: "deflate", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "n-bit", 307: "bzip2",
+    32000: "lzf", 32001: "Blosc", 32004: "LZ4", 32008: "Bitshuffle", 32015: "Zstd",
+    32018: "FCIDECOMP", _BLOSC2: "Blosc2", 32033: "HTJ2K",
+}
+#: Filters that keep an approximation of the values (whatever their parameters say).
+LOSSY_FILTERS = {32013: "ZFP", 32014: "fpzip", 32017: "SZ", 32019: "JPEG", 32024: "SZ3",
+                 32028: "SPERR"}
+
+
+def lossy_filter(stored: StoredFilter) -> str | None:
+    """Why writing through ``stored`` may change values, or ``None`` when it never does.
+
+    Lossless: the filters of :data:`LOSSLESS_FILTERS` (Blosc2 unless its TRUNC_PREC filter
+    or a plugin codec is set; HTJ2K through the filter, which compresses reversibly) and
+    scale-offset on integers with scale factor 0 (``H5Z_SO_INT_MINBITS_DEFAULT``: HDF5
+    computes the bits each chunk needs) or a factor of at least the type's width in bits
+    (nothing to drop). Measured on 8- to 64-bit integers, with and without fill values,
+    read back after the file was closed: those kept every value, while a smaller factor
+    (``scaleoffset=3`` in h5py) changed values in about one case in five. Lossy: that
+    integer case, scale-offset on floating point (D-scale rounds to the given decimal
+    digits), ZFP (its reversible mode cannot be told apart from the stored parameters, so
+    all of ZFP counts as lossy), SZ, SZ3, SPERR, fpzip, JPEG, and every filter fastmix does
+    not know.
+    """
+    values = stored.values
+    if stored.code == FILTER_SCALEOFFSET:
+        factor = values[1] if len(values) > 1 else 0
+        if values[:1] != (_SCALEOFFSET_INT,) or (len(values) > 3 and values[3] != 0):
+            return f"scale-offset (floating point, {factor} decimal digits kept)"
+        if factor == 0 or (len(values) > 4 and factor >= 8 * values[4]):
+            return None
+        return f"scale-offset (integer, {factor} bits kept)"
+    if stored.code == _BLOSC2:
+        if len(values) > 5 and values[5] == _BLOSC2_TRUNC_PREC:
+            return "Blosc2 with its TRUNC_PREC filter"
+        if len(values) > 6 and values[6] not in _BLOSC2_LOSSLESS_CODECS:
+            return f"Blosc2 with codec {values[6]}, which fastmix does not know as lossless"
+        return None
+    if stored.code in LOSSLESS_FILTERS:
+        return None
+    if stored.code in LOSSY_FILTERS:
+        return LOSSY_FILTERS[stored.code]
+    name = f" ({stored.name})" if stored.name else ""
+    return f"filter {stored.code}{name}, which fastmix does not know as lossless"
+
+
+def lossy_filters(dataset) -> list[str]:
+    """Describe the lossy filters of ``dataset``'s pipeline (:func:`lossy_filter`)."""
+    return [reason for stored in dataset_filters(dataset)
+            if (reason := lossy_filter(stored)) is not None]
+
+
+# -- what a run refuses in the source's structure ---------------------------------------------
+
+
+def require_stored_here(path: str, file, role: str, dataset) -> None:
+    """Refuse an images or labels dataset that lives in another file (an external link).
+
+    Mixing it would write (in place) or leave (in a new file) pixels outside the store the
+    user named; the named dataset must be stored in the file itself.
+
+    Raises
+    ------
+    BadInputError
+        Naming the other file.
+    """
+    from fastmix.errors import BadInputError
+
+    if same_file(dataset, file):
+        return
+    raise BadInputError(
+        f"{role} dataset {dataset.name!r} named in {path!r} is stored in another file, "
+        f"{dataset.file.filename!r}, reached through an external link; fastmix mixes only "
+        "datasets stored in the store itself. Copy it into the store (h5copy) or give the "
+        "file that holds it"
+    )
+
+
+def require_in_place_safe(path: str, file, images, labels: str | None) -> None:
+    """Refuse, before anything is written, what in-place mode cannot rewrite safely.
+
+    The images (and the labels, by the given name and by the one a mix recorded) must be
+    stored in the file itself (:func:`require_stored_here`), and the images must have no
+    lossy filter (:func:`lossy_filter`): rewriting values through one changes them, and
+    in place nothing else keeps the originals.
+
+    Raises
+    ------
+    BadInputError
+        One line naming what was found and what to do.
+    """
+    from fastmix.errors import BadInputError
+
+    require_stored_here(path, file, "images", images)
+    recorded = images.attrs.get("fastmix_labels")
+    if isinstance(recorded, bytes):
+        recorded = recorded.decode("utf-8", "replace")
+    for name in dict.fromkeys((labels, recorded)):
+        if isinstance(name, str) and name and name in file:
+            require_stored_here(path, file, "labels", file[name])
+    lossy = lossy_filters(images)
+    if lossy:
+        raise BadInputError(
+            f"images dataset {images.name!r} of {path!r} uses the lossy filter "
+            f"{lossy[0]}; values rewritten through it change, so in-place mode refuses it. "
+            "Write a new file instead (fastmix mix or unmix SRC DST stores the images "
+            "without that filter), or remove it first (h5repack -f NONE)"
+        )

@@ -55,7 +55,7 @@ from fastmix.store.allocator import tune_allocator
 from fastmix.store.chunkio import WindowReader, WindowWriter, codec_threads
 from fastmix.store.crashrepair import chunk_extents, clear_open_flag, raise_eoa, shared_bytes
 from fastmix.store.durable import fsync_path
-from fastmix.store.hdf5 import foreign_layout, hold_metadata, is_filtered
+from fastmix.store.hdf5 import foreign_layout, hold_metadata, is_filtered, require_in_place_safe
 from fastmix.store.journal import (
     Journal,
     JournalError,
@@ -171,6 +171,7 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
             # writing, which HDF5 marks in the file even when nothing else is written.
             with open_store(source, images, labels=None) as checked:
                 _refuse_foreign_layout(source, checked.images)
+                require_in_place_safe(source, checked.file, checked.images, labels)
                 finished = (_finished_run(operation, source, checked, key, spec, window, force)
                             if resume else None)
                 run_kept = RUN_ATTRIBUTE in checked.images.attrs

@@ -18,6 +18,7 @@ from fastmix.progress import PieceProgress, Progress
 from fastmix.spec import MixSpec
 from fastmix.store.allocator import tune_allocator
 from fastmix.store.chunkio import WindowReader, WindowWriter
+from fastmix.store.hdf5 import require_stored_here
 from fastmix.store.metadata import PREFIX, write_mix_attributes
 from fastmix.store.newfile import atomic_output, copy_userblock, create_output
 from fastmix.store.report import StoreReport
@@ -99,6 +100,9 @@ def run_new_file(operation: str, source: str, destination: str, *, spec: MixSpec
     started = time.perf_counter()
     tune_allocator()
     images = store.images
+    require_stored_here(source, store.file, "images", images)
+    if labels_name and labels_name in store.file:
+        require_stored_here(source, store.file, "labels", store.file[labels_name])
     reader = WindowReader(images, pool, raw=raw)
     try:
         with atomic_output(destination, overwrite) as temporary:
