@@ -46,7 +46,7 @@ ENVIRONMENT = (0, 1, 2)
 
 
 def images_and_labels(count: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """The corpus's images (random, half smooth) and labels (four classes, interleaved)."""
+    """Return the corpus's images (random, half smooth) and labels (four classes)."""
     rng = np.random.default_rng(9)
     images = rng.integers(0, 256, (count, 16, 16, 3), dtype=np.uint8)
     images[:, :8] //= 16  # half smooth, so that the filters compress something
@@ -54,7 +54,11 @@ def images_and_labels(count: int = 64) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check(kind: str, when: str = "ok", **args) -> dict:
-    """A content check for :mod:`hostile_runner`; ``when``: "ok", "fail" or "always"."""
+    """Return a content check for :mod:`hostile_runner`.
+
+    ``when`` is "ok" (after exit 0), "then" (after exit 0 and every follow-up command),
+    "fail" (after a failure) or "always".
+    """
     return {"kind": kind, "when": when, "args": args}
 
 
@@ -86,7 +90,7 @@ class Corpus:
              output: str | None = None, expect: tuple[int, ...] = (0, 2),
              setup: Callable[[Path], None] | None = None, *, outputs: tuple[str, ...] = (),
              then: tuple = (), checks: tuple[dict, ...] = (), one_line: tuple[int, ...] = (2,),
-             api: dict | None = None) -> None:
+             api: dict | None = None, seconds: int | None = None) -> None:
         """Add a case: ``argv`` (or ``api``) run in a folder holding ``files``."""
         number = len(self.cases) + 1
         folder = self.root / f"case{number:04d}"
@@ -106,7 +110,7 @@ class Corpus:
             "id": number, "group": self.group, "name": name, "folder": str(folder),
             "argv": argv, "api": api, "outputs": [output, *outputs] if output else list(outputs),
             "expect": list(expect), "then": [list(step) for step in then],
-            "checks": list(checks), "one_line": list(one_line)})
+            "checks": list(checks), "one_line": list(one_line), "seconds": seconds})
 
     def mount(self, folder: Path, size: str) -> None:
         """Mount a tmpfs of ``size`` on ``folder`` (unmounted by :meth:`close`)."""
@@ -143,7 +147,7 @@ def unmix_step(store: str, output: str, *more: str, key: str = KEY) -> list[str]
 
 
 def add_links(corpus: Corpus) -> None:
-    """Other names for the images: hard, soft and external links, references, scales."""
+    """Add other names for the images: hard, soft, external links, references, scales."""
     corpus.group = "links"
     images, labels = images_and_labels()
     originals = corpus.reference("links-originals", images)
@@ -253,7 +257,7 @@ def add_links(corpus: Corpus) -> None:
                     outputs=("r.h5",), then=(unmix_step("out.h5", "r.h5"),),
                     checks=(check("no_original", path="out.h5", reference=originals),
                             check("kept_or_warned", path="out.h5", items=items),
-                            check("equal", path="r.h5", dataset="images",
+                            check("equal", "then", path="r.h5", dataset="images",
                                   reference=originals)))
         corpus.case(f"{name}: mix in place", in_place, corpus.key_files, "store.h5", (0, 2),
                     store(extra),
@@ -268,7 +272,7 @@ def add_links(corpus: Corpus) -> None:
                     outputs=("r.h5",),
                     then=(unmix_step("out.h5", "r.h5", "--images", images_name),),
                     checks=(check("no_original", path="out.h5", reference=originals),
-                            check("equal", path="r.h5", dataset=images_name,
+                            check("equal", "then", path="r.h5", dataset=images_name,
                                   reference=originals)))
         corpus.case(f"{name}: mix in place", [*in_place, "--images", images_name],
                     corpus.key_files, "store.h5", (0, 2), store(extra),
@@ -280,7 +284,7 @@ def add_links(corpus: Corpus) -> None:
                 checks=(check("no_original", path="out.h5", reference=originals),
                         check("equal", path="out.h5", dataset="images",
                               reference=unrelated_reference),
-                        check("equal", path="r.h5", dataset="ext", reference=originals)))
+                        check("equal", "then", path="r.h5", dataset="ext", reference=originals)))
     corpus.case("external link named by --images: mix in place",
                 [*in_place, "--images", "ext"], corpus.key_files, "store.h5", (0, 2),
                 store(ext, first=unrelated),
@@ -291,7 +295,7 @@ def add_links(corpus: Corpus) -> None:
 
 
 def add_lossy(corpus: Corpus) -> None:
-    """Lossy filters under a reversible spec: refused, or an exact round trip."""
+    """Add lossy filters under a reversible spec: refused, or an exact round trip."""
     corpus.group = "lossy"
     images, labels = images_and_labels()
     rng = np.random.default_rng(5)
@@ -347,13 +351,13 @@ def add_lossy(corpus: Corpus) -> None:
                     outputs=("r.h5",),
                     then=(unmix_step("out.h5", "r.h5"),
                           ["verify", "store.h5", "out.h5", "--key-file", KEY]),
-                    checks=(check("equal", path="r.h5", dataset="images",
+                    checks=(check("equal", "then", path="r.h5", dataset="images",
                                   reference=reference),))
         corpus.case(f"{name}: mix in place, reversible", in_place, files,
                     "store.h5" if lossless else None, (0, 2) if lossless else (2,),
                     then=(["unmix", "store.h5", "--in-place", "--key-file", KEY],)
                     if lossless else (),
-                    checks=(check("equal", path="store.h5", dataset="images",
+                    checks=(check("equal", "then", path="store.h5", dataset="images",
                                   reference=reference),) if lossless else ())
         corpus.case(f"{name}: mix in place, one-way", [*in_place, "--mode", "paper"], files,
                     "store.h5" if lossless else None, (0, 2) if lossless else (2,))
@@ -379,7 +383,7 @@ DEFAULTED_ATTRIBUTES = {"fastmix_labels", "fastmix_reversible"}
 
 
 def add_record_edits(corpus: Corpus) -> None:
-    """Edits of a mixed store's record, and relabelled images: ``unmix`` refuses them."""
+    """Add edits of a mixed store's record, and relabelled images: ``unmix`` refuses them."""
     corpus.group = "mac"
     images, labels = images_and_labels()
     reference = corpus.reference("mac-originals", images)
@@ -565,7 +569,7 @@ NAMES = ["m%.h5", "m%b.h5", "m%%.h5", "m%d.h5", "m%s%s.h5", "m%05d.h5", "back\\s
 
 
 def add_names(corpus: Corpus) -> None:
-    """Destination names with ``%``, ``\\``, spaces, unicode, a leading ``-``."""
+    """Add destination names with ``%``, a backslash, spaces, unicode, a leading ``-``."""
     corpus.group = "names"
     images, labels = images_and_labels()
     originals = corpus.reference("names-originals", images)
@@ -580,7 +584,7 @@ def add_names(corpus: Corpus) -> None:
         corpus.case(f"mix to {name!r}", ["mix", "store.h5", name, "--key-file", KEY,
                                          *REVERSIBLE], files, name, (0, 2), outputs=("r.h5",),
                     then=(unmix_step(name, "r.h5"),),
-                    checks=(check("equal", path="r.h5", dataset="images",
+                    checks=(check("equal", "then", path="r.h5", dataset="images",
                                   reference=originals),))
         corpus.case(f"unmix to {name!r}", unmix_step("mixed.h5", name), files, name, (0, 2),
                     checks=(check("equal", path=name, dataset="images",
@@ -589,7 +593,7 @@ def add_names(corpus: Corpus) -> None:
                                                *REVERSIBLE],
                     {name: source, **corpus.key_files}, name, (0, 2),
                     then=(["unmix", name, "--in-place", "--key-file", KEY],),
-                    checks=(check("equal", path=name, dataset="images",
+                    checks=(check("equal", "then", path=name, dataset="images",
                                   reference=originals),))
         folder = name.removesuffix(".h5")
         corpus.case(f"export to {folder!r}", ["export", "mixed.h5", folder], files, folder,
@@ -601,7 +605,7 @@ def add_names(corpus: Corpus) -> None:
 
 
 def picture_folder(corpus: Corpus, count: int) -> Callable[[Path], None]:
-    """A setup that writes ``count`` small PNG files in two class folders of ``pictures``."""
+    """Return a setup writing ``count`` small PNG files in two class folders, ``pictures``."""
     from PIL import Image
 
     rng = np.random.default_rng(3)
@@ -625,7 +629,7 @@ IN_PLACE_SPARE = [0, 4, 8, 12, 16, 24, 32, 64, 256]
 
 
 def add_full_disk(corpus: Corpus) -> None:
-    """Outputs on a tmpfs at a series of sizes: clean failures, inputs unchanged."""
+    """Add outputs on a tmpfs at a series of sizes: clean failures, inputs unchanged."""
     corpus.group = "disk"
     probe = corpus.root / "probe"
     try:
@@ -656,7 +660,7 @@ def add_full_disk(corpus: Corpus) -> None:
         corpus.case(f"mix onto {size}", ["mix", "store.h5", "out/m.h5", "--key-file", KEY,
                                          *REVERSIBLE], files, "out/m.h5", ENVIRONMENT,
                     tmpfs(size), outputs=("r.h5",), then=(unmix_step("out/m.h5", "r.h5"),),
-                    checks=(check("equal", path="r.h5", dataset="images",
+                    checks=(check("equal", "then", path="r.h5", dataset="images",
                                   reference=originals),), **common)
         corpus.case(f"unmix onto {size}", unmix_step("mixed.h5", "out/r.h5"), files,
                     "out/r.h5", ENVIRONMENT, tmpfs(size),
@@ -681,6 +685,7 @@ def add_full_disk(corpus: Corpus) -> None:
         corpus.case(f"mix in place with {spare} KiB spare", [
             "mix", "out/store.h5", "--in-place", "--key-file", KEY, *REVERSIBLE],
             corpus.key_files, "out/store.h5", ENVIRONMENT, setup,
+            outputs=("out/store.h5.fastmix-*",),
             checks=(check("readable", "always", path="out/store.h5", dataset="images"),
                     check("recovers", "always", path="out/store.h5", mount="out",
                           key=KEY, spec=list(REVERSIBLE), reference=originals)),
@@ -691,7 +696,7 @@ def add_full_disk(corpus: Corpus) -> None:
 
 
 def add_labels(corpus: Corpus) -> None:
-    """Labels that do not convert exactly: refused, or classes kept apart exactly."""
+    """Add labels that do not convert exactly: refused, or classes kept apart exactly."""
     corpus.group = "labels"
     images, base = images_and_labels()
     images_reference = corpus.reference("labels-images", images)
@@ -739,7 +744,7 @@ def add_labels(corpus: Corpus) -> None:
         if name in cheap_dataset or values.dtype.kind not in "iu" or values.max() < 2**20:
             corpus.case(f"{name}: H5ImageDataset", None, files, "dataset.json", (0, 2),
                         api={"call": "dataset", "store": "store.h5",
-                             "output": "dataset.json"},
+                             "output": "dataset.json"}, seconds=20,
                         checks=(check("dataset_classes", result="dataset.json",
                                       labels=labels_reference),))
     # Object labels reach only the Python API.
@@ -772,7 +777,7 @@ def add_labels(corpus: Corpus) -> None:
 
 
 def add_channels_first(corpus: Corpus) -> None:
-    """(N, C, H, W) stores get a warning line; (N, H, W, C) ones do not."""
+    """Add (N, C, H, W) stores, which get a warning line, and (N, H, W, C) ones, which do not."""
     corpus.group = "channels"
     rng = np.random.default_rng(4)
     labels = np.arange(64) % 4
@@ -808,7 +813,7 @@ def add_channels_first(corpus: Corpus) -> None:
 
 
 def add_big_endian(corpus: Corpus) -> None:
-    """Big-endian images: mixed and restored exactly (or refused), never a TypingError."""
+    """Add big-endian images: mixed and restored exactly (or refused), never a TypingError."""
     corpus.group = "big-endian"
     images, labels = images_and_labels()
     for dtype in (">u2", ">i2", ">i4", ">u8", ">f4", ">f8"):
@@ -819,7 +824,7 @@ def add_big_endian(corpus: Corpus) -> None:
         corpus.case(f"{dtype}: mix, reversible", ["mix", "store.h5", "out.h5", "--key-file",
                                                   KEY, *REVERSIBLE], files, "out.h5", (0, 2),
                     outputs=("r.h5",), then=(unmix_step("out.h5", "r.h5"),),
-                    checks=(check("equal", path="r.h5", dataset="images",
+                    checks=(check("equal", "then", path="r.h5", dataset="images",
                                   reference=reference),))
         corpus.case(f"{dtype}: export", ["export", "store.h5", "x"], files, "x", (0, 2))
         corpus.case(f"{dtype}: preview", ["preview", "store.h5", "-o", "grid.png"], files,
@@ -834,9 +839,8 @@ def add_big_endian(corpus: Corpus) -> None:
 
 
 def add_empty(corpus: Corpus) -> None:
-    """Stores of 0 images: every command works or refuses, never exit 1."""
+    """Add stores of 0 images: every command works or refuses, never exit 1."""
     corpus.group = "empty"
-    images, _ = images_and_labels()
     variants = {
         "contiguous": ({}, np.int64),
         "chunked gzip": ({"chunks": (1, 16, 16, 3), "maxshape": (None, 16, 16, 3),
@@ -867,7 +871,7 @@ def add_empty(corpus: Corpus) -> None:
 
 
 def add_class_names(corpus: Corpus) -> None:
-    """Class names a file system cannot take as they are: export them or refuse, cleanly."""
+    """Add class names a file system cannot take as they are: exported, or refused cleanly."""
     corpus.group = "class-names"
     images, labels = images_and_labels()
     labels_reference = corpus.reference("class-names-labels", labels)

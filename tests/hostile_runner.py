@@ -71,7 +71,9 @@ def _peak_bytes() -> int:
 
 
 def _under(name: str, outputs: list[str]) -> bool:
-    return any(name == output or name.startswith(output.rstrip("/") + "/")
+    """Whether ``name`` is one of ``outputs``, inside one, or matches one ending in ``*``."""
+    return any(name.startswith(output[:-1]) if output.endswith("*")
+               else name == output or name.startswith(output.rstrip("/") + "/")
                for output in outputs)
 
 
@@ -109,7 +111,7 @@ def _references(value):
 
 
 def check_no_original(path: str, reference: str) -> list[str]:
-    """No image of ``reference`` is reachable in ``path``, by any link or reference.
+    """Check that no image of ``reference`` is reachable in ``path``, by any path.
 
     Walks every group, dataset and attribute, follows soft and external links as h5py does,
     dereferences object and region references (one that does not resolve is reported), and
@@ -195,7 +197,7 @@ def check_no_original(path: str, reference: str) -> list[str]:
 
 
 def check_equal(path: str, dataset: str | None, reference: str) -> list[str]:
-    """The images of ``path`` equal ``reference``, value for value (byte order aside)."""
+    """Check that ``path``'s images equal ``reference``, value for value (byte order aside)."""
     import numpy as np
 
     expected = np.load(reference)
@@ -214,7 +216,7 @@ def check_equal(path: str, dataset: str | None, reference: str) -> list[str]:
 
 
 def class_keys(labels) -> list:
-    """One hashable key per label: equal keys, equal classes (NaN equals NaN)."""
+    """Return one hashable key per label: equal keys, equal classes (NaN equals NaN)."""
     import numpy as np
 
     labels = np.asarray(labels)
@@ -238,7 +240,7 @@ def _partition(keys: list) -> list[int]:
 
 def check_classes_kept(path: str, dataset: str | None, images: str, labels: str,
                        block: int) -> list[str]:
-    """Every block of the mixed images comes from an input image of the same exact label."""
+    """Check that every mixed block comes from an input image of the same exact label."""
     import numpy as np
 
     original = np.load(images)
@@ -275,7 +277,7 @@ def check_classes_kept(path: str, dataset: str | None, images: str, labels: str,
 
 
 def check_export(directory: str, count: int, labels: str | None) -> list[str]:
-    """``directory`` holds ``count`` image files, one folder per exact label."""
+    """Check that ``directory`` holds ``count`` image files, one folder per exact label."""
     files = []
     for root, _dirs, names in os.walk(directory):
         files += [os.path.join(root, name) for name in names
@@ -303,7 +305,7 @@ def check_export(directory: str, count: int, labels: str | None) -> list[str]:
 
 
 def check_dataset_classes(result: str, labels: str) -> list[str]:
-    """The dataset's integer labels separate exactly the classes of the raw labels."""
+    """Check that the dataset's integer labels separate exactly the raw labels' classes."""
     import numpy as np
 
     with open(result) as handle:
@@ -316,7 +318,7 @@ def check_dataset_classes(result: str, labels: str) -> list[str]:
 
 
 def check_readable(path: str, dataset: str) -> list[str]:
-    """``path`` opens with h5py and its ``dataset`` reads whole."""
+    """Check that ``path`` opens with h5py and its ``dataset`` reads whole."""
     try:
         _read(path, dataset)
     except Exception as error:
@@ -325,7 +327,7 @@ def check_readable(path: str, dataset: str) -> list[str]:
 
 
 def check_count(path: str, dataset: str, count: int) -> list[str]:
-    """``path``'s ``dataset`` holds ``count`` items."""
+    """Check that ``path``'s ``dataset`` holds ``count`` items."""
     try:
         found = len(_read(path, dataset))
     except Exception as error:
@@ -334,7 +336,7 @@ def check_count(path: str, dataset: str, count: int) -> list[str]:
 
 
 def check_stderr(pattern: str, present: bool, stderr: str) -> list[str]:
-    """A stderr line matches ``pattern`` (or, with ``present`` false, none does)."""
+    """Check that a stderr line matches ``pattern`` (with ``present`` false: none does)."""
     found = any(re.search(pattern, line, re.IGNORECASE) for line in stderr.splitlines())
     if found == present:
         return []
@@ -342,7 +344,7 @@ def check_stderr(pattern: str, present: bool, stderr: str) -> list[str]:
 
 
 def check_kept_or_warned(path: str, items: list[str], stderr: str) -> list[str]:
-    """Each ``item`` ("path" or "path@attribute") is in ``path``, or stderr says why not."""
+    """Check that each ``item`` ("path" or "path@attribute") is kept, or a warning says why."""
     import h5py
 
     missing = []
@@ -373,7 +375,7 @@ def _quiet(argv: list[str]) -> tuple[int | None, str]:
 
 def check_recovers(path: str, mount: str, key: str, spec: list[str], reference: str,
                    status: int) -> list[str]:
-    """After an in-place run on a full tmpfs, more space lets the user get the images back.
+    """Check that after an in-place run on a full tmpfs, more space gets the images back.
 
     The tmpfs is grown. A finished run must unmix; a failed one must leave the original
     images (then a new run must work) or a state that ``--resume`` finishes.
@@ -427,10 +429,22 @@ CHECKS = {
 
 def run_api(call: dict) -> int:
     """Run a Python-API case; 2 for ``ValueError``/``TypeError`` (the documented refusals)."""
+    import warnings
+
     import numpy as np
 
     import fastmix
 
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = _api_call(call, np, fastmix)
+    for warning in caught:  # as the command line prints them: one line each
+        print(f"fastmix (python): warning: {str(warning.message).splitlines()[0]}",
+              file=sys.stderr)
+    return status
+
+
+def _api_call(call: dict, np, fastmix) -> int:
     try:
         if call["call"] == "mix_array":
             images = np.load(call["images"])
@@ -454,12 +468,12 @@ def run_api(call: dict) -> int:
     return 0
 
 
-def _run_step(step) -> tuple[int | None, str | None, str]:
+def _run_step(step, seconds: int = CASE_SECONDS) -> tuple[int | None, str | None, str]:
     from fastmix.cli import main
 
     stderr, stdout = io.StringIO(), io.StringIO()
     status, problem = None, None
-    signal.alarm(CASE_SECONDS)
+    signal.alarm(seconds)
     try:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
             status = run_api(step) if isinstance(step, dict) else main(step)
@@ -481,7 +495,8 @@ def run_case(case: dict) -> dict:
     before = snapshot(folder)
     _reset_peak()
     started = time.monotonic()
-    status, problem, stderr = _run_step(case.get("api") or case["argv"])
+    status, problem, stderr = _run_step(case.get("api") or case["argv"],
+                                        case.get("seconds") or CASE_SECONDS)
     wrong: list[str] = []
     then_failed = False
     if status == 0 and problem is None:
@@ -499,7 +514,7 @@ def run_case(case: dict) -> dict:
     changed = sorted(name for name in set(before) | set(after)
                      if before.get(name) != after.get(name) and not _under(name, outputs))
     if status != 0 and problem is None:
-        for output in outputs:
+        for output in (output for output in outputs if not output.endswith("*")):
             was = [name for name in before if _under(name, [output])]
             now = [name for name in after if _under(name, [output])]
             if not was and now:
@@ -509,8 +524,8 @@ def run_case(case: dict) -> dict:
                 wrong.append(f"changed {output} although it refused")
     for check in case.get("checks", []):
         when = check.get("when", "ok")
-        if (when == "ok" and (status != 0 or then_failed)) or problem \
-                or (when == "fail" and status == 0):
+        if problem or (when in ("ok", "then") and status != 0) \
+                or (when == "then" and then_failed) or (when == "fail" and status == 0):
             continue
         arguments = dict(check["args"])
         if check["kind"] in ("stderr", "kept_or_warned"):
