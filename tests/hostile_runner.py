@@ -193,7 +193,7 @@ def check_no_original(path: str, reference: str) -> list[str]:
 
     with h5py.File(path, "r") as file:
         visit(file, "/", 0)
-    return problems
+    return list(dict.fromkeys(problems))
 
 
 def check_equal(path: str, dataset: str | None, reference: str) -> list[str]:
@@ -211,7 +211,8 @@ def check_equal(path: str, dataset: str | None, reference: str) -> list[str]:
         return [f"{path} has dtype {found.dtype}, not {expected.dtype}"]
     if not np.array_equal(found, expected, equal_nan=found.dtype.kind in "fc"):
         changed = int(np.sum(found != expected))
-        return [f"WRONG BYTES: {changed} values of {path} differ from the original"]
+        return [f"WRONG BYTES: {changed} values of {path} differ from "
+                f"{os.path.basename(reference).removesuffix('.npy')}"]
     return []
 
 

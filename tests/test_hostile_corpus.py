@@ -435,7 +435,7 @@ def judge(case: dict, result: dict) -> list[str]:
 def table(rows: list[tuple[str, str, str]]) -> str:
     """Rows of (class, case, what went wrong) as a compact text table."""
     width = min(60, max(len(name) for _, name, _ in rows))
-    return "\n".join(f"{group:<12} | {name[:width]:<{width}} | {what}"
+    return "\n".join(f"{group:<12} | {name[:width]:<{width}} | {what[:240]}"
                       for group, name, what in rows)
 
 
@@ -485,4 +485,5 @@ def test_hostile_class(group, corpus, verdicts):
     assert any(case["group"] == group for case in corpus.cases)
     rows = verdicts.get(group, [])
     count = sum(case["group"] == group for case in corpus.cases)
-    assert not rows, f"{len(rows)} of {count} cases failed:\n" + table(rows)
+    if rows:
+        pytest.fail(f"{len(rows)} of {count} cases failed:\n" + table(rows), pytrace=False)
