@@ -498,3 +498,37 @@ def test_hostile_class(group, corpus, verdicts):
     count = sum(case["group"] == group for case in corpus.cases)
     if rows:
         pytest.fail(f"{len(rows)} of {count} cases failed:\n" + table(rows), pytrace=False)
+
+
+def test_checks_see_what_they_look_for(tmp_path):
+    """The corpus's content checks find leaks by any path, merged classes, wrong bytes."""
+    import hostile_runner
+
+    images, labels = images_and_labels()
+    originals = tmp_path / "originals.npy"
+    np.save(originals, images)
+    np.save(tmp_path / "labels.npy", labels)
+    mixed = images.copy()  # one block of each image from another image of its class
+    mixed[:, :4, :4] = np.roll(images[:, :4, :4], 4, axis=0)
+    with h5py.File(tmp_path / "clean.h5", "w") as file:
+        file["images"] = mixed
+        file["soft"] = h5py.SoftLink("/images")
+        file.create_dataset("refs", (1,), dtype=h5py.ref_dtype)[0] = file["images"].ref
+    assert hostile_runner.check_no_original(str(tmp_path / "clean.h5"), str(originals)) == []
+    with h5py.File(tmp_path / "leak.h5", "w") as file:
+        file["images"] = mixed
+        file["hidden/copy"] = images[:1]
+        file["link"] = h5py.ExternalLink(str(tmp_path / "originals.h5"), "/images")
+        file["images"].attrs["ref"] = file["hidden"].ref
+    with h5py.File(tmp_path / "originals.h5", "w") as file:
+        file["images"] = images
+    found = hostile_runner.check_no_original(str(tmp_path / "leak.h5"), str(originals))
+    assert found == ["1 original image(s) at /hidden/copy", "64 original image(s) at /link"]
+    swapped = mixed.copy()
+    swapped[0, 4:8, :4] = images[1, 4:8, :4]  # a block from another class
+    np.save(tmp_path / "swapped.npy", swapped)
+    assert hostile_runner.check_classes_kept(str(tmp_path / "swapped.npy"), None,
+                                             str(originals), str(tmp_path / "labels.npy"),
+                                             4) == [
+        "MERGED CLASSES: 1 blocks moved between different labels"]
+    assert hostile_runner.check_equal(str(tmp_path / "swapped.npy"), None, str(originals))
