@@ -140,6 +140,7 @@ def write(path: Path, images: np.ndarray, labels, *, chunks=True, extra=None,
 
 
 def unmix_step(store: str, output: str, *more: str, key: str = KEY) -> list[str]:
+    """Return the command line that unmixes ``store`` into ``output``."""
     return ["unmix", store, output, "--key-file", key, *more]
 
 

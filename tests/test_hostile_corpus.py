@@ -459,7 +459,7 @@ def verdicts(corpus) -> dict[str, list[tuple[str, str, str]]]:
             failures.setdefault(case["group"], []).append(
                 (case["group"], case["name"], "; ".join(wrong)))
     statuses = [result["status"] for result in results.values()]
-    peak = max(result["peak"] for result in results.values())
+    peak = max((result["peak"] for result in results.values()), default=0)
     counts, seconds = {}, {}
     for case in corpus.cases:
         counts[case["group"]] = counts.get(case["group"], 0) + 1
