@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import resource
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -47,6 +49,8 @@ SPEC = ("--privacy", "fast", "--block", "8x8", "--donors", "3")
 #: The classes of the first corpus (their cases are built below), then the newer ones.
 FIRST_GROUPS = ("damaged", "layouts", "special-files", "ingest", "records", "bombs",
                 "odd-inputs", "key-files")
+#: Seconds a child may print nothing before it is killed (a case, its follow-ups, its checks).
+SILENCE_SECONDS = 300
 #: Fewest cases the whole corpus holds.
 MINIMUM_CASES = 500
 #: Environment variable naming the only classes to run, comma-separated (while working on
@@ -365,8 +369,9 @@ def build_first_classes(built: Corpus) -> None:
 def run_children(cases: list[dict], folder: Path, children: int = 2) -> dict[int, dict]:
     """Run the cases in ``children`` processes under :data:`ADDRESS_SPACE`; results by id.
 
-    A child that dies (a segfault in a C library) has the case it was running charged with
-    that, and a new child goes on with the rest.
+    A child that dies (a segfault in a C library), or says nothing for
+    :data:`SILENCE_SECONDS` (a hang inside C code) and is killed, has the case it was running
+    charged with that, and a new child goes on with the rest.
     """
 
     def limit() -> None:
@@ -378,18 +383,34 @@ def run_children(cases: list[dict], folder: Path, children: int = 2) -> dict[int
         "NUMBA_NUM_THREADS": "2"}
     environment.pop("FASTMIX_DEBUG", None)
 
+    def forward(stream, lines: queue.Queue) -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
     def lane(number: int) -> list[dict]:
         remaining, results = cases[number::children], []
         while remaining:
             listing = folder / f"cases{number}.json"
             listing.write_text(json.dumps(remaining))
-            process = subprocess.Popen([sys.executable, str(runner), str(listing)],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True, preexec_fn=limit, env=environment)
-            stdout, stderr = process.communicate(timeout=900)
-            running = None
-            # C filters may print to stdout themselves (hdf5plugin: "cannot malloc").
-            for line in stdout.splitlines():
+            errors = folder / f"runner{number}.stderr"
+            with open(errors, "w") as error_file:
+                process = subprocess.Popen([sys.executable, str(runner), str(listing)],
+                                           stdout=subprocess.PIPE, stderr=error_file,
+                                           text=True, preexec_fn=limit, env=environment)
+            lines: queue.Queue = queue.Queue()
+            threading.Thread(target=forward, args=(process.stdout, lines), daemon=True).start()
+            running, silent = None, False
+            while True:
+                try:
+                    line = lines.get(timeout=SILENCE_SECONDS)
+                except queue.Empty:  # a hang inside C code, where no alarm reaches
+                    process.kill()
+                    silent = True
+                    break
+                if line is None:
+                    break
+                # C filters may print to stdout themselves (hdf5plugin: "cannot malloc").
                 if not line.startswith("{"):
                     continue
                 record = json.loads(line)
@@ -398,14 +419,17 @@ def run_children(cases: list[dict], folder: Path, children: int = 2) -> dict[int
                 else:
                     results.append(record)
                     running = None
-            if process.returncode == 0:
+            returncode = process.wait()
+            if returncode == 0 and not silent:
                 break
-            assert running is not None, f"the runner died ({process.returncode}): {stderr}"
+            stderr = errors.read_text()
+            assert running is not None, f"the runner died ({returncode}): {stderr}"
             case = next(each for each in remaining if each["id"] == running)
+            why = (f"hang: killed after {SILENCE_SECONDS} s" if silent else
+                   f"the process died ({returncode}): {stderr.strip().splitlines()[-1:]}")
             results.append({"id": running, "name": case["name"], "status": None,
-                            "problem": f"the process died ({process.returncode}): "
-                                       f"{stderr.strip().splitlines()[-1:] or ''}",
-                            "stderr": "", "changed": [], "peak": 0, "wrong": []})
+                            "problem": why, "stderr": "", "changed": [], "peak": 0,
+                            "wrong": []})
             remaining = remaining[remaining.index(case) + 1:]
         return results
 
