@@ -378,8 +378,10 @@ def run_children(cases: list[dict], folder: Path, children: int = 2) -> dict[int
         resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
     runner = Path(__file__).with_name("hostile_runner.py")
+    # The children import the fastmix this process imported (a checkout's, or another one
+    # named by PYTHONPATH).
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+        [str(Path(fastmix.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
         "NUMBA_NUM_THREADS": "2"}
     environment.pop("FASTMIX_DEBUG", None)
 
