@@ -69,7 +69,7 @@ def check_output_path(destination: object, overwrite: bool, *,
     destination = os.fspath(destination)
     if os.path.basename(destination) in ("", ".", ".."):
         raise BadInputError(
-            f"{role} {destination!r} names a folder (it ends in {os.sep!r}); give a file path "
+            f"{role} {destination!r} names a folder, not a file; give a file path "
             f"such as {os.path.join(destination, 'mixed.h5')!r}"
         )
     for path in protected:

@@ -16,7 +16,7 @@ import numpy as np
 
 from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
 from fastmix.keys import Key
-from fastmix.pipeline import steps_for
+from fastmix.pipeline import native_values, steps_for
 from fastmix.plan import Plan, images_in_pairs, pairs_warning
 from fastmix.plan.windows import unpartnered_message, unpartnered_refusal
 from fastmix.spec import MixSpec, parse_memory
@@ -242,8 +242,15 @@ def mix_windows(store, spec: MixSpec, memory: int | str, window: int | None, *,
     list of (int, int)
     """
     images = store.images
+    if store.count == 0:
+        raise BadInputError(
+            f"store {store.path!r} holds no images (images dataset {images.name!r} has shape "
+            f"{images.shape}); there is nothing to mix: give a store with images"
+        )
     steps = steps_for(tuple(images.shape[1:]), images.dtype, spec)
+    # a window of another byte order is converted into one more buffer
+    converted = native_values(images.dtype, spec) is not None
     return plan_windows(images, memory, window, block_count=steps.layout.block_count,
                         staging_bytes=streaming_staging_bytes(store, threads, raw, piece),
-                        buffers=STREAM_BUFFERS,
+                        buffers=STREAM_BUFFERS + converted,
                         plan_bytes_per_block=2 * Plan.bytes_per_block(spec))
