@@ -24,6 +24,10 @@ HINTS: dict[str, tuple[str, str]] = {
     "not_strict": ("pass strict=False", "drop --strict"),
     "new_key": ("make one with Key.generate() and Key.save(path)",
                 "make one with fastmix mix --new-key"),
+    "images_name": ("name it with images=NAME", "name it with --images NAME"),
+    "labels_name": ("name it with labels=NAME", "name it with --labels NAME"),
+    "audit_order": ("give the original store first: audit_stores(original, mixed)",
+                    "give the original store first: fastmix audit ORIGINAL MIXED"),
 }
 
 _MARK = "\x1f"
