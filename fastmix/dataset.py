@@ -20,7 +20,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fastmix.errors import BadInputError, FastmixWarning
+from fastmix.errors import (
+    BadInputError,
+    BadInputTypeError,
+    FastmixWarning,
+    check_flag,
+    check_path,
+)
 
 #: Bytes of the sequential-read window (whole chunks; at least one chunk).
 WINDOW_BYTES = 16 * 1024**2
@@ -79,9 +85,12 @@ class H5ImageDataset:
         from fastmix.store.access import open_store
         from fastmix.store.hdf5 import class_names_of
 
-        if to_tensor:
+        if transform is not None and not callable(transform):
+            raise BadInputTypeError(f"transform must be a callable (a function of one image), "
+                                    f"got {type(transform).__name__}")
+        if check_flag(to_tensor, "to_tensor"):
             require_torch()
-        self.path = os.fspath(path)
+        self.path = check_path(path, "path")
         self.transform = transform
         self.to_tensor = bool(to_tensor)
         self.images_name = images

@@ -76,8 +76,8 @@ def _float_labels(array: np.ndarray, offset: int = 0) -> np.ndarray:
     if bad.size:
         raise BadInputError(
             f"labels are floats beyond the int64 range ({bad.size} of them, first "
-            f"{array[bad[0]]} at index {offset + bad[0]}), which do not convert to integers exactly; "
-            "store the labels as integers or strings"
+            f"{array[bad[0]]} at index {offset + bad[0]}), which do not convert to integers "
+            "exactly; store the labels as integers or strings"
         )
     return array.astype(np.int64)
 

@@ -164,7 +164,7 @@ def check_images_dataset(images, path: str) -> None:
         raise BadInputError(f"images dataset {images.name!r} in {path!r} has empty images "
                             f"{images.shape}")
     if looks_channels_first(images.shape):
-        count, channels, height, width = images.shape
+        _, channels, height, width = images.shape
         warnings.warn(
             f"images dataset {images.name!r} in {path!r} has shape {images.shape}: it is read "
             f"as images of {channels}x{height} pixels with {width} channels, but it looks "

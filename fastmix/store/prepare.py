@@ -14,7 +14,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
+from fastmix.errors import (
+    BadInputError,
+    BadInputTypeError,
+    FastmixWarning,
+    check_flag,
+    check_integer,
+    check_path,
+)
 from fastmix.keys import Key
 from fastmix.pipeline import native_values, steps_for
 from fastmix.plan import Plan, images_in_pairs, pairs_warning
@@ -51,6 +58,34 @@ def check_spec(spec: object) -> MixSpec | None:
     if spec is not None and not isinstance(spec, MixSpec):
         raise BadInputTypeError(f"spec must be a fastmix.MixSpec, got {type(spec).__name__}")
     return spec
+
+
+#: Codec threads a run may be given at most.
+MAX_THREADS = 4096
+
+
+def check_run_arguments(*, src: object, dst: object, images: object, labels: object = "labels",
+                        window: object = None, threads: object = None,
+                        **flags: object) -> None:
+    """Refuse arguments of the wrong type or out of range, before any file is opened.
+
+    The arguments of :func:`~fastmix.store.engine.mix_store` and
+    :func:`~fastmix.store.engine.unmix_store`; ``flags`` are the keyword arguments that
+    must be ``True`` or ``False``.
+    """
+    check_path(src, "src")
+    if dst is not None:
+        check_path(dst, "dst")
+    for name, value in (("images", images), ("labels", labels)):
+        if not isinstance(value, str) or not value:
+            raise BadInputTypeError(f"{name} must be the name of a dataset in the store (a "
+                                    f"non-empty str), got {value!r}")
+    if window is not None:
+        check_integer(window, "window", minimum=1)
+    if threads is not None:
+        check_integer(threads, "threads", minimum=1, maximum=MAX_THREADS)
+    for name, value in flags.items():
+        check_flag(value, name)
 
 
 # -- the store's state ----------------------------------------------------------------------
