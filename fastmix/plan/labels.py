@@ -95,8 +95,8 @@ def _object_labels(array: np.ndarray) -> np.ndarray:
             _float_labels(np.asarray([item], dtype=np.float64), index)
             kinds.add("float")
         elif item is None or isinstance(item, numbers.Real):
-            raise BadInputError(f"labels contain {item} (first at index {index}); give every "
-                                "image a label")
+            raise BadInputError(f"labels contain None or NaN ({item} at index {index}); give "
+                                "every image a label")
         else:
             raise BadInputTypeError(f"labels must be integers or strings, found "
                                     f"{type(item).__name__} {_short(item)} at index {index}")
