@@ -241,11 +241,15 @@ def mix_array(images: np.ndarray, labels: np.ndarray, spec: MixSpec | None, key:
     Parameters
     ----------
     images : ndarray or CUDA array, shape (N, H, W) or (N, H, W, C)
-        Images of any fixed-size numeric dtype. With ``backend="cuda"`` they may be a CUDA
-        array of any library (``__cuda_array_interface__`` or DLPack: PyTorch, CuPy, ...),
-        used in place with no host copy; a NumPy array is then copied to the GPU and back.
+        Images of any fixed-size numeric dtype, in either byte order (big-endian images are
+        mixed as their native twins and returned big-endian, bit for bit). With
+        ``backend="cuda"`` they may be a CUDA array of any library
+        (``__cuda_array_interface__`` or DLPack: PyTorch, CuPy, ...), used in place with no
+        host copy; a NumPy array is then copied to the GPU and back.
     labels : array-like, shape (N,)
-        Integer or string labels (a CUDA array of integers is copied to the host).
+        Integer or string labels (a CUDA array of integers is copied to the host). Float
+        labels must be whole numbers within int64; labels that do not convert exactly (NaN,
+        fractions, text mixed with numbers) are refused.
     spec : MixSpec or None
         Mixing parameters; ``None`` means ``MixSpec()``.
     key : Key
