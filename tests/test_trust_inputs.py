@@ -138,6 +138,17 @@ def test_big_endian_images_mix_as_their_native_twins(key, dtype, spec):
     np.testing.assert_array_equal(big, native)  # the input is not altered
 
 
+def test_big_endian_images_on_the_cuda_backend(key):
+    """The simulator here (tests/conftest.py); a GPU with ``NUMBA_ENABLE_CUDASIM=0``."""
+    pytest.importorskip("numba.cuda")
+    native = pixels(4, 8, np.uint16)[..., :1]
+    spec = fastmix.MixSpec(grid=(2, 2), donors=1, seam_blur=1.0, jitter=(0.1, 0.1, 0.1))
+    labels = np.array([0, 0, 1, 1])
+    mixed = fastmix.mix_array(native.astype(">u2"), labels, spec, key, backend="cuda")
+    assert mixed.dtype == np.dtype(">u2")
+    np.testing.assert_array_equal(mixed, fastmix.mix_array(native, labels, spec, key))
+
+
 def test_a_big_endian_store_mixes_with_the_default_preset_and_unmixes_bit_for_bit(
         tmp_path, capsys, key):
     native = pixels(16, 48, np.uint16)
