@@ -25,6 +25,7 @@ from fastmix.errors import (
     BadInputTypeError,
     FastmixWarning,
     check_flag,
+    check_integer,
     check_path,
 )
 
@@ -304,19 +305,19 @@ class ChunkShuffleSampler:
                 raise BadInputError("give chunk_length with a number of images, or pass the "
                                     "H5ImageDataset itself")
         else:
+            if not hasattr(dataset, "chunk_length"):
+                raise BadInputTypeError(f"dataset must be an H5ImageDataset or a number of "
+                                        f"images, got {type(dataset).__name__}")
             count = len(dataset)
             chunk_length = dataset.chunk_length if chunk_length is None else chunk_length
-        if isinstance(chunk_length, bool) or int(chunk_length) < 1 or count < 0:
-            raise BadInputError(f"chunk_length must be a positive integer, got "
-                                f"{chunk_length!r}")
-        self.count = count
-        self.chunk_length = int(chunk_length)
-        self.seed = int(seed)
+        self.count = check_integer(count, "the number of images")
+        self.chunk_length = check_integer(chunk_length, "chunk_length", minimum=1)
+        self.seed = check_integer(seed, "seed")
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration use ``epoch``'s order."""
-        self.epoch = int(epoch)
+        """Make the next iteration use ``epoch``'s order (an integer from 0)."""
+        self.epoch = check_integer(epoch, "epoch")
 
     def __len__(self) -> int:
         """Return the number of indices an epoch yields."""

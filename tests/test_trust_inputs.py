@@ -328,6 +328,19 @@ def test_mix_batch_step_is_checked(key, step, error):
 
 
 @pytest.mark.parametrize("arguments, error, match", [
+    ({"chunk_length": 1.5}, BadInputTypeError, "chunk_length"),  # was taken as 1
+    ({"chunk_length": 0}, BadInputError, "chunk_length"),
+    ({"seed": -1}, BadInputError, "seed"),  # NumPy's ValueError when iterated
+    ({"seed": 0.5}, BadInputTypeError, "seed"),
+    ({"dataset": 10.0}, BadInputTypeError, "dataset"),
+])
+def test_chunk_shuffle_sampler_checks_its_arguments(arguments, error, match):
+    call = {"dataset": 10, "chunk_length": 2, **arguments}
+    with pytest.raises(error, match=match):
+        list(fastmix.ChunkShuffleSampler(call.pop("dataset"), **call))
+
+
+@pytest.mark.parametrize("arguments, error, match", [
     ({"threads": -1}, BadInputError, "threads"),
     ({"threads": 1.5}, BadInputTypeError, "threads"),
     ({"threads": 2**64}, BadInputError, "threads"),
