@@ -165,6 +165,14 @@ def test_a_big_endian_store_mixes_with_the_default_preset_and_unmixes_bit_for_bi
     expected = fastmix.mix_array(native, labels_of(), fastmix.MixSpec.preset("balanced"), key,
                                  window=window)
     np.testing.assert_array_equal(mixed, expected)
+    # in place: the same bytes as the new file
+    in_place = tmp_path / "in-place.h5"
+    in_place.write_bytes(before)
+    status, error = cli(capsys, "mix", in_place, "--in-place", "--key-file",
+                        tmp_path / "k.key", "--quiet")
+    assert status == 0, error
+    with h5py.File(in_place) as file:
+        assert file["images"][()].tobytes() == mixed.tobytes()
     # a reversible mix of big-endian data comes back bit for bit
     status, error = cli(capsys, "mix", source, tmp_path / "fast.h5", "--key-file",
                         tmp_path / "k.key", "--privacy", "fast", "--quiet")
