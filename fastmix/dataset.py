@@ -15,14 +15,25 @@ instead, so that each chunk is decompressed once per epoch (see README for the f
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 
-from fastmix.errors import BadInputError
+from fastmix.errors import (
+    BadInputError,
+    BadInputTypeError,
+    FastmixWarning,
+    check_flag,
+    check_integer,
+    check_path,
+)
 
 #: Bytes of the sequential-read window (whole chunks; at least one chunk).
 WINDOW_BYTES = 16 * 1024**2
+#: Integer labels from 0 to below this are kept as they are, with a class name for every
+#: value up to the largest; others are numbered by their position among the distinct labels.
+DENSE_CLASSES = 1 << 16
 
 
 class H5ImageDataset:
@@ -46,10 +57,13 @@ class H5ImageDataset:
     Attributes
     ----------
     labels : ndarray of int64
-        Every label (string labels are replaced by their index in :attr:`classes`).
+        Every label. Integer labels from 0 to 65,535 are kept; string labels, and integers
+        outside that range (negative ones, identifiers such as 987654321), are replaced by
+        their index in :attr:`classes` (a :class:`~fastmix.errors.FastmixWarning` says so
+        when that renumbers integers).
     classes : list of str
-        Class names: the labels' ``class_names`` attribute, the sorted string labels, or the
-        label values as text.
+        Class names: the labels' ``class_names`` attribute, the sorted string labels, the
+        values ``0 .. max`` as text, or the sorted distinct integers as text.
     class_to_idx : dict of str to int
         Each class name's label, as torchvision's ``ImageFolder`` has it.
     targets : list of int
@@ -72,9 +86,12 @@ class H5ImageDataset:
         from fastmix.store.access import open_store
         from fastmix.store.hdf5 import class_names_of
 
-        if to_tensor:
+        if transform is not None and not callable(transform):
+            raise BadInputTypeError(f"transform must be a callable (a function of one image), "
+                                    f"got {type(transform).__name__}")
+        if check_flag(to_tensor, "to_tensor"):
             require_torch()
-        self.path = os.fspath(path)
+        self.path = check_path(path, "path")
         self.transform = transform
         self.to_tensor = bool(to_tensor)
         self.images_name = images
@@ -85,14 +102,7 @@ class H5ImageDataset:
             chunk = store.images.chunks[0] if store.images.chunks else 1
             names = class_names_of(store.file, store.labels_name)
             raw_labels = store.labels
-        if raw_labels.dtype.kind in "iub":
-            self.labels = raw_labels.astype(np.int64)
-            top = int(self.labels.max()) + 1 if len(self.labels) else 0
-            self.classes = names if names is not None else [str(v) for v in range(top)]
-        else:
-            self.classes, codes = np.unique(raw_labels.astype(str), return_inverse=True)
-            self.classes = [str(name) for name in self.classes]
-            self.labels = codes.astype(np.int64)
+        self.labels, self.classes = _classes(raw_labels, names, self.path)
         self.chunk_length = int(chunk)
         image_bytes = int(np.prod(self._shape[1:], dtype=np.int64)) * self._dtype.itemsize
         self.window = chunk * max(1, WINDOW_BYTES // max(1, chunk * image_bytes))
@@ -211,6 +221,34 @@ class H5ImageDataset:
                 f"{len(self.classes)} classes)")
 
 
+def _classes(labels: np.ndarray, names: list[str] | None,
+             path: str) -> tuple[np.ndarray, list[str]]:
+    """Return the labels as int64 and the class names, in memory bounded by the labels.
+
+    Integer labels from 0 to below :data:`DENSE_CLASSES` are kept as they are, with the
+    ``class_names`` attribute or ``"0" .. "max"`` as names. Other integers (negative, or
+    identifiers such as 987654321) become their positions among the distinct labels, whose
+    values are the names, with a warning when that renumbers them; text labels become their
+    positions among the sorted distinct texts.
+    """
+    if labels.dtype.kind not in "iub":
+        classes, codes = np.unique(labels.astype(str), return_inverse=True)
+        return codes.astype(np.int64).reshape(-1), [str(name) for name in classes]
+    distinct, codes = np.unique(labels, return_inverse=True)
+    if distinct.size == 0 or (distinct[0] >= 0 and distinct[-1] < DENSE_CLASSES):
+        top = int(distinct[-1]) + 1 if distinct.size else 0
+        return labels.astype(np.int64), names if names is not None else \
+            [str(value) for value in range(top)]
+    if not np.array_equal(distinct, np.arange(distinct.size)):
+        warnings.warn(
+            f"{path!r}: the labels are integers from {distinct[0]} to {distinct[-1]} "
+            f"({distinct.size:,} distinct), not 0 to {DENSE_CLASSES - 1:,}: each image's label "
+            "is its class's position in dataset.classes, which holds the stored values as text"
+            + (" (the class_names attribute is not used)" if names is not None else ""),
+            FastmixWarning, stacklevel=3)
+    return codes.astype(np.int64).reshape(-1), [str(value) for value in distinct.tolist()]
+
+
 def require_torch() -> None:
     """Raise :class:`BadInputError` when torch cannot be imported (checked without importing)."""
     import importlib.util
@@ -267,19 +305,19 @@ class ChunkShuffleSampler:
                 raise BadInputError("give chunk_length with a number of images, or pass the "
                                     "H5ImageDataset itself")
         else:
+            if not hasattr(dataset, "chunk_length"):
+                raise BadInputTypeError(f"dataset must be an H5ImageDataset or a number of "
+                                        f"images, got {type(dataset).__name__}")
             count = len(dataset)
             chunk_length = dataset.chunk_length if chunk_length is None else chunk_length
-        if isinstance(chunk_length, bool) or int(chunk_length) < 1 or count < 0:
-            raise BadInputError(f"chunk_length must be a positive integer, got "
-                                f"{chunk_length!r}")
-        self.count = count
-        self.chunk_length = int(chunk_length)
-        self.seed = int(seed)
+        self.count = check_integer(count, "the number of images")
+        self.chunk_length = check_integer(chunk_length, "chunk_length", minimum=1)
+        self.seed = check_integer(seed, "seed")
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next iteration use ``epoch``'s order."""
-        self.epoch = int(epoch)
+        """Make the next iteration use ``epoch``'s order (an integer from 0)."""
+        self.epoch = check_integer(epoch, "epoch")
 
     def __len__(self) -> int:
         """Return the number of indices an epoch yields."""

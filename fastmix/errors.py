@@ -26,6 +26,10 @@ HINTS: dict[str, tuple[str, str]] = {
     "follow_symlinks": ("pass follow_symlinks=True", "pass --follow-symlinks"),
     "new_key": ("make one with Key.generate() and Key.save(path)",
                 "make one with fastmix mix --new-key"),
+    "images_name": ("name it with images=NAME", "name it with --images NAME"),
+    "labels_name": ("name it with labels=NAME", "name it with --labels NAME"),
+    "audit_order": ("give the original store first: audit_stores(original, mixed)",
+                    "give the original store first: fastmix audit ORIGINAL MIXED"),
 }
 
 _MARK = "\x1f"
@@ -108,3 +112,52 @@ def check_regular_file(path: str | os.PathLike, role: str) -> os.stat_result:
         if test(status.st_mode):
             raise BadInputError(f"{role} {text!r} is {kind}, not a regular file; give a file")
     return status
+
+
+def check_integer(value: object, name: str, *, minimum: int = 0,
+                  maximum: int | None = None) -> int:
+    """Return ``value`` as an ``int``, refusing anything but an integer in range.
+
+    ``bool``, floats (``0.7`` is not taken as 0) and text are refused with
+    :class:`BadInputTypeError`; an integer outside ``[minimum, maximum]`` with
+    :class:`BadInputError`. ``name`` is the parameter, as the caller wrote it.
+    """
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise BadInputTypeError(f"{name} must be an integer, got {type(value).__name__} "
+                                f"{value!r}")
+    number = int(value)
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"at least {minimum:,}" if maximum is None else \
+            f"from {minimum:,} to {maximum:,}"
+        raise BadInputError(f"{name} must be an integer {bound}, got {number:,}")
+    return number
+
+
+def check_flag(value: object, name: str) -> bool:
+    """Return ``value`` as a ``bool``, refusing anything but ``True`` and ``False``.
+
+    A string such as ``"no"`` is true to Python; taking it as an answer would do the
+    opposite of what was meant.
+    """
+    import numpy as np
+
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise BadInputTypeError(f"{name} must be True or False, got {type(value).__name__} "
+                            f"{value!r}")
+
+
+def check_path(value: object, name: str) -> str:
+    """Return ``value`` (a ``str`` or ``os.PathLike``) as a path string."""
+    try:
+        path = os.fspath(value)
+    except TypeError:
+        raise BadInputTypeError(f"{name} must be a path (str or os.PathLike), got "
+                                f"{type(value).__name__}") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path or "\x00" in path:
+        raise BadInputError(f"{name} must be a path, got {path!r}")
+    return path

@@ -10,7 +10,13 @@ import warnings
 
 import numpy as np
 
-from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
+from fastmix.errors import (
+    BadInputError,
+    BadInputTypeError,
+    FastmixWarning,
+    check_flag,
+    check_integer,
+)
 from fastmix.kernels import cuda as device_arrays
 from fastmix.kernels.layout import PixelLayout
 from fastmix.keys import Key
@@ -19,6 +25,9 @@ from fastmix.plan import Plan, images_in_pairs, pairs_warning
 from fastmix.plan.labels import validate_labels
 from fastmix.plan.windows import fixed_windows, unpartnered_message, unpartnered_refusal
 from fastmix.spec import MixSpec
+
+#: The largest window index: :meth:`fastmix.Key.window_seed` hashes it as 8 bytes.
+MAX_WINDOW_INDEX = 2**64 - 1
 
 
 def check_images(images: object) -> np.ndarray:
@@ -106,14 +115,29 @@ def mix_window(images: np.ndarray, labels: np.ndarray, spec: MixSpec, key: Key,
     overlap; ``labels`` holds the window's validated labels. One piece of
     :class:`fastmix.pipeline.Pipeline` covering the whole window.
     """
+    window_index = check_integer(window_index, "window_index", maximum=MAX_WINDOW_INDEX)
     pipeline = Pipeline(images.shape[1:], images.dtype, spec, key, backend=backend,
                         inverse=inverse)
     return pipeline.mix_window(images, labels, window_index, out, plan=plan)
 
 
+def _check_first_window(first_window: object, count: int, window: int | None) -> int:
+    """Return ``first_window``, refused unless every window's index is a valid one."""
+    first_window = check_integer(first_window, "first_window", maximum=MAX_WINDOW_INDEX)
+    windows = -(-count // window) if window else 1
+    if first_window + max(windows - 1, 0) > MAX_WINDOW_INDEX:
+        raise BadInputError(
+            f"first_window {first_window:,} leaves no room for the {windows:,} windows of "
+            f"{count:,} images: window indices end at {MAX_WINDOW_INDEX:,}; give a smaller one"
+        )
+    return first_window
+
+
 def _run(images, labels, spec, key, window, backend, out, strict, inverse, stream=None,
          first_window=0):
     images, labels, spec, window = _check_common(images, labels, spec, key, window)
+    strict = check_flag(strict, "strict")
+    first_window = _check_first_window(first_window, len(labels), window)
     if inverse and spec.mode == "permute" and not spec.reversible:
         raise BadInputError(
             "this data was mixed with jitter/seam blur, which are one-way; it cannot be "
@@ -140,6 +164,8 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse, strea
             )
         if not out.flags.c_contiguous:
             raise BadInputError("out must be C-contiguous; allocate it with np.empty")
+        if not out.flags.writeable:
+            raise BadInputError("out is read-only; pass a writable array (np.empty_like(images))")
         if np.may_share_memory(out, images):
             raise BadInputError("out must not overlap the input images; pass another buffer")
     images = np.ascontiguousarray(images)
@@ -215,11 +241,15 @@ def mix_array(images: np.ndarray, labels: np.ndarray, spec: MixSpec | None, key:
     Parameters
     ----------
     images : ndarray or CUDA array, shape (N, H, W) or (N, H, W, C)
-        Images of any fixed-size numeric dtype. With ``backend="cuda"`` they may be a CUDA
-        array of any library (``__cuda_array_interface__`` or DLPack: PyTorch, CuPy, ...),
-        used in place with no host copy; a NumPy array is then copied to the GPU and back.
+        Images of any fixed-size numeric dtype, in either byte order (big-endian images are
+        mixed as their native twins and returned big-endian, bit for bit). With
+        ``backend="cuda"`` they may be a CUDA array of any library
+        (``__cuda_array_interface__`` or DLPack: PyTorch, CuPy, ...), used in place with no
+        host copy; a NumPy array is then copied to the GPU and back.
     labels : array-like, shape (N,)
-        Integer or string labels (a CUDA array of integers is copied to the host).
+        Integer or string labels (a CUDA array of integers is copied to the host). Float
+        labels must be whole numbers within int64; labels that do not convert exactly (NaN,
+        fractions, text mixed with numbers) are refused.
     spec : MixSpec or None
         Mixing parameters; ``None`` means ``MixSpec()``.
     key : Key
@@ -242,6 +272,15 @@ def mix_array(images: np.ndarray, labels: np.ndarray, spec: MixSpec | None, key:
     first_window : int
         The index of the first window, which with the key seeds its plan (default 0, as a
         store's first window). :func:`fastmix.torch.mix_batch` passes the batch's step.
+        An integer from 0; the last window's index may not pass ``2**64 - 1``.
+
+    Raises
+    ------
+    BadInputError
+        For a bad value: labels that do not convert exactly, a window or ``first_window``
+        out of range, a read-only or mismatched ``out``, an unknown backend.
+    BadInputTypeError
+        For an argument of the wrong type (it is also a ``TypeError``).
 
     Returns
     -------

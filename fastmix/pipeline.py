@@ -73,15 +73,33 @@ MAX_TABLE_LEVELS = 1 << 16
 MAX_TONED_LEVELS = 1 << 8
 
 
+def native_values(dtype: np.dtype, spec: MixSpec) -> np.dtype | None:
+    """Return the native-order twin of ``dtype`` when the spec computes on pixel values.
+
+    Jitter and seam blur compute on values, which the kernels read in native byte order
+    only; the plain and oriented gathers move bytes and take any order. ``None`` when no
+    conversion is needed. A converted window costs one more window-sized buffer
+    (:func:`fastmix.store.prepare.mix_windows` counts it); the conversion is exact both ways,
+    so the output is written back in the images' own byte order, bit for bit.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.isnative or (spec.jitter is None and spec.seam_blur <= 0):
+        return None
+    return dtype.newbyteorder("=")
+
+
 def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> Steps:
     """Return the constants of the per-piece step for images of ``image_shape`` (without N).
+
+    Images of another byte order are described by their native twin where the steps read
+    values (:func:`native_values`).
 
     Raises
     ------
     BadInputError
         When the spec's hardening cannot run on ``dtype``, or the block does not fit.
     """
-    dtype = np.dtype(dtype)
+    dtype = native_values(dtype, spec) or np.dtype(dtype)
     height, width = image_shape[0], image_shape[1]
     block = spec.block_shape(height, width)
     layout = PixelLayout(image_shape, dtype, block)
@@ -151,6 +169,7 @@ class Pipeline:
         self.spec, self.key, self.inverse = spec, key, inverse
         self.backend: Backend = get_backend(backend)
         self.steps = steps_for(tuple(image_shape), dtype, spec)
+        self.native = native_values(dtype, spec)
 
     @property
     def block_count(self) -> int:
@@ -165,12 +184,20 @@ class Pipeline:
     def load(self, images: np.ndarray, plan: Plan) -> WindowJob:
         """Hand one window (C-contiguous host ``images``) and its plan to the backend."""
         executed = plan.inverted() if self.inverse else plan
+        if self.native is not None:  # a copy: the caller's window keeps its bytes
+            images = images.astype(self.native)
         return self.backend.load_window(images, WindowJob(self.steps, executed))
 
     def mix_piece(self, window: WindowJob, first: int, last: int, out: np.ndarray,
                   order: np.ndarray | None = None) -> None:
         """Output images ``first..last`` of the loaded ``window`` into ``out``."""
-        self.backend.mix_piece(window, first, last, out, order)
+        if self.native is None:
+            self.backend.mix_piece(window, first, last, out, order)
+            return
+        # native values into out's own memory, then swapped there into out's byte order
+        values = out.view(self.native)
+        self.backend.mix_piece(window, first, last, values, order)
+        values.byteswap(inplace=True)
 
     def mix_window(self, images: np.ndarray, labels: np.ndarray, window_index: int,
                    out: np.ndarray, plan: Plan | None = None) -> Plan:

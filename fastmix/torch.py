@@ -10,9 +10,9 @@ PyTorch is imported by the caller, never here: a tensor's own methods do the wor
 
 from __future__ import annotations
 
-from fastmix.errors import BadInputError, BadInputTypeError
+from fastmix.errors import BadInputError, BadInputTypeError, check_flag, check_integer
 from fastmix.keys import Key
-from fastmix.mixing import mix_array
+from fastmix.mixing import MAX_WINDOW_INDEX, mix_array
 from fastmix.spec import MixSpec
 
 
@@ -32,9 +32,10 @@ def mix_batch(images, labels, spec: MixSpec | None, key: Key, step: int, *,
     key : Key
         The secret key.
     step : int
-        The batch's index in training (for example ``epoch * batches_per_epoch + i``). With
-        the key it seeds the batch's plan, so each step mixes differently and a run with the
-        same key, spec, batches and steps gives the same bytes on every backend: the result
+        The batch's index in training, from 0 to ``2**64 - 1`` (for example
+        ``epoch * batches_per_epoch + i``). With the key it seeds the batch's plan, so each
+        step mixes differently and a run with the same key, spec, batches and steps gives
+        the same bytes on every backend: the result
         equals ``mix_array(nhwc_batch, labels, spec, key, first_window=step)``.
     backend : str, optional
         ``"cuda"`` for CUDA tensors and ``"cpu"`` for CPU tensors by default.
@@ -53,8 +54,8 @@ def mix_batch(images, labels, spec: MixSpec | None, key: Key, step: int, *,
         raise BadInputTypeError(
             f"images must be a torch.Tensor (N, C, H, W), got {type(images).__name__}; for "
             "NumPy or CuPy arrays (N, H, W, C) use fastmix.mix_array")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise BadInputError(f"step must be a non-negative integer (the batch index), got {step!r}")
+    step = check_integer(step, "step (the batch index)", maximum=MAX_WINDOW_INDEX)
+    strict = check_flag(strict, "strict")
     if images.dim() not in (3, 4):
         raise BadInputError(f"images must have shape (N, C, H, W) or (N, H, W), got "
                             f"{tuple(images.shape)}")

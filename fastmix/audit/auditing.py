@@ -18,11 +18,11 @@ from fastmix.audit.edges import EdgeScorer
 from fastmix.audit.geometry import BlockGrid
 from fastmix.audit.groundtruth import GroundTruth, content_classes, locate_blocks
 from fastmix.audit.report import MISLEADING_SSIM, AuditReport, verdict, verdict_sentence
-from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
+from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning, hint
 from fastmix.plan.windows import fixed_windows
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec
-from fastmix.store.metadata import attribute_text
+from fastmix.store.metadata import PREFIX, STATE_ATTRIBUTE, attribute_text
 
 BOOTSTRAP_REPEATS = 1000
 NEEDS_KEY = ("the mixed data is hardened (orientation, jitter or seam blur): hashing cannot "
@@ -368,6 +368,28 @@ def read_store_spec(attributes, overrides: dict) -> tuple[MixSpec, int | None]:
     return spec, window
 
 
+def _has_record(dataset) -> bool:
+    """Whether ``dataset`` carries a fastmix mixing record (``fastmix_*`` attributes).
+
+    ``fastmix_state`` alone marks an interrupted in-place run, which is refused elsewhere.
+    """
+    return any(name.startswith(PREFIX) and name != STATE_ATTRIBUTE for name in dataset.attrs)
+
+
+def require_original_first(original, mixed, original_path, mixed_path) -> None:
+    """Refuse an audit whose "original" carries a fastmix record while its "mixed" does not.
+
+    Swapped arguments would audit the original as if it were the mixed set, and report
+    that nothing leaks.
+    """
+    if _has_record(original) and not _has_record(mixed):
+        raise BadInputError(
+            f"{original_path} carries a fastmix mixing record and {mixed_path} does not: the "
+            f"arguments look swapped (the mixed store was given as the original); "
+            f"{hint('audit_order')}"
+        )
+
+
 def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
                  images: str = "images", labels: str | None = None,
                  spec: MixSpec | None = None, window: int | None = None,
@@ -400,8 +422,9 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
             for name, handle, path in ((images, before, original_path),
                                        (images, after, mixed_path)):
                 if name not in handle:
-                    raise BadInputError(f"{path} has no dataset {name!r}: name it with "
-                                        "--images")
+                    raise BadInputError(f"{path} has no dataset {name!r}: "
+                                        f"{hint('images_name')}")
+            require_original_first(before[images], after[images], original_path, mixed_path)
             attributes = dict(after[images].attrs)
             if labels is None:
                 labels = attributes.get("fastmix_labels", "labels")
@@ -414,8 +437,8 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
             if store_spec.hardened and key is None:
                 raise BadInputError(f"{mixed_path}: {NEEDS_KEY}")
             if labels not in before:
-                raise BadInputError(f"{original_path} has no dataset {labels!r}: name it with "
-                                    "--labels")
+                raise BadInputError(f"{original_path} has no dataset {labels!r}: "
+                                    f"{hint('labels_name')}")
             if before[images].shape != after[images].shape:
                 raise BadInputError(
                     f"{original_path} holds images {before[images].shape} but {mixed_path} "

@@ -28,10 +28,15 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 #: ``--require good|moderate`` (``mix``, ``audit``): the audit verdict is worse than required.
 EXIT_REQUIREMENT = 3
+#: The reader of standard output went away (``fastmix info s.h5 | head -1``): the command
+#: stops quietly with the status a shell gives a tool that SIGPIPE ends (128 + 13), so that
+#: ``set -o pipefail`` still sees the output was cut short.
+EXIT_STDOUT_CLOSED = 128 + 13
 
 
 _FAILURES = ("2 bad input or usage (one line on stderr that says what was found and what to "
-             "do; nothing is left behind); 1 any other failure")
+             "do; nothing is left behind); 1 any other failure; 141 standard output was "
+             "closed early (as by '| head'), quietly")
 #: The exit status part of every ``fastmix COMMAND --help``, unless the command sets its own.
 EXIT_STATUS = f"0 success; {_FAILURES}"
 #: The exit status of the commands that take ``--require`` (``mix``, ``audit``).
@@ -195,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _termination_as_interrupt(), print_warnings(args.command):
             status = args._run(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except BadInputError as error:
         message = one_line(command_line_message(error))
         print(f"fastmix {args.command}: error: {message}", file=sys.stderr)
@@ -208,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastmix {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # last resort: one line, exit 1
+        if isinstance(error, BrokenPipeError) and _stdout_closed():
+            return EXIT_STDOUT_CLOSED
         if "FASTMIX_DEBUG" in os.environ:
             raise
         if _damaged_input(error):
@@ -223,6 +231,30 @@ def main(argv: list[str] | None = None) -> int:
         _print_json_error(args, message, EXIT_FAILURE)
         return EXIT_FAILURE
     return EXIT_OK if status is None else int(status)
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone; if so, silence it.
+
+    Standard output then goes to ``os.devnull``, so that what is still buffered does not
+    raise again when the interpreter flushes it at exit. A broken pipe elsewhere (a worker,
+    a socket) is not this, and stays a failure.
+    """
+    import select
+
+    try:
+        descriptor = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(descriptor, select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not any(mask & select.POLLERR for _, mask in events):
+        return False
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
+    return True
 
 
 def _print_json_error(args: argparse.Namespace, message: str, status: int) -> None:

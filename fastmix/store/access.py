@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from fastmix.errors import BadInputError, check_regular_file
+from fastmix.errors import BadInputError, FastmixWarning, check_regular_file, hint
 from fastmix.plan.labels import validate_labels
 from fastmix.store.shards import check_shard_binding, mapped_file
 
@@ -108,10 +109,9 @@ def _dataset(file, name: str, role: str, path: str):
         item = file[name]
     except KeyError:
         found = ", ".join(sorted(file.keys())) or "nothing"
-        option = "--images" if role == "images" else "--labels"
         raise BadInputError(
             f"store {path!r} has no {role} dataset {name!r} (top level holds: {found}); "
-            f"name it with {option} NAME"
+            f"{hint(role + '_name')}"
         ) from None
     except Exception as error:  # h5py raises several types for damaged objects
         raise BadInputError(
@@ -165,6 +165,19 @@ def check_images_dataset(images, path: str) -> None:
     if 0 in images.shape[1:]:
         raise BadInputError(f"images dataset {images.name!r} in {path!r} has empty images "
                             f"{images.shape}")
+    if looks_channels_first(images.shape):
+        _, channels, height, width = images.shape
+        warnings.warn(
+            f"images dataset {images.name!r} in {path!r} has shape {images.shape}: it is read "
+            f"as images of {channels}x{height} pixels with {width} channels, but it looks "
+            f"channels-first (N, C, H, W); if so, store it as (N, H, W, C), for example "
+            "np.moveaxis(images, 1, -1), or blocks will be cut across the channels",
+            FastmixWarning, stacklevel=3)
+
+
+def looks_channels_first(shape: tuple[int, ...]) -> bool:
+    """Whether an (N, H, W, C) shape is likely (N, C, H, W): C > 4 while H is 1, 3 or 4."""
+    return len(shape) == 4 and shape[3] > 4 and shape[1] in (1, 3, 4)
 
 
 def decode_labels(raw: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from fastmix.store.newfile import check_destination
 from fastmix.store.newfile_engine import run_new_file
 from fastmix.store.prepare import (
     check_key,
+    check_run_arguments,
     check_spec,
     count_paired,
     count_unpartnered,
@@ -98,6 +99,10 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     -------
     StoreReport
     """
+    check_run_arguments(src=src, dst=dst, images=images, labels=labels, window=window,
+                        threads=threads, progress=progress, in_place=in_place, resume=resume,
+                        force=force, overwrite=overwrite, strict=strict,
+                        raw_chunks=raw_chunks, shards=shards)
     check_cluster_options(client, shards, in_place)
     spec = check_spec(spec)
     key = check_key(key)
@@ -173,6 +178,9 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     -------
     StoreReport
     """
+    check_run_arguments(src=src, dst=dst, images=images, threads=threads, progress=progress,
+                        in_place=in_place, resume=resume, overwrite=overwrite,
+                        raw_chunks=raw_chunks, shards=shards)
     check_cluster_options(client, shards, in_place)
     key = check_key(key)
     get_backend(backend)

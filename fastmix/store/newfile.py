@@ -112,6 +112,11 @@ def check_output_path(destination: object, overwrite: bool, *,
     existing file only with ``overwrite``.
     """
     destination = os.fspath(destination)
+    if os.path.basename(destination) in ("", ".", ".."):
+        raise BadInputError(
+            f"{role} {destination!r} names a folder, not a file; give a file path "
+            f"such as {os.path.join(destination, 'mixed.h5')!r}"
+        )
     for path in protected:
         if path is not None and _same_file(os.fspath(path), destination):
             raise BadInputError(

@@ -14,9 +14,16 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
+from fastmix.errors import (
+    BadInputError,
+    BadInputTypeError,
+    FastmixWarning,
+    check_flag,
+    check_integer,
+    check_path,
+)
 from fastmix.keys import Key
-from fastmix.pipeline import steps_for
+from fastmix.pipeline import native_values, steps_for
 from fastmix.plan import Plan, images_in_pairs, pairs_warning
 from fastmix.plan.windows import unpartnered_message, unpartnered_refusal
 from fastmix.spec import MixSpec, parse_memory
@@ -51,6 +58,34 @@ def check_spec(spec: object) -> MixSpec | None:
     if spec is not None and not isinstance(spec, MixSpec):
         raise BadInputTypeError(f"spec must be a fastmix.MixSpec, got {type(spec).__name__}")
     return spec
+
+
+#: Codec threads a run may be given at most.
+MAX_THREADS = 4096
+
+
+def check_run_arguments(*, src: object, dst: object, images: object, labels: object = "labels",
+                        window: object = None, threads: object = None,
+                        **flags: object) -> None:
+    """Refuse arguments of the wrong type or out of range, before any file is opened.
+
+    The arguments of :func:`~fastmix.store.engine.mix_store` and
+    :func:`~fastmix.store.engine.unmix_store`; ``flags`` are the keyword arguments that
+    must be ``True`` or ``False``.
+    """
+    check_path(src, "src")
+    if dst is not None:
+        check_path(dst, "dst")
+    for name, value in (("images", images), ("labels", labels)):
+        if not isinstance(value, str) or not value:
+            raise BadInputTypeError(f"{name} must be the name of a dataset in the store (a "
+                                    f"non-empty str), got {value!r}")
+    if window is not None:
+        check_integer(window, "window", minimum=1)
+    if threads is not None:
+        check_integer(threads, "threads", minimum=1, maximum=MAX_THREADS)
+    for name, value in flags.items():
+        check_flag(value, name)
 
 
 # -- the store's state ----------------------------------------------------------------------
@@ -242,8 +277,15 @@ def mix_windows(store, spec: MixSpec, memory: int | str, window: int | None, *,
     list of (int, int)
     """
     images = store.images
+    if store.count == 0:
+        raise BadInputError(
+            f"store {store.path!r} holds no images (images dataset {images.name!r} has shape "
+            f"{images.shape}); there is nothing to mix: give a store with images"
+        )
     steps = steps_for(tuple(images.shape[1:]), images.dtype, spec)
+    # a window of another byte order is converted into one more buffer
+    converted = native_values(images.dtype, spec) is not None
     return plan_windows(images, memory, window, block_count=steps.layout.block_count,
                         staging_bytes=streaming_staging_bytes(store, threads, raw, piece),
-                        buffers=STREAM_BUFFERS,
+                        buffers=STREAM_BUFFERS + converted,
                         plan_bytes_per_block=2 * Plan.bytes_per_block(spec))
