@@ -27,12 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from fastmix.errors import BadInputError, BadInputTypeError, WrongKeyError, hint
+from fastmix.errors import BadInputError, BadInputTypeError, WrongKeyError
 from fastmix.kernels import counter
 from fastmix.keys import Key
 from fastmix.mixing import layout_for, mix_window
 from fastmix.plan.windows import fixed_windows
-from fastmix.store.metadata import IN_PROGRESS, STATE_ATTRIBUTE
 
 _GOLDEN = counter.GOLDEN
 #: An odd multiplier other than the golden ratio, so that block positions and labels salt
@@ -116,15 +115,15 @@ def verify_stores(original: str | os.PathLike, mixed: str | os.PathLike, key: Ke
         raise BadInputTypeError(f"key must be a fastmix.Key, got {type(key).__name__}")
     with open_store(mixed, images=images, labels=None) as mixed_probe:
         record = _read_record(mixed_probe.images, mixed)
-    if os.path.exists(original) and os.path.samefile(original, mixed):
-        raise BadInputError(
-            f"ORIGINAL and MIXED are the same file {mixed!r}; give the store as it was before "
-            "mixing first: fastmix verify ORIGINAL MIXED"
-        )
+        if os.path.exists(original) and os.path.samefile(original, mixed):
+            raise BadInputError(
+                f"ORIGINAL and MIXED are the same file {mixed!r}; give the store as it was "
+                "before mixing first: fastmix verify ORIGINAL MIXED"
+            )
+        if key is not None:
+            _check_key(mixed_probe.images, record, key, mixed)
     labels = labels or record.labels or "labels"
-    if key is not None:
-        _check_key(record, key, mixed)
-    elif record.spec.hardened:
+    if key is None and record.spec.hardened:
         raise BadInputError(
             f"{mixed!r} was mixed with hardening (orientation, jitter or seam blur), which "
             "changes the pixels of the blocks, so only the key can check it; add --key-file KEY"
@@ -165,14 +164,7 @@ def _success_line(count: int, windows: int, spec, key_checked: bool) -> str:
 def _read_record(dataset, path: str):
     from fastmix.store.metadata import read_mix_record
 
-    state = dataset.attrs.get(STATE_ATTRIBUTE)
-    if isinstance(state, bytes):
-        state = state.decode("utf-8", "replace")
-    if state == IN_PROGRESS:
-        raise BadInputError(
-            f"{path!r} has an interrupted in-place run (fastmix_state is {state!r}); "
-            f"{hint('finish_in_place')} before verifying"
-        )
+    # A store an interrupted in-place run left half rewritten is refused by open_store.
     record = read_mix_record(dataset)
     if record is None:
         raise BadInputError(
@@ -182,14 +174,14 @@ def _read_record(dataset, path: str):
     return record
 
 
-def _check_key(record, key: Key, path: str) -> None:
-    try:
-        key.verify(str(record.key_check))
-    except WrongKeyError:
-        raise WrongKeyError(
-            f"wrong key for {path!r}: its check value {key.check_value} does not match the "
-            f"store's {record.key_check}; use the key file the store was mixed with"
-        ) from None
+def _check_key(dataset, record, key: Key, path: str) -> None:
+    """Check the key's check value, then the record's MAC under the key."""
+    from fastmix.store.metadata import check_key_and_record
+
+    wrong_key = WrongKeyError(
+        f"wrong key for {path!r}: its check value {key.check_value} does not match the "
+        f"store's {record.key_check}; use the key file the store was mixed with")
+    check_key_and_record(dataset, path, key, record.key_check, wrong_key, stacklevel=4)
 
 
 def _check_alike(before, after) -> None:

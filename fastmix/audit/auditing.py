@@ -389,7 +389,7 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
     """
     from fastmix.audit.adaptive import audit_options
     from fastmix.spec import format_bytes, parse_memory
-    from fastmix.store.access import open_hdf5
+    from fastmix.store.access import open_hdf5, refuse_interrupted
 
     require("h5py")
     budget = parse_memory(memory)
@@ -402,6 +402,7 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
                 if name not in handle:
                     raise BadInputError(f"{path} has no dataset {name!r}: name it with "
                                         "--images")
+                refuse_interrupted(handle[name], str(path))
             attributes = dict(after[images].attrs)
             if labels is None:
                 labels = attributes.get("fastmix_labels", "labels")

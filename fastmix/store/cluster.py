@@ -631,7 +631,7 @@ def _run_one_file(client, job: Job, store, windows, key: Key, destination: str, 
         if not job.inverse:
             write_mix_attributes(output, job.spec, window=max(b - a for a, b in windows),
                                  key_check=key.check_value, labels=store.labels_name,
-                                 unpartnered=unpartnered)
+                                 unpartnered=unpartnered, key=key)
         target.close()
         target = None
         copy_userblock(store.path, partial, store.file.userblock_size)
@@ -753,6 +753,6 @@ def _write_virtual_store(store, destination: str, folder: str, windows, spec: Mi
             if operation == "mix":
                 write_mix_attributes(virtual, spec, window=max(b - a for a, b in windows),
                                      key_check=key.check_value, labels=labels_name,
-                                     unpartnered=unpartnered)
+                                     unpartnered=unpartnered, key=key)
         copy_userblock(store.path, temporary, store.file.userblock_size)
     fsync_folder_of(os.path.join(folder, shard_name(0)))
