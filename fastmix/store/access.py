@@ -237,8 +237,9 @@ def refuse_interrupted(dataset, path: str) -> None:
         how = (f"{hint('finish_in_place')} and the key it was started with ('fastmix "
                f"{operation} {path} --in-place --resume --key-file KEY'), then read it")
     else:
-        how = (f"{hint('finish_in_place')}, as the mix or unmix it was started as and with "
-               "the same key, then read it")
+        how = (f"its journal {journal_path(path)!r} is missing: put it back and "
+               f"{hint('finish_in_place')} ('fastmix mix STORE --in-place --resume', or unmix "
+               "as it was started, with the same key), or restore the store from a copy")
     raise BadInputError(
         f"store {path!r} is half rewritten by an interrupted in-place run ({dataset.name!r} "
         f"has {STATE_ATTRIBUTE} = {IN_PROGRESS!r}), so it holds both finished and unfinished "
