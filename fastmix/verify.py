@@ -9,9 +9,11 @@ paper
     Every block of the mixed store equals the block at the same position of some image of
     the same label in the same window of the original.
 
-With the key, the mixed store must also be exactly what the key produces: unmixing it
-restores the original bit for bit (reversible specs), or mixing the original reproduces it
-(paper mode, one-way hardening). Hardening (orientation, jitter, seam blur) changes the
+With the key, the mixed store's record must verify under it (its MAC,
+:mod:`fastmix.store.metadata`: an edited record or changed labels are refused), and the
+mixed store must be exactly what the key produces: unmixing it restores the original bit for
+bit (reversible specs), or mixing the original reproduces it (paper mode, one-way
+hardening). Hardening (orientation, jitter, seam blur) changes the
 pixels of the blocks, so a hardened store is checked through the key only.
 
 Blocks are compared through 64-bit hashes of their bytes (one parallel pass over each
@@ -103,8 +105,10 @@ def verify_stores(original: str | os.PathLike, mixed: str | os.PathLike, key: Ke
     Raises
     ------
     BadInputError
-        A store cannot be opened or lacks its datasets, ``mixed`` carries no fastmix record,
-        or (:class:`~fastmix.errors.WrongKeyError`) ``key`` is not the key it was mixed with.
+        A store cannot be opened or lacks its datasets, a store is half rewritten by an
+        interrupted in-place run, ``mixed`` carries no fastmix record, its record does not
+        verify under ``key`` (edited, or the labels changed since mixing), or
+        (:class:`~fastmix.errors.WrongKeyError`) ``key`` is not the key it was mixed with.
     """
     import hdf5plugin  # noqa: F401 - registers the plugin filters the stores may use
 

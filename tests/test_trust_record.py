@@ -176,6 +176,15 @@ def test_verify_with_the_key_refuses_an_edited_record(stores, tmp_path, capsys):
         fastmix.verify_stores(original, edited_copy(mixed, tmp_path, _relabel_one), KEY)
 
 
+def test_audit_with_the_key_refuses_an_edited_record(stores, tmp_path, capsys):
+    original, mixed, _, _, _ = stores
+    store = edited_copy(mixed, tmp_path, EDITS["spec-donors"])
+    KEY.save(tmp_path / "key")
+    status, _, err = cli(capsys, "audit", original, store, "--key-file", tmp_path / "key",
+                         "--quiet")
+    assert_one_line_refusal(status, err, EDITED)
+
+
 def test_the_record_mac_verifies_and_both_unmixes_restore(stores, tmp_path):
     """New-file and in-place records carry a MAC that verifies; unmix restores bit for bit."""
     original, mixed, in_place, images, _ = stores

@@ -390,6 +390,7 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
     from fastmix.audit.adaptive import audit_options
     from fastmix.spec import format_bytes, parse_memory
     from fastmix.store.access import open_hdf5, refuse_interrupted
+    from fastmix.store.metadata import check_key_and_record
 
     require("h5py")
     budget = parse_memory(memory)
@@ -411,7 +412,8 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
             overrides["window"] = window
             store_spec, store_window = read_store_spec(attributes, overrides)
             if key is not None and "fastmix_key_check" in attributes:
-                key.verify(attribute_text(attributes["fastmix_key_check"]))
+                check_key_and_record(after[images], str(mixed_path), key,
+                                     attribute_text(attributes["fastmix_key_check"]))
             if store_spec.hardened and key is None:
                 raise BadInputError(f"{mixed_path}: {NEEDS_KEY}")
             if labels not in before:
