@@ -165,6 +165,36 @@ def test_in_place_unmix_refuses_an_edited_record_and_changes_nothing(stores, tmp
     assert sorted(os.listdir(tmp_path)) == ["key", "store.h5"]  # no journal, no lock
 
 
+@pytest.mark.parametrize("kind", ["variable-length text", "fixed-length text"])
+def test_text_labels_are_bound_too(tmp_path, kind):
+    images, labels = make_store(tmp_path / "numbers.h5")
+    names = np.array(["cat", "dog", "emu", "gnu"])[labels]
+    dtype = h5py.string_dtype() if kind.startswith("variable") else "S3"
+    with h5py.File(tmp_path / "text.h5", "w") as file:
+        file.create_dataset("images", data=images, chunks=(16, 16, 16, 3))
+        file.create_dataset("labels", data=names.astype(object if kind.startswith("variable")
+                                                        else "S3"), dtype=dtype)
+    mix_store(tmp_path / "text.h5", tmp_path / "mixed.h5", spec=SPEC, key=KEY, window=WINDOW,
+              progress=False)
+    unmix_store(tmp_path / "mixed.h5", tmp_path / "back.h5", key=KEY, progress=False)
+    np.testing.assert_array_equal(read_images(tmp_path / "back.h5"), images)
+    with h5py.File(tmp_path / "mixed.h5", "r+") as file:
+        file["labels"][7] = b"yak"
+    with pytest.raises(BadInputError, match=EDITED):
+        unmix_store(tmp_path / "mixed.h5", tmp_path / "again.h5", key=KEY, progress=False)
+    assert not (tmp_path / "again.h5").exists()
+
+
+def test_a_record_whose_labels_dataset_is_gone_is_refused(stores, tmp_path):
+    _, mixed, _, _, _ = stores
+    store = copy_of(mixed, tmp_path)
+    with h5py.File(store, "r+") as file:
+        del file["labels"]
+    with pytest.raises(BadInputError, match=r"labels dataset 'labels' cannot be opened.*"
+                                            + EDITED):
+        unmix_store(store, tmp_path / "out.h5", key=KEY, progress=False)
+
+
 def test_verify_with_the_key_refuses_an_edited_record(stores, tmp_path, capsys):
     original, mixed, _, _, _ = stores
     store = edited_copy(mixed, tmp_path, EDITS["window"])

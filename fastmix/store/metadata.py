@@ -389,20 +389,15 @@ def check_record_mac(dataset, path: str, key: Key, *, stacklevel: int = 1) -> No
         The record was edited or the labels changed since mixing (or the key is another
         one with the same check value).
     """
-    mac = dataset.attrs.get(RECORD_MAC_ATTRIBUTE)
-    if mac is None:
+    if RECORD_MAC_ATTRIBUTE not in dataset.attrs:
         warnings.warn(
             f"store {path!r} carries no record MAC (it was mixed by an older fastmix): an "
             "edit of its record or of its labels since mixing cannot be detected",
             FastmixWarning, stacklevel=stacklevel + 1)
         return
-    try:
-        parts = record_parts(dataset)
-        text = attribute_text(mac)
-    except (ValueError, TypeError, UnicodeDecodeError) as error:
-        raise BadInputError(record_edited_message(path, str(error))) from None
-    if not key.verify_mac(text, "record", *parts):
-        raise BadInputError(record_edited_message(path))
+    failure = _mac_failure(dataset, key)
+    if failure is not None:
+        raise BadInputError(record_edited_message(path, failure or None))
 
 
 def check_key_and_record(dataset, path: str, key: Key, key_check: str,
@@ -424,18 +419,22 @@ def check_key_and_record(dataset, path: str, key: Key, key_check: str,
     try:
         key.verify(key_check)
     except WrongKeyError as error:
-        if _verifies(dataset, key, {"fastmix_key_check": key.check_value}):
+        if RECORD_MAC_ATTRIBUTE in dataset.attrs and _mac_failure(
+                dataset, key, {"fastmix_key_check": key.check_value}) is None:
             raise BadInputError(record_edited_message(
                 path, "its key check value was changed")) from None
         raise (wrong_key or error) from None
     check_record_mac(dataset, path, key, stacklevel=stacklevel + 1)
 
 
-def _verifies(dataset, key: Key, replaced: dict[str, str]) -> bool:
-    """Whether the MAC verifies under ``key`` with some attributes' text ``replaced``."""
-    mac = dataset.attrs.get(RECORD_MAC_ATTRIBUTE)
+def _mac_failure(dataset, key: Key, replaced: dict[str, str] | None = None) -> str | None:
+    """``None`` when the record's MAC verifies under ``key``; else why not (``""``: it differs).
+
+    ``replaced`` gives some attributes another text value (see :func:`record_parts`).
+    """
     try:
-        return mac is not None and key.verify_mac(attribute_text(mac), "record",
-                                                  *record_parts(dataset, replaced))
-    except (ValueError, TypeError, UnicodeDecodeError):
-        return False
+        mac = attribute_text(dataset.attrs[RECORD_MAC_ATTRIBUTE])
+        parts = record_parts(dataset, replaced)
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as error:
+        return str(error)
+    return None if key.verify_mac(mac, "record", *parts) else ""
