@@ -20,6 +20,7 @@ import pytest
 
 import fastmix
 from fastmix.cli import main
+from fastmix.cli.commands.info import describe_store
 from fastmix.errors import BadInputError, FastmixWarning, WrongKeyError
 from fastmix.store import mix_store, unmix_store
 from fastmix.store.inplace import InPlaceRunStopped
@@ -222,6 +223,7 @@ def test_the_record_mac_verifies_and_both_unmixes_restore(stores, tmp_path):
         with h5py.File(store, "r") as file:
             mac = file["images"].attrs["fastmix_record_mac"]
         assert isinstance(mac, str) and len(mac) == 64 and int(mac, 16) >= 0
+        assert describe_store(str(store))["record_mac"] is True
     with warnings.catch_warnings():
         warnings.simplefilter("error", FastmixWarning)
         unmix_store(mixed, tmp_path / "restored.h5", key=KEY, progress=False)
