@@ -9,9 +9,11 @@ paper
     Every block of the mixed store equals the block at the same position of some image of
     the same label in the same window of the original.
 
-With the key, the mixed store must also be exactly what the key produces: unmixing it
-restores the original bit for bit (reversible specs), or mixing the original reproduces it
-(paper mode, one-way hardening). Hardening (orientation, jitter, seam blur) changes the
+With the key, the mixed store's record must verify under it (its MAC,
+:mod:`fastmix.store.metadata`: an edited record or changed labels are refused), and the
+mixed store must be exactly what the key produces: unmixing it restores the original bit for
+bit (reversible specs), or mixing the original reproduces it (paper mode, one-way
+hardening). Hardening (orientation, jitter, seam blur) changes the
 pixels of the blocks, so a hardened store is checked through the key only.
 
 Blocks are compared through 64-bit hashes of their bytes (one parallel pass over each
@@ -27,12 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from fastmix.errors import BadInputError, BadInputTypeError, WrongKeyError, hint
+from fastmix.errors import BadInputError, BadInputTypeError, WrongKeyError
 from fastmix.kernels import counter
 from fastmix.keys import Key
 from fastmix.mixing import layout_for, mix_window
 from fastmix.plan.windows import fixed_windows
-from fastmix.store.metadata import IN_PROGRESS, STATE_ATTRIBUTE
 
 _GOLDEN = counter.GOLDEN
 #: An odd multiplier other than the golden ratio, so that block positions and labels salt
@@ -104,8 +105,10 @@ def verify_stores(original: str | os.PathLike, mixed: str | os.PathLike, key: Ke
     Raises
     ------
     BadInputError
-        A store cannot be opened or lacks its datasets, ``mixed`` carries no fastmix record,
-        or (:class:`~fastmix.errors.WrongKeyError`) ``key`` is not the key it was mixed with.
+        A store cannot be opened or lacks its datasets, a store is half rewritten by an
+        interrupted in-place run, ``mixed`` carries no fastmix record, its record does not
+        verify under ``key`` (edited, or the labels changed since mixing), or
+        (:class:`~fastmix.errors.WrongKeyError`) ``key`` is not the key it was mixed with.
     """
     import hdf5plugin  # noqa: F401 - registers the plugin filters the stores may use
 
@@ -116,15 +119,15 @@ def verify_stores(original: str | os.PathLike, mixed: str | os.PathLike, key: Ke
         raise BadInputTypeError(f"key must be a fastmix.Key, got {type(key).__name__}")
     with open_store(mixed, images=images, labels=None) as mixed_probe:
         record = _read_record(mixed_probe.images, mixed)
-    if os.path.exists(original) and os.path.samefile(original, mixed):
-        raise BadInputError(
-            f"ORIGINAL and MIXED are the same file {mixed!r}; give the store as it was before "
-            "mixing first: fastmix verify ORIGINAL MIXED"
-        )
+        if os.path.exists(original) and os.path.samefile(original, mixed):
+            raise BadInputError(
+                f"ORIGINAL and MIXED are the same file {mixed!r}; give the store as it was "
+                "before mixing first: fastmix verify ORIGINAL MIXED"
+            )
+        if key is not None:
+            _check_key(mixed_probe.images, record, key, mixed)
     labels = labels or record.labels or "labels"
-    if key is not None:
-        _check_key(record, key, mixed)
-    elif record.spec.hardened:
+    if key is None and record.spec.hardened:
         raise BadInputError(
             f"{mixed!r} was mixed with hardening (orientation, jitter or seam blur), which "
             "changes the pixels of the blocks, so only the key can check it; add --key-file KEY"
@@ -165,14 +168,7 @@ def _success_line(count: int, windows: int, spec, key_checked: bool) -> str:
 def _read_record(dataset, path: str):
     from fastmix.store.metadata import read_mix_record
 
-    state = dataset.attrs.get(STATE_ATTRIBUTE)
-    if isinstance(state, bytes):
-        state = state.decode("utf-8", "replace")
-    if state == IN_PROGRESS:
-        raise BadInputError(
-            f"{path!r} has an interrupted in-place run (fastmix_state is {state!r}); "
-            f"{hint('finish_in_place')} before verifying"
-        )
+    # A store an interrupted in-place run left half rewritten is refused by open_store.
     record = read_mix_record(dataset)
     if record is None:
         raise BadInputError(
@@ -182,14 +178,14 @@ def _read_record(dataset, path: str):
     return record
 
 
-def _check_key(record, key: Key, path: str) -> None:
-    try:
-        key.verify(str(record.key_check))
-    except WrongKeyError:
-        raise WrongKeyError(
-            f"wrong key for {path!r}: its check value {key.check_value} does not match the "
-            f"store's {record.key_check}; use the key file the store was mixed with"
-        ) from None
+def _check_key(dataset, record, key: Key, path: str) -> None:
+    """Check the key's check value, then the record's MAC under the key."""
+    from fastmix.store.metadata import check_key_and_record
+
+    wrong_key = WrongKeyError(
+        f"wrong key for {path!r}: its check value {key.check_value} does not match the "
+        f"store's {record.key_check}; use the key file the store was mixed with")
+    check_key_and_record(dataset, path, key, record.key_check, wrong_key, stacklevel=4)
 
 
 def _check_alike(before, after) -> None:

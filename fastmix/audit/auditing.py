@@ -411,7 +411,8 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
     """
     from fastmix.audit.adaptive import audit_options
     from fastmix.spec import format_bytes, parse_memory
-    from fastmix.store.access import open_hdf5
+    from fastmix.store.access import open_hdf5, refuse_interrupted
+    from fastmix.store.metadata import check_key_and_record
 
     require("h5py")
     budget = parse_memory(memory)
@@ -424,6 +425,7 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
                 if name not in handle:
                     raise BadInputError(f"{path} has no dataset {name!r}: "
                                         f"{hint('images_name')}")
+                refuse_interrupted(handle[name], str(path))
             require_original_first(before[images], after[images], original_path, mixed_path)
             attributes = dict(after[images].attrs)
             if labels is None:
@@ -433,7 +435,8 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
             overrides["window"] = window
             store_spec, store_window = read_store_spec(attributes, overrides)
             if key is not None and "fastmix_key_check" in attributes:
-                key.verify(attribute_text(attributes["fastmix_key_check"]))
+                check_key_and_record(after[images], str(mixed_path), key,
+                                     attribute_text(attributes["fastmix_key_check"]))
             if store_spec.hardened and key is None:
                 raise BadInputError(f"{mixed_path}: {NEEDS_KEY}")
             if labels not in before:

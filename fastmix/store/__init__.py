@@ -3,7 +3,8 @@
 Public entry points are :func:`mix_store`, :func:`unmix_store` and :class:`StoreReport`.
 The building blocks below are shared with the in-place engine (``fastmix.store.inplace``):
 
-``open_store(path, images, labels, writable=False, **h5py_file_options) -> Store``
+``open_store(path, images, labels, writable=False, *, interrupted=False, **h5py_file_options)
+-> Store``
     (:mod:`fastmix.store.access`) opens and validates a store: images (N, H, W[, C]) of a
     numeric dtype, labels read whole, decoded (bytes -> str) and validated. Every problem is
     a :class:`~fastmix.errors.BadInputError`. ``labels=None`` skips the labels.
@@ -35,9 +36,12 @@ piece)``, ``mix_windows(store, spec, memory, window, *, threads, raw, piece)``
     from the same budget. The same module holds the checks both engines make before a run
     (``check_key``, ``require_not_interrupted``, ``require_unmixed``, ``require_partners``,
     ``require_unmixable(dataset, path, key) -> MixRecord``) and their messages.
-``write_mix_attributes(dataset, spec, window=, key_check=, labels=, unpartnered=)``,
+``write_mix_attributes(dataset, spec, window=, key_check=, labels=, unpartnered=, key=)``,
 ``read_mix_record(dataset) -> MixRecord | None``, ``remove_mix_attributes(dataset)``
-    (:mod:`fastmix.store.metadata`) the ``fastmix_*`` record. Never the key.
+    (:mod:`fastmix.store.metadata`) the ``fastmix_*`` record. Never the key: the record is
+    sealed by ``fastmix_record_mac``, a MAC keyed by the key over the record, the labels and
+    the images' shape (``seal_record``, ``check_record_mac``), which ``require_unmixable``
+    and ``verify`` check before anything is written.
 
 The entry points live in :mod:`fastmix.store.engine`, above both engines: new-file mode runs
 ``fastmix.store.newfile_engine.run_new_file``, and in-place mode (``mix_store(...,
@@ -46,8 +50,9 @@ in_place=True)`` and ``unmix_store(..., in_place=True)``) calls
 (options: spec, key, memory, window, images, labels, progress, resume, force, strict,
 backend) or "unmix" (options: key, memory, images, progress, resume, backend); it returns a
 :class:`StoreReport`. A resumed run uses the spec and window of its journal (``spec=None``,
-``window=None``); others are refused. New-file mode refuses a store whose images dataset
-carries ``fastmix_state = "in-progress"`` (an interrupted in-place run).
+``window=None``); others are refused. New-file mode and every reader (``open_store``
+without ``writable`` or ``interrupted=True``) refuse a store whose images dataset carries
+``fastmix_state = "in-progress"`` (an interrupted in-place run), naming ``--resume``.
 """
 
 from fastmix.store.access import Store, open_store

@@ -10,6 +10,8 @@ import numpy as np
 
 from fastmix.errors import BadInputError, FastmixWarning, check_regular_file, hint
 from fastmix.plan.labels import validate_labels
+from fastmix.store.journal import journal_path, read_journal_header
+from fastmix.store.metadata import IN_PROGRESS, STATE_ATTRIBUTE, read_state
 from fastmix.store.shards import check_shard_binding, mapped_file
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -229,8 +231,40 @@ def read_labels(file, name: str, count: int, path: str) -> np.ndarray:
         raise BadInputError(f"labels dataset {name!r} in {path!r}: {error}") from None
 
 
+def refuse_interrupted(dataset, path: str) -> None:
+    """Refuse a store that an interrupted in-place run left half rewritten.
+
+    Its images dataset carries ``fastmix_state = "in-progress"``: some windows are mixed
+    (or unmixed) and the others are not, so reading it as a whole would give a mixture of
+    both. Every reader (:func:`open_store` without ``writable``) refuses it.
+
+    Raises
+    ------
+    BadInputError
+        Naming ``--in-place --resume`` (``in_place=True, resume=True``), which finishes the
+        interrupted run.
+    """
+    if read_state(dataset) != IN_PROGRESS:
+        return
+    header = read_journal_header(journal_path(path))
+    operation = header.operation if header else None
+    if operation in ("mix", "unmix"):
+        how = (f"{hint('finish_in_place')} and the key it was started with ('fastmix "
+               f"{operation} {path} --in-place --resume --key-file KEY'), then read it")
+    else:
+        how = (f"its journal {journal_path(path)!r} is missing: put it back and "
+               f"{hint('finish_in_place')} ('fastmix mix STORE --in-place --resume', or unmix "
+               "as it was started, with the same key), or restore the store from a copy")
+    raise BadInputError(
+        f"store {path!r} is half rewritten by an interrupted in-place run ({dataset.name!r} "
+        f"has {STATE_ATTRIBUTE} = {IN_PROGRESS!r}), so it holds both finished and unfinished "
+        f"images; {how}"
+    )
+
+
 def open_store(path: str | os.PathLike, images: str = "images", labels: str | None = "labels",
-               writable: bool = False, **file_options) -> Store:
+               writable: bool = False, *, interrupted: bool = False,
+               **file_options) -> Store:
     """Open and validate a store.
 
     Parameters
@@ -241,6 +275,10 @@ def open_store(path: str | os.PathLike, images: str = "images", labels: str | No
         Dataset names. ``labels=None`` skips the labels (they are then an empty array).
     writable : bool
         Open for writing (in-place mode) instead of read-only.
+    interrupted : bool
+        Also open a store an interrupted in-place run left half rewritten (a read-only
+        open refuses it otherwise, see :func:`refuse_interrupted`); the in-place engine
+        and ``fastmix info`` look at such a store.
     **file_options
         Passed to ``h5py.File`` (for example ``rdcc_nbytes``).
 
@@ -252,12 +290,15 @@ def open_store(path: str | os.PathLike, images: str = "images", labels: str | No
     ------
     BadInputError
         A missing, non-HDF5 or damaged file; a missing dataset; images of the wrong rank or
-        dtype; labels of the wrong length, NaN or of an unusable type.
+        dtype; labels of the wrong length, NaN or of an unusable type; a read-only open of
+        a store an interrupted in-place run left half rewritten.
     """
     path = os.fspath(path)
     file = open_hdf5(path, writable=writable, **file_options)
     try:
         images_dataset = _dataset(file, images, "images", path)
+        if not (writable or interrupted):
+            refuse_interrupted(images_dataset, path)
         check_images_dataset(images_dataset, path)
         count = int(images_dataset.shape[0])
         label_array = (read_labels(file, labels, count, path) if labels is not None

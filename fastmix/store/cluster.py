@@ -95,7 +95,7 @@ from fastmix.store.chunkio import WindowReader, WindowWriter, codec_threads
 from fastmix.store.crashrepair import clear_open_flag
 from fastmix.store.durable import fsync_folder_of, fsync_path
 from fastmix.store.hdf5 import stored_chunks
-from fastmix.store.metadata import PREFIX, write_mix_attributes
+from fastmix.store.metadata import PREFIX, seal_record, write_mix_attributes
 from fastmix.store.newfile import (
     check_destination,
     copy_attributes,
@@ -729,7 +729,7 @@ def _run_one_file(client, job: Job, store, windows, key: Key, destination: str, 
         if not job.inverse:
             write_mix_attributes(output, job.spec, window=max(b - a for a, b in windows),
                                  key_check=key.check_value, labels=store.labels_name,
-                                 unpartnered=unpartnered)
+                                 unpartnered=unpartnered, key=key)
         target.close()
         target = None
         copy_userblock(store.path, partial, store.file.userblock_size)
@@ -1048,8 +1048,10 @@ def _write_virtual_store(store, destination: str, folder: str, windows, spec: Mi
             if operation == "mix":
                 write_mix_attributes(virtual, spec, window=max(b - a for a, b in windows),
                                      key_check=key.check_value, labels=labels_name,
-                                     unpartnered=unpartnered)
+                                     unpartnered=unpartnered, key=key)
             virtual.attrs[RUN_ATTRIBUTE] = run
+            if operation == "mix":
+                seal_record(virtual, key)  # the run id is part of the record the MAC covers
         copy_userblock(store.path, temporary, store.file.userblock_size)
         # Before the store appears: a store never reads the shards of an unpublished run,
         # which a new run may discard.

@@ -169,7 +169,7 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
                 _clear_flag_of_a_killed_writer(source)
             # Every check runs on a read-only open: a refused run never opens the store for
             # writing, which HDF5 marks in the file even when nothing else is written.
-            with open_store(source, images, labels=None) as checked:
+            with open_store(source, images, labels=None, interrupted=True) as checked:
                 _refuse_foreign_layout(source, checked.images)
                 require_in_place_safe(source, checked.file, checked.images, labels)
                 finished = (_finished_run(operation, source, checked, key, spec, window, force)
@@ -198,7 +198,7 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
                 _mark_in_progress(store, header)  # killed before the first run marked it
         store.labels = read_labels(store.file, header.labels, store.count, source)
         report = _run(source, store, journal, key, progress, backend, resumed, memory)
-        _finish(store, header, report)
+        _finish(store, header, report, key)
         journal.remove()
         journal = None
         _forget_run(store)
@@ -689,12 +689,12 @@ def _run(source, store, journal, key, progress, backend, resumed, memory) -> Sto
                               "store_images": store.count, "store_windows": len(windows)})
 
 
-def _finish(store, header: RunHeader, report: StoreReport) -> None:
+def _finish(store, header: RunHeader, report: StoreReport, key: Key) -> None:
     images = store.images
     if header.operation == "mix":
         write_mix_attributes(images, report.spec, window=header.window,
                              key_check=header.key_check, labels=header.labels,
-                             unpartnered=header.unpartnered)
+                             unpartnered=header.unpartnered, key=key)
         images.attrs[STATE_ATTRIBUTE] = COMPLETE
     else:
         remove_mix_attributes(images)

@@ -130,7 +130,7 @@ def run_new_file(operation: str, source: str, destination: str, *, spec: MixSpec
                 if operation == "mix":
                     write_mix_attributes(output, spec, window=longest,
                                          key_check=key.check_value, labels=labels_name,
-                                         unpartnered=unpartnered)
+                                         unpartnered=unpartnered, key=key)
                 io_path = f"{reader.path}/{writer.path}"
             copy_userblock(source, temporary, store.file.userblock_size)
     finally:

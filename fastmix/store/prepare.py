@@ -27,16 +27,10 @@ from fastmix.pipeline import native_values, steps_for
 from fastmix.plan import Plan, images_in_pairs, pairs_warning
 from fastmix.plan.windows import unpartnered_message, unpartnered_refusal
 from fastmix.spec import MixSpec, parse_memory
+from fastmix.store.access import refuse_interrupted
 from fastmix.store.chunkio import PIECE_BYTES, piece_length
 from fastmix.store.codecs import pipeline_for
-from fastmix.store.journal import journal_path, read_journal_header
-from fastmix.store.metadata import (
-    IN_PROGRESS,
-    STATE_ATTRIBUTE,
-    already_mixed_message,
-    read_mix_record,
-    read_state,
-)
+from fastmix.store.metadata import already_mixed_message, check_key_and_record, read_mix_record
 from fastmix.store.stream import STREAM_BUFFERS, ring_slots
 from fastmix.store.windows import chunk_bytes, plan_windows
 
@@ -94,26 +88,15 @@ def check_run_arguments(*, src: object, dst: object, images: object, labels: obj
 def require_not_interrupted(dataset, path: str) -> None:
     """Refuse a store that an interrupted in-place run left half rewritten.
 
-    Its images dataset carries ``fastmix_state = "in-progress"``: some windows are mixed
-    (or unmixed) and the others are not, so reading it as a whole would give garbage.
+    The same refusal as every reader's (:func:`fastmix.store.access.refuse_interrupted`),
+    for a store opened with ``interrupted=True`` or for writing.
 
     Raises
     ------
     BadInputError
         Naming ``--in-place --resume``, which finishes the interrupted run.
     """
-    if read_state(dataset) != IN_PROGRESS:
-        return
-    header = read_journal_header(journal_path(path))
-    operation = header.operation if header else None
-    how = (f"finish it first with 'fastmix {operation} {path} --in-place --resume "
-           "--key-file KEY'" if operation in ("mix", "unmix") else
-           "finish it first with fastmix mix (or unmix, as it was started) --in-place "
-           "--resume and the same key file")
-    raise BadInputError(
-        f"store {path!r} is half rewritten by an interrupted in-place run ({dataset.name!r} "
-        f"has {STATE_ATTRIBUTE} = {IN_PROGRESS!r}); {how}"
-    )
+    refuse_interrupted(dataset, path)
 
 
 def require_unmixed(dataset, path: str, force: bool) -> None:
@@ -129,7 +112,11 @@ def require_unmixable(dataset, path: str, key: Key):
     Raises
     ------
     BadInputError
-        For an unmixed, paper-mode or one-way hardened store.
+        For an unmixed, paper-mode or one-way hardened store, and before anything is
+        written, for a record whose MAC does not verify under ``key`` (the record was
+        edited or the labels changed since mixing, see
+        :func:`~fastmix.store.metadata.check_record_mac`). A record without a MAC (an older
+        fastmix) is accepted with a :class:`~fastmix.errors.FastmixWarning`.
     WrongKeyError
         For the wrong key.
     """
@@ -149,7 +136,7 @@ def require_unmixable(dataset, path: str, key: Key):
             f"store {path!r} was mixed with one-way hardening (jitter or seam blur), which is "
             "not reversible; it cannot be unmixed"
         )
-    key.verify(record.key_check)
+    check_key_and_record(dataset, path, key, record.key_check, stacklevel=3)
     return record
 
 

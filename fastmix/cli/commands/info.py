@@ -133,10 +133,10 @@ def describe_store(path: str, images: str = "images", labels: str | None = None)
     import h5py
 
     from fastmix.store.access import open_store
-    from fastmix.store.metadata import read_mix_record
+    from fastmix.store.metadata import RECORD_MAC_ATTRIBUTE, read_mix_record
     from fastmix.store.newfile import template_dataset
 
-    with open_store(path, images=images, labels=None) as store, \
+    with open_store(path, images=images, labels=None, interrupted=True) as store, \
             template_dataset(store.images) as template:  # a sharded store: its first shard
         dataset = store.images
         record = read_mix_record(dataset)
@@ -162,6 +162,7 @@ def describe_store(path: str, images: str = "images", labels: str | None = None)
                        if dataset.is_virtual else None},
             "labels": labels_info,
             "fastmix": describe_record(record),
+            "record_mac": record is not None and RECORD_MAC_ATTRIBUTE in dataset.attrs,
             "in_place_state": _plain(dataset.attrs.get("fastmix_state")),
             "other_datasets": others,
         }
@@ -205,10 +206,13 @@ def _human(info: dict) -> list[str]:
         lines.append(
             f"fastmix: mixed: {record['description']}; window {record['window']:,}, "
             f"unpartnered {record['unpartnered']:,}, key check {record['key_check']}, format "
-            f"version {record['format_version']}")
+            f"version {record['format_version']}; "
+            + ("record sealed by a MAC (unmix and verify check it with the key)"
+               if info.get("record_mac") else
+               "no record MAC (an older fastmix): edits to the record cannot be detected"))
     if info["in_place_state"] == "in-progress":
-        lines.append("fastmix: an in-place run was interrupted on this store; finish it with "
-                     "--in-place --resume")
+        lines.append("fastmix: an in-place run was interrupted on this store, which is half "
+                     "rewritten (other commands refuse it); finish it with --in-place --resume")
     for item in info["other_datasets"]:
         lines.append(f"dataset {item['name']!r}: shape {tuple(item['shape'])}, {item['dtype']}")
     return lines
