@@ -22,6 +22,8 @@ HINTS: dict[str, tuple[str, str]] = {
     "finish_in_place": ("finish it with in_place=True, resume=True",
                         "finish it with --in-place --resume"),
     "not_strict": ("pass strict=False", "drop --strict"),
+    "one_way": ("pass one_way=True", "pass --one-way"),
+    "reversible_preset": ("spec=MixSpec.preset('fast')", "--privacy fast"),
     "new_key": ("make one with Key.generate() and Key.save(path)",
                 "make one with fastmix mix --new-key"),
 }
