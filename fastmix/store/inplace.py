@@ -35,6 +35,7 @@ complete and mixes nothing.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import fcntl
 import os
 import secrets
@@ -58,6 +59,7 @@ from fastmix.store.crashrepair import chunk_extents, clear_open_flag, raise_eoa,
 from fastmix.store.durable import fsync_path
 from fastmix.store.hdf5 import foreign_layout, hold_metadata, is_filtered
 from fastmix.store.journal import (
+    PARTIAL_SUFFIX,
     RESERVE_FINISH,
     RESERVE_MARK,
     RESERVE_WINDOW,
@@ -344,6 +346,10 @@ def _nothing_recorded(source: str) -> str:
 def _open_journal(source: str) -> Journal | None:
     path = journal_path(source)
     if not os.path.exists(path):
+        # A partial journal is what a run killed while making its journal leaves (the store
+        # was not touched); we hold the lock, so no live run is making it.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + PARTIAL_SUFFIX)
         return None
     journal = Journal.open(path)
     if journal is None:
@@ -468,7 +474,7 @@ def _refuse_unreadable(source: str, dataset, header: RunHeader, first: int, stop
 
 #: Disk space held back in the journal for HDF5's metadata when the store is marked, and
 #: when it is finished (its record): far more than either needs (a few KiB).
-METADATA_RESERVE = 256 << 10
+METADATA_RESERVE = 64 << 10
 
 
 def _reserve_for(dataset, header: RunHeader) -> tuple[int, int, int]:
