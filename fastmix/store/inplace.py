@@ -1,20 +1,49 @@
 """In-place mixing and unmixing that survive SIGKILL, power loss and a full disk.
 
-``mix_store(src, in_place=True)`` and ``unmix_store(src, in_place=True)`` land here. The
-images dataset is rewritten window by window; every window's input goes into the undo
-journal (:mod:`fastmix.store.journal`) before its output touches the store::
+``mix_store(src, in_place=True)`` and ``unmix_store(src, in_place=True)`` land here. A run
+goes through these steps; nothing before step 4 changes a byte of the store::
 
-    reader thread: read window k (it still holds its input)
-                   journal: undo record of k (the input bytes, checksummed), fsync
-    main thread:   mix window k piece by piece (as in new-file mode)
-    writer thread: write the pieces into the store; at the window's end flush, fsync,
-                   journal: commit "k + 1 windows done", fsync
+    1. lock       STORE.fastmix-lock (beside the file a symbolic link names)
+    2. check      on a read-only open: the store, the options, a one-way spec's consent
+                  (``one_way=True`` / ``--one-way``), and every chunk of the images read
+                  and decoded (:mod:`fastmix.store.readcheck`): a damaged store is refused
+    3. journal    header (operation, spec, window, key check, run id) bound to the key by
+                  ``Key.mac("journal", ...)``, the undo slots and a disk-space reserve,
+                  preallocated and fsynced with its folder (:mod:`fastmix.store.journal`)
+    4. mark       open the store for writing; ``fastmix_state = "in-progress"`` and
+                  ``fastmix_run`` (the run id), flush, fsync
+    5. windows    reader thread: read window k (it still holds its input); journal: undo
+                  record of k (the input bytes, checksummed), fsync
+                  main thread: mix window k piece by piece (as in new-file mode)
+                  writer thread: write the pieces into the store; at the window's end
+                  flush, fsync; journal: commit "k + 1 windows done", fsync
+    6. finish     the ``fastmix_*`` record and ``fastmix_state = "complete"`` (an unmix
+                  removes them), flush, fsync; delete the journal; drop ``fastmix_run``
 
 A window therefore always holds either its input or its complete output, or its input is in
 the journal: after a crash, ``resume`` mixes window ``committed`` from its undo record when
 the record is complete (the store may hold a torn window), and otherwise from the store
 (which was not touched). Window plans derive from the key and the window index, so the
 remaining windows mix exactly as in an uninterrupted run and no window is ever mixed twice.
+
+A resume never changes the spec. It verifies the journal's MAC under the key (an edited
+header is refused) and runs with the recorded spec and window; other options are refused.
+With no journal, nothing was changed (step 3 precedes every write) or the run completed (the
+store says so: its record, or ``fastmix_run`` until the journal is gone); a ``resume`` of a
+mix with nothing recorded refuses unless the original spec is given again, and never falls
+back on a default. A resume first reads the windows it has left: a damaged one is refused
+before anything is written, naming the way back.
+
+An unmix over an interrupted reversible mix undoes it (a rollback): the window being written
+gets its input back from its undo record, the mix's journal is replaced (atomically, same
+run id) by a journal of an unmix of the done windows, and those are unmixed as any in-place
+unmix, with their own window indices. A kill at any moment leaves one of the two journals.
+
+A full disk never interrupts HDF5 in the middle of a flush (which would leave its metadata
+unreadable, "addr overflow"): the journal holds back disk space in three parts (marking,
+finishing, and for a dataset whose chunks move, one window's growth), and gives each part
+back just before HDF5 needs it. A run that cannot hold its reserve again stops between two
+windows, consistent and resumable.
 
 HDF5 facts the design relies on are in ``docs/crash-safety.md``; in short: metadata-cache
 evictions are turned off so that HDF5 metadata reaches the file only when fastmix flushes;
@@ -24,12 +53,11 @@ one place (a run refuses to write through such an index); and a
 resumed run first clears the superblock's "open for write" flag and raises the file's EOA
 over every chunk (:mod:`fastmix.store.crashrepair`).
 
-The store carries ``fastmix_state = "in-progress"`` on its images dataset while a run is
-pending and ``"complete"`` after a mix. ``STORE.fastmix-journal`` and ``STORE.fastmix-lock``
-exist only while a run is pending or running (and ``STORE.fastmix-journal.partial`` only after a
-kill while the journal was being made; the next run replaces it). A run killed before its
-journal existed or after it completed is resumed too: ``resume`` starts it, or finds it
-complete and mixes nothing.
+``STORE.fastmix-journal`` and ``STORE.fastmix-lock`` exist only while a run is pending or
+running (and ``STORE.fastmix-journal.partial`` only after a kill while the journal was being
+made; the next run removes it). A store held open by another process (reader or writer) is
+refused before anything is written. An exception raised after the journal existed carries
+:func:`store_was_changed`: the key of such a run is never deleted.
 """
 
 from __future__ import annotations
@@ -67,7 +95,6 @@ from fastmix.store.journal import (
     JournalError,
     RunHeader,
     journal_path,
-    read_journal_header,
 )
 from fastmix.store.lock import StoreLock
 from fastmix.store.metadata import (
@@ -221,8 +248,8 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
             journal.verify(key)  # the key, then the header's MAC: before any write
             header = (journal.header if rollback else
                       _resumed_header(operation, source, journal, spec, window))
-            clear_open_flag(source)  # a killed v110+ writer leaves it set
             _refuse_open_elsewhere(source)
+            clear_open_flag(source)  # a killed v110+ writer leaves it set
             with open_store(source, images, labels=None) as checked:
                 _refuse_foreign_layout(source, checked.images)
                 _require_same_run(source, checked, journal)
@@ -331,9 +358,14 @@ def _refuse_open_elsewhere(source: str) -> None:
 
 
 def _is_rollback(operation: str, journal: Journal) -> bool:
-    """Whether this unmix puts back the windows of an interrupted in-place mix."""
-    return operation == "unmix" and journal.header.operation == "mix" and \
-        not journal.header.rollback
+    """Whether this unmix puts back the windows of an interrupted in-place mix.
+
+    Not of a mix that wrote all its windows (killed on its way out): ``--resume`` closes it,
+    and a plain unmix then restores the store.
+    """
+    header = journal.header
+    return operation == "unmix" and header.operation == "mix" and not header.rollback and \
+        journal.committed < header.windows
 
 
 def _nothing_recorded(source: str) -> str:
@@ -363,16 +395,6 @@ def _pending_message(source: str, journal: Journal) -> str:
     return (f"store {source!r} has an interrupted in-place {header.operation} "
             f"({journal.committed} of {header.windows} windows done, journal "
             f"{journal.path!r}); {hint('resume')}")
-
-
-def pending_run(source: str | os.PathLike) -> RunHeader | None:
-    """Return the recorded options of an interrupted in-place run on ``source``, or ``None``.
-
-    Reads the journal header without taking the lock (the run itself checks again under
-    it). The header holds the operation, spec, window, windows, labels and the key check
-    value, never the key.
-    """
-    return read_journal_header(journal_path(source))
 
 
 def _same_spec(spec: MixSpec | None, recorded: MixSpec) -> bool:
@@ -673,7 +695,14 @@ def _begin_rollback(store, journal: Journal, key: Key) -> Journal:
         buffer = np.empty((stop - start, *header.shape[1:]), dtype=np.dtype(header.dtype))
         record = journal.pending_undo(buffer)
         if record is not None:
+            _prepare_writes(store)
+            journal.release(RESERVE_WINDOW)
             _write_back(store, start, stop, buffer)
+            try:
+                journal.hold(RESERVE_WINDOW)
+            except JournalError as error:
+                raise InPlaceRunStopped(f"{error.strerror}; the store is consistent: free "
+                                        "space and run the unmix again") from None
     rollback = replace(header, operation="unmix", windows=committed, rollback=True)
     try:
         replacement = Journal.create(journal.path, rollback,
@@ -704,6 +733,14 @@ def _sync(store) -> None:
     """Flush HDF5's caches to the file and the file to the disk."""
     store.file.flush()
     fsync_path(store.path)
+
+
+def _prepare_writes(store) -> None:
+    """Make an open store safe to rewrite (see the module notes); before its first write."""
+    hold_metadata(store.file)
+    if is_filtered(store.images):
+        _check_chunk_index(store.path, store.images)
+        raise_eoa(store.file, store.images)
 
 
 def _check_chunk_index(source: str, dataset) -> None:
@@ -895,15 +932,13 @@ def _run(source, store, journal, key, progress, backend, resumed, memory) -> Sto
     step = chunk_length(images)
     aligned = all(start % step == 0 for start, _ in windows)
     filtered = is_filtered(images)
-    hold_metadata(store.file)
     committed = journal.committed
     threads = codec_threads()
     piece = piece_images(store, memory, threads)
     tune_allocator()
+    _prepare_writes(store)
     with ThreadPoolExecutor(threads, thread_name_prefix="fastmix-codec") as pool:
         if filtered:
-            _check_chunk_index(source, images)
-            raise_eoa(store.file, images)
             inner = _ChunkFlushingWriter(images, pool, threads, lambda: _sync(store), aligned)
         else:
             inner = WindowWriter(images, pool, threads, raw=aligned)
