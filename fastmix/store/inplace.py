@@ -845,7 +845,14 @@ class _UndoJournalingReader:
             record = self.journal.pending_undo(buffer)
             if record is not None and (record.start, record.stop) == (start, stop):
                 return buffer[:stop - start]
-        images = self.inner.read(start, stop, buffer)
+        try:
+            images = self.inner.read(start, stop, buffer)
+        except BadInputError as error:  # damaged since the run read every chunk first
+            raise BadInputError(
+                f"{error}; window {index} was not touched, the windows before it are done "
+                f"and the store is pending: repair the chunk and {hint('resume_again')}, or "
+                "(a reversible mix) put the done windows back with an in-place unmix"
+            ) from None
         # Slot index % 2 holds window index - 2's input until that window is committed.
         self.commits.wait_for(index - 1)
         try:
