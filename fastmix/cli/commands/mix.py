@@ -77,7 +77,8 @@ def add_store_options(group) -> None:
                        help="rewrite SRC itself, crash-safe (no DST)")
     group.add_argument("--resume", action="store_true",
                        help="with --in-place: finish an interrupted run with the spec and "
-                            "window it recorded (other mixing flags are refused); on a "
+                            "window its journal recorded (other mixing flags are refused; "
+                            "with no journal, give the original mixing flags); on a "
                             "cluster: finish an interrupted run into DST from its done "
                             "windows or completed shards")
     group.add_argument("--overwrite", action="store_true",
