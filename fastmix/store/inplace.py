@@ -370,9 +370,9 @@ def _is_rollback(operation: str, journal: Journal) -> bool:
 
 def _nothing_recorded(source: str) -> str:
     return (f"no interrupted in-place run is recorded for store {source!r} (it has no "
-            f"journal {journal_path(source)!r}), so --resume cannot know its options; "
-            "nothing was changed. Run again with the original mixing options (for example "
-            "--privacy fast), with or without --resume")
+            f"journal {journal_path(source)!r}), so a resume cannot know its options and "
+            "takes no default in their place; nothing was changed. Run again with the "
+            f"original mixing options (for example {hint('reversible_preset')})")
 
 
 def _open_journal(source: str) -> Journal | None:
@@ -456,7 +456,8 @@ def _one_way_why(spec: MixSpec) -> str:
     if spec.mode != "permute":
         return f"{spec.mode} mode"
     return " and ".join(name for name, used in (("jitter", spec.jitter is not None),
-                                                 ("seam blur", spec.seam_blur != 0)) if used)
+                                                 ("seam blur", spec.seam_blur != 0))
+                        if used) or "it cannot be unmixed"
 
 
 def _refuse_unreadable(source: str, dataset, header: RunHeader, first: int, stop: int, *,

@@ -441,9 +441,11 @@ class Journal:
             raise JournalDamaged(self.path, "no valid state slot")
         self._sequence, committed, ready = found
         self._state = (committed, ready)
+        if self.header.window < 1 or self.header.count < 0:
+            raise JournalDamaged(self.path, f"a window of {self.header.window} images")
         windows = self.header.window_ranges()
         if not committed <= ready <= min(committed + 2, len(windows)) or \
-                len(windows) != self.header.windows or self.header.window < 1:
+                len(windows) != self.header.windows:
             raise JournalDamaged(self.path, f"an impossible state: {committed} windows "
                                             f"committed, {ready} undo records ready, of "
                                             f"{self.header.windows}")
