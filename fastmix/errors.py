@@ -24,6 +24,8 @@ HINTS: dict[str, tuple[str, str]] = {
                         "finish it with --in-place --resume"),
     "not_strict": ("pass strict=False", "drop --strict"),
     "follow_symlinks": ("pass follow_symlinks=True", "pass --follow-symlinks"),
+    "one_way": ("pass one_way=True", "pass --one-way"),
+    "reversible_preset": ("spec=MixSpec.preset('fast')", "--privacy fast"),
     "new_key": ("make one with Key.generate() and Key.save(path)",
                 "make one with fastmix mix --new-key"),
     "images_name": ("name it with images=NAME", "name it with --images NAME"),

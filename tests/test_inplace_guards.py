@@ -334,7 +334,7 @@ def test_journal_detects_torn_records_and_torn_commits(tmp_path):
     header = RunHeader(operation="mix", images="/images", labels="labels", spec=SPEC,
                        window=64, count=640, windows=10, key_check=KEY.check_value,
                        unpartnered=0, paired=0, shape=(640, 8, 8), dtype="|u1")
-    journal = Journal.create(path, header, max_payload=10_000)
+    journal = Journal.create(path, header, max_payload=10_000, key=KEY)
     reopened = Journal.open(path)
     assert reopened.header == replace(header, max_payload=10_000)
     reopened.close()
@@ -377,7 +377,7 @@ def test_journal_detects_torn_records_and_torn_commits(tmp_path):
         Journal.open(path)
     # A torn header before any record: the journal was never used.
     fresh = str(tmp_path / "fresh")
-    Journal.create(fresh, header, max_payload=10_000).close()
+    Journal.create(fresh, header, max_payload=10_000, key=KEY).close()
     with open(fresh, "r+b") as handle:
         handle.seek(20)
         handle.write(b"#")

@@ -48,7 +48,7 @@ The entry points live in :mod:`fastmix.store.engine`, above both engines: new-fi
 in_place=True)`` and ``unmix_store(..., in_place=True)``) calls
 ``fastmix.store.inplace.run_in_place(operation, src, **options)`` with ``operation`` "mix"
 (options: spec, key, memory, window, images, labels, progress, resume, force, strict,
-backend) or "unmix" (options: key, memory, images, progress, resume, backend); it returns a
+backend, one_way) or "unmix" (options: key, memory, images, progress, resume, backend); it returns a
 :class:`StoreReport`. A resumed run uses the spec and window of its journal (``spec=None``,
 ``window=None``); others are refused. New-file mode and every reader (``open_store``
 without ``writable`` or ``interrupted=True``) refuse a store whose images dataset carries

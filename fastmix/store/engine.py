@@ -47,7 +47,8 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
               progress: bool = True, in_place: bool = False, resume: bool = False,
               force: bool = False, overwrite: bool = False, strict: bool = False,
               backend: str = "cpu", threads: int | None = None,
-              raw_chunks: bool = True, client=None, shards: bool = False) -> StoreReport:
+              raw_chunks: bool = True, client=None, shards: bool = False,
+              one_way: bool = False) -> StoreReport:
     """Mix an HDF5 image store window by window, within a memory budget.
 
     Parameters
@@ -59,7 +60,7 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     spec : MixSpec, optional
         Mixing parameters (default ``MixSpec()``). When ``resume`` finishes an interrupted
         in-place run, the default is the spec recorded in its journal, and another spec is
-        refused.
+        refused; a ``resume`` that finds no recorded run needs the original spec.
     key : Key
         The secret key. Only its check value is stored.
     memory : int or str
@@ -94,6 +95,10 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     shards : bool
         With ``client``: each worker writes its windows into shard files in ``DST.shards/``
         and ``dst`` holds an HDF5 virtual dataset joining them (no single writer).
+    one_way : bool
+        In place: consent to a one-way spec (paper mode, jitter or seam blur), which
+        replaces the store's originals for good; refused without it. Ignored for a new
+        file (the source is never altered).
 
     Returns
     -------
@@ -112,7 +117,7 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
         # spec=None: a resumed run uses the journal's spec, a fresh one MixSpec().
         return run_in_place("mix", src, spec=spec, key=key, memory=memory, window=window,
                             images=images, labels=labels, progress=progress, resume=resume,
-                            force=force, strict=strict, backend=backend)
+                            force=force, strict=strict, backend=backend, one_way=one_way)
     spec = MixSpec() if spec is None else spec
     source = os.fspath(src)
     store = open_store(source, images, labels, rdcc_nbytes=1 << 20)

@@ -2,17 +2,36 @@ r"""The undo journal of an in-place run: ``STORE.fastmix-journal`` beside the st
 
 Layout (all integers little-endian)::
 
-    [0, 4096)        header: magic, JSON of the run (a :class:`RunHeader`: operation, spec,
-                     windows, key check value), BLAKE2b digest. Written once and fsynced
-                     before the store is touched.
+    [0, 4096)        header: magic ``FMXJRNL1``, uint32 length of the JSON that follows,
+                     the JSON of the run (a :class:`RunHeader`: operation, spec, window,
+                     windows, images and labels names, shape, dtype, key check value, run
+                     identifier, reserve sizes; keys sorted), the 32-byte MAC
+                     ``Key.mac("journal", json)`` under the run's key, and a 16-byte BLAKE2b
+                     digest of JSON + MAC (a torn write, found without the key). Written
+                     once and fsynced, with its folder, before the first byte of the store
+                     changes (the store is not even opened for writing before).
     [4096, 4608)     state slot 0 \  the run's state: a sequence number, the windows
     [4608, 5120)     state slot 1 /  committed to the store, and the undo records proven
                                      durable ("ready"); both slots hold the same state,
                                      written by one write, so that a torn write or one
                                      damaged slot leaves the other valid.
-    [8192, ...)      two undo record slots, window k in slot k % 2: window index, start,
+    [8192, R)        two undo record slots, window k in slot k % 2: window index, start,
                      stop, payload length, the window's input bytes, CRC-32 of each 4 MiB
                      segment, BLAKE2b digest of the rest (written last).
+    [R, end)         the disk-space reserve: three parts (marking, finishing, one window's
+                     growth), each ``reserve[i]`` bytes, allocated with ``posix_fallocate``
+                     when the journal is made. The in-place engine punches a part out of the
+                     file (``fallocate(PUNCH_HOLE)``, the file keeps its length) just before
+                     HDF5 writes metadata or moves compressed chunks, so that HDF5 finds the
+                     room it needs on a full disk, and allocates it again afterwards (where
+                     that fails the run stops between two windows, consistent and
+                     resumable). A full disk therefore never interrupts HDF5 in the middle of
+                     a flush, which would leave its metadata unreadable.
+
+The MAC binds the header to the key: a resume first checks the key check value (a wrong key
+is named as such), then the MAC; an edited header (another spec, window, dataset or run) is
+refused, so a resume never runs with options the original run did not record. A journal
+without a header that verifies is never used to start or change a run.
 
 Protocol for window ``k`` (see :mod:`fastmix.store.inplace`): read window k from the store
 and write its undo record, fsync; record ``ready = k + 1`` in the state slots, fsync; only
@@ -42,8 +61,11 @@ part of it is written. Only this module reads it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import functools
 import hashlib
+import hmac
 import json
 import os
 import struct
@@ -53,13 +75,15 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, WrongKeyError
+from fastmix.keys import Key
 from fastmix.plan.windows import fixed_windows
 from fastmix.spec import MixSpec
 from fastmix.store.durable import fsync_folder_of
 
-#: Version of the header's fields; a journal of another version is refused.
-JOURNAL_FORMAT = 2
+#: Version of the header's fields; a journal of another version is refused. 3 adds the
+#: header's MAC, the disk-space reserve and ``rollback``.
+JOURNAL_FORMAT = 3
 JOURNAL_SUFFIX = ".fastmix-journal"
 #: Suffix (after the journal's name) of a journal being created.
 PARTIAL_SUFFIX = ".partial"
@@ -72,6 +96,9 @@ _HEADER_SIZE = 4096
 _SLOT_OFFSETS = (4096, 4608)
 _RECORDS_OFFSET = 8192
 _DIGEST = 16
+_MAC = 32
+#: The parts of the disk-space reserve, in file order.
+RESERVE_MARK, RESERVE_FINISH, RESERVE_WINDOW = 0, 1, 2
 _SEGMENT = 4 << 20
 _COMMIT = struct.Struct("<4sQQQ")  # magic, sequence, committed, ready
 _SLOT_BYTES = 512
@@ -94,8 +121,12 @@ class JournalDamaged(BadInputError):
 
 
 def journal_path(store_path: str | os.PathLike) -> str:
-    """Return the journal file of ``store_path``."""
-    return os.fspath(store_path) + JOURNAL_SUFFIX
+    """Return the journal file of ``store_path``: beside the file a symbolic link names.
+
+    Every name of a store through symbolic links gives the same journal (and lock), so a
+    run through a link finds the journal of a run through the file's own name.
+    """
+    return os.path.realpath(os.fspath(store_path)) + JOURNAL_SUFFIX
 
 
 def _digest(*parts) -> bytes:
@@ -147,6 +178,11 @@ class RunHeader:
     run : str
         A random identifier of this run, also recorded on the store while it runs: a
         journal of another run is refused.
+    reserve : tuple of int
+        Bytes of the three parts of the disk-space reserve (set by :meth:`Journal.create`).
+    rollback : bool
+        An unmix that puts back the ``windows`` windows an interrupted mix had done (its
+        windows are the first ``windows`` of the mix's, with the mix's indices).
     """
 
     operation: str
@@ -164,6 +200,8 @@ class RunHeader:
     max_payload: int = 0
     format: int = JOURNAL_FORMAT
     run: str = ""
+    reserve: tuple[int, int, int] = (0, 0, 0)
+    rollback: bool = False
 
     @property
     def image_bytes(self) -> int:
@@ -172,13 +210,13 @@ class RunHeader:
 
     def window_ranges(self) -> list[tuple[int, int]]:
         """Return the run's windows ``[(start, stop), ...]``; the position is the window index."""
-        return fixed_windows(self.count, self.window)
+        return fixed_windows(self.count, self.window)[:self.windows]
 
     def to_json(self) -> bytes:
         """Return the header as canonical JSON (the spec as :meth:`MixSpec.to_dict`)."""
         values = {field.name: getattr(self, field.name) for field in fields(self)}
         values.update(spec=self.spec.to_dict(), shape=list(self.shape),
-                      plan_rule=self.spec.plan_rule)
+                      reserve=list(self.reserve), plan_rule=self.spec.plan_rule)
         return json.dumps(values, sort_keys=True).encode()
 
     @classmethod
@@ -201,6 +239,9 @@ class RunHeader:
             rule = int(values.pop("plan_rule", 1))
             values["spec"] = MixSpec.from_dict(values["spec"]).with_plan_rule(rule)
             values["shape"] = tuple(int(size) for size in values["shape"])
+            values["reserve"] = tuple(int(size) for size in values["reserve"])
+            if len(values["reserve"]) != 3 or min(values["reserve"]) < 0:
+                raise ValueError("reserve")
             return cls(**values)
         except (ValueError, TypeError, KeyError, BadInputError):
             raise refused from None
@@ -219,10 +260,13 @@ class UndoRecord:
 class Journal:
     """An open journal file. Create with :meth:`create`, reopen with :meth:`open`."""
 
-    def __init__(self, path: str, descriptor: int, header: RunHeader):
+    def __init__(self, path: str, descriptor: int, header: RunHeader, mac: str = "",
+                 text: bytes = b""):
         self.path = path
         self.descriptor = descriptor
         self.header = header
+        self.mac = mac
+        self.text = text  # the header's JSON as written, which the MAC covers
         self._sequence = 0
         self._state = (0, 0)  # (committed, ready), as last written
         self._lock = threading.Lock()
@@ -231,26 +275,91 @@ class Journal:
     @property
     def size(self) -> int:
         """The journal's full, preallocated length in bytes."""
-        return _RECORDS_OFFSET + 2 * self.slot_size
+        return self._reserve_offset(len(self.header.reserve))
+
+    def _reserve_offset(self, part: int) -> int:
+        return _RECORDS_OFFSET + 2 * self.slot_size + sum(self.header.reserve[:part])
+
+    def verify(self, key: Key) -> None:
+        """Refuse this journal unless its header was written with ``key`` and not edited since.
+
+        Raises
+        ------
+        WrongKeyError
+            When the header's key check value is not ``key``'s.
+        JournalDamaged
+            When its MAC does not verify: the header was edited (or damaged) after it was
+            written, so nothing it records can be trusted.
+        """
+        if not hmac.compare_digest(key.check_value, self.header.key_check):
+            raise WrongKeyError(
+                "wrong key: the interrupted run used another key (its check value differs); "
+                "resume with the key file it was started with"
+            )
+        if not key.verify_mac(self.mac, "journal", self.text):
+            raise JournalDamaged(self.path, "its header does not verify under the run's key: "
+                                            "it was edited or damaged")
+
+    # -- the disk-space reserve -----------------------------------------------------------
+
+    def release(self, part: int) -> None:
+        """Give part ``part`` of the reserve back to the file system (the file keeps its length).
+
+        Called just before HDF5 writes what needs new room in the store. Does nothing where
+        the file system cannot punch holes (the reserve is then only checked at creation).
+        """
+        size = self.header.reserve[part]
+        if size and _punch_hole(self.descriptor, self._reserve_offset(part), size):
+            os.fsync(self.descriptor)  # some file systems free blocks only once it is durable
+
+    def hold(self, part: int) -> None:
+        """Allocate part ``part`` of the reserve again.
+
+        Raises
+        ------
+        JournalError
+            When the disk has no room for it (the caller stops between two windows).
+        """
+        size = self.header.reserve[part]
+        if not size:
+            return
+        try:
+            os.posix_fallocate(self.descriptor, self._reserve_offset(part), size)
+        except OSError as error:
+            if error.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return
+            raise JournalError(
+                error.errno, f"cannot hold {size:,} bytes of disk space in the journal "
+                f"{self.path!r} ({_describe(error)})"
+            ) from None
 
     # -- creation and opening -------------------------------------------------------------
 
     @classmethod
-    def create(cls, path: str, header: RunHeader, max_payload: int) -> Journal:
+    def create(cls, path: str, header: RunHeader, max_payload: int, key: Key,
+               reserve: tuple[int, int, int] = (0, 0, 0), replace_existing: bool = False
+               ) -> Journal:
         """Create a new journal holding ``header`` and two records of ``max_payload`` bytes.
+
+        The header is bound to ``key`` by its MAC. ``reserve`` sizes the three parts of the
+        disk-space reserve (see the module notes). With ``replace_existing``, the new journal
+        atomically replaces the one at ``path`` once it is durable (a rollback takes over the
+        journal of the run it undoes); otherwise an existing journal is an error.
 
         Raises
         ------
         JournalError
             When the file cannot be created or the disk has no room for it; nothing is left.
         """
-        header = replace(header, max_payload=int(max_payload))
+        header = replace(header, max_payload=int(max_payload),
+                         reserve=tuple(int(size) for size in reserve))
         text = header.to_json()
-        block = _HEADER_MAGIC + struct.pack("<I", len(text)) + text + _digest(text)
+        mac = key.mac("journal", text)
+        body = text + bytes.fromhex(mac)
+        block = _HEADER_MAGIC + struct.pack("<I", len(text)) + body + _digest(body)
         if len(block) > _HEADER_SIZE:
             raise ValueError("journal header too large")
-        size = _RECORDS_OFFSET + 2 * _slot_size(max_payload)
-        if os.path.lexists(path):
+        if os.path.lexists(path) and not replace_existing:
             raise JournalError(errno.EEXIST, f"journal {path!r} already exists")
         # Built under another name and renamed once complete: a run killed while it creates
         # the journal leaves no journal (only a partial file, which the next run replaces),
@@ -265,7 +374,8 @@ class Journal:
             raise JournalError(
                 error.errno, f"cannot create the journal {path!r} ({_describe(error)})"
             ) from None
-        journal = cls(path, descriptor, header)
+        journal = cls(path, descriptor, header, mac, text)
+        size = journal.size
         try:
             try:
                 os.posix_fallocate(descriptor, 0, size)
@@ -279,7 +389,7 @@ class Journal:
             fsync_folder_of(path)
         except OSError as error:
             os.close(descriptor)
-            for leftover in (partial, path):
+            for leftover in (partial,) if replace_existing else (partial, path):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(leftover)
             raise JournalError(
@@ -304,8 +414,8 @@ class Journal:
         """
         descriptor = os.open(path, os.O_RDWR)
         try:
-            header = _read_header(descriptor, path)
-            if header is None:
+            found = _read_header(descriptor, path)
+            if found is None:
                 # Creation preallocates the file before it writes the header.
                 if os.fstat(descriptor).st_size <= _RECORDS_OFFSET or \
                         _records_written(descriptor):
@@ -313,7 +423,7 @@ class Journal:
                                                "used or cut short")
                 os.close(descriptor)
                 return None
-            journal = cls(path, descriptor, header)
+            journal = cls(path, descriptor, *found)
             journal._prove()
         except BaseException:
             os.close(descriptor)
@@ -331,6 +441,8 @@ class Journal:
             raise JournalDamaged(self.path, "no valid state slot")
         self._sequence, committed, ready = found
         self._state = (committed, ready)
+        if self.header.window < 1 or self.header.count < 0:
+            raise JournalDamaged(self.path, f"a window of {self.header.window} images")
         windows = self.header.window_ranges()
         if not committed <= ready <= min(committed + 2, len(windows)) or \
                 len(windows) != self.header.windows:
@@ -541,20 +653,55 @@ def read_journal_header(path: str | os.PathLike) -> RunHeader | None:
     except FileNotFoundError:
         return None
     try:
-        return _read_header(descriptor, os.fspath(path))
+        found = _read_header(descriptor, os.fspath(path))
     finally:
         os.close(descriptor)
+    return None if found is None else found[0]
 
 
-def _read_header(descriptor: int, path: str) -> RunHeader | None:
+def _read_header(descriptor: int, path: str) -> tuple[RunHeader, str, bytes] | None:
+    """Return the header, its MAC (hex) and its JSON, or ``None`` for a torn header."""
     head = os.pread(descriptor, _HEADER_SIZE, 0)
     if head[:8] != _HEADER_MAGIC or len(head) < 12:
         return None
     (length,) = struct.unpack_from("<I", head, 8)
-    text = head[12:12 + length]
-    if len(text) != length or head[12 + length:12 + length + _DIGEST] != _digest(text):
+    body = head[12:12 + length + _MAC]
+    if len(body) != length + _MAC or \
+            head[12 + len(body):12 + len(body) + _DIGEST] != _digest(body):
+        # A header of format 2 had no MAC: say "another version" rather than "torn".
+        text = head[12:12 + length]
+        if len(text) == length and head[12 + length:12 + length + _DIGEST] == _digest(text):
+            RunHeader.from_json(text, path)  # raises: another format
         return None
-    return RunHeader.from_json(text, path)
+    text = body[:length]
+    return RunHeader.from_json(text, path), body[length:].hex(), text
+
+
+def _punch_hole(descriptor: int, offset: int, length: int) -> bool:
+    """Free ``[offset, offset + length)`` of a file, keeping its length; ``False``: unsupported."""
+    function = _fallocate()
+    if function is None:
+        return False
+    if function(descriptor, _PUNCH_HOLE | _KEEP_SIZE, offset, length) == 0:
+        return True
+    number = ctypes.get_errno()
+    if number in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(number, os.strerror(number))
+
+
+_PUNCH_HOLE, _KEEP_SIZE = 0x02, 0x01
+
+
+@functools.cache
+def _fallocate():
+    try:
+        function = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    function.restype = ctypes.c_int
+    return function
 
 
 def _write_all(descriptor: int, data, offset: int) -> None:

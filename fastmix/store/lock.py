@@ -21,8 +21,11 @@ LOCK_SUFFIX = ".fastmix-lock"
 
 
 def lock_path(store_path: str | os.PathLike) -> str:
-    """Return the lock file of ``store_path``."""
-    return os.fspath(store_path) + LOCK_SUFFIX
+    """Return the lock file of ``store_path`` (beside the file a symbolic link names).
+
+    Two runs through two names of one store (the file and a link to it) take the same lock.
+    """
+    return os.path.realpath(os.fspath(store_path)) + LOCK_SUFFIX
 
 
 def _pid_alive(pid: int) -> bool:
@@ -89,8 +92,15 @@ class StoreLock:
                 self.took_over = _owner(descriptor)
             record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                  "started": time.time()}).encode()
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, record, 0)
+            try:
+                os.ftruncate(descriptor, 0)
+                os.pwrite(descriptor, record, 0)
+            except OSError as error:  # a full disk: leave no lock file behind
+                os.unlink(self.path)
+                os.close(descriptor)
+                raise OSError(error.errno, f"cannot write the lock file {self.path!r} "
+                                           f"({error.strerror}); the store was not "
+                                           "changed") from None
             self.descriptor = descriptor
             return self
         raise BadInputError(f"cannot take the lock {self.path!r}: it keeps changing; "

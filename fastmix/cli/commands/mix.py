@@ -41,6 +41,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_labels_argument(files)
     files.add_argument("--force", action="store_true",
                        help="mix a store that already carries a fastmix record")
+    files.add_argument("--one-way", action="store_true",
+                       help="with --in-place: accept a one-way mix (the default preset, "
+                            "--mode paper, jitter or seam blur), which replaces SRC's "
+                            "originals for good; without it such a run is refused (--privacy "
+                            "fast mixes reversibly: unmix --in-place restores SRC)")
     files.add_argument("--audit", action="store_true",
                        help="after a new-file mix, audit a sample of SRC against DST with the "
                             "key (restoration attack) and print the verdict; a weak or "
@@ -72,7 +77,8 @@ def add_store_options(group) -> None:
                        help="rewrite SRC itself, crash-safe (no DST)")
     group.add_argument("--resume", action="store_true",
                        help="with --in-place: finish an interrupted run with the spec and "
-                            "window it recorded (other mixing flags are refused); on a "
+                            "window its journal recorded (other mixing flags are refused; "
+                            "with no journal, give the original mixing flags); on a "
                             "cluster: finish an interrupted run into DST from its done "
                             "windows or completed shards")
     group.add_argument("--overwrite", action="store_true",
@@ -207,14 +213,18 @@ def run(args: argparse.Namespace) -> int:
                 memory=memory, window=window, images=args.images, labels=args.labels,
                 progress=not args.quiet, in_place=args.in_place, resume=args.resume,
                 force=args.force, overwrite=args.overwrite, strict=args.strict,
-                client=client, shards=args.shards, backend=args.backend)
+                client=client, shards=args.shards, backend=args.backend,
+                one_way=args.one_way)
     except BaseException as error:
-        # Bad input changes nothing and a failed new-file run leaves nothing behind, so a key
-        # made for either is of no use. Any other failure of an in-place run may leave it
-        # pending, and resuming it needs the key.
-        # A cluster run keeps its done windows for --resume, which needs the key too.
-        if args.new_key and (not (args.in_place or on_cluster(args))
-                             or isinstance(error, BadInputError)):
+        # A key that may have mixed a byte is never deleted: an in-place run that had begun
+        # to change its store (it made its journal first) needs it to resume or unmix. Bad
+        # input of a run that changed nothing, and a failed new-file run (it leaves nothing
+        # behind), make a key of no use. A cluster run keeps its done windows for --resume,
+        # which needs the key too.
+        from fastmix.store.inplace import store_was_changed
+
+        if args.new_key and not store_was_changed(error) and (
+                not on_cluster(args) or isinstance(error, BadInputError)):
             os.unlink(args.key_file)
         raise
     if recorded:
@@ -249,19 +259,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def resumes_recorded_spec(args: argparse.Namespace) -> bool:
-    """Whether this run resumes a pending in-place mix with the spec its journal recorded.
+    """Whether this run resumes an in-place mix with the spec its journal recorded.
 
-    ``--in-place --resume`` with no mixing flag over a pending run: the run finishes with
-    the recorded spec and window, whatever ``--privacy`` defaults to. Mixing flags given
+    ``--in-place --resume`` with no mixing flag: the run finishes with the recorded spec and
+    window, whatever ``--privacy`` defaults to; with nothing recorded it is refused and asks
+    for the original options (never the default preset in their place). Mixing flags given
     explicitly are passed on, and the run refuses them unless they give the recorded spec.
     """
     if not (args.in_place and args.resume):
         return False
-    if any(getattr(args, name, None) is not None for name in SPEC_FLAGS):
-        return False
-    from fastmix.store.inplace import pending_run
-
-    return pending_run(args.source) is not None
+    return not any(getattr(args, name, None) is not None for name in SPEC_FLAGS)
 
 
 def check_audit(args: argparse.Namespace) -> None:

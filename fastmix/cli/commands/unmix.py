@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 
 NAME = "unmix"
-HELP = "restore a store mixed in permute mode, with its key (into a new file or in place)"
+HELP = ("restore a store mixed in permute mode, with its key (into a new file or in place; in "
+        "place it also undoes an interrupted in-place mix)")
 ORDER = 20
 #: Shown under "examples" in ``fastmix unmix --help``.
 EXAMPLES = """\
 fastmix unmix train-mixed.h5 restored.h5 --key-file secret.key
+fastmix unmix train.h5 --in-place --key-file secret.key
 """
 
 
