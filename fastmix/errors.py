@@ -25,6 +25,7 @@ HINTS: dict[str, tuple[str, str]] = {
     "not_strict": ("pass strict=False", "drop --strict"),
     "follow_symlinks": ("pass follow_symlinks=True", "pass --follow-symlinks"),
     "one_way": ("pass one_way=True", "pass --one-way"),
+    "trust_unsealed": ("pass trust_unsealed=True", "pass --trust-unsealed"),
     "reversible_preset": ("spec=MixSpec.preset('fast')", "--privacy fast"),
     "new_key": ("make one with Key.generate() and Key.save(path)",
                 "make one with fastmix mix --new-key"),

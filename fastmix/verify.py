@@ -79,7 +79,7 @@ class _Mismatch(Exception):
 
 def verify_stores(original: str | os.PathLike, mixed: str | os.PathLike, key: Key | None = None,
                   *, images: str = "images", labels: str | None = None,
-                  progress: bool = False) -> VerifyResult:
+                  progress: bool = False, trust_unsealed: bool = False) -> VerifyResult:
     """Check that ``mixed`` is a valid mixing of ``original`` in its recorded mode.
 
     Parameters
@@ -96,6 +96,8 @@ def verify_stores(original: str | os.PathLike, mixed: str | os.PathLike, key: Ke
         Name of the labels dataset; default: the name recorded with the mixed store.
     progress : bool
         Show a progress bar on a terminal.
+    trust_unsealed : bool
+        With ``key``: accept a record without a MAC (an older fastmix), with a warning.
 
     Returns
     -------
@@ -125,7 +127,7 @@ def verify_stores(original: str | os.PathLike, mixed: str | os.PathLike, key: Ke
                 "before mixing first: fastmix verify ORIGINAL MIXED"
             )
         if key is not None:
-            _check_key(mixed_probe.images, record, key, mixed)
+            _check_key(mixed_probe.images, record, key, mixed, trust_unsealed)
     labels = labels or record.labels or "labels"
     if key is None and record.spec.hardened:
         raise BadInputError(
@@ -178,14 +180,15 @@ def _read_record(dataset, path: str):
     return record
 
 
-def _check_key(dataset, record, key: Key, path: str) -> None:
+def _check_key(dataset, record, key: Key, path: str, trust_unsealed: bool) -> None:
     """Check the key's check value, then the record's MAC under the key."""
     from fastmix.store.metadata import check_key_and_record
 
     wrong_key = WrongKeyError(
         f"wrong key for {path!r}: its check value {key.check_value} does not match the "
         f"store's {record.key_check}; use the key file the store was mixed with")
-    check_key_and_record(dataset, path, key, record.key_check, wrong_key, stacklevel=4)
+    check_key_and_record(dataset, path, key, record.key_check, wrong_key,
+                         trust_unsealed=trust_unsealed, stacklevel=4)
 
 
 def _check_alike(before, after) -> None:

@@ -94,12 +94,15 @@ def make_0_1_0_store(tmp_path, name):
 @pytest.mark.parametrize("name", ["permute-default", "permute-d3-p1", "orient-flip"])
 def test_a_0_1_0_store_unmixes_bit_for_bit(tmp_path, name):
     images, old = make_0_1_0_store(tmp_path, name)
+    with pytest.raises(fastmix.BadInputError, match=r"no record MAC.*trust_unsealed=True"):
+        fastmix.unmix_store(old, tmp_path / "refused.h5", key=KEY, progress=False)
     with pytest.warns(fastmix.FastmixWarning, match="no record MAC"):
-        fastmix.unmix_store(old, tmp_path / "back.h5", key=KEY, progress=False)
+        fastmix.unmix_store(old, tmp_path / "back.h5", key=KEY, progress=False,
+                            trust_unsealed=True)
     with h5py.File(tmp_path / "back.h5") as file:
         assert np.array_equal(file["images"][()], images)
     with pytest.warns(fastmix.FastmixWarning, match="no record MAC"):
-        fastmix.unmix_store(old, key=KEY, in_place=True, progress=False)
+        fastmix.unmix_store(old, key=KEY, in_place=True, progress=False, trust_unsealed=True)
     with h5py.File(old) as file:
         assert np.array_equal(file["images"][()], images)
 

@@ -256,18 +256,29 @@ def test_an_attribute_added_and_sealed_again_unmixes(stores, tmp_path):
     np.testing.assert_array_equal(read_images(tmp_path / "out.h5"), images)
 
 
-def test_a_store_without_a_mac_still_unmixes_with_a_warning(stores, tmp_path, capsys):
-    """A store of an older fastmix (no MAC) cannot be verified: a warning, then the unmix."""
+def test_a_store_without_a_mac_is_refused_unless_trusted(stores, tmp_path, capsys):
+    """A record without a MAC (an older fastmix's, or one deleted) is refused unless trusted.
+
+    It cannot be told from an edited one: refused by default, unmixed with a warning only when
+    the caller trusts it.
+    """
     _, mixed, _, images, _ = stores
     store = copy_of(mixed, tmp_path)
     with h5py.File(store, "r+") as file:
         del file["images"].attrs["fastmix_record_mac"]
-    with pytest.warns(FastmixWarning, match="no record MAC"):
-        unmix_store(store, tmp_path / "out.h5", key=KEY, progress=False)
-    np.testing.assert_array_equal(read_images(tmp_path / "out.h5"), images)
+    before = store.read_bytes()
+    with pytest.raises(BadInputError, match=r"no record MAC.*trust_unsealed=True"):
+        unmix_store(store, tmp_path / "refused.h5", key=KEY, progress=False)
     KEY.save(tmp_path / "key")
-    status, _, err = cli(capsys, "unmix", store, tmp_path / "cli.h5", "--key-file",
+    status, _, err = cli(capsys, "unmix", store, tmp_path / "refused.h5", "--key-file",
                          tmp_path / "key", "--quiet")
+    assert status == 2 and "--trust-unsealed" in err and len(err.strip().splitlines()) == 1
+    assert store.read_bytes() == before and not (tmp_path / "refused.h5").exists()
+    with pytest.warns(FastmixWarning, match="no record MAC"):
+        unmix_store(store, tmp_path / "out.h5", key=KEY, progress=False, trust_unsealed=True)
+    np.testing.assert_array_equal(read_images(tmp_path / "out.h5"), images)
+    status, _, err = cli(capsys, "unmix", store, tmp_path / "cli.h5", "--key-file",
+                         tmp_path / "key", "--quiet", "--trust-unsealed")
     assert status == 0, err
     assert err.count("no record MAC") == 1
     np.testing.assert_array_equal(read_images(tmp_path / "cli.h5"), images)

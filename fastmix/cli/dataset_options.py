@@ -1,7 +1,9 @@
-"""The ``--images`` and ``--labels`` options: which datasets of a store a command reads.
+"""The options that say how a command reads a store.
 
-Commands that read the labels' name from a store's fastmix record (``info``, ``verify``,
-``audit``) add their own ``--labels``, with no default.
+``--images`` and ``--labels`` name its datasets; ``--trust-unsealed`` lets the commands that
+trust a mixed store's record (``unmix``, ``verify``) use one that carries no MAC. Commands that
+read the labels' name from a store's fastmix record (``info``, ``verify``, ``audit``) add their
+own ``--labels``, with no default.
 """
 
 from __future__ import annotations
@@ -17,3 +19,11 @@ def add_labels_argument(group) -> None:
     """Add ``--labels NAME`` (default ``labels``) to ``group`` (a parser or an argument group)."""
     group.add_argument("--labels", default="labels", metavar="NAME",
                        help="labels dataset; default 'labels'")
+
+
+def add_trust_unsealed_argument(group) -> None:
+    """Add ``--trust-unsealed``: use a record that carries no MAC (an older fastmix's)."""
+    group.add_argument("--trust-unsealed", action="store_true",
+                       help="accept a mixed store whose record carries no MAC (mixed by "
+                            "fastmix 0.2 or older), with a warning; an edit of such a record "
+                            "cannot be detected")

@@ -139,16 +139,24 @@ def _check_exportable(dataset, path: str, image_format: str) -> None:
     if image_format == "jpeg":
         if dtype == np.uint8 and channels in (1, 3):
             return
+        layout = _layout_note(shape)
         raise BadInputError(
-            f"images in {path!r} are {dtype} with {channels} channel(s); JPEG export supports "
-            "uint8 grey or RGB. Use --format png")
+            f"images in {path!r} are {dtype} with {channels} channel(s){layout}; JPEG export "
+            "supports uint8 grey or RGB. Use --format png")
     if dtype == np.uint8 and channels in (1, 3, 4):
         return
     if dtype == np.uint16 and channels == 1:
         return
     raise BadInputError(
-        f"images in {path!r} are {dtype} with {channels} channel(s); PNG export supports uint8 "
-        "grey, RGB or RGBA and uint16 grey. Convert the store first")
+        f"images in {path!r} are {dtype} with {channels} channel(s){_layout_note(shape)}; PNG "
+        "export supports uint8 grey, RGB or RGBA and uint16 grey. Convert the store first")
+
+
+def _layout_note(shape: tuple[int, ...]) -> str:
+    from fastmix.store.access import channels_first_note
+
+    note = channels_first_note(shape)
+    return f" (the store{note})" if note else ""
 
 
 def _marker_text() -> str:
@@ -354,7 +362,8 @@ def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
     real = _check_directory(directory, os.fspath(store), overwrite)
     # Whole chunks are read, each once: with a chunk cache smaller than a chunk, HDF5 reads
     # them straight into the window instead of through its cache (half the CPU, measured).
-    with open_store(store, images=images, labels=labels, rdcc_nbytes=READ_CACHE_BYTES) as opened:
+    with open_store(store, images=images, labels=labels, rdcc_nbytes=READ_CACHE_BYTES,
+                    warn_layout=False) as opened:
         dataset = opened.images
         _check_exportable(dataset, opened.path, image_format)
         count = opened.count

@@ -69,6 +69,20 @@ def enlargement(height: int, width: int) -> int:
     return max(1, MIN_CELL // max(height, width))
 
 
+def _check_previewable(dataset, path: str) -> None:
+    """Refuse a store with no images, or with images no picture can show (one line)."""
+    from fastmix.store.access import channels_first_note
+
+    if dataset.shape[0] == 0:
+        raise BadInputError(f"store {path!r} holds no images, so there is nothing to preview")
+    channels = dataset.shape[3] if dataset.ndim == 4 else 1
+    if channels > 4:
+        note = channels_first_note(dataset.shape)
+        raise BadInputError(
+            f"images in {path!r} have {channels} channels{f' (the store{note})' if note else ''}"
+            "; preview shows grey, grey and alpha, RGB or RGBA images")
+
+
 def _as_rgb(image: np.ndarray) -> np.ndarray:
     from fastmix.images.decode import to_channels, to_uint8
 
@@ -134,13 +148,14 @@ def preview_grid(store: str | os.PathLike, output: str | os.PathLike, *,
 
     output = check_output_path(output, overwrite, protected=(store, original), role="output")
     picture_format = picture_format_of(output)
-    with open_store(store, images=images, labels=labels) as mixed:
+    with open_store(store, images=images, labels=labels, warn_layout=False) as mixed:
+        _check_previewable(mixed.images, os.fspath(store))
         class_names = class_names_of(mixed.file, mixed.labels_name)
         chosen = choose(mixed.labels, count, seed)
         shown = [(value, mixed.images[indices]) for value, indices in chosen]
         originals = None
         if original is not None:
-            with open_store(original, images=images, labels=None) as source:
+            with open_store(original, images=images, labels=None, warn_layout=False) as source:
                 if source.images.shape != mixed.images.shape:
                     raise BadInputError(
                         f"original {os.fspath(original)!r} has images of shape "

@@ -143,7 +143,7 @@ def missing_virtual_source(dataset) -> str | None:
     return None
 
 
-def check_images_dataset(images, path: str) -> None:
+def check_images_dataset(images, path: str, warn_layout: bool = True) -> None:
     """Raise :class:`BadInputError` unless ``images`` is (N, H, W[, C]) of a numeric dtype."""
     missing = missing_virtual_source(images)
     if missing is not None:
@@ -167,19 +167,26 @@ def check_images_dataset(images, path: str) -> None:
     if 0 in images.shape[1:]:
         raise BadInputError(f"images dataset {images.name!r} in {path!r} has empty images "
                             f"{images.shape}")
-    if looks_channels_first(images.shape):
+    if warn_layout and looks_channels_first(images.shape):
         _, channels, height, width = images.shape
         warnings.warn(
             f"images dataset {images.name!r} in {path!r} has shape {images.shape}: it is read "
-            f"as images of {channels}x{height} pixels with {width} channels, but it looks "
-            f"channels-first (N, C, H, W); if so, store it as (N, H, W, C), for example "
-            "np.moveaxis(images, 1, -1), or blocks will be cut across the channels",
+            f"as images of {channels}x{height} pixels with {width} channels, but it"
+            f"{channels_first_note(images.shape)}, or blocks will be cut across the channels",
             FastmixWarning, stacklevel=3)
 
 
 def looks_channels_first(shape: tuple[int, ...]) -> bool:
     """Whether an (N, H, W, C) shape is likely (N, C, H, W): C > 4 while H is 1, 3 or 4."""
     return len(shape) == 4 and shape[3] > 4 and shape[1] in (1, 3, 4)
+
+
+def channels_first_note(shape: tuple[int, ...]) -> str:
+    """Return the words a message about ``shape`` adds when it looks channels-first, or ``""``."""
+    if not looks_channels_first(shape):
+        return ""
+    return (" looks channels-first (N, C, H, W); if so, store it as (N, H, W, C), for example "
+            "np.moveaxis(images, 1, -1)")
 
 
 def decode_labels(raw: np.ndarray) -> np.ndarray:
@@ -263,7 +270,7 @@ def refuse_interrupted(dataset, path: str) -> None:
 
 
 def open_store(path: str | os.PathLike, images: str = "images", labels: str | None = "labels",
-               writable: bool = False, *, interrupted: bool = False,
+               writable: bool = False, *, interrupted: bool = False, warn_layout: bool = True,
                **file_options) -> Store:
     """Open and validate a store.
 
@@ -279,6 +286,10 @@ def open_store(path: str | os.PathLike, images: str = "images", labels: str | No
         Also open a store an interrupted in-place run left half rewritten (a read-only
         open refuses it otherwise, see :func:`refuse_interrupted`); the in-place engine
         and ``fastmix info`` look at such a store.
+    warn_layout : bool
+        Warn when the images look channels-first (:func:`looks_channels_first`). A reader
+        that refuses such images anyway (export, preview) passes ``False`` and says it in its
+        one line (:func:`channels_first_note`).
     **file_options
         Passed to ``h5py.File`` (for example ``rdcc_nbytes``).
 
@@ -299,7 +310,7 @@ def open_store(path: str | os.PathLike, images: str = "images", labels: str | No
         images_dataset = _dataset(file, images, "images", path)
         if not (writable or interrupted):
             refuse_interrupted(images_dataset, path)
-        check_images_dataset(images_dataset, path)
+        check_images_dataset(images_dataset, path, warn_layout)
         count = int(images_dataset.shape[0])
         label_array = (read_labels(file, labels, count, path) if labels is not None
                        else np.empty(0, dtype=np.int64))

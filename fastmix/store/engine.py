@@ -155,7 +155,8 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
                 memory: int | str = "1GiB", images: str = "images", progress: bool = True,
                 in_place: bool = False, resume: bool = False, overwrite: bool = False,
                 backend: str = "cpu", threads: int | None = None,
-                raw_chunks: bool = True, client=None, shards: bool = False) -> StoreReport:
+                raw_chunks: bool = True, client=None, shards: bool = False,
+                trust_unsealed: bool = False) -> StoreReport:
     """Restore a store mixed in permute mode, bit for bit.
 
     The spec, window and labels dataset come from the store's ``fastmix_*`` attributes; the
@@ -178,6 +179,10 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     progress, in_place, resume, overwrite, backend, threads, raw_chunks, client, shards
         As for :func:`mix_store`. A sharded store (a virtual dataset) is accepted as
         ``src``.
+    trust_unsealed : bool
+        Unmix a store whose record carries no MAC (mixed by fastmix 0.2 or older), with a
+        warning. Without it such a store is refused: an edited record could not be told
+        from a genuine one (docs/format.md section 5.2).
 
     Returns
     -------
@@ -192,12 +197,13 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     parse_memory(memory)
     if in_place:
         return run_in_place("unmix", src, key=key, memory=memory, images=images,
-                            progress=progress, resume=resume, backend=backend)
+                            progress=progress, resume=resume, backend=backend,
+                            trust_unsealed=trust_unsealed)
     source = os.fspath(src)
     store = open_store(source, images, labels=None, rdcc_nbytes=1 << 20)
     try:
         require_not_interrupted(store.images, source)
-        record = require_unmixable(store.images, source, key)
+        record = require_unmixable(store.images, source, key, trust_unsealed=trust_unsealed)
         check_shard_binding(store.images, source, key)
         destination = check_destination(source, dst, overwrite)
         store.close()

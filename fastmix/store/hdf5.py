@@ -256,13 +256,35 @@ def require_stored_here(path: str, file, role: str, dataset) -> None:
     )
 
 
+def first_external_link(file) -> str | None:
+    """Return ``"NAME (to FILE:PATH)"`` for the first external link in ``file``, or ``None``.
+
+    Links are walked without being followed, so a link to a missing or hostile file is
+    never opened.
+    """
+    import h5py
+
+    found: list[str] = []
+
+    def look(name: str, link) -> bool | None:
+        if isinstance(link, h5py.ExternalLink):
+            found.append(f"/{name} (to {link.filename}:{link.path})")
+            return True  # stops the walk
+        return None
+
+    file.visititems_links(look)
+    return found[0] if found else None
+
+
 def require_in_place_safe(path: str, file, images, labels: str | None) -> None:
     """Refuse, before anything is written, what in-place mode cannot rewrite safely.
 
     The images (and the labels, by the given name and by the one a mix recorded) must be
-    stored in the file itself (:func:`require_stored_here`), and the images must have no
-    lossy filter (:func:`lossy_filter`): rewriting values through one changes them, and
-    in place nothing else keeps the originals.
+    stored in the file itself (:func:`require_stored_here`); the file must hold no external
+    link (:func:`first_external_link`: the store would keep a live link to another file,
+    which may hold the originals, and in place nothing can leave it out); and the images
+    must have no lossy filter (:func:`lossy_filter`): rewriting values through one changes
+    them, and in place nothing else keeps the originals.
 
     Raises
     ------
@@ -278,6 +300,13 @@ def require_in_place_safe(path: str, file, images, labels: str | None) -> None:
     for name in dict.fromkeys((labels, recorded)):
         if isinstance(name, str) and name and name in file:
             require_stored_here(path, file, "labels", file[name])
+    external = first_external_link(file)
+    if external is not None:
+        raise BadInputError(
+            f"{path!r} holds an external link {external}; in place it would stay a live link "
+            "to another file, which may hold the originals. Mix into a new file (it leaves "
+            "external links out) or delete the link first"
+        )
     lossy = lossy_filters(images)
     if lossy:
         raise BadInputError(

@@ -135,7 +135,8 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
                  window: int | None = None, images: str = "images", labels: str = "labels",
                  progress: bool = True, resume: bool = False, force: bool = False,
                  strict: bool = False, backend: str = "cpu",
-                 inverse: bool | None = None, one_way: bool = False) -> StoreReport:
+                 inverse: bool | None = None, one_way: bool = False,
+                 trust_unsealed: bool = False) -> StoreReport:
     """Mix (``operation="mix"``) or unmix (``"unmix"``) the images of ``src`` in place.
 
     Parameters
@@ -177,6 +178,8 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
     one_way : bool
         Consent to a one-way mix (paper mode, jitter or seam blur) in place: it replaces
         the store's originals for good. Without it such a run is refused.
+    trust_unsealed : bool
+        Unmix a store whose record carries no MAC (an older fastmix), with a warning.
 
     Returns
     -------
@@ -229,7 +232,8 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
                     if resume and operation == "mix" and spec is None:
                         raise BadInputError(_nothing_recorded(source))
                     header = _fresh_header(operation, source, checked, key, spec, memory,
-                                           window, labels, force, strict, one_way)
+                                           window, labels, force, strict, one_way,
+                                           trust_unsealed)
                     _refuse_unreadable(source, checked.images, header, 0, header.windows)
                     reserve = _reserve_for(checked.images, header)
             if finished is not None:  # killed after the run was complete: nothing is left
@@ -411,7 +415,7 @@ def _same_windows(window: int | None, header: RunHeader) -> bool:
 # -- planning -------------------------------------------------------------------------------
 
 def _fresh_header(operation, source, store, key, spec, memory, window, labels, force,
-                  strict, one_way) -> RunHeader:
+                  strict, one_way, trust_unsealed=False) -> RunHeader:
     images = store.images
     if read_state(images) == IN_PROGRESS:
         others = (" or another name of this file (a hard link: run through the name the run "
@@ -442,7 +446,7 @@ def _fresh_header(operation, source, store, key, spec, memory, window, labels, f
         require_no_pairs(paired, strict)
         labels_name = labels
     else:
-        record = require_unmixable(images, source, key)
+        record = require_unmixable(images, source, key, trust_unsealed=trust_unsealed)
         spec, labels_name, unpartnered, paired = record.spec, record.labels, 0, 0
         windows = plan_windows(images, memory, record.window, aligned=False)
     length = max((stop - start for start, stop in windows), default=0)

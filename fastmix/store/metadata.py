@@ -47,8 +47,10 @@ or ``b"b"`` + bytes. The parts, in order:
 
 :func:`write_mix_attributes` writes the MAC last; :func:`seal_record` writes it again
 after a writer adds attributes of its own. :func:`check_record_mac` verifies it. A record
-without a MAC (written before fastmix had one) still unmixes, with a
-:class:`~fastmix.errors.FastmixWarning`: it cannot be verified.
+without a MAC (written before fastmix had one, or whose MAC was deleted) cannot be verified:
+``unmix`` and ``verify`` refuse it unless the caller trusts it explicitly
+(``trust_unsealed=True``, ``--trust-unsealed``), and then use it with a
+:class:`~fastmix.errors.FastmixWarning`.
 """
 
 from __future__ import annotations
@@ -377,19 +379,29 @@ def record_edited_message(path: str, detail: str | None = None) -> str:
             "key file it was mixed with")
 
 
-def check_record_mac(dataset, path: str, key: Key, *, stacklevel: int = 1) -> None:
-    """Refuse a record whose MAC does not verify under ``key``; warn when it has none.
+def check_record_mac(dataset, path: str, key: Key, *, trust_unsealed: bool = False,
+                     stacklevel: int = 1) -> None:
+    """Refuse a record whose MAC does not verify under ``key``, or that has none.
 
-    Call it after the key check value matched (a wrong key gets its own message first).
-    ``stacklevel`` places the warning as :func:`warnings.warn` would from the caller.
+    Call it after the key check value matched (a wrong key gets its own message first). A
+    record without a MAC (mixed by fastmix 0.2 or older, or one whose MAC was deleted) cannot
+    be told from an edited one, so it is refused unless ``trust_unsealed``; then it is used
+    with a :class:`~fastmix.errors.FastmixWarning`, placed by ``stacklevel`` as
+    :func:`warnings.warn` would from the caller.
 
     Raises
     ------
     BadInputError
         The record was edited or the labels changed since mixing (or the key is another
-        one with the same check value).
+        one with the same check value), or it has no MAC and ``trust_unsealed`` is false.
     """
     if RECORD_MAC_ATTRIBUTE not in dataset.attrs:
+        if not trust_unsealed:
+            raise BadInputError(
+                f"store {path!r} carries no record MAC, so an edit of its record or of its "
+                "labels since mixing cannot be detected; a store mixed by fastmix 0.2 or older "
+                f"has none: if this one was, and nobody could have edited it, "
+                f"{hint('trust_unsealed')}")
         warnings.warn(
             f"store {path!r} carries no record MAC (it was mixed by an older fastmix): an "
             "edit of its record or of its labels since mixing cannot be detected",
@@ -402,7 +414,7 @@ def check_record_mac(dataset, path: str, key: Key, *, stacklevel: int = 1) -> No
 
 def check_key_and_record(dataset, path: str, key: Key, key_check: str,
                          wrong_key: WrongKeyError | None = None, *,
-                         stacklevel: int = 1) -> None:
+                         trust_unsealed: bool = False, stacklevel: int = 1) -> None:
     """Check ``key`` against the record's check value, then the record's MAC.
 
     A key whose check value differs is the wrong key (``wrong_key``, or the key's own
@@ -424,7 +436,8 @@ def check_key_and_record(dataset, path: str, key: Key, key_check: str,
             raise BadInputError(record_edited_message(
                 path, "its key check value was changed")) from None
         raise (wrong_key or error) from None
-    check_record_mac(dataset, path, key, stacklevel=stacklevel + 1)
+    check_record_mac(dataset, path, key, trust_unsealed=trust_unsealed,
+                     stacklevel=stacklevel + 1)
 
 
 def _mac_failure(dataset, key: Key, replaced: dict[str, str] | None = None) -> str | None:

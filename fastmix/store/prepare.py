@@ -106,7 +106,7 @@ def require_unmixed(dataset, path: str, force: bool) -> None:
         raise BadInputError(already_mixed_message(path, record))
 
 
-def require_unmixable(dataset, path: str, key: Key):
+def require_unmixable(dataset, path: str, key: Key, *, trust_unsealed: bool = False):
     """Return the dataset's :class:`~fastmix.store.metadata.MixRecord`, checked for unmixing.
 
     Raises
@@ -116,7 +116,8 @@ def require_unmixable(dataset, path: str, key: Key):
         written, for a record whose MAC does not verify under ``key`` (the record was
         edited or the labels changed since mixing, see
         :func:`~fastmix.store.metadata.check_record_mac`). A record without a MAC (an older
-        fastmix) is accepted with a :class:`~fastmix.errors.FastmixWarning`.
+        fastmix) is refused unless ``trust_unsealed``, then accepted with a
+        :class:`~fastmix.errors.FastmixWarning`.
     WrongKeyError
         For the wrong key.
     """
@@ -136,7 +137,8 @@ def require_unmixable(dataset, path: str, key: Key):
             f"store {path!r} was mixed with one-way hardening (jitter or seam blur), which is "
             "not reversible; it cannot be unmixed"
         )
-    check_key_and_record(dataset, path, key, record.key_check, stacklevel=3)
+    check_key_and_record(dataset, path, key, record.key_check, trust_unsealed=trust_unsealed,
+                         stacklevel=3)
     return record
 
 

@@ -22,6 +22,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         add_resource_options,
         add_store_options,
     )
+    from fastmix.cli.dataset_options import add_trust_unsealed_argument
 
     parser.add_argument("source", metavar="SRC", help="the mixed HDF5 store")
     parser.add_argument("destination", metavar="DST", nargs="?",
@@ -29,6 +30,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-file", metavar="KEY", required=True,
                         help="the key file the store was mixed with")
     add_store_options(parser)
+    add_trust_unsealed_argument(parser)
     add_resource_options(parser, window=False)
     add_cluster_options(parser)
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             args.source, None if args.in_place else args.destination, key=key, memory=memory,
             images=args.images, progress=not args.quiet, in_place=args.in_place,
             resume=args.resume, overwrite=args.overwrite, client=client, shards=args.shards,
-            backend=args.backend)
+            backend=args.backend, trust_unsealed=args.trust_unsealed)
     if not args.quiet:
         print(report.summary())
     return 0

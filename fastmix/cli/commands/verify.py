@@ -19,7 +19,7 @@ EXIT_STATUS = ("0 verified; 1 verification failed, or another failure; 2 bad inp
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix verify``."""
-    from fastmix.cli.dataset_options import add_images_argument
+    from fastmix.cli.dataset_options import add_images_argument, add_trust_unsealed_argument
 
     parser.add_argument("original", metavar="ORIGINAL", help="the store before mixing")
     parser.add_argument("mixed", metavar="MIXED", help="the mixed store")
@@ -28,6 +28,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_images_argument(parser)
     parser.add_argument("--labels", metavar="NAME",
                         help="labels dataset; default: the name recorded with MIXED")
+    add_trust_unsealed_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
 
     key = load_key(args.key_file, NAME) if args.key_file is not None else None
     result = verify_stores(args.original, args.mixed, key, images=args.images,
-                           labels=args.labels, progress=not args.quiet)
+                           labels=args.labels, progress=not args.quiet,
+                           trust_unsealed=args.trust_unsealed)
     if result.ok:
         print(result.message)
         return 0
