@@ -255,7 +255,7 @@ def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
                       _resumed_header(operation, source, journal, spec, window))
             _refuse_open_elsewhere(source)
             clear_open_flag(source)  # a killed v110+ writer leaves it set
-            with open_store(source, images, labels=None) as checked:
+            with open_store(source, images, labels=None, interrupted=True) as checked:
                 _refuse_foreign_layout(source, checked.images)
                 _require_same_run(source, checked, journal)
                 _require_same_dataset(source, checked, header)
