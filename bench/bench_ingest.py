@@ -15,8 +15,8 @@ Baselines, measured in the same run on the same files:
   imageio, with the same PNG (or JPEG) settings as fastmix;
 * end to end: folder -> ``ingest`` -> ``mix_store`` (paper mode, the paper's 96x24 blocks)
   -> ``export``, decode and encode included, with the defaults (threads, uncompressed
-  store), against the prototype's reference figure of 86 images/s on this machine (SPEC
-  section 1; JPEG in and out). Each stage's share of the CPU is printed too.
+  store), against the prototype's reference figure of 86 images/s on this machine
+  (docs/format.md section 1; JPEG in and out). Each stage's share of the CPU is printed too.
 
 fastmix's ingest and export are measured with threads and with worker processes.
 

@@ -1,4 +1,7 @@
-"""Keys: 32 secret random bytes from which every random choice derives (SPEC section 3)."""
+"""Keys: 32 secret random bytes from which every random choice derives.
+
+The key file, the window seeds, the key check value and the MACs: docs/format.md section 3.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The mixing parameters (SPEC section 1) and the parsers the command line shares."""
+"""The mixing parameters (docs/format.md section 1) and the parsers the command line shares."""
 
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ PRESET_PARAMETERS: dict[str, dict] = {
 DEFAULT_PRESET = "balanced"
 #: Under this group size the restoration attack undoes most of the mixing even with hardening.
 MIN_SAFE_GROUP = 11
-#: How permute mode cuts a label's images into groups (SPEC section 2). Rule 1 (0.1.0): groups
-#: of ``donors + 1`` with a last group of one merged, which left pairs. Rule 2: ``k = max(1,
-#: n // (donors + 1))`` groups of sizes that differ by at most one. Stores record their rule.
+#: How permute mode cuts a label's images into groups (docs/format.md section 2). Rule 1
+#: (0.1.0): groups of ``donors + 1`` with a last group of one merged, which left pairs. Rule
+#: 2: ``k = max(1, n // (donors + 1))`` groups of sizes that differ by at most one. Stores
+#: record their rule.
 PLAN_RULES = (1, 2)
 PLAN_RULE = 2
 
@@ -296,7 +297,10 @@ class MixSpec:
         return cls(**kwargs)
 
     def canonical(self) -> str:
-        """Return the canonical text of the spec that seeds every random choice (SPEC section 3)."""
+        """Return the canonical text of the spec that seeds every random choice.
+
+        See docs/format.md section 3.
+        """
         data = self.to_dict()
         data.pop("plan_rule", None)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))

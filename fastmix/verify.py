@@ -1,4 +1,6 @@
-"""Check that a mixed store keeps the invariants of its mode (SPEC section 2), window by window.
+"""Check that a mixed store keeps the invariants of its mode, window by window.
+
+The modes and their invariants: docs/format.md section 2.
 
 Without the key, the checks are what anyone holding both stores can confirm:
 

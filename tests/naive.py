@@ -71,7 +71,7 @@ def derangement(block_seed: int, size: int) -> list[int]:
 
 
 def cut_groups(run, group_size, rule):
-    """Cut one label's ordered images into groups (SPEC section 2, plan rules 1 and 2)."""
+    """Cut one label's ordered images into groups (docs/format.md section 2, plan rules 1 and 2)."""
     if rule == 1:
         cut = [run[k:k + group_size] for k in range(0, len(run), group_size)]
         if len(cut) > 1 and len(cut[-1]) == 1:

@@ -16,7 +16,10 @@ from fastmix.spec import PLAN_RULE
 
 
 def group_count(images: int, group_size: int, rule: int = PLAN_RULE) -> int:
-    """How many groups permute mode cuts ``images`` same-label images into (SPEC section 2)."""
+    """Return how many groups permute mode cuts ``images`` same-label images into.
+
+    The group rule: docs/format.md section 2.
+    """
     return len(group_sizes(images, group_size, rule))
 
 

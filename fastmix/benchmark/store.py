@@ -2,7 +2,7 @@
 
 The store holds crops of real photographs (scikit-image samples), 64x64x3 uint8, chunks of
 256 images. For each filter, copy and mix runs alternate on the same warm source file and
-the medians are compared (SPEC section 7: ratios, never absolute times alone).
+the medians are compared (docs/format.md section 7: ratios, never absolute times alone).
 """
 
 from __future__ import annotations

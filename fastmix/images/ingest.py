@@ -1,4 +1,4 @@
-"""``ingest``: a folder of labelled image files -> an HDF5 image store (SPEC sections 5, 6).
+"""``ingest``: a folder of labelled image files -> an HDF5 image store (docs/format.md section 5).
 
 The store has ``images`` (N, H, W, C) uint8, chunked by whole images, and ``labels`` (N,)
 int64 whose ``class_names`` attribute names the classes. Files are decoded in parallel in

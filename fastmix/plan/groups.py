@@ -3,7 +3,7 @@
 The planner, the group-of-two warning and the audit's group inference all call
 :func:`group_sizes`; ``tests/naive.py`` restates it independently.
 
-Rule 2 (the current one, SPEC section 2)
+Rule 2 (the current one, docs/format.md section 2)
     ``n`` images in groups of (at most) ``size`` form ``k = max(1, n // size)`` groups; with
     ``q, r = divmod(n, k)``, the first ``r`` groups hold ``q + 1`` images and the others
     ``q``. Every group has at least ``size`` images unless the label has fewer.

@@ -1,6 +1,6 @@
 """The keyed per-block hardening choices of one window, drawn with its source map.
 
-Every choice is a pure function of the window seed (SPEC section 3) and the coordinates
+Every choice is a pure function of the window seed (docs/format.md section 3) and the coordinates
 (output image ``i`` local to the window, block ``b``), drawn with
 :mod:`fastmix.plan.random` on streams of their own, so plans of unhardened specs never
 change:

@@ -1,4 +1,4 @@
-"""Opening and validating an HDF5 image store (SPEC section 5)."""
+"""Opening and validating an HDF5 image store (docs/format.md section 5)."""
 
 from __future__ import annotations
 

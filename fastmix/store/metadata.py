@@ -1,4 +1,6 @@
-r"""The ``fastmix_*`` attributes recorded on a mixed images dataset (SPEC sections 3 and 5).
+r"""The ``fastmix_*`` attributes recorded on a mixed images dataset.
+
+docs/format.md sections 3 and 5 specify them for other readers.
 
 They hold the mixing parameters, the window length and the key check value. Never the key.
 
