@@ -91,7 +91,8 @@ def open_hdf5(path: str | os.PathLike, writable: bool = False, **file_options):
     except Exception as error:
         if writable and "lock" in str(error).lower():
             raise BadInputError(
-                f"store {path!r} is open for writing by another process; wait for it to finish"
+                f"store {path!r} is open in another process (HDF5's file lock is held: a "
+                "reader or a writer); wait for it to close the store, then run again"
             ) from None
         raise BadInputError(
             f"store {path!r} cannot be opened as HDF5 ({_first_line(error)}); it may be "
