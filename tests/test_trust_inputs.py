@@ -169,7 +169,7 @@ def test_a_big_endian_store_mixes_with_the_default_preset_and_unmixes_bit_for_bi
     in_place = tmp_path / "in-place.h5"
     in_place.write_bytes(before)
     status, error = cli(capsys, "mix", in_place, "--in-place", "--key-file",
-                        tmp_path / "k.key", "--quiet")
+                        tmp_path / "k.key", "--one-way", "--quiet")
     assert status == 0, error
     with h5py.File(in_place) as file:
         assert file["images"][()].tobytes() == mixed.tobytes()
