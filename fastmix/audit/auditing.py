@@ -13,11 +13,12 @@ import numpy as np
 
 from fastmix.audit import metrics
 from fastmix.audit._deps import require
-from fastmix.audit.attack import null_attack, restoration_attack
+from fastmix.audit.attack import null_attack
 from fastmix.audit.edges import EdgeScorer
 from fastmix.audit.geometry import BlockGrid
 from fastmix.audit.groundtruth import GroundTruth, content_classes, locate_blocks
 from fastmix.audit.report import MISLEADING_SSIM, AuditReport, verdict, verdict_sentence
+from fastmix.audit.strong import ATTACKS, advantage_of, strongest_attack
 from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
 from fastmix.plan.windows import fixed_windows
 from fastmix.progress import Progress
@@ -164,7 +165,7 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
     -------
     AuditReport
     """
-    from fastmix.audit.adaptive import attack_donors, scorer_for
+    from fastmix.audit.adaptive import scorer_for
 
     original, mixed, labels = _check(original, mixed, labels, spec, window)
     if isinstance(sample, bool) or int(sample) < 2:
@@ -222,12 +223,14 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         true_groups = None
         if groups_known:
             true_groups = _components(source)
-        with Progress(chosen.size, sample_mixed[0].nbytes, "audit", enabled=progress) as bar:
-            restoration = restoration_attack(sample_mixed, sample_pools,
-                                             grid_block(spec, height, width), spec.mode,
-                                             attack_donors(spec, window or count),
-                                             groups=true_groups, scorer=scorer, seed=seed,
-                                             progress=bar, rule=spec.plan_rule)
+        with Progress(len(ATTACKS) * chosen.size, sample_mixed[0].nbytes, "audit",
+                      enabled=progress) as bar:
+            name, restoration, scorer, report.attacks = strongest_attack(
+                sample_mixed, sample_pools, spec, window=window or count, groups=true_groups,
+                scorer=scorer, seed=seed, progress=bar, judge=lambda found: advantage_of(
+                    found, source, sample_pools, grid, classes, seed=seed + 1))
+        report.settings["attack_knows"] = _attack_knowledge(scorer, groups_known)
+        report.settings["attack"] = name
         chance = null_attack(restoration.pools, grid.count, chosen.size, seed=seed + 1)
         scored = metrics.score_restoration(restoration.placement, source, sample_pools, grid,
                                            classes)
@@ -289,6 +292,10 @@ def _attack_knowledge(scorer: EdgeScorer, groups_known: bool) -> list[str]:
         knows.append(f"scores edges outside the {scorer.skip}-pixel blurred band")
     if getattr(scorer, "offset_invariant", False):
         knows.append("adds mean-removed edge scores against jitter")
+    if getattr(scorer, "blur", 0):
+        knows.append("solves the seam blur's band back from its public weights")
+    if getattr(scorer, "tone_invariant", False):
+        knows.append("scores edges up to a per-block tone map against jitter")
     if groups_known:
         knows.append("is given the true groups from the key (the conservative upper bound "
                      "of this attack)")
