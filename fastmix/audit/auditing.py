@@ -18,7 +18,7 @@ from fastmix.audit.edges import EdgeScorer
 from fastmix.audit.geometry import BlockGrid
 from fastmix.audit.groundtruth import GroundTruth, content_classes, locate_blocks
 from fastmix.audit.report import MISLEADING_SSIM, AuditReport, verdict, verdict_sentence
-from fastmix.audit.strong import ATTACKS, advantage_of, strongest_attack
+from fastmix.audit.strong import ATTACKS, advantage_of, attack_sample, strongest_attack
 from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning
 from fastmix.plan.windows import fixed_windows
 from fastmix.progress import Progress
@@ -195,6 +195,8 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         report.lost_fraction = float((copies == 0).mean())
         report.duplicated_blocks = int(np.maximum(copies - 1, 0).sum())
     rng = np.random.default_rng(seed)
+    if attack:  # within the attack's memory and time budget
+        sample = attack_sample(sample, np.unique(pools).size, grid, scorer.variants)
     chosen = _sample(truth, pools, int(sample), rng)
     report.sampled = int(chosen.size)
     local = np.full(count, -1, dtype=np.int64)
