@@ -151,9 +151,12 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         from its plan instead of from hashing the pixels. Required for hardened data, whose
         oriented, jittered or blurred blocks hashing cannot find. The attack never sees it.
     scorer : EdgeScorer, optional
-        Edge score and orientation variants of the attack. Default: adapted to the spec's
-        hardening (:func:`fastmix.audit.adaptive.scorer_for`), as an attacker who knows the
-        scheme would adapt.
+        Edge score and orientation variants of the adapted attack. Default: adapted to the
+        spec's hardening (:func:`fastmix.audit.adaptive.scorer_for`), as an attacker who
+        knows the scheme would adapt. The strong attack (:mod:`fastmix.audit.strong`) runs
+        too; the figures and the verdict are the strongest attack's (each attack's
+        advantage is in ``report.attacks``). Within the attack's memory and time budget
+        (:func:`fastmix.audit.strong.attack_sample`) fewer images per label are attacked.
     groups_known : bool
         Give the attack the true permute groups instead of inferring them (an upper bound).
     keep_images : bool
