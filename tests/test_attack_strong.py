@@ -20,7 +20,15 @@ from fastmix.audit.auditing import planner_truth
 from fastmix.audit.geometry import BlockGrid
 from fastmix.audit.groundtruth import content_classes
 from fastmix.audit.metrics import score_restoration
-from fastmix.audit.strong import advantage_of, strong_attack, strongest_attack, unblur_seams
+from fastmix.audit.strong import (
+    ATTACK_IMAGES,
+    ATTACK_MEMORY,
+    advantage_of,
+    attack_sample,
+    strong_attack,
+    strongest_attack,
+    unblur_seams,
+)
 from fastmix.errors import FastmixWarning
 from fastmix.keys import Key
 from fastmix.mixing import mix_array
@@ -114,3 +122,14 @@ def test_the_audit_reports_the_strongest_attack(crops):
     assert report.settings["attack"] == max(report.attacks, key=report.attacks.get)
     assert report.to_dict()["attacks"] == pytest.approx(report.attacks)
     assert "strong" in report.summary()
+
+
+def test_the_attack_budget_bounds_the_sample():
+    # issue 22 part 5: 3,200 images at 192x192 (10 labels) once took 10.5 GB and an hour
+    grid = BlockGrid.of(192, 192, (16, 16))
+    per_label = attack_sample(1000, 10, grid, 8)
+    assert 2 <= per_label and per_label * 10 <= ATTACK_IMAGES
+    one_label = attack_sample(1000, 1, grid, 8)
+    assert len(grid.edges()) * (one_label * 8) ** 2 * 12 <= ATTACK_MEMORY
+    assert one_label < 1000
+    assert attack_sample(5, 2, grid, 8) == 5
