@@ -45,16 +45,15 @@ def balanced_adapted(lfw):
 def test_adapted_attack_restores_clearly_more_than_a_plain_one_on_balanced(lfw,
                                                                            balanced_adapted):
     plain = attack(lfw, BALANCED, audit.EdgeScorer())
-    assert balanced_adapted.restored_fraction > plain.restored_fraction + 0.04
-    assert balanced_adapted.advantage > plain.advantage + 0.05
+    # the scorer given is the adapted attack's; the report's figures are the strongest attack's
+    assert balanced_adapted.attacks["adapted"] > plain.attacks["adapted"] + 0.05
 
 
 def test_adapted_attack_sees_through_seam_blur(lfw):
     spec = MixSpec(block=(5, 5), prob=1.0, seam_blur=1.0)
     plain = attack(lfw, spec, audit.EdgeScorer())
     adapted = attack(lfw, spec, adaptive.scorer_for(spec, 25, 25))
-    assert adapted.restored_fraction > plain.restored_fraction + 0.1
-    assert adapted.advantage > plain.advantage + 0.1
+    assert adapted.attacks["adapted"] > plain.attacks["adapted"] + 0.1
 
 
 def test_balanced_preset_protects_lfw_faces(balanced_adapted):

@@ -62,7 +62,7 @@ class Restoration:
         return restored
 
 
-def _links(normalised, grid):
+def position_links(normalised: dict, grid: BlockGrid) -> list:
     """Per position, ``(neighbour, scores[neighbour candidate, own candidate])`` pairs."""
     links = []
     for position in range(grid.count):
@@ -110,6 +110,26 @@ def _solve_position(links, placement, position, variants, assign):
     return chosen
 
 
+def sweep_positions(links: list, placement: np.ndarray, order: list[int], variants: int,
+                    max_sweeps: int = 20) -> np.ndarray:
+    """Re-solve every position against its four placed neighbours until nothing changes.
+
+    ``links`` comes from :func:`position_links`; ``placement`` (candidate indices, shape
+    (size, positions), every entry placed) is updated in place and returned.
+    """
+    assign = require("scipy.optimize").linear_sum_assignment
+    for _ in range(max_sweeps):
+        changed = False
+        for position in order:
+            chosen = _solve_position(links, placement, position, variants, assign)
+            if not np.array_equal(chosen, placement[:, position]):
+                placement[:, position] = chosen
+                changed = True
+        if not changed:
+            break
+    return placement
+
+
 def total_score(normalised: dict, placement: np.ndarray) -> float:
     """Sum of the edge scores of every adjacent pair in the restored images."""
     return float(sum(scores[placement[:, first], placement[:, second]].sum()
@@ -128,7 +148,7 @@ def solve_pool(normalised: dict[tuple[int, int], np.ndarray], grid: BlockGrid, s
     rng = rng or np.random.default_rng(0)
     centre = (grid.rows // 2) * grid.cols + grid.cols // 2
     seeds = [centre] + [int(s) for s in rng.permutation(grid.count) if s != centre]
-    links = _links(normalised, grid)
+    links = position_links(normalised, grid)
     best, best_score = None, np.inf
     starting_points = [("as found", centre)] + [("grow", seed) for seed in seeds[:max(1, starts)]]
     for kind, seed in starting_points:
@@ -143,15 +163,7 @@ def solve_pool(normalised: dict[tuple[int, int], np.ndarray], grid: BlockGrid, s
             for position in order[1:]:
                 placement[:, position] = _solve_position(links, placement, position, variants,
                                                          assign)
-        for _ in range(max_sweeps):
-            changed = False
-            for position in order:
-                chosen = _solve_position(links, placement, position, variants, assign)
-                if not np.array_equal(chosen, placement[:, position]):
-                    placement[:, position] = chosen
-                    changed = True
-            if not changed:
-                break
+        sweep_positions(links, placement, order, variants, max_sweeps)
         score = total_score(normalised, placement)
         if score < best_score:
             best, best_score = placement, score
@@ -176,7 +188,8 @@ def _restricted(raw, members, variants):
 def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, int],
                        mode: str, donors: int, *, groups: list | None = None,
                        scorer: EdgeScorer | None = None, starts: int | None = None,
-                       seed: int = 0, progress=None, rule: int = PLAN_RULE) -> Restoration:
+                       seed: int = 0, progress=None, rule: int = PLAN_RULE,
+                       solver=None) -> Restoration:
     """Restore mixed images without the key.
 
     Parameters
@@ -205,12 +218,16 @@ def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, 
         Seed of the attack's own random choices (clustering, seed positions).
     progress : Progress, optional
         Advanced by each pool's images once the pool is solved.
+    solver : callable, optional
+        ``solver(normalised, grid, size, variants=..., starts=..., rng=...)`` returning a
+        pool's placement as :func:`solve_pool` does (the default).
 
     Returns
     -------
     Restoration
     """
     scorer = scorer or EdgeScorer()
+    solver = solver or solve_pool
     variants = scorer.variants
     height, width = mixed.shape[1:3]
     grid = BlockGrid.of(height, width, block)
@@ -242,8 +259,8 @@ def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, 
             local = np.sort(local)
             normalised = _restricted(raw, local, variants)
             pool_starts = starts or default_starts(grid.count, local.size)
-            solved = solve_pool(normalised, grid, local.size, variants=variants,
-                                starts=pool_starts, rng=rng)
+            solved = solver(normalised, grid, local.size, variants=variants,
+                            starts=pool_starts, rng=rng)
             slots = members[local]
             placement[slots] = slots[solved // variants]
             variant[slots] = solved % variants

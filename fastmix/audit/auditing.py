@@ -13,11 +13,12 @@ import numpy as np
 
 from fastmix.audit import metrics
 from fastmix.audit._deps import require
-from fastmix.audit.attack import null_attack, restoration_attack
+from fastmix.audit.attack import null_attack
 from fastmix.audit.edges import EdgeScorer
 from fastmix.audit.geometry import BlockGrid
 from fastmix.audit.groundtruth import GroundTruth, content_classes, locate_blocks
 from fastmix.audit.report import MISLEADING_SSIM, AuditReport, verdict, verdict_sentence
+from fastmix.audit.strong import ATTACKS, advantage_of, attack_sample, strongest_attack
 from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning, hint
 from fastmix.plan.windows import fixed_windows
 from fastmix.progress import Progress
@@ -150,9 +151,12 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         from its plan instead of from hashing the pixels. Required for hardened data, whose
         oriented, jittered or blurred blocks hashing cannot find. The attack never sees it.
     scorer : EdgeScorer, optional
-        Edge score and orientation variants of the attack. Default: adapted to the spec's
-        hardening (:func:`fastmix.audit.adaptive.scorer_for`), as an attacker who knows the
-        scheme would adapt.
+        Edge score and orientation variants of the adapted attack. Default: adapted to the
+        spec's hardening (:func:`fastmix.audit.adaptive.scorer_for`), as an attacker who
+        knows the scheme would adapt. The strong attack (:mod:`fastmix.audit.strong`) runs
+        too; the figures and the verdict are the strongest attack's (each attack's
+        advantage is in ``report.attacks``). Within the attack's memory and time budget
+        (:func:`fastmix.audit.strong.attack_sample`) fewer images per label are attacked.
     groups_known : bool
         Give the attack the true permute groups instead of inferring them (an upper bound).
     keep_images : bool
@@ -164,7 +168,7 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
     -------
     AuditReport
     """
-    from fastmix.audit.adaptive import attack_donors, scorer_for
+    from fastmix.audit.adaptive import scorer_for
 
     original, mixed, labels = _check(original, mixed, labels, spec, window)
     if isinstance(sample, bool) or int(sample) < 2:
@@ -194,6 +198,8 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         report.lost_fraction = float((copies == 0).mean())
         report.duplicated_blocks = int(np.maximum(copies - 1, 0).sum())
     rng = np.random.default_rng(seed)
+    if attack:  # within the attack's memory and time budget
+        sample = attack_sample(sample, np.unique(pools).size, grid, scorer.variants)
     chosen = _sample(truth, pools, int(sample), rng)
     report.sampled = int(chosen.size)
     local = np.full(count, -1, dtype=np.int64)
@@ -222,12 +228,14 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         true_groups = None
         if groups_known:
             true_groups = _components(source)
-        with Progress(chosen.size, sample_mixed[0].nbytes, "audit", enabled=progress) as bar:
-            restoration = restoration_attack(sample_mixed, sample_pools,
-                                             grid_block(spec, height, width), spec.mode,
-                                             attack_donors(spec, window or count),
-                                             groups=true_groups, scorer=scorer, seed=seed,
-                                             progress=bar, rule=spec.plan_rule)
+        with Progress(len(ATTACKS) * chosen.size, sample_mixed[0].nbytes, "audit",
+                      enabled=progress) as bar:
+            name, restoration, scorer, report.attacks = strongest_attack(
+                sample_mixed, sample_pools, spec, window=window or count, groups=true_groups,
+                scorer=scorer, seed=seed, progress=bar, judge=lambda found: advantage_of(
+                    found, source, sample_pools, grid, classes, seed=seed + 1))
+        report.settings["attack_knows"] = _attack_knowledge(scorer, groups_known)
+        report.settings["attack"] = name
         chance = null_attack(restoration.pools, grid.count, chosen.size, seed=seed + 1)
         scored = metrics.score_restoration(restoration.placement, source, sample_pools, grid,
                                            classes)
@@ -289,6 +297,10 @@ def _attack_knowledge(scorer: EdgeScorer, groups_known: bool) -> list[str]:
         knows.append(f"scores edges outside the {scorer.skip}-pixel blurred band")
     if getattr(scorer, "offset_invariant", False):
         knows.append("adds mean-removed edge scores against jitter")
+    if getattr(scorer, "blur", 0):
+        knows.append("solves the seam blur's band back from its public weights")
+    if getattr(scorer, "tone_invariant", False):
+        knows.append("scores edges up to a per-block tone map against jitter")
     if groups_known:
         knows.append("is given the true groups from the key (the conservative upper bound "
                      "of this attack)")

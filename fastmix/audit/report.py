@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-ATTACK_NAME = "fastmix edge-matching restoration attack"
+ATTACK_NAME = "strongest of the fastmix restoration attacks"
 MISLEADING_SSIM = (
     "mixed-vs-original SSIM is misleading: it can be near 0 while the attack restores the "
     "image almost perfectly (LFW, 5x5 blocks, donors 4, prob 1: 0.13, while the attack "
@@ -135,6 +135,9 @@ class AuditReport:
     restored_reidentified_fraction: float = float("nan")
     mixed_reidentified_fraction: float = float("nan")
     group_purity: float | None = None
+    #: The advantage A of every attack run (:data:`fastmix.audit.strong.ATTACKS`); the
+    #: figures above and the verdict are the strongest one's.
+    attacks: dict = field(default_factory=dict)
     #: How many pools (groups) the attack solved separately.
     attacked_pools: int | None = None
     verdict: str = "weak"
@@ -207,8 +210,11 @@ class AuditReport:
             advantage = self._with_interval("advantage")
             restored_90 = self._with_interval("restored_90_fraction")
             lines += [
-                f"  attack: {ATTACK_NAME}"
-                + (f"; it {'; '.join(s['attack_knows'])}" if s.get("attack_knows") else ""),
+                f"  attack: {ATTACK_NAME} ({s.get('attack', 'adapted')}"
+                + (f"; it {'; '.join(s['attack_knows'])}" if s.get("attack_knows") else "")
+                + ")",
+                "  advantage of each attack:        " + ", ".join(
+                    f"{name} {_fmt(value, [])}" for name, value in self.attacks.items()),
                 f"  restored displaced blocks R:     {restored}",
                 f"  chance R0 (random assignment):   {chance}",
                 f"  advantage A = (R-R0)/(1-R0):     {advantage}",

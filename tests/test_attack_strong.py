@@ -1,0 +1,135 @@
+"""The strong restoration attack (issue 22, part 3) and the audit's verdict from the strongest.
+
+Real photo crops (:func:`fastmix.samples.photo_task`), mixed by the real mixing with the
+``balanced`` hardening; the attacks see only the mixed images, the labels and the spec.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+
+from fastmix import samples
+from fastmix.audit import audit_arrays
+from fastmix.audit.adaptive import attack_donors, scorer_for
+from fastmix.audit.attack import restoration_attack
+from fastmix.audit.auditing import planner_truth
+from fastmix.audit.geometry import BlockGrid
+from fastmix.audit.groundtruth import content_classes
+from fastmix.audit.metrics import score_restoration
+from fastmix.audit.strong import (
+    ATTACK_IMAGES,
+    ATTACK_MEMORY,
+    advantage_of,
+    attack_sample,
+    strong_attack,
+    strongest_attack,
+    unblur_seams,
+)
+from fastmix.errors import FastmixWarning
+from fastmix.keys import Key
+from fastmix.mixing import mix_array
+from fastmix.spec import MixSpec
+
+KEY = Key.from_hex("00" * 31 + "07")
+
+
+def _mix(images, labels, spec, key=KEY):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FastmixWarning)
+        return mix_array(images, labels, spec, key)
+
+
+@pytest.fixture(scope="module")
+def crops():
+    """Two labels of 12 grey photo crops, 96x96 (a 6x6 grid of 16-pixel blocks)."""
+    images, labels = samples.photo_task(size=96, per_class=12, seed=3)
+    keep = np.isin(labels, (0, 3))
+    return images[keep], labels[keep]
+
+
+def test_unblur_seams_solves_the_blurred_band_back(crops):
+    images = crops[0][:6]
+    spec = MixSpec.preset("balanced", grid=(6, 6), orient="none", jitter=None)
+    # labels all distinct: no block moves, only the seams are blurred
+    blurred = _mix(images, np.arange(len(images)), spec).astype(np.float64)
+    grid = BlockGrid.of(96, 96, spec.block_shape(96, 96))
+    solved = unblur_seams(blurred, grid, spec.seam_blur)
+    band = np.zeros(96, dtype=bool)
+    for seam in grid.row_edges[1:-1]:
+        band[seam - 1:seam + 1] = True
+    rows = np.flatnonzero(band)
+    columns = np.flatnonzero(~band)  # band rows away from the crossings of the bands
+    before = np.abs(blurred - images)[:, rows][:, :, columns]
+    after = np.abs(solved - images)[:, rows][:, :, columns]
+    assert before.mean() > 4 * after.mean()
+    assert after.mean() < 1.5
+    assert np.abs(solved - images)[:, ~band][:, :, ~band].max() == 0
+
+
+def _restored(restoration, images, labels, spec, grid):
+    source = planner_truth(labels, spec, KEY, grid, None).source
+    classes = content_classes(images, labels, grid)
+    scored = score_restoration(restoration.placement, source, labels, grid, classes)
+    share = scored.restored.sum() / scored.displaced.sum()
+    return share, advantage_of(restoration, source, labels, grid, classes, seed=1)
+
+
+@pytest.mark.slow
+def test_strong_attack_restores_more_than_the_adapted_one_on_the_hardened_preset(crops):
+    images, labels = crops
+    spec = MixSpec.preset("balanced", grid=(6, 6))
+    mixed = _mix(images, labels, spec)
+    height, width = images.shape[1:3]
+    grid = BlockGrid.of(height, width, spec.block_shape(height, width))
+    adapted = restoration_attack(mixed, labels, spec.block_shape(height, width), spec.mode,
+                                 attack_donors(spec, len(mixed)),
+                                 scorer=scorer_for(spec, height, width))
+    strong = strong_attack(mixed, labels, spec)
+    adapted_share, _ = _restored(adapted, images, labels, spec, grid)
+    strong_share, strong_advantage = _restored(strong, images, labels, spec, grid)
+    assert strong_share >= adapted_share
+    # chance is about 1 in 12 (pools of one label); the strong attack is well above it
+    assert strong_advantage > 0.2, (strong_share, strong_advantage)
+
+
+def test_an_unmixed_control_is_restored_whole(crops):
+    images, labels = crops
+    spec = MixSpec(grid=(6, 6), mode="permute", donors=11, prob=1.0)
+    restoration = strong_attack(images, labels, spec)  # the originals, as if mixed
+    # every restored image holds the blocks of one image only
+    majority = [np.bincount(row).max() / row.size for row in restoration.placement]
+    assert np.mean(majority) > 0.95
+
+
+def test_the_attacks_take_no_key():
+    for attack in (strong_attack, strongest_attack, restoration_attack):
+        names = inspect.signature(attack).parameters
+        assert not [name for name in names if "key" in name.lower()], attack.__name__
+
+
+@pytest.mark.slow
+def test_the_audit_reports_the_strongest_attack(crops):
+    images, labels = crops
+    spec = MixSpec.preset("balanced", grid=(6, 6))
+    mixed = _mix(images, labels, spec)
+    report = audit_arrays(images, mixed, labels, spec, key=KEY, seed=0)
+    assert set(report.attacks) == {"adapted", "strong"}
+    assert report.advantage == pytest.approx(max(report.attacks.values()))
+    assert report.settings["attack"] == max(report.attacks, key=report.attacks.get)
+    assert report.to_dict()["attacks"] == pytest.approx(report.attacks)
+    assert "strong" in report.summary()
+
+
+def test_the_attack_budget_bounds_the_sample():
+    # issue 22 part 5: 3,200 images at 192x192 (10 labels) once took 10.5 GB and an hour
+    grid = BlockGrid.of(192, 192, (16, 16))
+    per_label = attack_sample(1000, 10, grid, 8)
+    assert 2 <= per_label and per_label * 10 <= ATTACK_IMAGES
+    one_label = attack_sample(1000, 1, grid, 8)
+    assert len(grid.edges()) * (one_label * 8) ** 2 * 12 <= ATTACK_MEMORY
+    assert one_label < 1000
+    assert attack_sample(5, 2, grid, 8) == 5
