@@ -231,7 +231,7 @@ def _remove_stale_temporaries(parent: str, name: str) -> None:
     PID in the name) no longer runs, and whose content is an export's own (its marker
     first, written by that PID for a temporary).
     """
-    from fastmix.store.lock import _pid_alive
+    from fastmix.store.lock import pid_alive
 
     for mark in (TEMPORARY_MARK, RETIRED_MARK):
         prefix = f".{name}{mark}"
@@ -241,7 +241,7 @@ def _remove_stale_temporaries(parent: str, name: str) -> None:
                      and entry.is_dir(follow_symlinks=False)]
         for entry in stale:
             pid = int(entry.name[len(prefix):])
-            if pid == os.getpid() or _pid_alive(pid) or _foreign_content(entry.path) is not None:
+            if pid == os.getpid() or pid_alive(pid) or _foreign_content(entry.path) is not None:
                 continue
             if mark == TEMPORARY_MARK and _marker(entry.path).get("pid") != pid:
                 continue

@@ -137,27 +137,6 @@ def _check_destination(store: str, overwrite: bool, listing: ImageList,
     check_output_path(store, overwrite, protected=tuple(inputs), role="store")
 
 
-def _unbuffered_file(path: str):
-    """Create the HDF5 file ``path`` with no chunk cache and no sieve buffer.
-
-    Every write then reaches the file in the call that makes it, so a full disk fails there,
-    while the file is open. Pixels still dirty in a cache when a dataset is closed fail again
-    at the close, and h5py then crashes the process (a segfault while collecting garbage).
-    """
-    import h5py
-
-    # h5py.File(path, "w")'s settings (no times stored, earliest format), less the caches
-    creation = h5py.h5p.create(h5py.h5p.FILE_CREATE)
-    creation.set_obj_track_times(False)
-    access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    access.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
-    _, slots, _, weight = access.get_cache()
-    access.set_cache(0, slots, 0, weight)
-    access.set_sieve_buf_size(0)
-    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fapl=access,
-                                     fcpl=creation))
-
-
 @contextlib.contextmanager
 def _full_disk_in_one_line(store: str):
     """Raise a full disk, from Python or from HDF5 (long text), as one short ``OSError``."""
@@ -286,6 +265,7 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
     IngestReport
     """
     from fastmix.progress import Progress
+    from fastmix.store.hdf5 import create_unbuffered_file
     from fastmix.store.newfile import atomic_output
 
     started = time.perf_counter()
@@ -317,7 +297,7 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
         stack.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")
         # no HDF5 caches, so that a full disk fails in a write, not at the close (segfault)
-        file = stack.enter_context(_unbuffered_file(temporary))
+        file = stack.enter_context(create_unbuffered_file(temporary))
         images = file.create_dataset(
             "images", shape=(total, height, width, channels), dtype=np.uint8,
             maxshape=(None, height, width, channels), chunks=(chunk, height, width, channels),

@@ -11,6 +11,7 @@ make on them before writing (:func:`require_stored_here`, :func:`require_in_plac
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -315,3 +316,24 @@ def require_in_place_safe(path: str, file, images, labels: str | None) -> None:
             "Write a new file instead (fastmix mix or unmix SRC DST stores the images "
             "without that filter), or remove it first (h5repack -f NONE)"
         )
+
+
+def create_unbuffered_file(path: str):
+    """Create (truncate) the HDF5 file ``path`` with no chunk cache and no sieve buffer.
+
+    Every write then reaches the file in the call that makes it, so a full disk fails there,
+    while the file is open. Pixels still dirty in a cache when a dataset is closed fail again
+    at the close, and h5py then crashes the process (a segfault while collecting garbage).
+    """
+    import h5py
+
+    # h5py.File(path, "w")'s settings (no times stored, earliest format), less the caches
+    creation = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+    creation.set_obj_track_times(False)
+    access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    access.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+    _, slots, _, weight = access.get_cache()
+    access.set_cache(0, slots, 0, weight)
+    access.set_sieve_buf_size(0)
+    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fapl=access,
+                                     fcpl=creation))

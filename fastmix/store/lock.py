@@ -28,7 +28,8 @@ def lock_path(store_path: str | os.PathLike) -> str:
     return os.path.realpath(os.fspath(store_path)) + LOCK_SUFFIX
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Return whether process ``pid`` runs here (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -110,7 +111,7 @@ class StoreLock:
         pid, host = owner.get("pid"), owner.get("host")
         here = socket.gethostname()
         who = f"process {pid} on {host}" if pid else "another process"
-        if pid and host == here and not _pid_alive(int(pid)):
+        if pid and host == here and not pid_alive(int(pid)):
             who += " (its PID is gone, but the lock is still held)"
         return (f"store {self.store!r} is being rewritten in place by {who} (lock "
                 f"{self.path!r}); wait for it to finish, or stop it and "
