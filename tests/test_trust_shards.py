@@ -285,3 +285,27 @@ def test_a_worker_killed_during_the_broadcast_does_not_fail_the_run(tiles, key, 
         worker.join(PATIENCE)
         assert not errors, errors
     assert read_images(destination).tobytes() == read_images(tmp_path / "single.h5").tobytes()
+
+
+# -- item 7 in a sharded output: other names of the images reach the mixed images -----------
+
+
+def test_hard_links_to_the_images_reach_the_mixed_images_in_a_sharded_store(client, tiles, key,
+                                                                           tmp_path):
+    """Every hard-link name of the images names the mixed virtual dataset.
+
+    The sharded writer replaces the copied images by a virtual dataset; no other name may be
+    left on an orphaned dataset of fill values.
+    """
+    images, labels = tiles
+    source = write_store(tmp_path / "in.h5", images[:128], labels[:128])
+    with h5py.File(source, "r+") as file:
+        file["copy"] = file["images"]
+        file.create_group("more")["images"] = file["images"]
+    destination = tmp_path / "out.h5"
+    mix_sharded(client, source, destination, key)
+    expected = fastmix.mix_array(images[:128], labels[:128], SPEC, key, window=64)
+    with h5py.File(destination, "r") as file:
+        for name in ("images", "copy", "more/images"):
+            assert file[name].is_virtual, name
+            assert file[name][()].tobytes() == expected.tobytes(), name

@@ -102,6 +102,7 @@ from fastmix.store.newfile import (
     copy_userblock,
     create_dataset_like,
     create_output,
+    replace_dataset,
     template_dataset,
 )
 from fastmix.store.prepare import count_unpartnered
@@ -1039,11 +1040,10 @@ def _write_virtual_store(store, destination: str, folder: str, windows, spec: Mi
         with h5py.File(temporary, "w", libver=store.file.libver,
                        userblock_size=store.file.userblock_size) as target:
             output = create_output(store.file, target, images.name, skip_prefix=PREFIX)
-            parent, name = output.parent, output.name.rsplit("/", 1)[-1]
-            del parent[name]
             fill = images.fillvalue
-            virtual = parent.create_virtual_dataset(name, layout,
-                                                    fillvalue=fill if fill is not None else 0)
+            virtual = replace_dataset(
+                output, images.name, lambda parent, name: parent.create_virtual_dataset(
+                    name, layout, fillvalue=fill if fill is not None else 0))
             copy_attributes(images, virtual, skip_prefix=PREFIX)
             if operation == "mix":
                 write_mix_attributes(virtual, spec, window=max(b - a for a, b in windows),

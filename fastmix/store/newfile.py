@@ -714,6 +714,35 @@ def create_output(source_file, target_file, images, skip_prefix: str | None = No
     return created
 
 
+def replace_dataset(dataset, path: str, make):
+    """Replace ``dataset`` under every one of its names by the dataset ``make`` creates.
+
+    ``make(parent, name)`` creates the new dataset at ``path`` (the images' own path in the
+    source). Every other hard-link name of the old dataset (a copy of the source's other names
+    for the images, :class:`_TreeCopy`) is made a name of the new one, so that no name is left
+    on the old, empty object; soft links resolve by path and need nothing. Returns the new
+    dataset.
+    """
+    import h5py
+
+    file, address = dataset.file, object_address(dataset)
+    names: list[str] = []
+
+    def look(name: str, link) -> None:
+        if isinstance(link, h5py.HardLink) and object_address(file[name]) == address:
+            names.append("/" + name)
+
+    file.visititems_links(look)
+    for name in names:
+        del file[name]
+    parent_path, _, base = path.rpartition("/")
+    created = make(file[parent_path or "/"], base)
+    for name in names:
+        if name != created.name:
+            file[name] = created
+    return created
+
+
 def copy_userblock(source: str, target: str, size: int) -> None:
     """Copy the user block (bytes before the HDF5 superblock) of ``source`` to ``target``."""
     if not size:
