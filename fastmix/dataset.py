@@ -83,8 +83,8 @@ class H5ImageDataset:
     def __init__(self, path: str | os.PathLike, transform: Callable | None = None,
                  images: str = "images", labels: str = "labels", *,
                  to_tensor: bool = False) -> None:
-        from fastmix.store.access import open_store
-        from fastmix.store.hdf5 import class_names_of
+        from fastmix.store.hdf5.access import open_store
+        from fastmix.store.hdf5.lowlevel import class_names_of
 
         if transform is not None and not callable(transform):
             raise BadInputTypeError(f"transform must be a callable (a function of one image), "

@@ -23,7 +23,7 @@ from fastmix.keys import Key
 from fastmix.pipeline import Pipeline, steps_for
 from fastmix.plan import Plan, images_in_pairs, pairs_warning
 from fastmix.plan.labels import validate_labels
-from fastmix.plan.windows import fixed_windows, unpartnered_message, unpartnered_refusal
+from fastmix.plan.window_rule import fixed_windows, unpartnered_message, unpartnered_refusal
 from fastmix.spec import MixSpec
 
 #: The largest window index: :meth:`fastmix.Key.window_seed` hashes it as 8 bytes.

@@ -12,7 +12,7 @@ paper
     the same label in the same window of the original.
 
 With the key, the mixed store's record must verify under it (its MAC,
-:mod:`fastmix.store.metadata`: an edited record or changed labels are refused), and the
+:mod:`fastmix.store.hdf5.record`: an edited record or changed labels are refused), and the
 mixed store must be exactly what the key produces: unmixing it restores the original bit for
 bit (reversible specs), or mixing the original reproduces it (paper mode, one-way
 hardening). Hardening (orientation, jitter, seam blur) changes the
@@ -35,7 +35,7 @@ from fastmix.errors import BadInputError, BadInputTypeError, WrongKeyError
 from fastmix.kernels import counter
 from fastmix.keys import Key
 from fastmix.mixing import layout_for, mix_window
-from fastmix.plan.windows import fixed_windows
+from fastmix.plan.window_rule import fixed_windows
 
 _GOLDEN = counter.GOLDEN
 #: An odd multiplier other than the golden ratio, so that block positions and labels salt
@@ -116,7 +116,7 @@ def verify_stores(original: str | os.PathLike, mixed: str | os.PathLike, key: Ke
     """
     import hdf5plugin  # noqa: F401 - registers the plugin filters the stores may use
 
-    from fastmix.store.access import open_store
+    from fastmix.store.hdf5.access import open_store
 
     original, mixed = os.fspath(original), os.fspath(mixed)
     if key is not None and not isinstance(key, Key):
@@ -170,7 +170,7 @@ def _success_line(count: int, windows: int, spec, key_checked: bool) -> str:
 
 
 def _read_record(dataset, path: str):
-    from fastmix.store.metadata import read_mix_record
+    from fastmix.store.hdf5.record import read_mix_record
 
     # A store an interrupted in-place run left half rewritten is refused by open_store.
     record = read_mix_record(dataset)
@@ -184,7 +184,7 @@ def _read_record(dataset, path: str):
 
 def _check_key(dataset, record, key: Key, path: str, trust_unsealed: bool) -> None:
     """Check the key's check value, then the record's MAC under the key."""
-    from fastmix.store.metadata import check_key_and_record
+    from fastmix.store.hdf5.record import check_key_and_record
 
     wrong_key = WrongKeyError(
         f"wrong key for {path!r}: its check value {key.check_value} does not match the "
@@ -210,7 +210,7 @@ def _check_alike(before, after) -> None:
 
 def _check_windows(before, after, record, key: Key | None, progress: bool) -> int:
     from fastmix.progress import Progress
-    from fastmix.store.chunkio import WindowReader, codec_threads
+    from fastmix.store.hdf5.chunkio import WindowReader, codec_threads
 
     dataset_before, dataset_after = before.images, after.images
     count, image_shape = dataset_before.shape[0], dataset_before.shape[1:]

@@ -20,7 +20,7 @@ from fastmix.audit.report import AuditReport, meets, needs
 from fastmix.cli import EXIT_REQUIREMENT
 from fastmix.cli.verdict import warning_lines
 from fastmix.errors import BadInputError
-from fastmix.store.metadata import read_mix_record
+from fastmix.store.hdf5.record import read_mix_record
 
 #: Unhardened permute mode in 8x8 blocks of 32x32 photo tiles: weak (docs/privacy.md).
 WEAK_FLAGS = ("--mode", "permute", "--block", "8x8", "--donors", "10", "--prob", "1",

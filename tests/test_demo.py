@@ -12,7 +12,7 @@ from fastmix.demo import run_demo
 from fastmix.errors import BadInputError
 from fastmix.keys import Key
 from fastmix.spec import DEFAULT_PRESET, MixSpec
-from fastmix.store.metadata import read_mix_record
+from fastmix.store.hdf5.record import read_mix_record
 
 
 def test_demo_runs_end_to_end(tmp_path):

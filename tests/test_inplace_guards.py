@@ -20,9 +20,9 @@ import pytest
 import fastmix
 from fastmix.errors import BadInputError, WrongKeyError
 from fastmix.store import mix_store, unmix_store
-from fastmix.store.crashrepair import chunk_extents, clear_open_flag, lookup3, shared_bytes
-from fastmix.store.inplace import InPlaceRunStopped
-from fastmix.store.journal import Journal, JournalDamaged, RunHeader
+from fastmix.store.durable.journal import Journal, JournalDamaged, RunHeader
+from fastmix.store.hdf5.crashrepair import chunk_extents, clear_open_flag, lookup3, shared_bytes
+from fastmix.store.inplace.run import InPlaceRunStopped
 
 WINDOW = 64
 SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)
@@ -297,7 +297,7 @@ def test_second_process_is_refused_while_the_lock_is_held(tmp_path, key_file):
     before = store.read_bytes()
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from fastmix.store.lock import StoreLock; "
+         "import sys, time; from fastmix.store.durable.lock import StoreLock; "
          "StoreLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)",
          str(store)], stdout=subprocess.PIPE, text=True)
     try:

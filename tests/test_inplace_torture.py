@@ -22,8 +22,8 @@ import pytest
 
 import fastmix
 from fastmix.store import mix_store
-from fastmix.store.crashrepair import clear_open_flag
-from fastmix.store.journal import Journal, JournalDamaged
+from fastmix.store.durable.journal import Journal, JournalDamaged
+from fastmix.store.hdf5.crashrepair import clear_open_flag
 
 WINDOW = 64
 #: SIGKILLs per torture run; the run after the last one finishes undisturbed.
@@ -408,7 +408,8 @@ def test_a_stale_journal_of_another_run_is_refused(tmp_path, crashed):
 KILL_AT_STEP = r"""
 import os, signal, sys
 import fastmix
-from fastmix.store import inplace, journal
+from fastmix.store.durable import journal
+from fastmix.store.inplace import run as inplace
 
 step, store, operation = sys.argv[1], sys.argv[2], sys.argv[3]
 

@@ -23,9 +23,9 @@ import pytest
 import fastmix
 from fastmix.cli import main
 from fastmix.errors import BadInputError
-from fastmix.store import journal as journal_module
 from fastmix.store import mix_store
-from fastmix.store.inplace import InPlaceRunStopped
+from fastmix.store.durable import journal as journal_module
+from fastmix.store.inplace.run import InPlaceRunStopped
 
 WINDOW = 64
 SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)
@@ -137,7 +137,7 @@ def test_resume_with_nothing_recorded_refuses_instead_of_mixing_with_the_default
 KILL_AT = textwrap.dedent(r"""
     import os, signal, sys
     import fastmix
-    from fastmix.store import journal
+    from fastmix.store.durable import journal
 
     step, store = sys.argv[1], sys.argv[2]
 
@@ -309,7 +309,7 @@ def test_resume_reports_a_damaged_window_and_unmix_puts_the_done_windows_back(tm
 KILL_MID_WINDOW = textwrap.dedent(r"""
     import os, signal, sys
     import fastmix
-    from fastmix.store import inplace
+    from fastmix.store.inplace import run as inplace
 
     real = inplace._CommittingWriter.store_piece
     def store_piece(self, piece):

@@ -420,7 +420,7 @@ def test_integer_scale_offset_at_factor_0_or_full_width_is_kept(tmp_path, bits):
 
 
 def stored_filter(tmp_path, **options):
-    from fastmix.store.hdf5 import dataset_filters
+    from fastmix.store.hdf5.lowlevel import dataset_filters
 
     with h5py.File(tmp_path / "f.h5", "a") as file:
         name = str(len(file))
@@ -430,7 +430,7 @@ def stored_filter(tmp_path, **options):
 
 
 def test_the_lossy_filter_rule(tmp_path):
-    from fastmix.store.hdf5 import dataset_filters, lossy_filter
+    from fastmix.store.hdf5.lowlevel import dataset_filters, lossy_filter
 
     lossy = {"ZFP rate": dict(hdf5plugin.Zfp(rate=8)),
              "ZFP reversible": dict(hdf5plugin.Zfp(reversible=True)),

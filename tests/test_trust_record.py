@@ -23,7 +23,7 @@ from fastmix.cli import main
 from fastmix.cli.commands.info import describe_store
 from fastmix.errors import BadInputError, FastmixWarning, WrongKeyError
 from fastmix.store import mix_store, unmix_store
-from fastmix.store.inplace import InPlaceRunStopped
+from fastmix.store.inplace.run import InPlaceRunStopped
 
 KEY = fastmix.Key(bytes(range(32)))
 OTHER_KEY = fastmix.Key(bytes(range(1, 33)))
@@ -244,7 +244,7 @@ def test_a_wrong_key_still_gets_the_wrong_key_message(stores, tmp_path):
 
 def test_an_attribute_added_and_sealed_again_unmixes(stores, tmp_path):
     """The MAC covers every ``fastmix_*`` attribute; ``seal_record`` re-seals after a writer."""
-    from fastmix.store.metadata import seal_record
+    from fastmix.store.hdf5.record import seal_record
 
     _, mixed, _, images, _ = stores
     store = edited_copy(mixed, tmp_path, EDITS["added-attribute"])

@@ -23,7 +23,7 @@ import pytest
 
 import fastmix
 from fastmix.cli import main
-from fastmix.store.cluster import shard_folder
+from fastmix.store.cluster.shards import shard_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore::fastmix.FastmixWarning")
 

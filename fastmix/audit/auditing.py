@@ -20,10 +20,10 @@ from fastmix.audit.groundtruth import GroundTruth, content_classes, locate_block
 from fastmix.audit.report import MISLEADING_SSIM, AuditReport, verdict, verdict_sentence
 from fastmix.audit.strong import ATTACKS, advantage_of, attack_sample, strongest_attack
 from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning, hint
-from fastmix.plan.windows import fixed_windows
+from fastmix.plan.window_rule import fixed_windows
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec
-from fastmix.store.metadata import PREFIX, STATE_ATTRIBUTE, attribute_text
+from fastmix.store.hdf5.record import PREFIX, STATE_ATTRIBUTE, attribute_text
 
 BOOTSTRAP_REPEATS = 1000
 NEEDS_KEY = ("the mixed data is hardened (orientation, jitter or seam blur): hashing cannot "
@@ -423,8 +423,8 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
     """
     from fastmix.audit.adaptive import audit_options
     from fastmix.spec import format_bytes, parse_memory
-    from fastmix.store.access import open_hdf5, refuse_interrupted
-    from fastmix.store.metadata import check_key_and_record
+    from fastmix.store.hdf5.access import open_hdf5, refuse_interrupted
+    from fastmix.store.hdf5.record import check_key_and_record
 
     require("h5py")
     budget = parse_memory(memory)
@@ -528,7 +528,7 @@ def _images_that_fit(count: int, image_bytes: int, window: int | None, budget: i
 
 def decode_label_values(raw, path) -> np.ndarray:
     """Labels as read by h5py, text as ``str``; a one-line refusal when not valid UTF-8."""
-    from fastmix.store.access import decode_labels
+    from fastmix.store.hdf5.access import decode_labels
 
     try:
         values = decode_labels(raw)

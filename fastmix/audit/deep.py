@@ -150,7 +150,7 @@ def _load(source, labels, memory: int) -> tuple[np.ndarray, np.ndarray]:
         if labels is not None:
             raise BadInputError("labels are read from the store; give labels only with an "
                                 "image array")
-        from fastmix.store.access import open_store
+        from fastmix.store.hdf5.access import open_store
 
         with open_store(source) as store:
             needed = store.count * store.image_bytes

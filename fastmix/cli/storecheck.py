@@ -60,7 +60,7 @@ def check_source(path: str | os.PathLike, images: str, labels: str | None) -> No
     Raises :class:`BadInputError` for a missing, non-HDF5, truncated or damaged file, a
     missing dataset, images of the wrong rank, labels of the wrong length or with NaN.
     """
-    from fastmix.store.access import open_store
+    from fastmix.store.hdf5.access import open_store
 
     open_store(path, images=images, labels=labels).close()
 

@@ -38,7 +38,7 @@ from fastmix.images.encode import (
 from fastmix.images.parallel import bounded_map, make_pool, worker_count
 from fastmix.images.sources import is_inside
 from fastmix.images.workers import WorkerProcesses, use_processes
-from fastmix.store.newfile import TEMPORARY_MARK
+from fastmix.store.newfile.output import TEMPORARY_MARK
 
 #: Windows of about this many bytes are read at once (whole chunks).
 WINDOW_TARGET_BYTES = 32 * 1024**2
@@ -153,7 +153,7 @@ def _check_exportable(dataset, path: str, image_format: str) -> None:
 
 
 def _layout_note(shape: tuple[int, ...]) -> str:
-    from fastmix.store.access import channels_first_note
+    from fastmix.store.hdf5.access import channels_first_note
 
     note = channels_first_note(shape)
     return f" (the store{note})" if note else ""
@@ -231,7 +231,7 @@ def _remove_stale_temporaries(parent: str, name: str) -> None:
     PID in the name) no longer runs, and whose content is an export's own (its marker
     first, written by that PID for a temporary).
     """
-    from fastmix.store.lock import pid_alive
+    from fastmix.store.durable.lock import pid_alive
 
     for mark in (TEMPORARY_MARK, RETIRED_MARK):
         prefix = f".{name}{mark}"
@@ -349,8 +349,8 @@ def export_store(store: str | os.PathLike, directory: str | os.PathLike, *,
     import hdf5plugin  # noqa: F401 - registers the LZ4/Zstd/Blosc filters with h5py
 
     from fastmix.progress import Progress
-    from fastmix.store.access import open_store
-    from fastmix.store.hdf5 import class_names_of
+    from fastmix.store.hdf5.access import open_store
+    from fastmix.store.hdf5.lowlevel import class_names_of
 
     started = time.perf_counter()
     directory = os.fspath(directory)

@@ -16,7 +16,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 def worker_count(workers: int | None = None) -> int:
     """Return the number of workers: ``workers`` if given, else the CPUs this process may use."""
-    from fastmix.store.chunkio import codec_threads
+    from fastmix.store.hdf5.chunkio import codec_threads
 
     return max(1, int(workers)) if workers is not None else codec_threads()
 

@@ -71,7 +71,7 @@ def enlargement(height: int, width: int) -> int:
 
 def _check_previewable(dataset, path: str) -> None:
     """Refuse a store with no images, or with images no picture can show (one line)."""
-    from fastmix.store.access import channels_first_note
+    from fastmix.store.hdf5.access import channels_first_note
 
     if dataset.shape[0] == 0:
         raise BadInputError(f"store {path!r} holds no images, so there is nothing to preview")
@@ -139,12 +139,12 @@ def preview_grid(store: str | os.PathLike, output: str | os.PathLike, *,
     import hdf5plugin  # noqa: F401 - registers the LZ4/Zstd/Blosc filters with h5py
     from PIL import Image, ImageDraw, ImageFont
 
-    from fastmix.store.access import open_store
-    from fastmix.store.hdf5 import class_names_of
+    from fastmix.store.hdf5.access import open_store
+    from fastmix.store.hdf5.lowlevel import class_names_of
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise BadInputError(f"count must be a positive number of images, got {count!r}")
-    from fastmix.store.newfile import atomic_output, check_output_path
+    from fastmix.store.newfile.output import atomic_output, check_output_path
 
     output = check_output_path(output, overwrite, protected=(store, original), role="output")
     picture_format = picture_format_of(output)

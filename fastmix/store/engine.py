@@ -1,9 +1,9 @@
 """The store entry points :func:`mix_store` and :func:`unmix_store`.
 
 They check their arguments and the store (:mod:`fastmix.store.prepare`), then hand the run to
-the new-file engine (:mod:`fastmix.store.newfile_engine`), with ``in_place=True`` to the
-in-place engine (:mod:`fastmix.store.inplace`), or with ``client=`` to a Dask cluster
-(:mod:`fastmix.store.cluster`). Both engines sit below this module and
+the new-file engine (:mod:`fastmix.store.newfile.run`), with ``in_place=True`` to the
+in-place engine (:mod:`fastmix.store.inplace.run`), or with ``client=`` to a Dask cluster
+(:mod:`fastmix.store.cluster.shards`). Both engines sit below this module and
 import neither it nor each other.
 """
 
@@ -15,12 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from fastmix.backends import get_backend
 from fastmix.keys import Key
 from fastmix.spec import MixSpec, parse_memory
-from fastmix.store.access import open_store
-from fastmix.store.chunkio import codec_threads
-from fastmix.store.cluster import check_cluster_options, run_on_cluster
-from fastmix.store.inplace import run_in_place
-from fastmix.store.newfile import check_destination
-from fastmix.store.newfile_engine import run_new_file
+from fastmix.store.cluster.shards import check_cluster_options, run_on_cluster
+from fastmix.store.hdf5.access import open_store
+from fastmix.store.hdf5.chunkio import codec_threads
+from fastmix.store.hdf5.shard_binding import check_shard_binding
+from fastmix.store.inplace.run import run_in_place
+from fastmix.store.newfile.output import check_destination
+from fastmix.store.newfile.run import run_new_file
 from fastmix.store.prepare import (
     check_key,
     check_run_arguments,
@@ -37,8 +38,7 @@ from fastmix.store.prepare import (
     warn_after_mix,
 )
 from fastmix.store.report import StoreReport
-from fastmix.store.shards import check_shard_binding
-from fastmix.store.windows import chunk_length, plan_windows
+from fastmix.store.window_sizing import chunk_length, plan_windows
 
 
 def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
@@ -89,7 +89,7 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     raw_chunks : bool
         Use the raw-chunk I/O path where possible (``False`` forces h5py's own I/O).
     client : dask.distributed.Client, optional
-        Run one task per window on this Dask cluster (:mod:`fastmix.store.cluster`); the
+        Run one task per window on this Dask cluster (:mod:`fastmix.store.cluster.shards`); the
         workers must see ``src`` (and, with ``shards``, the destination's folder) at the same
         path. The output bytes are those of the single-process run.
     shards : bool
@@ -161,7 +161,7 @@ def unmix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
 
     The spec, window and labels dataset come from the store's ``fastmix_*`` attributes; the
     key is checked against the stored check value, and a sharded store's shards against its
-    run (:mod:`fastmix.store.cluster`), before anything is written. The output is a plain
+    run (:mod:`fastmix.store.cluster.shards`), before anything is written. The output is a plain
     store again (no ``fastmix_*`` attributes; a sharded output names only its shards' run).
 
     Parameters

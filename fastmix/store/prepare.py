@@ -1,7 +1,7 @@
 """What both store engines check and size before a run, with the messages they give.
 
-The new-file engine (:mod:`fastmix.store.newfile_engine`) and the in-place engine
-(:mod:`fastmix.store.inplace`) import this module; :func:`fastmix.store.engine.mix_store`
+The new-file engine (:mod:`fastmix.store.newfile.run`) and the in-place engine
+(:mod:`fastmix.store.inplace.run`) import this module; :func:`fastmix.store.engine.mix_store`
 and :func:`~fastmix.store.engine.unmix_store` sit above both. Keeping the checks here means
 that both modes refuse the same inputs with the same words, and cut the same windows from
 the same memory budget.
@@ -25,14 +25,14 @@ from fastmix.errors import (
 from fastmix.keys import Key
 from fastmix.pipeline import native_values, steps_for
 from fastmix.plan import Plan, images_in_pairs, pairs_warning
-from fastmix.plan.windows import unpartnered_message, unpartnered_refusal
+from fastmix.plan.window_rule import unpartnered_message, unpartnered_refusal
 from fastmix.spec import MixSpec, parse_memory
-from fastmix.store.access import refuse_interrupted
-from fastmix.store.chunkio import PIECE_BYTES, piece_length
-from fastmix.store.codecs import pipeline_for
-from fastmix.store.metadata import already_mixed_message, check_key_and_record, read_mix_record
+from fastmix.store.hdf5.access import refuse_interrupted
+from fastmix.store.hdf5.chunkio import PIECE_BYTES, piece_length
+from fastmix.store.hdf5.codecs import pipeline_for
+from fastmix.store.hdf5.record import already_mixed_message, check_key_and_record, read_mix_record
 from fastmix.store.stream import STREAM_BUFFERS, ring_slots
-from fastmix.store.windows import chunk_bytes, plan_windows
+from fastmix.store.window_sizing import chunk_bytes, plan_windows
 
 # -- arguments ------------------------------------------------------------------------------
 
@@ -88,7 +88,7 @@ def check_run_arguments(*, src: object, dst: object, images: object, labels: obj
 def require_not_interrupted(dataset, path: str) -> None:
     """Refuse a store that an interrupted in-place run left half rewritten.
 
-    The same refusal as every reader's (:func:`fastmix.store.access.refuse_interrupted`),
+    The same refusal as every reader's (:func:`fastmix.store.hdf5.access.refuse_interrupted`),
     for a store opened with ``interrupted=True`` or for writing.
 
     Raises
@@ -107,7 +107,7 @@ def require_unmixed(dataset, path: str, force: bool) -> None:
 
 
 def require_unmixable(dataset, path: str, key: Key, *, trust_unsealed: bool = False):
-    """Return the dataset's :class:`~fastmix.store.metadata.MixRecord`, checked for unmixing.
+    """Return the dataset's :class:`~fastmix.store.hdf5.record.MixRecord`, checked for unmixing.
 
     Raises
     ------
@@ -115,7 +115,7 @@ def require_unmixable(dataset, path: str, key: Key, *, trust_unsealed: bool = Fa
         For an unmixed, paper-mode or one-way hardened store, and before anything is
         written, for a record whose MAC does not verify under ``key`` (the record was
         edited or the labels changed since mixing, see
-        :func:`~fastmix.store.metadata.check_record_mac`). A record without a MAC (an older
+        :func:`~fastmix.store.hdf5.record.check_record_mac`). A record without a MAC (an older
         fastmix) is refused unless ``trust_unsealed``, then accepted with a
         :class:`~fastmix.errors.FastmixWarning`.
     WrongKeyError
@@ -190,7 +190,7 @@ def piece_images(store, memory: int | str, threads: int) -> int:
     Parameters
     ----------
     store : Store
-        The open store (:func:`~fastmix.store.access.open_store`).
+        The open store (:func:`~fastmix.store.hdf5.access.open_store`).
     memory : int or str
         The memory budget.
     threads : int
@@ -222,7 +222,7 @@ def streaming_staging_bytes(store, threads: int, raw: bool, piece: int) -> int:
     Returns
     -------
     int
-        Bytes, to pass to :func:`~fastmix.store.windows.plan_windows` as ``staging_bytes``.
+        Bytes, to pass to :func:`~fastmix.store.window_sizing.plan_windows` as ``staging_bytes``.
     """
     ring = ring_slots(threads) * piece * store.image_bytes
     pipeline = pipeline_for(store.images) if raw else None

@@ -21,7 +21,7 @@ import numpy as np
 from fastmix.keys import Key
 from fastmix.pipeline import Pipeline
 from fastmix.spec import MixSpec
-from fastmix.store.chunkio import WindowReader, WindowWriter
+from fastmix.store.hdf5.chunkio import WindowReader, WindowWriter
 
 #: Window-sized buffers of the streaming loop: the window being mixed and the next one.
 STREAM_BUFFERS = 2

@@ -59,7 +59,7 @@ def describe_filter(code: int, values: tuple[int, ...], name: str) -> dict:
 
 def describe_filters(dataset) -> list[dict]:
     """Return the filter pipeline of an h5py dataset, in order."""
-    from fastmix.store.hdf5 import dataset_filters
+    from fastmix.store.hdf5.lowlevel import dataset_filters
 
     return [describe_filter(stored.code, stored.values, stored.name)
             for stored in dataset_filters(dataset)]
@@ -90,8 +90,8 @@ def describe_labels(file, name: str, count: int, path: str) -> dict:
     """Classes and counts of the labels dataset, with ``class_names`` when present."""
     import numpy as np
 
-    from fastmix.store.access import read_labels
-    from fastmix.store.hdf5 import class_names_of
+    from fastmix.store.hdf5.access import read_labels
+    from fastmix.store.hdf5.lowlevel import class_names_of
 
     labels = read_labels(file, name, count, path)
     values, counts = np.unique(labels, return_counts=True)
@@ -132,9 +132,9 @@ def describe_store(path: str, images: str = "images", labels: str | None = None)
 
     import h5py
 
-    from fastmix.store.access import open_store
-    from fastmix.store.metadata import RECORD_MAC_ATTRIBUTE, read_mix_record
-    from fastmix.store.newfile import template_dataset
+    from fastmix.store.hdf5.access import open_store
+    from fastmix.store.hdf5.record import RECORD_MAC_ATTRIBUTE, read_mix_record
+    from fastmix.store.newfile.output import template_dataset
 
     with open_store(path, images=images, labels=None, interrupted=True) as store, \
             template_dataset(store.images) as template:  # a sharded store: its first shard

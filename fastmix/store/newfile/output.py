@@ -15,7 +15,7 @@ and every lossless filter. No original pixel is left under any name; the rules, 
   them: the output never keeps a live link to another file, which could be the original.
   An images or labels dataset that is itself reached through an external link (stored in
   another file) is refused before anything is written
-  (:func:`~fastmix.store.hdf5.require_stored_here`).
+  (:func:`~fastmix.store.hdf5.lowlevel.require_stored_here`).
 - **Object and region references**, in datasets and attributes (also inside compound and
   variable-length types), are re-made to the corresponding object of the output, so a
   reference to the images points at the mixed images. A reference to an object the output
@@ -31,7 +31,7 @@ and every lossless filter. No original pixel is left under any name; the rules, 
   storage instead, and a warning says so; one that may read the images' pixels (a virtual
   dataset mapping the images, in this file or through others, or external raw storage in
   the source file or a shard of its images) is left out, with a warning.
-- **Lossy filters** on the images dataset (:func:`~fastmix.store.hdf5.lossy_filter`:
+- **Lossy filters** on the images dataset (:func:`~fastmix.store.hdf5.lowlevel.lossy_filter`:
   scale-offset on floating point or with an integer scale factor below the type's width,
   ZFP, SZ, SZ3, SPERR, fpzip, JPEG, Blosc2 with TRUNC_PREC, any filter fastmix does not
   know) are left out of the output's images, whatever the spec: the images are stored
@@ -40,7 +40,7 @@ and every lossless filter. No original pixel is left under any name; the rules, 
   ``verify`` could not give back what fastmix read. Integer scale-offset with factor 0
   (HDF5 computes the bits) or the full width is lossless and kept. Other datasets keep
   their filters (their stored chunks are copied, never re-encoded). In-place mode refuses
-  a lossy filter (:func:`~fastmix.store.hdf5.require_in_place_safe`).
+  a lossy filter (:func:`~fastmix.store.hdf5.lowlevel.require_in_place_safe`).
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ import numpy as np
 
 from fastmix.errors import BadInputError, FastmixWarning, check_regular_file, hint
 from fastmix.keys import is_key_file
-from fastmix.store.durable import fsync_folder_of, fsync_path
-from fastmix.store.hdf5 import (
+from fastmix.store.durable.fsync import fsync_folder_of, fsync_path
+from fastmix.store.hdf5.lowlevel import (
     foreign_layout,
     lossy_filter,
     object_address,
@@ -63,7 +63,7 @@ from fastmix.store.hdf5 import (
     require_stored_here,
     same_file,
 )
-from fastmix.store.shards import mapped_file
+from fastmix.store.hdf5.shard_binding import mapped_file
 
 #: Bytes copied at a time when a dataset kept in other files is copied into the output.
 _COPY_SLAB = 16 << 20

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastmix.store.hdf5 import dataset_filters
+from fastmix.store.hdf5.lowlevel import dataset_filters
 
 FILTER_DEFLATE = 1
 FILTER_SHUFFLE = 2

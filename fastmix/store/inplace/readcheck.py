@@ -18,9 +18,9 @@ from concurrent.futures import Executor
 import numpy as np
 
 from fastmix.errors import BadInputError
-from fastmix.store.chunkio import WindowReader
-from fastmix.store.hdf5 import stored_chunks
-from fastmix.store.windows import chunk_length
+from fastmix.store.hdf5.chunkio import WindowReader
+from fastmix.store.hdf5.lowlevel import stored_chunks
+from fastmix.store.window_sizing import chunk_length
 
 
 def first_unreadable(dataset, windows: list[tuple[int, tuple[int, int]]], pool: Executor,

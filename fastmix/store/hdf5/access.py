@@ -10,9 +10,9 @@ import numpy as np
 
 from fastmix.errors import BadInputError, FastmixWarning, check_regular_file, hint
 from fastmix.plan.labels import validate_labels
-from fastmix.store.journal import journal_path, read_journal_header
-from fastmix.store.metadata import IN_PROGRESS, STATE_ATTRIBUTE, read_state
-from fastmix.store.shards import check_shard_binding, mapped_file
+from fastmix.store.durable.journal import journal_path, read_journal_header
+from fastmix.store.hdf5.record import IN_PROGRESS, STATE_ATTRIBUTE, read_state
+from fastmix.store.hdf5.shard_binding import check_shard_binding, mapped_file
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 #: Most memory the labels of one store may take when read (whole) into memory.

@@ -4,7 +4,7 @@ Windows are independent (each is seeded by (key, window index)), so a cluster ru
 per window, after STUMPY's ``stumped``: every task opens the source itself, read-only
 (h5py objects cannot be pickled), plans its window from (key, window index), mixes it and
 encodes its output chunks with the encoder of the single-process engine
-(:meth:`~fastmix.store.chunkio.WindowWriter.encode_piece`).
+(:meth:`~fastmix.store.hdf5.chunkio.WindowWriter.encode_piece`).
 
 Two output layouts:
 
@@ -49,12 +49,12 @@ A sharded store and its shards are bound by a *run id*: 32 lowercase hex charact
     ``mac``: ``Key.mac("shard-run", text)`` where ``text`` is the record without ``mac`` as
     JSON with sorted keys. Written atomically (temporary file, fsync, rename).
 
-Every reader of a store whose images dataset names a run (:func:`fastmix.store.access.
+Every reader of a store whose images dataset names a run (:func:`fastmix.store.hdf5.access.
 open_store`) refuses it, one line, exit status 2, unless every mapped shard's record names
 that run, the window of its place (mappings in order of their first image) and that
 place's images; ``unmix`` also verifies each shard's MAC under its key
-(:func:`fastmix.store.shards.check_shard_binding`). A new sharded run into ``DST.shards/``
-discards the shards found there only when no store can read them: their run never
+(:func:`fastmix.store.hdf5.shard_binding.check_shard_binding`). A new sharded run into
+``DST.shards/`` discards the shards found there only when no store can read them: their run never
 published, or it made ``DST`` itself (which ``overwrite`` replaces); otherwise (a store
 renamed away from its shards, or shards without a run record) it refuses and leaves them.
 ``resume=True`` continues only an unpublished run whose record verifies under the key, with
@@ -90,24 +90,13 @@ from fastmix.keys import Key
 from fastmix.pipeline import Pipeline
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec, parse_memory
-from fastmix.store.access import open_hdf5
-from fastmix.store.chunkio import WindowReader, WindowWriter, codec_threads
-from fastmix.store.crashrepair import clear_open_flag
-from fastmix.store.durable import fsync_folder_of, fsync_path
-from fastmix.store.hdf5 import stored_chunks
-from fastmix.store.metadata import PREFIX, seal_record, write_mix_attributes
-from fastmix.store.newfile import (
-    check_destination,
-    copy_attributes,
-    copy_userblock,
-    create_dataset_like,
-    create_output,
-    replace_dataset,
-    template_dataset,
-)
-from fastmix.store.prepare import count_unpartnered
-from fastmix.store.report import StoreReport
-from fastmix.store.shards import (
+from fastmix.store.durable.fsync import fsync_folder_of, fsync_path
+from fastmix.store.hdf5.access import open_hdf5
+from fastmix.store.hdf5.chunkio import WindowReader, WindowWriter, codec_threads
+from fastmix.store.hdf5.crashrepair import clear_open_flag
+from fastmix.store.hdf5.lowlevel import stored_chunks
+from fastmix.store.hdf5.record import PREFIX, seal_record, write_mix_attributes
+from fastmix.store.hdf5.shard_binding import (
     RUN_ATTRIBUTE,
     SHARD_RECORD,
     mapped_file,
@@ -119,7 +108,18 @@ from fastmix.store.shards import (
     store_run,
     verify_shard,
 )
-from fastmix.store.windows import chunk_bytes
+from fastmix.store.newfile.output import (
+    check_destination,
+    copy_attributes,
+    copy_userblock,
+    create_dataset_like,
+    create_output,
+    replace_dataset,
+    template_dataset,
+)
+from fastmix.store.prepare import count_unpartnered
+from fastmix.store.report import StoreReport
+from fastmix.store.window_sizing import chunk_bytes
 
 #: Seconds to wait for a scheduler before giving up (an unreachable address is bad input).
 CONNECT_TIMEOUT = 10.0
@@ -1022,7 +1022,7 @@ def _write_virtual_store(store, destination: str, folder: str, windows, spec: Mi
                          overwrite: bool, run: str) -> None:
     import h5py
 
-    from fastmix.store.newfile import atomic_output
+    from fastmix.store.newfile.output import atomic_output
 
     for entry in os.listdir(folder):  # temporaries of tasks that a dead worker left
         if entry.startswith(".window-"):

@@ -33,7 +33,7 @@ is named as such), then the MAC; an edited header (another spec, window, dataset
 refused, so a resume never runs with options the original run did not record. A journal
 without a header that verifies is never used to start or change a run.
 
-Protocol for window ``k`` (see :mod:`fastmix.store.inplace`): read window k from the store
+Protocol for window ``k`` (see :mod:`fastmix.store.inplace.run`): read window k from the store
 and write its undo record, fsync; record ``ready = k + 1`` in the state slots, fsync; only
 then write the window's output into the store, flush and fsync the store; record
 ``committed = k + 1``, fsync. Slot ``k % 2`` is reused only once window ``k - 2`` is
@@ -77,9 +77,9 @@ import numpy as np
 
 from fastmix.errors import BadInputError, WrongKeyError
 from fastmix.keys import Key
-from fastmix.plan.windows import fixed_windows
+from fastmix.plan.window_rule import fixed_windows
 from fastmix.spec import MixSpec
-from fastmix.store.durable import fsync_folder_of
+from fastmix.store.durable.fsync import fsync_folder_of
 
 #: Version of the header's fields; a journal of another version is refused. 3 adds the
 #: header's MAC, the disk-space reserve and ``rollback``.

@@ -1,4 +1,4 @@
-"""The binding of a sharded store to its shard files (see :mod:`fastmix.store.cluster`).
+"""The binding of a sharded store to its shard files (see :mod:`fastmix.store.cluster.shards`).
 
 A sharded store (``fastmix mix --shards``) is an HDF5 virtual dataset whose data lives in
 ``DST.shards/window-NNNNNN.h5``. This module holds what binds the two, so that a shard folder
@@ -11,8 +11,8 @@ from its shards is refused instead of read as wrong images:
   source file name as a printf-style pattern);
 - the check a reader runs on every mapping (:func:`check_shard_binding`).
 
-It sits below :mod:`fastmix.store.access`, :mod:`fastmix.store.newfile` and
-:mod:`fastmix.store.cluster`, and imports none of them.
+It sits below :mod:`fastmix.store.hdf5.access`, :mod:`fastmix.store.newfile.output` and
+:mod:`fastmix.store.cluster.shards`, and imports none of them.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ goes through these steps; nothing before step 4 changes a byte of the store::
     1. lock       STORE.fastmix-lock (beside the file a symbolic link names)
     2. check      on a read-only open: the store, the options, a one-way spec's consent
                   (``one_way=True`` / ``--one-way``), and every chunk of the images read
-                  and decoded (:mod:`fastmix.store.readcheck`): a damaged store is refused
+                  and decoded (:mod:`fastmix.store.inplace.readcheck`): a damaged store is refused
     3. journal    header (operation, spec, window, key check, run id) bound to the key by
                   ``Key.mac("journal", ...)``, the undo slots and a disk-space reserve,
-                  preallocated and fsynced with its folder (:mod:`fastmix.store.journal`)
+                  preallocated and fsynced with its folder (:mod:`fastmix.store.durable.journal`)
     4. mark       open the store for writing; ``fastmix_state = "in-progress"`` and
                   ``fastmix_run`` (the run id), flush, fsync
     5. windows    reader thread: read window k (it still holds its input); journal: undo
@@ -51,7 +51,7 @@ compressed datasets are flushed and fsynced after every chunk, because a rewritt
 compressed chunk moves and a torn flush of several moves could leave two index entries on
 one place (a run refuses to write through such an index); and a
 resumed run first clears the superblock's "open for write" flag and raises the file's EOA
-over every chunk (:mod:`fastmix.store.crashrepair`).
+over every chunk (:mod:`fastmix.store.hdf5.crashrepair`).
 
 ``STORE.fastmix-journal`` and ``STORE.fastmix-lock`` exist only while a run is pending or
 running (and ``STORE.fastmix-journal.partial`` only after a kill while the journal was being
@@ -77,16 +77,12 @@ import numpy as np
 
 from fastmix.errors import BadInputError, FastmixError, hint
 from fastmix.keys import Key
-from fastmix.plan.windows import fixed_windows
+from fastmix.plan.window_rule import fixed_windows
 from fastmix.progress import PieceProgress, Progress
 from fastmix.spec import MixSpec
-from fastmix.store.access import open_store, read_labels
 from fastmix.store.allocator import tune_allocator
-from fastmix.store.chunkio import WindowReader, WindowWriter, codec_threads
-from fastmix.store.crashrepair import chunk_extents, clear_open_flag, raise_eoa, shared_bytes
-from fastmix.store.durable import fsync_path
-from fastmix.store.hdf5 import foreign_layout, hold_metadata, is_filtered, require_in_place_safe
-from fastmix.store.journal import (
+from fastmix.store.durable.fsync import fsync_path
+from fastmix.store.durable.journal import (
     PARTIAL_SUFFIX,
     RESERVE_FINISH,
     RESERVE_MARK,
@@ -96,8 +92,18 @@ from fastmix.store.journal import (
     RunHeader,
     journal_path,
 )
-from fastmix.store.lock import StoreLock
-from fastmix.store.metadata import (
+from fastmix.store.durable.lock import StoreLock
+from fastmix.store.durable.writeback import EarlyWriteback
+from fastmix.store.hdf5.access import open_store, read_labels
+from fastmix.store.hdf5.chunkio import WindowReader, WindowWriter, codec_threads
+from fastmix.store.hdf5.crashrepair import chunk_extents, clear_open_flag, raise_eoa, shared_bytes
+from fastmix.store.hdf5.lowlevel import (
+    foreign_layout,
+    hold_metadata,
+    is_filtered,
+    require_in_place_safe,
+)
+from fastmix.store.hdf5.record import (
     COMPLETE,
     IN_PROGRESS,
     RUN_ATTRIBUTE,
@@ -108,6 +114,7 @@ from fastmix.store.metadata import (
     remove_mix_attributes,
     write_mix_attributes,
 )
+from fastmix.store.inplace.readcheck import first_unreadable
 from fastmix.store.prepare import (
     count_paired,
     count_unpartnered,
@@ -119,11 +126,9 @@ from fastmix.store.prepare import (
     require_unmixed,
     warn_after_mix,
 )
-from fastmix.store.readcheck import first_unreadable
 from fastmix.store.report import StoreReport
 from fastmix.store.stream import stream_windows
-from fastmix.store.windows import chunk_length, plan_windows
-from fastmix.store.writeback import EarlyWriteback
+from fastmix.store.window_sizing import chunk_length, plan_windows
 
 
 class InPlaceRunStopped(FastmixError):

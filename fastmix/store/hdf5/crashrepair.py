@@ -21,8 +21,8 @@ import ctypes
 import os
 import struct
 
-from fastmix.store.access import HDF5_SIGNATURE
-from fastmix.store.hdf5 import stored_chunks
+from fastmix.store.hdf5.access import HDF5_SIGNATURE
+from fastmix.store.hdf5.lowlevel import stored_chunks
 
 _MASK = 0xFFFFFFFF
 

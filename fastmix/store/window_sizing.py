@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from fastmix.errors import BadInputError
-from fastmix.plan.windows import fixed_windows
+from fastmix.plan.window_rule import fixed_windows
 from fastmix.spec import format_bytes, parse_memory
-from fastmix.store.newfile import template_dataset
+from fastmix.store.newfile.output import template_dataset
 
 #: Window-sized buffers alive at once: the window being mixed and the next one being read
 #: ahead, the window being mixed into and the previous one being written.

@@ -3,7 +3,7 @@
 Two paths, chosen per dataset:
 
 raw chunks
-    Chunks that hold whole images and whose filters :mod:`fastmix.store.codecs` can
+    Chunks that hold whole images and whose filters :mod:`fastmix.store.hdf5.codecs` can
     reproduce are read by byte offset with ``os.preadv`` (no h5py call, so no h5py lock)
     and decoded in a thread pool; written chunks are encoded in the pool and stored with
     ``write_direct_chunk``. Unfiltered chunks and contiguous datasets are read straight
@@ -25,9 +25,9 @@ from concurrent.futures import Executor
 import numpy as np
 
 from fastmix.errors import BadInputError
-from fastmix.store.codecs import ChunkPipeline, pipeline_for
-from fastmix.store.hdf5 import stored_chunks
-from fastmix.store.windows import chunk_bytes, chunk_length
+from fastmix.store.hdf5.codecs import ChunkPipeline, pipeline_for
+from fastmix.store.hdf5.lowlevel import stored_chunks
+from fastmix.store.window_sizing import chunk_bytes, chunk_length
 
 #: Bytes the new-file engine hands to the writer at a time (whole chunks).
 PIECE_BYTES = 2 << 20

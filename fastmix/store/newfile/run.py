@@ -3,7 +3,7 @@
 :func:`fastmix.store.engine.mix_store` and :func:`~fastmix.store.engine.unmix_store` check
 their inputs (:mod:`fastmix.store.prepare`) and cut the windows, then call
 :func:`run_new_file`. The output is written under a temporary name beside the destination
-and renamed only once it is complete and fsynced (:mod:`fastmix.store.newfile`).
+and renamed only once it is complete and fsynced (:mod:`fastmix.store.newfile.output`).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from fastmix.keys import Key
 from fastmix.progress import PieceProgress, Progress
 from fastmix.spec import MixSpec
 from fastmix.store.allocator import tune_allocator
-from fastmix.store.chunkio import WindowReader, WindowWriter
-from fastmix.store.hdf5 import require_stored_here
-from fastmix.store.metadata import PREFIX, write_mix_attributes
-from fastmix.store.newfile import atomic_output, copy_userblock, create_output
+from fastmix.store.durable.writeback import EarlyWriteback
+from fastmix.store.hdf5.chunkio import WindowReader, WindowWriter
+from fastmix.store.hdf5.lowlevel import require_stored_here
+from fastmix.store.hdf5.record import PREFIX, write_mix_attributes
+from fastmix.store.newfile.output import atomic_output, copy_userblock, create_output
 from fastmix.store.report import StoreReport
 from fastmix.store.stream import stream_windows
-from fastmix.store.windows import chunk_bytes
-from fastmix.store.writeback import EarlyWriteback
+from fastmix.store.window_sizing import chunk_bytes
 
 
 def _output_cache(dataset) -> int:
