@@ -21,7 +21,10 @@ import fastmix
 from fastmix.cli import build_parser
 from fastmix.cli.commands.info import describe_store
 from fastmix.cli.hardening_options import spec_from_arguments
-from fastmix.store.cluster.shards import in_flight_limit, partial_path, shard_folder, task_name
+from fastmix.store.cluster.client import in_flight_limit
+from fastmix.store.cluster.onefile import partial_path
+from fastmix.store.cluster.shards import shard_folder
+from fastmix.store.cluster.tasks import task_name
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::fastmix.FastmixWarning")]
@@ -338,7 +341,7 @@ def test_workers_with_two_threads_under_the_workqueue_layer(photos, key, tmp_pat
         "import sys, numba, numpy as np\n"
         "from concurrent.futures import ThreadPoolExecutor\n"
         "import fastmix, h5py\n"
-        "from fastmix.store.cluster.shards import Job, window_task\n"
+        "from fastmix.store.cluster.tasks import Job, window_task\n"
         "source = sys.argv[1]\n"
         "labels = h5py.File(source, 'r')['labels'][()]\n"
         "spec = fastmix.MixSpec(block=(8, 8), donors=3, prob=0.5)\n"

@@ -22,7 +22,7 @@ from fastmix.errors import BadInputError, WrongKeyError
 from fastmix.store import mix_store, unmix_store
 from fastmix.store.durable.journal import Journal, JournalDamaged, RunHeader
 from fastmix.store.hdf5.crashrepair import chunk_extents, clear_open_flag, lookup3, shared_bytes
-from fastmix.store.inplace.run import InPlaceRunStopped
+from fastmix.store.inplace import InPlaceRunStopped
 
 WINDOW = 64
 SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)

@@ -10,10 +10,10 @@ import pytest
 from test_cli_support import terminal_output
 
 import fastmix
-import fastmix.store.inplace.run
+import fastmix.store.inplace.rewrite
 import fastmix.store.newfile.run
 from fastmix.progress import Progress
-from fastmix.store.inplace.run import InPlaceRunStopped
+from fastmix.store.inplace import InPlaceRunStopped
 
 SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)
 KEY = fastmix.Key(bytes(range(32)))
@@ -59,7 +59,7 @@ def make_store(path, count: int, compressed: bool = False):
 @pytest.mark.parametrize("in_place", [False, True], ids=["new-file", "in-place"])
 def test_one_window_store_advances_per_piece(tmp_path, monkeypatch, in_place):
     """A store that fits one window (12 MB of a 1 GiB budget) moves the bar many times."""
-    module = fastmix.store.inplace.run if in_place else fastmix.store.newfile.run
+    module = fastmix.store.inplace.rewrite if in_place else fastmix.store.newfile.run
     monkeypatch.setattr(module, "Progress", RecordingProgress)
     source = tmp_path / "in.h5"
     images, _ = make_store(source, 1024)

@@ -25,7 +25,7 @@ from fastmix.cli import main
 from fastmix.errors import BadInputError
 from fastmix.store import mix_store
 from fastmix.store.durable import journal as journal_module
-from fastmix.store.inplace.run import InPlaceRunStopped
+from fastmix.store.inplace import InPlaceRunStopped
 
 WINDOW = 64
 SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)
@@ -309,7 +309,7 @@ def test_resume_reports_a_damaged_window_and_unmix_puts_the_done_windows_back(tm
 KILL_MID_WINDOW = textwrap.dedent(r"""
     import os, signal, sys
     import fastmix
-    from fastmix.store.inplace import run as inplace
+    from fastmix.store.inplace import rewrite as inplace
 
     real = inplace._CommittingWriter.store_piece
     def store_piece(self, piece):

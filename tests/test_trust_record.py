@@ -23,7 +23,7 @@ from fastmix.cli import main
 from fastmix.cli.commands.info import describe_store
 from fastmix.errors import BadInputError, FastmixWarning, WrongKeyError
 from fastmix.store import mix_store, unmix_store
-from fastmix.store.inplace.run import InPlaceRunStopped
+from fastmix.store.inplace import InPlaceRunStopped
 
 KEY = fastmix.Key(bytes(range(32)))
 OTHER_KEY = fastmix.Key(bytes(range(1, 33)))

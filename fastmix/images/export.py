@@ -38,7 +38,7 @@ from fastmix.images.encode import (
 from fastmix.images.parallel import bounded_map, make_pool, worker_count
 from fastmix.images.sources import is_inside
 from fastmix.images.workers import WorkerProcesses, use_processes
-from fastmix.store.newfile.output import TEMPORARY_MARK
+from fastmix.store.durable.atomic import TEMPORARY_MARK
 
 #: Windows of about this many bytes are read at once (whole chunks).
 WINDOW_TARGET_BYTES = 32 * 1024**2

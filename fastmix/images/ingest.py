@@ -120,7 +120,7 @@ def _check_destination(store: str, overwrite: bool, listing: ImageList,
 
     The inputs are the CSV file and the images, compared by inode (links included).
     """
-    from fastmix.store.newfile.output import check_output_path
+    from fastmix.store.durable.atomic import check_output_path
 
     inputs = [os.fspath(csv)] if csv is not None else []
     try:
@@ -265,8 +265,8 @@ def ingest_folder(image_dir: str | os.PathLike, store: str | os.PathLike, *,
     IngestReport
     """
     from fastmix.progress import Progress
+    from fastmix.store.durable.atomic import atomic_output
     from fastmix.store.hdf5.lowlevel import create_unbuffered_file
-    from fastmix.store.newfile.output import atomic_output
 
     started = time.perf_counter()
     height, width = _size(size)

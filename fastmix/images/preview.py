@@ -144,7 +144,7 @@ def preview_grid(store: str | os.PathLike, output: str | os.PathLike, *,
 
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise BadInputError(f"count must be a positive number of images, got {count!r}")
-    from fastmix.store.newfile.output import atomic_output, check_output_path
+    from fastmix.store.durable.atomic import atomic_output, check_output_path
 
     output = check_output_path(output, overwrite, protected=(store, original), role="output")
     picture_format = picture_format_of(output)

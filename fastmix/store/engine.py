@@ -15,13 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from fastmix.backends import get_backend
 from fastmix.keys import Key
 from fastmix.spec import MixSpec, parse_memory
-from fastmix.store.cluster.shards import check_cluster_options, run_on_cluster
+from fastmix.store.cluster import check_cluster_options, run_on_cluster
+from fastmix.store.durable.atomic import check_destination
 from fastmix.store.hdf5.access import open_store
 from fastmix.store.hdf5.chunkio import codec_threads
+from fastmix.store.hdf5.chunks import chunk_length
 from fastmix.store.hdf5.shard_binding import check_shard_binding
-from fastmix.store.inplace.run import run_in_place
-from fastmix.store.newfile.output import check_destination
-from fastmix.store.newfile.run import run_new_file
+from fastmix.store.inplace import run_in_place
+from fastmix.store.newfile import run_new_file
 from fastmix.store.prepare import (
     check_key,
     check_run_arguments,
@@ -38,7 +39,7 @@ from fastmix.store.prepare import (
     warn_after_mix,
 )
 from fastmix.store.report import StoreReport
-from fastmix.store.window_sizing import chunk_length, plan_windows
+from fastmix.store.window_sizing import plan_windows
 
 
 def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,

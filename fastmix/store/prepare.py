@@ -29,10 +29,11 @@ from fastmix.plan.window_rule import unpartnered_message, unpartnered_refusal
 from fastmix.spec import MixSpec, parse_memory
 from fastmix.store.hdf5.access import refuse_interrupted
 from fastmix.store.hdf5.chunkio import PIECE_BYTES, piece_length
+from fastmix.store.hdf5.chunks import chunk_bytes
 from fastmix.store.hdf5.codecs import pipeline_for
 from fastmix.store.hdf5.record import already_mixed_message, check_key_and_record, read_mix_record
 from fastmix.store.stream import STREAM_BUFFERS, ring_slots
-from fastmix.store.window_sizing import chunk_bytes, plan_windows
+from fastmix.store.window_sizing import plan_windows
 
 # -- arguments ------------------------------------------------------------------------------
 

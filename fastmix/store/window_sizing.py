@@ -7,7 +7,7 @@ import numpy as np
 from fastmix.errors import BadInputError
 from fastmix.plan.window_rule import fixed_windows
 from fastmix.spec import format_bytes, parse_memory
-from fastmix.store.newfile.output import template_dataset
+from fastmix.store.hdf5.chunks import chunk_bytes, chunk_length
 
 #: Window-sized buffers alive at once: the window being mixed and the next one being read
 #: ahead, the window being mixed into and the previous one being written.
@@ -17,31 +17,6 @@ WINDOW_BUFFERS = 4
 #: (the one being mixed and the one planned ahead, int32 per block), order and labels.
 PLAN_BYTES_PER_BLOCK = 16
 PLAN_BYTES_PER_IMAGE = 64
-
-
-def chunk_length(dataset) -> int:
-    """Images per chunk along axis 0 (1 for contiguous datasets: any window works).
-
-    A sharded store's chunks are its shards' (which its copies take, so that the windows and
-    pieces of a copy fall on its chunks).
-    """
-    chunks = _chunks(dataset)
-    return int(chunks[0]) if chunks is not None else 1
-
-
-def chunk_bytes(dataset) -> int:
-    """Bytes of one chunk (0 for contiguous datasets)."""
-    chunks = _chunks(dataset)
-    if chunks is None:
-        return 0
-    return int(np.prod(chunks, dtype=np.int64)) * dataset.dtype.itemsize
-
-
-def _chunks(dataset) -> tuple[int, ...] | None:
-    if dataset.chunks is not None or not dataset.is_virtual:
-        return dataset.chunks
-    with template_dataset(dataset) as template:
-        return template.chunks if template is not dataset else None
 
 
 def window_length_for(dataset, memory: int | str, *, block_count: int = 64,

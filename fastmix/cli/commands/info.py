@@ -133,8 +133,8 @@ def describe_store(path: str, images: str = "images", labels: str | None = None)
     import h5py
 
     from fastmix.store.hdf5.access import open_store
+    from fastmix.store.hdf5.chunks import template_dataset
     from fastmix.store.hdf5.record import RECORD_MAC_ATTRIBUTE, read_mix_record
-    from fastmix.store.newfile.output import template_dataset
 
     with open_store(path, images=images, labels=None, interrupted=True) as store, \
             template_dataset(store.images) as template:  # a sharded store: its first shard

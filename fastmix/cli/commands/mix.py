@@ -133,7 +133,7 @@ def cluster_client(args: argparse.Namespace):
                             "--scheduler/--workers")
     workers = parse_positive_int(args.workers, "--workers") if args.workers is not None \
         else None
-    from fastmix.store.cluster.shards import cluster_client as connect
+    from fastmix.store.cluster import cluster_client as connect
 
     return connect(args.scheduler, workers)
 
@@ -166,7 +166,7 @@ def check_targets(args: argparse.Namespace) -> None:
         raise BadInputError(
             "give DST, the new store to write, or --in-place to rewrite SRC itself"
         )
-    from fastmix.store.newfile.output import check_destination
+    from fastmix.store.durable.atomic import check_destination
 
     check_destination(args.source, args.destination, args.overwrite, key_file=args.key_file)
 
@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         # input of a run that changed nothing, and a failed new-file run (it leaves nothing
         # behind), make a key of no use. A cluster run keeps its done windows for --resume,
         # which needs the key too.
-        from fastmix.store.inplace.run import store_was_changed
+        from fastmix.store.inplace import store_was_changed
 
         if args.new_key and not store_was_changed(error) and (
                 not on_cluster(args) or isinstance(error, BadInputError)):

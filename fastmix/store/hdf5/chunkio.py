@@ -25,9 +25,9 @@ from concurrent.futures import Executor
 import numpy as np
 
 from fastmix.errors import BadInputError
+from fastmix.store.hdf5.chunks import chunk_bytes, chunk_length
 from fastmix.store.hdf5.codecs import ChunkPipeline, pipeline_for
 from fastmix.store.hdf5.lowlevel import stored_chunks
-from fastmix.store.window_sizing import chunk_bytes, chunk_length
 
 #: Bytes the new-file engine hands to the writer at a time (whole chunks).
 PIECE_BYTES = 2 << 20

@@ -19,8 +19,8 @@ import numpy as np
 
 from fastmix.errors import BadInputError
 from fastmix.store.hdf5.chunkio import WindowReader
+from fastmix.store.hdf5.chunks import chunk_length
 from fastmix.store.hdf5.lowlevel import stored_chunks
-from fastmix.store.window_sizing import chunk_length
 
 
 def first_unreadable(dataset, windows: list[tuple[int, tuple[int, int]]], pool: Executor,

@@ -1,4 +1,4 @@
-"""New-file mode: a copy of the source store, written under a temporary name and renamed.
+"""The output file of a new-file run: a copy of the source store but for the images' pixels.
 
 Everything except the images dataset's pixels is copied (groups, datasets, named types,
 links and attributes, with their exact types); the images dataset is created with the
@@ -45,16 +45,14 @@ and every lossless filter. No original pixel is left under any name; the rules, 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
-from collections.abc import Iterator
 
 import numpy as np
 
-from fastmix.errors import BadInputError, FastmixWarning, check_regular_file, hint
-from fastmix.keys import is_key_file
-from fastmix.store.durable.fsync import fsync_folder_of, fsync_path
+from fastmix.errors import BadInputError, FastmixWarning
+from fastmix.store.durable.atomic import same_path
+from fastmix.store.hdf5.chunks import first_shard, template_dataset
 from fastmix.store.hdf5.lowlevel import (
     foreign_layout,
     lossy_filter,
@@ -63,115 +61,11 @@ from fastmix.store.hdf5.lowlevel import (
     require_stored_here,
     same_file,
 )
-from fastmix.store.hdf5.shard_binding import mapped_file
 
 #: Bytes copied at a time when a dataset kept in other files is copied into the output.
 _COPY_SLAB = 16 << 20
 #: References re-made at a time (each is a Python object while it is mapped).
 _REFERENCE_SLAB = 1 << 16
-
-TEMPORARY_MARK = ".fastmix-tmp-"
-
-
-def temporary_path(destination: str) -> str:
-    """Return the hidden temporary name beside ``destination`` used while it is written."""
-    folder, name = os.path.split(os.path.abspath(destination))
-    return os.path.join(folder, f".{name}{TEMPORARY_MARK}{os.getpid()}")
-
-
-def _remove_stale_temporaries(destination: str) -> None:
-    """Delete temporaries of ``destination`` left by processes that no longer run."""
-    folder, name = os.path.split(os.path.abspath(destination))
-    prefix = f".{name}{TEMPORARY_MARK}"
-    try:
-        entries = os.listdir(folder)
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.startswith(prefix):
-            continue
-        pid_text = entry[len(prefix):]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                os.remove(os.path.join(folder, entry))
-        except PermissionError:
-            pass
-
-
-def check_output_path(destination: object, overwrite: bool, *,
-                      protected: tuple = (), role: str = "destination") -> str:
-    """Validate the path of a new output file and return it as a path string.
-
-    The one rule for every file fastmix writes: never onto a fastmix key file (judged by
-    content, whatever ``overwrite`` says), never onto one of the ``protected`` paths (the
-    run's source stores and key file), never onto a folder or a special file, and onto an
-    existing file only with ``overwrite``.
-    """
-    destination = os.fspath(destination)
-    if os.path.basename(destination) in ("", ".", ".."):
-        raise BadInputError(
-            f"{role} {destination!r} names a folder, not a file; give a file path "
-            f"such as {os.path.join(destination, 'mixed.h5')!r}"
-        )
-    for path in protected:
-        if path is not None and _same_file(os.fspath(path), destination):
-            raise BadInputError(
-                f"{role} {destination!r} is also an input of this run ({os.fspath(path)!r}); "
-                "give another path for the output"
-            )
-    if os.path.lexists(destination):
-        if os.path.isdir(destination):
-            raise BadInputError(
-                f"{role} {destination!r} is a folder (a directory); give a file path"
-            )
-        if is_key_file(destination):
-            raise BadInputError(
-                f"{role} {destination!r} is a fastmix key file; fastmix never writes over a "
-                "key, even when told to overwrite. Choose another path"
-            )
-        if os.path.exists(destination):
-            check_regular_file(destination, role)
-        if not overwrite:
-            raise BadInputError(
-                f"{role} {destination!r} already exists; choose another path or "
-                f"{hint('overwrite')} to replace it"
-            )
-    folder = os.path.dirname(os.path.abspath(destination))
-    if not os.path.isdir(folder):
-        raise BadInputError(
-            f"the folder of {role} {destination!r} does not exist; create it first"
-        )
-    if not os.access(folder, os.W_OK):
-        raise BadInputError(f"cannot write in {folder!r}: permission denied")
-    return destination
-
-
-def _same_file(first: str, second: str) -> bool:
-    try:
-        return os.path.samefile(first, second)
-    except OSError:
-        return os.path.abspath(first) == os.path.abspath(second)
-
-
-def check_destination(source: str, destination: object, overwrite: bool,
-                      key_file: object = None) -> str:
-    """Validate the destination of a new-file run and return it as a path string."""
-    if destination is None:
-        raise BadInputError(
-            f"give a destination file for the output, or {hint('in_place')} to rewrite the "
-            "source store"
-        )
-    destination = os.fspath(destination)
-    if os.path.exists(destination) and _same_file(source, destination):
-        raise BadInputError(
-            f"destination {destination!r} is the source store; give another file, or "
-            f"{hint('in_place')} to rewrite it"
-        )
-    return check_output_path(destination, overwrite, protected=(source, key_file))
 
 
 def copy_attributes(source, target, skip_prefix: str | None = None) -> None:
@@ -314,7 +208,7 @@ class _TreeCopy:
         holders = [self.source_file.filename, *_virtual_files(self.images)]
         for index in range(dcpl.get_external_count()):
             name = dcpl.get_external(index)[0].decode(errors="replace")
-            if any(_same_file(candidate, holder) for candidate in _candidates(dataset, name)
+            if any(same_path(candidate, holder) for candidate in _candidates(dataset, name)
                    for holder in holders):
                 return True
         if not dataset.is_virtual:
@@ -332,9 +226,9 @@ class _TreeCopy:
             for candidate in _candidates(dataset, name):
                 if not os.path.isfile(candidate):
                     continue
-                if any(_same_file(candidate, shard) for shard in holders[1:]):
+                if any(same_path(candidate, shard) for shard in holders[1:]):
                     return True
-                if _same_file(candidate, self.source_file.filename):
+                if same_path(candidate, self.source_file.filename):
                     if self.maps_images(self.source_file, mapping.dset_name, depth):
                         return True
                     continue
@@ -586,36 +480,6 @@ def allocates_early_cheaply(dataset) -> bool:
         dcpl.fill_value_defined() != h5py.h5d.FILL_VALUE_USER_DEFINED
 
 
-@contextlib.contextmanager
-def template_dataset(dataset) -> Iterator:
-    """Return the dataset whose creation properties a copy of ``dataset`` takes.
-
-    ``dataset`` itself, except for a sharded store (a virtual dataset whose first source is a
-    chunked dataset in another file, as ``fastmix mix --shards`` writes): that source, so
-    that the copy is one real dataset with the shards' chunking and filters.
-    """
-    import h5py
-
-    path = _first_shard(dataset)
-    if path is None:
-        yield dataset
-        return
-    with h5py.File(path, "r") as shard:
-        source = shard[dataset.virtual_sources()[0].dset_name]
-        yield source if source.chunks is not None and not source.is_virtual else dataset
-
-
-def _first_shard(dataset) -> str | None:
-    if not dataset.is_virtual:
-        return None
-    path = mapped_file(dataset.virtual_sources()[0].file_name)
-    if path is None or path == ".":
-        return None
-    if not os.path.isabs(path):
-        path = os.path.join(os.path.dirname(os.path.abspath(dataset.file.filename)), path)
-    return path if os.path.isfile(path) else None
-
-
 def create_dataset_like(dataset, group, name: str, *, shape: tuple[int, ...] | None = None,
                         skip_prefix: str | None = None, early_allocation: bool = False):
     """Create ``group[name]`` with the type, chunking, filters and attributes of ``dataset``.
@@ -639,7 +503,7 @@ def _create_like(dataset, group, name: str, skip_prefix: str | None,
                  early_allocation: bool = False, shape: tuple[int, ...] | None = None):
     import h5py
 
-    if _first_shard(dataset) is not None:
+    if first_shard(dataset) is not None:
         with template_dataset(dataset) as template:
             sharded = template is not dataset
         if sharded:
@@ -749,32 +613,3 @@ def copy_userblock(source: str, target: str, size: int) -> None:
         return
     with open(source, "rb") as reader, open(target, "r+b") as writer:
         writer.write(reader.read(size))
-
-
-@contextlib.contextmanager
-def atomic_output(destination: str, overwrite: bool) -> Iterator[str]:
-    """Yield a temporary path; on success it is fsynced and renamed to ``destination``.
-
-    On any failure, ``KeyboardInterrupt`` included, the temporary file is removed and the
-    destination is left as it was.
-    """
-    _remove_stale_temporaries(destination)
-    temporary = temporary_path(destination)
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(temporary)
-    finished = False
-    try:
-        yield temporary
-        fsync_path(temporary)
-        if os.path.lexists(destination) and (not overwrite or is_key_file(destination)):
-            raise BadInputError(
-                f"destination {destination!r} appeared while fastmix was writing; it was left "
-                "alone. Choose another path" + ("" if overwrite else f" or {hint('overwrite')}")
-            )
-        os.replace(temporary, destination)
-        finished = True
-        fsync_folder_of(destination)
-    finally:
-        if not finished:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(temporary)

@@ -17,14 +17,15 @@ from fastmix.keys import Key
 from fastmix.progress import PieceProgress, Progress
 from fastmix.spec import MixSpec
 from fastmix.store.allocator import tune_allocator
+from fastmix.store.durable.atomic import atomic_output
 from fastmix.store.durable.writeback import EarlyWriteback
 from fastmix.store.hdf5.chunkio import WindowReader, WindowWriter
+from fastmix.store.hdf5.chunks import chunk_bytes
 from fastmix.store.hdf5.lowlevel import require_stored_here
 from fastmix.store.hdf5.record import PREFIX, write_mix_attributes
-from fastmix.store.newfile.output import atomic_output, copy_userblock, create_output
+from fastmix.store.newfile.output import copy_userblock, create_output
 from fastmix.store.report import StoreReport
 from fastmix.store.stream import stream_windows
-from fastmix.store.window_sizing import chunk_bytes
 
 
 def _output_cache(dataset) -> int:

@@ -1,0 +1,280 @@
+"""The client side of a cluster run: connecting to Dask, and running a store job on it.
+
+:func:`cluster_client` connects the command line to a scheduler or starts a ``LocalCluster``;
+:func:`run_on_cluster` (called by :func:`fastmix.store.engine.mix_store` and
+:func:`~fastmix.store.engine.unmix_store` with ``client=``) checks that every worker sees the
+source, compiles the kernels on every worker, and hands the windows to the one-file layout
+(:mod:`fastmix.store.cluster.onefile`) or the sharded one (:mod:`fastmix.store.cluster.shards`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+from fastmix.errors import BadInputError, BadInputTypeError
+from fastmix.keys import Key
+from fastmix.progress import Progress
+from fastmix.spec import MixSpec, parse_memory
+from fastmix.store.cluster.onefile import run_one_file
+from fastmix.store.cluster.shards import (
+    claim_shard_folder,
+    run_sharded,
+    shard_folder,
+    write_virtual_store,
+)
+from fastmix.store.cluster.tasks import Job, can_access, warm_worker
+from fastmix.store.durable.atomic import check_destination
+from fastmix.store.hdf5.chunkio import codec_threads
+from fastmix.store.report import StoreReport
+
+#: Seconds to wait for a scheduler before giving up (an unreachable address is bad input).
+CONNECT_TIMEOUT = 10.0
+
+INSTALL_HINT = "install the cluster extra: pip install 'fastmix[dask]'"
+#: Tries of a broadcast to every worker (a worker killed during it fails the try).
+BROADCAST_TRIES = 5
+
+
+
+
+def check_cluster_options(client, shards: bool, in_place: bool) -> None:
+    """Refuse ``shards`` without a client, a client with ``in_place``, and a non-client."""
+    if client is None:
+        if shards:
+            raise BadInputError("shards are written by the workers of a Dask cluster; pass "
+                                "client= (--scheduler or --workers), or drop shards")
+        return
+    if in_place:
+        raise BadInputError("a Dask cluster writes a new file; drop in_place (--in-place) "
+                            "or the cluster (client=, --scheduler, --workers)")
+    if not hasattr(client, "submit") or not hasattr(client, "run"):
+        raise BadInputTypeError(
+            f"client must be a dask.distributed.Client, got {type(client).__name__}")
+
+
+def require_dask():
+    """Import ``dask.distributed``, or raise :class:`BadInputError` naming the extra."""
+    try:
+        import distributed
+    except ModuleNotFoundError:
+        raise BadInputError(f"running on a Dask cluster needs dask.distributed; "
+                            f"{INSTALL_HINT}") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def cluster_client(scheduler: str | None = None, workers: int | None = None, *,
+                   timeout: float = CONNECT_TIMEOUT) -> Iterator[object]:
+    """Return a ``dask.distributed.Client`` for the command line, closed on exit.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://HOST:PORT``).
+    workers : int, optional
+        Start a ``LocalCluster`` of this many worker processes (one thread each, Numba
+        threads shared out over the CPUs) for the run instead.
+    timeout : float
+        Seconds to wait for the scheduler.
+
+    Raises
+    ------
+    BadInputError
+        Dask is not installed, or the scheduler cannot be reached in ``timeout`` seconds.
+    """
+    distributed = require_dask()
+    import logging
+
+    quiet = [logging.getLogger(name) for name in ("distributed", "tornado", "bokeh")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        if scheduler is not None:
+            try:
+                client = distributed.Client(scheduler, timeout=timeout,
+                                            set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as error:
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else \
+                    type(error).__name__
+                raise BadInputError(
+                    f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s "
+                    f"({reason}); check the address and that the scheduler is running"
+                ) from None
+            with client:
+                yield client
+        else:
+            count = workers or 1
+            threads = max(1, codec_threads() // count)
+            cluster = distributed.LocalCluster(
+                n_workers=count, threads_per_worker=1, processes=True,
+                dashboard_address=None, silence_logs=logging.CRITICAL,
+                env={"NUMBA_NUM_THREADS": str(threads)})
+            with cluster, distributed.Client(cluster, set_as_default=False) as client:
+                yield client
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+
+
+def warm_up(client) -> None:
+    """Compile the kernels on every worker once, before the first window.
+
+    The kernels are cached on disk (``cache=True``), so a later worker on the same machine
+    loads them instead of compiling. Numba ignores ``OMP_NUM_THREADS``: a worker's kernels
+    use ``NUMBA_NUM_THREADS`` threads (set it in the worker's environment, to the cores of
+    one worker process); the kernels of one worker take turns (see ``_KERNEL_LOCK`` in
+    :mod:`fastmix.store.cluster.tasks`).
+    """
+    broadcast(client, warm_worker)
+
+
+def broadcast(client, function, *args) -> dict:
+    """Run ``function(*args)`` on every worker; return ``{worker address: result}``.
+
+    A worker killed during a broadcast closes its connection, which fails the scheduler's
+    whole broadcast (``CommClosedError``). Here a connection error of one worker is left
+    out of the answers instead, and the broadcast is tried again on the workers the
+    scheduler then knows (the functions broadcast here may run twice), at most
+    :data:`BROADCAST_TRIES` times, until one try has no connection error. A worker that died
+    is not waited for: its nanny's replacement runs on the same machine. Any other exception
+    of a worker is raised.
+    """
+    answers: dict = {}
+    lost: BaseException | None = None
+    for attempt in range(BROADCAST_TRIES):
+        if attempt:
+            time.sleep(0.2 * attempt)
+        try:
+            results = client.run(function, *args, on_error="return")
+        except (OSError, TimeoutError) as error:  # the scheduler's own broadcast failed
+            lost = error
+            continue
+        complete = True
+        for address, result in results.items():
+            if isinstance(result, OSError | TimeoutError):
+                lost, complete = result, False
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                answers[address] = result
+        if complete:
+            return answers
+    if answers:
+        return answers
+    raise lost if lost is not None else RuntimeError("no Dask worker answered")
+
+
+def _check_workers_see(client, source: str, folder: str | None) -> None:
+    """Raise :class:`BadInputError` when a worker cannot read ``source`` or share ``folder``.
+
+    Sharing means the worker can write ``folder`` and sees the marker file this process
+    put there (a worker's own local folder of the same path would not hold it).
+    """
+    with _marked(folder) as mark:
+        answers = broadcast(client, can_access, source, folder, mark)
+    for address, problem in sorted(answers.items()):
+        if problem:
+            raise BadInputError(
+                f"{problem} on Dask worker {address} ({len(answers)} worker(s)); the workers "
+                "open the store themselves: put it on a filesystem every worker mounts, at "
+                "the same path"
+            )
+
+
+@contextlib.contextmanager
+def _marked(folder: str | None) -> Iterator[str | None]:
+    # A file only this run creates: a worker that sees it shares the folder with the client
+    # (a worker's own local folder of the same path would not hold it).
+    if folder is None:
+        yield None
+        return
+    mark = os.path.join(folder, f".fastmix-mark-{uuid.uuid4().hex}")
+    with open(mark, "w"):
+        pass
+    try:
+        yield mark
+    finally:
+        os.remove(mark)
+
+
+
+
+def run_token(operation: str, source: str, destination: str, spec: MixSpec,
+              windows: list[tuple[int, int]], key_check: str, shards: bool) -> str:
+    """Digest of a run's public parameters: names its tasks and marks its shards."""
+    text = json.dumps([operation, source, destination, spec.canonical(), windows[:1],
+                       len(windows), key_check, shards])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def in_flight_limit(memory: int | str, window_bytes: int, worker_threads: int) -> int:
+    """Return the windows in flight: two per worker thread, as many as ``memory`` holds.
+
+    At least one; the writer holds the windows in flight.
+    """
+    fits = parse_memory(memory) // max(1, window_bytes)
+    return max(1, min(2 * max(1, worker_threads), fits))
+
+
+def run_on_cluster(operation: str, source: str, destination: object, *, client, store,
+                   windows: list[tuple[int, int]], spec: MixSpec, key: Key, labels_name: str,
+                   memory: int | str, raw: bool, overwrite: bool, resume: bool, shards: bool,
+                   progress: bool, backend: str) -> StoreReport:
+    """Run a new-file mix or unmix of ``store`` on the cluster of ``client``.
+
+    ``windows`` and ``raw`` are those the single-process engine would use, so the output
+    bytes are the same. Called by :func:`fastmix.store.engine.mix_store` and
+    :func:`~fastmix.store.engine.unmix_store` with ``client=``.
+
+    Returns
+    -------
+    StoreReport
+        With ``extra["stages"]``: seconds spent reading, mixing, encoding (summed over the
+        workers) and writing, and ``extra["layout"]``.
+    """
+    require_dask()
+    started = time.perf_counter()
+    source = os.path.abspath(source)
+    destination = os.path.abspath(check_destination(source, destination, overwrite))
+    folder = shard_folder(destination) if shards else None
+    inverse = operation == "unmix"
+    token = run_token(operation, source, destination, spec, windows, key.check_value, shards)
+    run, done = "", {}
+    if folder is not None:
+        os.makedirs(folder, exist_ok=True)
+        run, done = claim_shard_folder(folder, destination, store, token, operation, windows,
+                                       key, resume)
+    _check_workers_see(client, source, folder)
+    warm_up(client)
+    job = Job(source=source, images=store.images.name, spec=spec, inverse=inverse, raw=raw,
+              backend=backend, shard_folder=folder, token=token, run=run)
+    threads = sum(client.nthreads().values())
+    image_bytes = store.image_bytes
+    longest = max((stop - start for start, stop in windows), default=0)
+    limit = in_flight_limit(memory, longest * image_bytes, threads)
+    stages = {"read": 0.0, "mix": 0.0, "encode": 0.0, "write": 0.0}
+    with Progress(store.count, image_bytes, operation, progress) as bar:
+        if shards:
+            unpartnered = run_sharded(client, job, store, windows, key, done, limit, bar,
+                                      stages)
+        else:
+            unpartnered = run_one_file(client, job, store, windows, key, destination,
+                                       resume, overwrite, limit, bar, stages)
+        if shards:
+            write_virtual_store(store, destination, folder, windows, spec, key, labels_name,
+                                unpartnered, operation, overwrite, run)
+    return StoreReport(operation=operation, destination=destination, spec=spec,
+                       images=store.count, windows=len(windows), window=longest,
+                       unpartnered=unpartnered if operation == "mix" else 0,
+                       pixel_bytes=store.count * image_bytes,
+                       seconds=time.perf_counter() - started,
+                       io_path=f"dask/{'shards' if shards else 'one-file'}",
+                       extra={"stages": stages, "layout": "shards" if shards else "one-file",
+                              "workers": len(client.nthreads())})

@@ -1,0 +1,179 @@
+"""The one-file layout of a cluster run: the client writes every window into one file.
+
+The client writes the encoded chunks the tasks return with direct chunk writes, in window
+order, into a hidden partial file beside the destination (:func:`partial_path`). After each
+window it flushes the file and appends the window to a done log; at the end it records the
+``fastmix_*`` attributes and renames the file into place. The images dataset equals the
+single-process run's byte for byte. A killed client is finished by ``resume=True`` from the
+done log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from fastmix.errors import BadInputError
+from fastmix.keys import Key
+from fastmix.store.cluster.tasks import Job, add_stages, ordered_results
+from fastmix.store.durable.fsync import fsync_folder_of, fsync_path
+from fastmix.store.hdf5.chunkio import WindowWriter
+from fastmix.store.hdf5.chunks import chunk_bytes
+from fastmix.store.hdf5.crashrepair import clear_open_flag
+from fastmix.store.hdf5.lowlevel import stored_chunks
+from fastmix.store.hdf5.record import PREFIX, write_mix_attributes
+from fastmix.store.newfile.output import copy_userblock, create_output
+
+PARTIAL_MARK = ".fastmix-partial"
+
+
+def partial_path(destination: str) -> str:
+    """Return the hidden file a one-file cluster run writes, then renames to ``destination``."""
+    folder, name = os.path.split(os.path.abspath(destination))
+    return os.path.join(folder, f".{name}{PARTIAL_MARK}")
+
+
+class _DoneLog:
+    """The done marks of a one-file run: a header line, then one line per written window."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def read(self, header: dict) -> dict[int, int]:
+        """``{window index: unpartnered}`` of a log whose header equals ``header``."""
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        except FileNotFoundError:
+            return {}
+        if not lines or lines[0] != json.dumps(header, sort_keys=True):
+            return {}
+        done = {}
+        for line in lines[1:]:
+            parts = line.split()
+            if len(parts) == 2 and all(part.isdigit() for part in parts):
+                done[int(parts[0])] = int(parts[1])
+        return done
+
+    def start(self, header: dict) -> None:
+        with open(self.path, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(header, sort_keys=True) + "\n")
+
+    def mark(self, index: int, unpartnered: int) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(f"{index} {unpartnered}\n")
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+
+
+def run_one_file(client, job: Job, store, windows, key: Key, destination: str, resume: bool,
+                 overwrite: bool, limit: int, bar, stages: dict) -> int:
+    """Write the windows the done log lacks into the partial file, then rename it into place.
+
+    Returns the number of unpartnered images.
+    """
+    import h5py
+
+    partial = partial_path(destination)
+    log = _DoneLog(partial + ".done")
+    header = {"token": job.token, "windows": len(windows)}
+    done = log.read(header) if resume and os.path.exists(partial) else {}
+    target = None
+    if done:
+        try:
+            clear_open_flag(partial)  # a killed writer leaves it set in newer file formats
+            target = h5py.File(partial, "r+")
+            output = target[job.images]
+            if not _windows_written(output, windows, done):
+                raise OSError("done windows without their chunks")
+        except (OSError, KeyError):
+            if target is not None:
+                target.close()
+            target, done = None, {}
+    if target is None:
+        log.remove()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(partial)
+        target = h5py.File(partial, "w", libver=store.file.libver,
+                           userblock_size=store.file.userblock_size,
+                           rdcc_nbytes=max(1 << 20, 2 * chunk_bytes(store.images)))
+        output = create_output(store.file, target, store.images.name, skip_prefix=PREFIX,
+                               early_allocation=job.raw)
+        target.flush()
+        log.start(header)
+    finished = False
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            writer = WindowWriter(output, pool, threads=1, raw=job.raw)
+            if job.raw:
+                writer.write_in_place(partial)
+            try:
+                for index in done:
+                    start, stop = windows[index]
+                    bar.update(stop - start)
+                todo = [index for index in range(len(windows)) if index not in done]
+                for result in ordered_results(client, job, windows, todo, store.labels, key,
+                                              limit):
+                    clock = time.perf_counter()
+                    writer.store_piece(result.items)
+                    target.flush()
+                    stages["write"] += time.perf_counter() - clock
+                    add_stages(stages, result.seconds)
+                    log.mark(result.index, result.unpartnered)
+                    done[result.index] = result.unpartnered
+                    bar.update(result.stop - result.start)
+            finally:
+                writer.close()
+        unpartnered = sum(done.values())
+        if not job.inverse:
+            write_mix_attributes(output, job.spec, window=max(b - a for a, b in windows),
+                                 key_check=key.check_value, labels=store.labels_name,
+                                 unpartnered=unpartnered, key=key)
+        target.close()
+        target = None
+        copy_userblock(store.path, partial, store.file.userblock_size)
+        fsync_path(partial)
+        if os.path.exists(destination) and not overwrite:
+            raise BadInputError(
+                f"destination {destination!r} appeared while fastmix was writing; it was left "
+                "alone. Choose another path or pass --overwrite"
+            )
+        os.replace(partial, destination)
+        finished = True
+        log.remove()
+        fsync_folder_of(destination)
+    finally:
+        if target is not None:
+            target.close()
+        if not finished and not _resumable(partial, log):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
+            log.remove()
+    return unpartnered
+
+
+def _resumable(partial: str, log: _DoneLog) -> bool:
+    # Keep a partial file that has windows marked done: resume=True finishes it.
+    try:
+        with open(log.path, encoding="utf-8") as handle:
+            return os.path.exists(partial) and len(handle.read().splitlines()) > 1
+    except FileNotFoundError:
+        return False
+
+
+def _windows_written(output, windows, done: dict[int, int]) -> bool:
+    """Whether every chunk of the windows in ``done`` is in ``output``'s chunk index."""
+    if output.chunks is None:
+        return True
+    step = int(output.chunks[0])
+    present = {chunk.first for chunk in stored_chunks(output)}
+    for index in done:
+        start, stop = windows[index]
+        if any(chunk not in present for chunk in range(start - start % step, stop, step)):
+            return False
+    return True

@@ -1,0 +1,285 @@
+"""What the workers run: one task per window, and how the client submits them in order.
+
+:func:`window_task` opens the source itself (h5py objects cannot be pickled), reads its
+window, plans it from (key, window index), mixes it and encodes its output chunks (the
+one-file layout, returned to the client) or writes them into its shard file (the sharded
+layout). :func:`ordered_results` keeps a bounded number of tasks in flight and yields their
+results in window order. Task names (:func:`task_name`) hold no key material.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastmix.keys import Key
+from fastmix.pipeline import Pipeline
+from fastmix.spec import MixSpec
+from fastmix.store.durable.fsync import fsync_path
+from fastmix.store.hdf5.access import open_hdf5
+from fastmix.store.hdf5.chunkio import WindowReader, WindowWriter
+from fastmix.store.hdf5.chunks import template_dataset
+from fastmix.store.hdf5.record import PREFIX
+from fastmix.store.hdf5.shard_binding import SHARD_RECORD, shard_name, shard_record
+from fastmix.store.newfile.output import create_dataset_like
+
+# Numba's workqueue threading layer aborts when two threads launch parallel kernels at
+# once ("Concurrent access"), which a worker with several threads would do. Kernels of one
+# worker process take turns; reading and encoding still overlap them.
+_KERNEL_LOCK = threading.Lock()
+_local = threading.local()
+
+
+def warm_worker() -> None:
+    """Compile the kernels on this worker (one small mix, under the kernel lock)."""
+    from fastmix.mixing import mix_array
+
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    labels = np.zeros(4, np.int64)
+    with _KERNEL_LOCK:
+        mix_array(images, labels, MixSpec(block=(4, 4), donors=3), Key(bytes(32)))
+
+
+def can_access(source: str, folder: str | None, mark: str | None) -> str:
+    """Return why this worker cannot read ``source`` or share ``folder``, or ``""``."""
+    if not os.access(source, os.R_OK):
+        return f"source store {source!r} cannot be read"
+    if folder is not None and not (os.access(folder, os.W_OK) and os.path.exists(mark)):
+        return (f"shard folder {folder!r} cannot be written, or is not the folder the client "
+                "sees")
+    return ""
+
+
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every window task of one run shares (all public: no key).
+
+    Attributes
+    ----------
+    source : str
+        Absolute path of the source store.
+    images : str
+        Images dataset name.
+    spec : MixSpec
+    inverse : bool
+        Unmix instead of mix.
+    raw : bool
+        Whether the raw-chunk I/O path may be used (as in the single-process run).
+    backend : str
+    shard_folder : str or None
+        Write each window into a shard file here (sharded layout) instead of returning its
+        encoded chunks.
+    token : str
+        Digest of the run's public parameters; names tasks.
+    run : str
+        The sharded run's id, recorded in every shard it writes ("" in the one-file layout).
+    """
+
+    source: str
+    images: str
+    spec: MixSpec
+    inverse: bool
+    raw: bool
+    backend: str
+    shard_folder: str | None
+    token: str
+    run: str = ""
+
+
+@dataclass
+class WindowResult:
+    """What a window task returns.
+
+    Attributes
+    ----------
+    index, start, stop : int
+        The window.
+    items : list or None
+        Encoded output, as :meth:`WindowWriter.encode_piece` gives it with every encode
+        finished (``None`` in the sharded layout).
+    unpartnered : int
+    seconds : dict
+        Time spent reading, mixing, encoding and (sharded) writing the window.
+    """
+
+    index: int
+    start: int
+    stop: int
+    items: list | None
+    unpartnered: int
+    seconds: dict = field(default_factory=dict)
+
+
+def _buffer(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    # Reused across the tasks of one worker thread: fresh pages cost more than the copy.
+    buffer = getattr(_local, name, None)
+    size = int(np.prod(shape, dtype=np.int64))
+    if buffer is None or buffer.dtype != dtype or buffer.size < size:
+        buffer = np.empty(size, dtype)
+        setattr(_local, name, buffer)
+    return buffer[:size].reshape(shape)
+
+
+def _pool() -> ThreadPoolExecutor:
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = ThreadPoolExecutor(max(1, _numba_threads()), thread_name_prefix="fastmix-codec")
+        _local.pool = pool
+    return pool
+
+
+def _numba_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
+def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
+                key: Key) -> WindowResult:
+    """Mix (or unmix) window ``index`` = images ``[start, stop)`` on a worker.
+
+    Opens the source read-only, reads the window, plans it from (key, ``index``) and runs
+    the pipeline's per-piece step a few chunks at a time: each piece is encoded (one-file
+    layout, returned) or written into the window's shard file (sharded layout). A worker
+    thread holds the window and one piece, besides the encoded chunks it returns.
+    """
+    seconds = {"read": 0.0, "mix": 0.0}
+    clock = time.perf_counter()
+    pool = _pool()
+    with open_hdf5(job.source) as file:
+        dataset = file[job.images]
+        shape, dtype = tuple(dataset.shape[1:]), dataset.dtype
+        count = stop - start
+        reader = WindowReader(dataset, pool, raw=job.raw)
+        try:
+            images = reader.read(start, stop, _buffer("input", (count, *shape), dtype))
+        finally:
+            reader.close()
+        seconds["read"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        pipeline = Pipeline(shape, dtype, job.spec, key, backend=job.backend,
+                            inverse=job.inverse)
+        with _KERNEL_LOCK:  # planning runs parallel kernels too
+            plan = pipeline.plan(labels, index)
+            window = pipeline.load(images, plan)
+        seconds["mix"] = time.perf_counter() - clock
+
+        def pieces(length: int) -> Iterator[tuple[int, int, np.ndarray]]:
+            # Offsets within the window, whole chunks at a time.
+            for first in range(0, count, length):
+                last = min(first + length, count)
+                out = _buffer("piece", (last - first, *shape), dtype)
+                started = time.perf_counter()
+                with _KERNEL_LOCK:
+                    pipeline.mix_piece(window, first, last, out)
+                seconds["mix"] += time.perf_counter() - started
+                yield first, last, out
+
+        with template_dataset(dataset) as template:
+            clock, planning = time.perf_counter(), seconds["mix"]
+            if job.shard_folder is not None:
+                _write_shard(job, template, index, start, stop, pieces, pool, key)
+                stage, items = "write", None
+            else:
+                encoder = WindowWriter(template, pool, threads=1, raw=job.raw)
+                items = []
+                for first, last, out in pieces(encoder.piece_length()):
+                    items += _finished(encoder.encode_piece(start + first, start + last, out))
+                stage = "encode"
+            # The pieces' mixing ran inside this loop; it is counted as "mix".
+            seconds[stage] = time.perf_counter() - clock - (seconds["mix"] - planning)
+    return WindowResult(index, start, stop, items, int(plan.unpartnered), seconds)
+
+
+def _finished(items: list) -> list:
+    """``encode_piece`` output with every encode done and every buffer copied out."""
+    done = []
+    for offset, encoded in items:
+        if offset is None:
+            start, stop, images = encoded
+            done.append((None, (start, stop, np.array(images))))
+            continue
+        if not isinstance(encoded, memoryview | bytes | bytearray):
+            encoded = encoded.result()
+        done.append((offset, bytes(encoded)))
+    return done
+
+
+def _write_shard(job: Job, template, index: int, start: int, stop: int, pieces,
+                 pool: ThreadPoolExecutor, key: Key) -> None:
+    import h5py
+
+    final = os.path.join(job.shard_folder, shard_name(index))
+    temporary = os.path.join(job.shard_folder,
+                             f".{shard_name(index)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        with h5py.File(temporary, "w", libver=template.file.libver) as shard:
+            dataset = create_dataset_like(template, shard, "images", skip_prefix=PREFIX,
+                                          shape=(stop - start, *template.shape[1:]))
+            writer = WindowWriter(dataset, pool, threads=1, raw=job.raw)
+            for first, last, out in pieces(writer.piece_length()):
+                writer.write(first, last, out)
+            dataset.attrs[SHARD_RECORD] = shard_record(
+                key, job.run, index, start, stop, "unmix" if job.inverse else "mix",
+                dataset.shape, dataset.dtype)
+        fsync_path(temporary)
+        os.replace(temporary, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+
+
+def task_name(operation: str, token: str, index: int) -> str:
+    """Return the deterministic Dask key of window ``index``'s task (holds no key material)."""
+    return f"fastmix-{operation}-{token}-{index:06d}"
+
+
+def ordered_results(client, job: Job, windows, todo: list[int], labels: np.ndarray, key: Key,
+                    limit: int) -> Iterator[WindowResult]:
+    """Submit the windows of ``todo``, at most ``limit`` in flight; yield results in order."""
+    operation = "unmix" if job.inverse else "mix"
+    pending: deque = deque()
+    queue = iter(todo)
+
+    def submit_next() -> None:
+        index = next(queue, None)
+        if index is None:
+            return
+        start, stop = windows[index]
+        pending.append(client.submit(window_task, job, index, start, stop,
+                                     labels[start:stop], key,
+                                     key=task_name(operation, job.token, index), pure=False))
+
+    for _ in range(limit):
+        submit_next()
+    try:
+        while pending:
+            future = pending.popleft()
+            try:
+                result = future.result()
+            finally:
+                # Also a failed task's: the scheduler would keep its error under its
+                # (deterministic) name and hand it to the resume of this run.
+                future.release()
+            submit_next()
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def add_stages(stages: dict, seconds: dict) -> None:
+    """Add a task's seconds per stage to the run's totals."""
+    for name, value in seconds.items():
+        stages[name] = stages.get(name, 0.0) + value
