@@ -1,10 +1,10 @@
 """The store entry points :func:`mix_store` and :func:`unmix_store`.
 
 They check their arguments and the store (:mod:`fastmix.store.prepare`), then hand the run to
-the new-file engine (:mod:`fastmix.store.newfile.run`), with ``in_place=True`` to the
-in-place engine (:mod:`fastmix.store.inplace.run`), or with ``client=`` to a Dask cluster
-(:mod:`fastmix.store.cluster.shards`). Both engines sit below this module and
-import neither it nor each other.
+the new-file engine (:mod:`fastmix.store.newfile`), with ``in_place=True`` to the
+in-place engine (:mod:`fastmix.store.inplace`), or with ``client=`` to a Dask cluster
+(:mod:`fastmix.store.cluster`). The new-file and in-place engines sit below this module and
+import neither it nor each other; the cluster reuses the new-file output.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def mix_store(src: str | os.PathLike, dst: str | os.PathLike | None = None, *,
     raw_chunks : bool
         Use the raw-chunk I/O path where possible (``False`` forces h5py's own I/O).
     client : dask.distributed.Client, optional
-        Run one task per window on this Dask cluster (:mod:`fastmix.store.cluster.shards`); the
+        Run one task per window on this Dask cluster (:mod:`fastmix.store.cluster`); the
         workers must see ``src`` (and, with ``shards``, the destination's folder) at the same
         path. The output bytes are those of the single-process run.
     shards : bool

@@ -1,7 +1,7 @@
 """What both store engines check and size before a run, with the messages they give.
 
-The new-file engine (:mod:`fastmix.store.newfile.run`) and the in-place engine
-(:mod:`fastmix.store.inplace.run`) import this module; :func:`fastmix.store.engine.mix_store`
+The new-file engine (:mod:`fastmix.store.newfile`) and the in-place engine
+(:mod:`fastmix.store.inplace`) import this module; :func:`fastmix.store.engine.mix_store`
 and :func:`~fastmix.store.engine.unmix_store` sit above both. Keeping the checks here means
 that both modes refuse the same inputs with the same words, and cut the same windows from
 the same memory budget.

@@ -33,9 +33,9 @@ is named as such), then the MAC; an edited header (another spec, window, dataset
 refused, so a resume never runs with options the original run did not record. A journal
 without a header that verifies is never used to start or change a run.
 
-Protocol for window ``k`` (see :mod:`fastmix.store.inplace.run`): read window k from the store
-and write its undo record, fsync; record ``ready = k + 1`` in the state slots, fsync; only
-then write the window's output into the store, flush and fsync the store; record
+Protocol for window ``k`` (see :mod:`fastmix.store.inplace.rewrite`): read window k from the
+store and write its undo record, fsync; record ``ready = k + 1`` in the state slots, fsync;
+only then write the window's output into the store, flush and fsync the store; record
 ``committed = k + 1``, fsync. Slot ``k % 2`` is reused only once window ``k - 2`` is
 committed, so the undo record of the window being written is never overwritten.
 

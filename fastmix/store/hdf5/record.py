@@ -72,7 +72,7 @@ from fastmix.spec import MixSpec
 #: reader of format 1 would unmix a rule-2 store wrongly, so it must refuse it.
 FORMAT_VERSION = 2
 PREFIX = "fastmix_"
-#: State of the images dataset during and after an in-place run (:mod:`fastmix.store.inplace.run`).
+#: State of the images dataset during and after an in-place run (:mod:`fastmix.store.inplace`).
 STATE_ATTRIBUTE = "fastmix_state"
 #: The identifier of the in-place run under way, matched against its journal's header.
 RUN_ATTRIBUTE = "fastmix_run"

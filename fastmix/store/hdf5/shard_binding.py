@@ -11,8 +11,9 @@ from its shards is refused instead of read as wrong images:
   source file name as a printf-style pattern);
 - the check a reader runs on every mapping (:func:`check_shard_binding`).
 
-It sits below :mod:`fastmix.store.hdf5.access`, :mod:`fastmix.store.newfile.output` and
-:mod:`fastmix.store.cluster.shards`, and imports none of them.
+It sits below :mod:`fastmix.store.hdf5.access`, :mod:`fastmix.store.hdf5.chunks`,
+:mod:`fastmix.store.newfile.output` and :mod:`fastmix.store.cluster`, and imports none of
+them.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 :func:`fastmix.store.engine.mix_store` and :func:`~fastmix.store.engine.unmix_store` check
 their inputs (:mod:`fastmix.store.prepare`) and cut the windows, then call
 :func:`run_new_file`. The output is written under a temporary name beside the destination
-and renamed only once it is complete and fsynced (:mod:`fastmix.store.newfile.output`).
+and renamed only once it is complete and fsynced (:mod:`fastmix.store.durable.atomic`).
 """
 
 from __future__ import annotations
