@@ -176,8 +176,7 @@ class H5ImageDataset:
 
     def __getitem__(self, index: int) -> tuple[object, int]:
         """Return image ``index`` (transformed) and its label."""
-        if isinstance(index, bool) or not isinstance(index, int | np.integer):
-            raise BadInputError(f"index must be an integer, got {type(index).__name__}")
+        index = check_integer(index, "index", minimum=None)
         count = len(self)
         position = int(index) + count if index < 0 else int(index)
         if not 0 <= position < count:

@@ -117,24 +117,76 @@ def check_regular_file(path: str | os.PathLike, role: str) -> os.stat_result:
     return status
 
 
-def check_integer(value: object, name: str, *, minimum: int = 0,
-                  maximum: int | None = None) -> int:
+def _refusal(name: str, value: object, wording: str | tuple[str, str], wrong_type: bool) -> str:
+    phrase = wording if isinstance(wording, str) else wording[0 if wrong_type else 1]
+    return f"{name} must be {phrase}, got {value!r}"
+
+
+def _bound(minimum: float | None, maximum: float | None, form: str) -> str:
+    if minimum is not None and maximum is not None:
+        return f"from {minimum:{form}} to {maximum:{form}}"
+    if minimum is not None:
+        return f"at least {minimum:{form}}"
+    return "" if maximum is None else f"at most {maximum:{form}}"
+
+
+def check_integer(value: object, name: str, *, minimum: int | None = 0,
+                  maximum: int | None = None,
+                  wording: str | tuple[str, str] | None = None) -> int:
     """Return ``value`` as an ``int``, refusing anything but an integer in range.
 
     ``bool``, floats (``0.7`` is not taken as 0) and text are refused with
-    :class:`BadInputTypeError`; an integer outside ``[minimum, maximum]`` with
-    :class:`BadInputError`. ``name`` is the parameter, as the caller wrote it.
+    :class:`BadInputTypeError`; an integer outside ``[minimum, maximum]`` (``None``: no
+    bound) with :class:`BadInputError`. ``name`` is the parameter, as the caller wrote it.
+    ``wording`` says what the value must be in the caller's own words, one phrase for both
+    refusals or a pair (wrong type, out of range): the message is then
+    ``"{name} must be {phrase}, got {value!r}"``.
     """
     import numbers
 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if wording is not None:
+            raise BadInputTypeError(_refusal(name, value, wording, True))
         raise BadInputTypeError(f"{name} must be an integer, got {type(value).__name__} "
                                 f"{value!r}")
     number = int(value)
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"at least {minimum:,}" if maximum is None else \
-            f"from {minimum:,} to {maximum:,}"
-        raise BadInputError(f"{name} must be an integer {bound}, got {number:,}")
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        if wording is not None:
+            raise BadInputError(_refusal(name, value, wording, False))
+        raise BadInputError(f"{name} must be an integer {_bound(minimum, maximum, ',')}, "
+                            f"got {number:,}")
+    return number
+
+
+def check_number(value: object, name: str, *, minimum: float | None = None,
+                 maximum: float | None = None,
+                 wording: str | tuple[str, str] | None = None) -> float:
+    """Return ``value`` as a finite ``float`` in ``[minimum, maximum]``, refusing anything else.
+
+    Any real number is taken (``int``, ``float``, NumPy scalars), but not ``bool`` or text
+    (:class:`BadInputTypeError`); NaN, infinities and a number outside the bounds (``None``:
+    no bound) are refused with :class:`BadInputError`. ``name`` and ``wording`` are as in
+    :func:`check_integer`.
+    """
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if wording is not None:
+            raise BadInputTypeError(_refusal(name, value, wording, True))
+        raise BadInputTypeError(f"{name} must be a number, got {type(value).__name__} "
+                                f"{value!r}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        number = math.inf
+    if not (math.isfinite(number) and (minimum is None or number >= minimum)
+            and (maximum is None or number <= maximum)):
+        if wording is not None:
+            raise BadInputError(_refusal(name, value, wording, False))
+        bound = _bound(minimum, maximum, "g")
+        expected = f"a finite number {bound}" if bound else "a finite number"
+        raise BadInputError(f"{name} must be {expected}, got {value!r}")
     return number
 
 

@@ -422,9 +422,9 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
     sample does not fit). See :func:`audit_arrays` for the rest.
     """
     from fastmix.audit.adaptive import audit_options
-    from fastmix.spec import format_bytes, parse_memory
     from fastmix.store.access import open_hdf5, refuse_interrupted
     from fastmix.store.metadata import check_key_and_record
+    from fastmix.units import format_bytes, parse_memory
 
     require("h5py")
     budget = parse_memory(memory)
@@ -508,7 +508,7 @@ def _images_that_fit(count: int, image_bytes: int, window: int | None, budget: i
     Fewer than ``count`` are audited (with a warning) when they do not fit; none fitting,
     not even one window, is a refusal.
     """
-    from fastmix.spec import format_bytes
+    from fastmix.units import format_bytes
 
     fitting = budget // max(2 * image_bytes, 1)
     if fitting >= count:

@@ -32,9 +32,11 @@ from fastmix.audit.utility import (
     paired_change_interval,
     wilson_interval,
 )
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, check_integer
+from fastmix.presets import PRESETS
 from fastmix.progress import Progress
-from fastmix.spec import PRESETS, MixSpec, format_bytes, parse_memory
+from fastmix.spec import MixSpec
+from fastmix.units import format_bytes, parse_memory
 
 MODELS = ("cnn", "resnet18")
 _INSTALL = "pip install 'fastmix[torch]'"
@@ -391,8 +393,7 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
         raise BadInputError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     for name, value, least in (("epochs", epochs, 1), ("folds", folds, 2),
                                ("batch_size", batch_size, 1), ("workers", workers, 0)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-            raise BadInputError(f"{name} must be an integer >= {least}, got {value!r}")
+        check_integer(value, name, minimum=least, wording=f"an integer >= {least}")
     chosen_device = _device(torch, device)
     named = _named_specs(specs)
     images, labels = _load(source, labels, parse_memory(memory))
