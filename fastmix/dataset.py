@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fastmix._optional import require
 from fastmix.errors import (
     BadInputError,
     BadInputTypeError,
@@ -51,7 +52,7 @@ class H5ImageDataset:
     to_tensor : bool
         Return each image as a ``torch.Tensor`` of shape (C, H, W), as torchvision's
         ``ToTensor`` does: uint8 pixels become float32 in [0, 1], other types keep their
-        values. torch is imported on first use only; without it this raises
+        values. torch is imported only then; without it this raises
         :class:`~fastmix.errors.BadInputError`.
 
     Attributes
@@ -249,12 +250,9 @@ def _classes(labels: np.ndarray, names: list[str] | None,
 
 
 def require_torch() -> None:
-    """Raise :class:`BadInputError` when torch cannot be imported (checked without importing)."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        raise BadInputError("to_tensor=True needs torch, which is not installed; install "
-                            "torch, or leave to_tensor off to get NumPy arrays")
+    """Import torch, or raise :class:`BadInputError` naming the extra that installs it."""
+    require("torch", "torch", needed_by="to_tensor=True",
+            advice="install it with {install}, or leave to_tensor off to get NumPy arrays")
 
 
 def channels_first(image: np.ndarray) -> np.ndarray:

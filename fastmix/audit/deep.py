@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from fastmix._optional import require
 from fastmix.audit.utility import (
     CONTROL_SPEC,
     INTERVAL,
@@ -39,18 +40,12 @@ from fastmix.spec import MixSpec
 from fastmix.units import format_bytes, parse_memory
 
 MODELS = ("cnn", "resnet18")
-_INSTALL = "pip install 'fastmix[torch]'"
 
 
 def require_torch():
     """Import torch, or raise :class:`BadInputError` naming the extra that installs it."""
-    try:
-        import torch
-    except ImportError:
-        raise BadInputError(
-            f"the deep-learning utility check needs PyTorch, which is not installed; install it "
-            f"with {_INSTALL}") from None
-    return torch
+    return require("torch", "torch", needed_by="the deep-learning utility check",
+                   package="PyTorch")
 
 
 #: Widths of the ``cnn`` model's 3x3 stride-2 convolutions. Five halvings give a receptive

@@ -35,6 +35,7 @@ from functools import cache
 import numpy as np
 from numba import njit
 
+from fastmix._optional import require
 from fastmix.errors import BadInputError, BadInputTypeError
 from fastmix.kernels import body, harden_body
 
@@ -58,7 +59,7 @@ SIMULATOR_BLOCK = (4, 2, 1)
 SIMULATOR_GRID = (2, 2, 2)
 _WORDS = {8: np.uint64, 4: np.uint32, 2: np.uint16, 1: np.uint8}
 _DLPACK_CUDA_DEVICES = (2, 13)  # kDLCUDA, kDLCUDAManaged
-_INSTALL = ("install numba-cuda with `pip install 'fastmix[cuda12]'` (or `[cuda13]`, "
+_INSTALL = ("install numba-cuda with `{install}` (or `[cuda13]`, "
             "matching the driver's CUDA version), or use backend='cpu'")
 
 cuda = None  # numba.cuda once loaded; the kernels below name it as a global
@@ -67,12 +68,8 @@ cuda = None  # numba.cuda once loaded; the kernels below name it as a global
 def _import_numba_cuda():
     global cuda
     if cuda is None:
-        try:
-            from numba import cuda as module
-        except ImportError as error:
-            raise BadInputError(f"backend='cuda' needs numba-cuda, which is not importable "
-                                f"({error}); {_INSTALL}") from None
-        cuda = module
+        cuda = require("numba.cuda", "cuda12", needed_by="backend='cuda'", package="numba-cuda",
+                       advice=_INSTALL)
     return cuda
 
 

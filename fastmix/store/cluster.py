@@ -85,6 +85,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastmix._optional import require
 from fastmix.errors import BadInputError, BadInputTypeError, hint
 from fastmix.keys import Key
 from fastmix.pipeline import Pipeline
@@ -160,12 +161,8 @@ def check_cluster_options(client, shards: bool, in_place: bool) -> None:
 
 def require_dask():
     """Import ``dask.distributed``, or raise :class:`BadInputError` naming the extra."""
-    try:
-        import distributed
-    except ModuleNotFoundError:
-        raise BadInputError(f"running on a Dask cluster needs dask.distributed; "
-                            f"{INSTALL_HINT}") from None
-    return distributed
+    return require("distributed", "dask", needed_by="running on a Dask cluster",
+                   package="dask.distributed", advice=INSTALL_HINT)
 
 
 @contextlib.contextmanager
