@@ -1,7 +1,25 @@
-"""Exceptions that fastmix raises.
+"""Exceptions that fastmix raises, and the checks of a caller's parameters.
 
 Every error caused by what the user gave (a bad file, a bad parameter, a wrong key) is a
-:class:`BadInputError`. The command line turns it into one line on stderr and exit status 2.
+:class:`BadInputError`. The command line turns it into one line on stderr and exit status 2;
+any other error is a failure, exit status 1. Every fastmix error is a :class:`FastmixError`,
+so that a caller can catch them all; each keeps the built-in base it always had::
+
+    FastmixError
+        BadInputError (ValueError)         what the user gave is wrong; the message says what to do
+            BadInputTypeError (TypeError)  ... and has the wrong type
+            WrongKeyError                  the key does not match the data's key check value
+            JournalDamaged                 an interrupted run's journal cannot be proven intact
+        InPlaceRunStopped                  an in-place run stopped part-way; resume finishes it
+        JournalError (OSError)             writing the journal failed; the store was not touched
+        DamagedChunkError (ValueError)     a stored chunk does not decode to the chunk's size
+        UnsupportedFilterError             a filter of a dataset cannot be reproduced outside HDF5
+        UnreadableImageError               a file could not be decoded as an image
+        WorkerError (RuntimeError)         an image worker process failed or exited
+    FastmixWarning (UserWarning)           a condition to know about, such as images left unmixed
+
+The modules that raise them import them from here (and re-export them under their old names:
+``fastmix.store.journal.JournalDamaged`` is this module's).
 """
 
 from __future__ import annotations
@@ -84,6 +102,45 @@ class BadInputTypeError(BadInputError, TypeError):
 
 class WrongKeyError(BadInputError):
     """The key does not match the key check value stored with the data."""
+
+
+class JournalDamaged(BadInputError):
+    """The journal of an interrupted run cannot be proven intact; nothing was changed."""
+
+    def __init__(self, path: str, what: str):
+        super().__init__(
+            f"journal {path!r} is damaged ({what}), so --resume cannot prove which windows "
+            "hold their input; nothing was changed. Restore the store from a copy (or put "
+            "back the journal's own copy) and run again"
+        )
+
+
+class InPlaceRunStopped(FastmixError):
+    """An in-place run stopped part-way; the store is consistent and ``resume`` finishes it."""
+
+
+class JournalError(FastmixError, OSError):
+    """Writing the journal failed (for example a full disk); the store was not touched."""
+
+
+class DamagedChunkError(FastmixError, ValueError):
+    """A stored chunk does not decode to exactly the chunk's size (damaged or crafted).
+
+    Every decoder is bounded by the chunk's known decoded size: whatever a codec's header
+    claims, no more than that is ever allocated.
+    """
+
+
+class UnsupportedFilterError(FastmixError):
+    """A filter of the pipeline cannot be reproduced outside HDF5."""
+
+
+class UnreadableImageError(FastmixError):
+    """A file could not be decoded as an image (the message says why)."""
+
+
+class WorkerError(FastmixError, RuntimeError):
+    """A worker process failed or exited unexpectedly."""
 
 
 class FastmixWarning(UserWarning):

@@ -22,6 +22,8 @@ import threading
 
 import numpy as np
 
+from fastmix.errors import WorkerError  # re-exported
+
 # The worker imports fastmix.images without running fastmix/__init__.py, which loads Numba
 # and the kernels (about 0.6 s per worker) that decoding and encoding never use.
 _WORKER_MAIN = """
@@ -32,10 +34,6 @@ sys.modules["fastmix"] = package
 from fastmix.images.workers import _serve
 _serve()
 """
-
-
-class WorkerError(RuntimeError):
-    """A worker process failed or exited unexpectedly."""
 
 
 def use_processes(images: int, workers: int, processes: bool | None) -> bool:

@@ -75,7 +75,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from fastmix.errors import BadInputError, FastmixError, hint
+from fastmix.errors import BadInputError, InPlaceRunStopped, hint  # InPlaceRunStopped: re-exported
 from fastmix.keys import Key
 from fastmix.plan.windows import fixed_windows
 from fastmix.progress import PieceProgress, Progress
@@ -124,10 +124,6 @@ from fastmix.store.report import StoreReport
 from fastmix.store.stream import stream_windows
 from fastmix.store.windows import chunk_length, plan_windows
 from fastmix.store.writeback import EarlyWriteback
-
-
-class InPlaceRunStopped(FastmixError):
-    """An in-place run stopped part-way; the store is consistent and ``resume`` finishes it."""
 
 
 def run_in_place(operation: str, src: str | os.PathLike, *, key: Key,
