@@ -114,9 +114,9 @@ class H5ImageDataset:
         self._dataset = None
         self._pid = None
         self._cache_start = 0
-        self._cache = None
+        self._cache: np.ndarray | None = None
         self._chunk_start = 0
-        self._chunk = None
+        self._chunk: np.ndarray | None = None
         self._last = -2
 
     def _images(self):
@@ -182,11 +182,12 @@ class H5ImageDataset:
         position = int(index) + count if index < 0 else int(index)
         if not 0 <= position < count:
             raise IndexError(f"index {index} is out of range for {count} images")
-        image = self._read(position)
+        pixels = self._read(position)
+        image: object = pixels
         if self.to_tensor:
             import torch
 
-            image = torch.from_numpy(channels_first(image))
+            image = torch.from_numpy(channels_first(pixels))
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[position])
@@ -301,10 +302,10 @@ class ChunkShuffleSampler:
             if chunk_length is None:
                 raise BadInputError("give chunk_length with a number of images, or pass the "
                                     "H5ImageDataset itself")
+        elif isinstance(dataset, bool) or not hasattr(dataset, "chunk_length"):
+            raise BadInputTypeError(f"dataset must be an H5ImageDataset or a number of "
+                                    f"images, got {type(dataset).__name__}")
         else:
-            if not hasattr(dataset, "chunk_length"):
-                raise BadInputTypeError(f"dataset must be an H5ImageDataset or a number of "
-                                        f"images, got {type(dataset).__name__}")
             count = len(dataset)
             chunk_length = dataset.chunk_length if chunk_length is None else chunk_length
         self.count = check_integer(count, "the number of images")

@@ -264,8 +264,10 @@ def check_flag(value: object, name: str) -> bool:
 def check_path(value: object, name: str) -> str:
     """Return ``value`` (a ``str`` or ``os.PathLike``) as a path string."""
     try:
+        if not isinstance(value, str | bytes | os.PathLike):
+            raise TypeError
         path = os.fspath(value)
-    except TypeError:
+    except TypeError:  # also from an __fspath__ that returns neither str nor bytes
         raise BadInputTypeError(f"{name} must be a path (str or os.PathLike), got "
                                 f"{type(value).__name__}") from None
     if isinstance(path, bytes):

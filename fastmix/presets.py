@@ -8,7 +8,7 @@ through :class:`_Spec`, what :func:`describe` and :func:`leaks` use of one.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastmix.errors import BadInputError
 
@@ -39,7 +39,7 @@ def preset_names() -> tuple[str, ...]:
     return PRESETS
 
 
-def preset_parameters(name: str, overrides: dict[str, object]) -> dict[str, object]:
+def preset_parameters(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Return the parameters of preset ``name`` with ``overrides`` applied (see MixSpec.preset).
 
     ``block`` or ``grid`` among ``overrides`` replaces the preset's geometry; ``donors``

@@ -7,9 +7,9 @@ The presets live in :mod:`fastmix.presets` and the text forms of values in
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from fastmix.errors import BadInputError, BadInputTypeError, check_integer, check_number
 from fastmix.presets import (  # those defined here before moved to presets.py; still importable
@@ -72,8 +72,10 @@ def _positive_pair(value: object, name: str) -> tuple[int, int]:
     if isinstance(value, str):
         value = parse_pair(value, name)
     message = f"{name} must be a pair of positive integers such as (96, 24), got {value!r}"
+    first: object
+    second: object
     try:
-        first, second = value  # type: ignore[misc]
+        first, second = value  # type: ignore[misc]  # any pair; anything else is refused
     except (TypeError, ValueError):
         raise BadInputTypeError(message) from None
     try:
@@ -370,7 +372,7 @@ def _jitter_amplitudes(value: object) -> tuple[float, float, float] | None:
     if value is True:
         return DEFAULT_JITTER
     try:
-        amplitudes = tuple(value)  # type: ignore[call-overload]
+        amplitudes = tuple(cast("Iterable[object]", value))  # TypeError if not iterable
     except TypeError:
         raise BadInputTypeError(message) from None
     if len(amplitudes) != 3:

@@ -293,8 +293,9 @@ def _attack_knowledge(scorer: EdgeScorer, groups_known: bool) -> list[str]:
     knows = []
     if scorer.orientations != "none":
         knows.append(f"tries every {scorer.orientations} orientation")
-    if getattr(scorer, "skip", 0):
-        knows.append(f"scores edges outside the {scorer.skip}-pixel blurred band")
+    skip = getattr(scorer, "skip", 0)  # a scorer for seam-blurred blocks has it
+    if skip:
+        knows.append(f"scores edges outside the {skip}-pixel blurred band")
     if getattr(scorer, "offset_invariant", False):
         knows.append("adds mean-removed edge scores against jitter")
     if getattr(scorer, "blur", 0):

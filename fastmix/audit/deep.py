@@ -406,13 +406,14 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
             spec.block_shape(height, width)
         except BadInputError as error:
             raise BadInputError(f"spec {name!r}: {error}") from None
-    training_sets = {"original": None, **named, "control": CONTROL_SPEC}
+    training_sets: dict[str, MixSpec | None] = {"original": None, **named,
+                                                "control": CONTROL_SPEC}
     fold_parts = _stratified_folds(labels, folds, seed)
     total = len(training_sets) * epochs * sum(
         _images_per_epoch(len(labels) - len(part), batch_size) for part in fold_parts)
     hits = {name: np.zeros(len(labels), dtype=bool) for name in training_sets}
-    scores = {name: [] for name in training_sets}
-    trained = {name: [] for name in training_sets}
+    scores: dict[str, list[float]] = {name: [] for name in training_sets}
+    trained: dict[str, list[float]] = {name: [] for name in training_sets}
 
     from fastmix.mixing import mix_array
 
@@ -429,10 +430,10 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
         for fold, test in enumerate(fold_parts):
             train = np.setdiff1d(np.arange(len(labels)), test)
             key = _fold_key(seed, fold)
-            for index, (name, spec) in enumerate(training_sets.items()):
+            for index, (name, mixed_by) in enumerate(training_sets.items()):
                 train_images = images[train]
-                if spec is not None:
-                    train_images = mix_array(train_images, labels[train], spec, key)
+                if mixed_by is not None:
+                    train_images = mix_array(train_images, labels[train], mixed_by, key)
                 path = os.path.join(scratch, f"fold{fold}-set{index}.h5")
                 _write_store(path, train_images, labels[train])
                 del train_images

@@ -158,8 +158,10 @@ def _full_disk_in_one_line(store: str):
 def _size(size: object) -> tuple[int, int]:
     if isinstance(size, str):
         return parse_pair(size, "size")
+    height: object
+    width: object
     try:
-        height, width = size  # type: ignore[misc]
+        height, width = size  # type: ignore[misc]  # any pair; anything else is refused
     except (TypeError, ValueError):
         raise BadInputError(f"size must be (height, width) or 'HxW', got {size!r}") from None
     try:

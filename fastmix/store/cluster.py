@@ -312,7 +312,8 @@ def _marked(folder: str | None) -> Iterator[str | None]:
 def _can_access(source: str, folder: str | None, mark: str | None) -> str:
     if not os.access(source, os.R_OK):
         return f"source store {source!r} cannot be read"
-    if folder is not None and not (os.access(folder, os.W_OK) and os.path.exists(mark)):
+    if folder is not None and not (os.access(folder, os.W_OK) and mark is not None
+                                   and os.path.exists(mark)):
         return (f"shard folder {folder!r} cannot be written, or is not the folder the client "
                 "sees")
     return ""
@@ -465,7 +466,7 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
 
 def _finished(items: list) -> list:
     """``encode_piece`` output with every encode done and every buffer copied out."""
-    done = []
+    done: list[tuple[int | None, object]] = []
     for offset, encoded in items:
         if offset is None:
             start, stop, images = encoded
@@ -481,6 +482,7 @@ def _write_shard(job: Job, template, index: int, start: int, stop: int, pieces,
                  pool: ThreadPoolExecutor, key: Key) -> None:
     import h5py
 
+    assert job.shard_folder is not None  # a shard is written in the sharded layout only
     final = os.path.join(job.shard_folder, shard_name(index))
     temporary = os.path.join(job.shard_folder,
                              f".{shard_name(index)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -573,7 +575,8 @@ class _DoneLog:
             os.remove(self.path)
 
 
-def run_on_cluster(operation: str, source: str, destination: object, *, client, store,
+def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[str] | None, *,
+                   client, store,
                    windows: list[tuple[int, int]], spec: MixSpec, key: Key, labels_name: str,
                    memory: int | str, raw: bool, overwrite: bool, resume: bool, shards: bool,
                    progress: bool, backend: str) -> StoreReport:
@@ -596,7 +599,8 @@ def run_on_cluster(operation: str, source: str, destination: object, *, client, 
     folder = shard_folder(destination) if shards else None
     inverse = operation == "unmix"
     token = run_token(operation, source, destination, spec, windows, key.check_value, shards)
-    run, done = "", {}
+    run = ""
+    done: dict[int, int] = {}  # {window index: 0} of the shards already written
     if folder is not None:
         os.makedirs(folder, exist_ok=True)
         run, done = _claim_shard_folder(folder, destination, store, token, operation, windows,
@@ -617,7 +621,7 @@ def run_on_cluster(operation: str, source: str, destination: object, *, client, 
         else:
             unpartnered = _run_one_file(client, job, store, windows, key, destination,
                                         resume, overwrite, limit, bar, stages)
-        if shards:
+        if folder is not None:  # shards
             _write_virtual_store(store, destination, folder, windows, spec, key, labels_name,
                                  unpartnered, operation, overwrite, run)
     return StoreReport(operation=operation, destination=destination, spec=spec,
@@ -714,6 +718,7 @@ def _run_one_file(client, job: Job, store, windows, key: Key, destination: str, 
                 for result in _ordered_results(client, job, windows, todo, store.labels, key,
                                                limit):
                     clock = time.perf_counter()
+                    assert result.items is not None  # the one-file layout's results have them
                     writer.store_piece(result.items)
                     target.flush()
                     stages["write"] += time.perf_counter() - clock
@@ -811,6 +816,7 @@ def _claim_shard_folder(folder: str, destination: str, store, token: str, operat
     fingerprint = source_fingerprint(store)
     if resume and (record is not None or present):
         _check_resumable(folder, record, token, fingerprint, key)
+        assert record is not None  # _check_resumable refuses a folder without one
         return record["run"], _completed_shards(folder, record["run"], windows, key, operation)
     if record is not None or present:
         unfinished = record is not None and record.get("published") is False

@@ -225,7 +225,7 @@ def _lz4_encode(data, block_size: int) -> bytes:
     return b"".join(parts)
 
 
-_ZSTD = {}
+_ZSTD: dict[tuple, object] = {}  # zstandard (de)compressors, by kind, level and thread
 
 
 def _zstd_decompressor():

@@ -947,6 +947,7 @@ def _run(source, store, journal, key, progress, backend, resumed, memory) -> Sto
     tune_allocator()
     _prepare_writes(store)
     with ThreadPoolExecutor(threads, thread_name_prefix="fastmix-codec") as pool:
+        inner: WindowWriter
         if filtered:
             inner = _ChunkFlushingWriter(images, pool, threads, lambda: _sync(store), aligned)
         else:

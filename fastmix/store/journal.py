@@ -341,8 +341,9 @@ class Journal:
         JournalError
             When the file cannot be created or the disk has no room for it; nothing is left.
         """
+        marking, finishing, window = (int(size) for size in reserve)
         header = replace(header, max_payload=int(max_payload),
-                         reserve=tuple(int(size) for size in reserve))
+                         reserve=(marking, finishing, window))
         text = header.to_json()
         mac = key.mac("journal", text)
         body = text + bytes.fromhex(mac)

@@ -102,7 +102,7 @@ def _remove_stale_temporaries(destination: str) -> None:
             pass
 
 
-def check_output_path(destination: object, overwrite: bool, *,
+def check_output_path(destination: str | os.PathLike[str], overwrite: bool, *,
                       protected: tuple = (), role: str = "destination") -> str:
     """Validate the path of a new output file and return it as a path string.
 
@@ -157,7 +157,7 @@ def _same_file(first: str, second: str) -> bool:
         return os.path.abspath(first) == os.path.abspath(second)
 
 
-def check_destination(source: str, destination: object, overwrite: bool,
+def check_destination(source: str, destination: str | os.PathLike[str] | None, overwrite: bool,
                       key_file: object = None) -> str:
     """Validate the destination of a new-file run and return it as a path string."""
     if destination is None:
@@ -526,7 +526,9 @@ def _layout_warning(dataset, layout: str) -> None:
 
 def _copy_inside(dataset, group, name: str):
     """Copy a dataset kept in other files into contiguous storage inside ``group``'s file."""
-    _layout_warning(dataset, foreign_layout(dataset))
+    layout = foreign_layout(dataset)
+    assert layout is not None  # only a dataset kept in other files is copied in
+    _layout_warning(dataset, layout)
     copy = group.create_dataset(name, shape=dataset.shape, dtype=dataset.dtype)
     copy_attributes(dataset, copy)
     if dataset.shape is None or dataset.size == 0:
