@@ -1,6 +1,6 @@
-# The two commands a new user needs: `make demo` and `make test` (the complete suite, which CI
-# runs). `make check` is the quick tier for a contributor's inner loop: ruff, then every test
-# not marked slow.
+# The two commands a new user needs: `make demo` and `make test` (ruff, mypy and the complete
+# suite, which CI runs). `make check` is the quick tier for a contributor's inner loop: ruff,
+# then every test not marked slow.
 # Both create (or reuse) a local virtual environment in .venv and install what they need.
 PYTHON ?= python3
 VENV := .venv
@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check fastmix tests bench
+	$(BIN)/python -m mypy fastmix
 	$(BIN)/python -m pytest
 
 check: $(STAMP)

@@ -1,6 +1,19 @@
 """fastmix: label-based pixel block mixing for privacy-preserving image training sets."""
 
-from fastmix.errors import BadInputError, FastmixError, FastmixWarning, WrongKeyError
+from fastmix.errors import (
+    BadInputError,
+    BadInputTypeError,
+    DamagedChunkError,
+    FastmixError,
+    FastmixWarning,
+    InPlaceRunStopped,
+    JournalDamaged,
+    JournalError,
+    UnreadableImageError,
+    UnsupportedFilterError,
+    WorkerError,
+    WrongKeyError,
+)
 from fastmix.keys import Key
 from fastmix.mixing import mix_array, unmix_array
 from fastmix.spec import MixSpec
@@ -24,10 +37,18 @@ _LAZY_EXPORTS = {
 
 __all__ = [
     "BadInputError",
+    "BadInputTypeError",
+    "DamagedChunkError",
     "FastmixError",
     "FastmixWarning",
+    "InPlaceRunStopped",
+    "JournalDamaged",
+    "JournalError",
     "Key",
     "MixSpec",
+    "UnreadableImageError",
+    "UnsupportedFilterError",
+    "WorkerError",
     "WrongKeyError",
     "__version__",
     "mix_array",

@@ -131,4 +131,4 @@ def get_backend(name: str) -> Backend:
         because = f" ({why()})" if why is not None else ""
         raise BadInputError(f"backend {name!r} is not available on this machine{because}; use "
                             f"one of {', '.join(available_backends())}")
-    return module  # type: ignore[return-value]
+    return module

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fastmix._optional import require
 from fastmix.errors import (
     BadInputError,
     BadInputTypeError,
@@ -51,7 +52,7 @@ class H5ImageDataset:
     to_tensor : bool
         Return each image as a ``torch.Tensor`` of shape (C, H, W), as torchvision's
         ``ToTensor`` does: uint8 pixels become float32 in [0, 1], other types keep their
-        values. torch is imported on first use only; without it this raises
+        values. torch is imported only then; without it this raises
         :class:`~fastmix.errors.BadInputError`.
 
     Attributes
@@ -113,9 +114,9 @@ class H5ImageDataset:
         self._dataset = None
         self._pid = None
         self._cache_start = 0
-        self._cache = None
+        self._cache: np.ndarray | None = None
         self._chunk_start = 0
-        self._chunk = None
+        self._chunk: np.ndarray | None = None
         self._last = -2
 
     def _images(self):
@@ -176,17 +177,17 @@ class H5ImageDataset:
 
     def __getitem__(self, index: int) -> tuple[object, int]:
         """Return image ``index`` (transformed) and its label."""
-        if isinstance(index, bool) or not isinstance(index, int | np.integer):
-            raise BadInputError(f"index must be an integer, got {type(index).__name__}")
+        index = check_integer(index, "index", minimum=None)
         count = len(self)
         position = int(index) + count if index < 0 else int(index)
         if not 0 <= position < count:
             raise IndexError(f"index {index} is out of range for {count} images")
-        image = self._read(position)
+        pixels = self._read(position)
+        image: object = pixels
         if self.to_tensor:
             import torch
 
-            image = torch.from_numpy(channels_first(image))
+            image = torch.from_numpy(channels_first(pixels))
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[position])
@@ -250,12 +251,9 @@ def _classes(labels: np.ndarray, names: list[str] | None,
 
 
 def require_torch() -> None:
-    """Raise :class:`BadInputError` when torch cannot be imported (checked without importing)."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        raise BadInputError("to_tensor=True needs torch, which is not installed; install "
-                            "torch, or leave to_tensor off to get NumPy arrays")
+    """Import torch, or raise :class:`BadInputError` naming the extra that installs it."""
+    require("torch", "torch", needed_by="to_tensor=True",
+            advice="install it with {install}, or leave to_tensor off to get NumPy arrays")
 
 
 def channels_first(image: np.ndarray) -> np.ndarray:
@@ -304,10 +302,10 @@ class ChunkShuffleSampler:
             if chunk_length is None:
                 raise BadInputError("give chunk_length with a number of images, or pass the "
                                     "H5ImageDataset itself")
+        elif isinstance(dataset, bool) or not hasattr(dataset, "chunk_length"):
+            raise BadInputTypeError(f"dataset must be an H5ImageDataset or a number of "
+                                    f"images, got {type(dataset).__name__}")
         else:
-            if not hasattr(dataset, "chunk_length"):
-                raise BadInputTypeError(f"dataset must be an H5ImageDataset or a number of "
-                                        f"images, got {type(dataset).__name__}")
             count = len(dataset)
             chunk_length = dataset.chunk_length if chunk_length is None else chunk_length
         self.count = check_integer(count, "the number of images")

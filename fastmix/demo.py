@@ -5,7 +5,7 @@
    one class per photograph. Nothing is downloaded: these files are bundled with
    scikit-image.
 2. ``ingest`` it into ``source.h5`` (64x64 RGB) and mix it twice: with the default privacy
-   preset (:data:`fastmix.spec.DEFAULT_PRESET`, what ``fastmix mix`` runs; one-way) and
+   preset (:data:`fastmix.presets.DEFAULT_PRESET`, what ``fastmix mix`` runs; one-way) and
    reversibly (permute mode with the paper's parameters, no hardening).
 3. Draw ``preview.png`` (original beside the default mix) and ``preview-reversible.png``,
    unmix the reversible store and check the round trip bit for bit, and export the default
@@ -116,7 +116,8 @@ def run_demo(out: str | os.PathLike = "demo", progress: bool = True,
     from fastmix.images.export import export_store
     from fastmix.images.ingest import ingest_folder
     from fastmix.images.preview import preview_grid
-    from fastmix.spec import DEFAULT_PRESET, MixSpec, describe
+    from fastmix.presets import DEFAULT_PRESET, describe
+    from fastmix.spec import MixSpec
     from fastmix.store import mix_store, unmix_store
 
     folder = os.fspath(out)

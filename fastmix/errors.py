@@ -1,7 +1,25 @@
-"""Exceptions that fastmix raises.
+"""Exceptions that fastmix raises, and the checks of a caller's parameters.
 
 Every error caused by what the user gave (a bad file, a bad parameter, a wrong key) is a
-:class:`BadInputError`. The command line turns it into one line on stderr and exit status 2.
+:class:`BadInputError`. The command line turns it into one line on stderr and exit status 2;
+any other error is a failure, exit status 1. Every fastmix error is a :class:`FastmixError`,
+so that a caller can catch them all; each keeps the built-in base it always had::
+
+    FastmixError
+        BadInputError (ValueError)         what the user gave is wrong; the message says what to do
+            BadInputTypeError (TypeError)  ... and has the wrong type
+            WrongKeyError                  the key does not match the data's key check value
+            JournalDamaged                 an interrupted run's journal cannot be proven intact
+        InPlaceRunStopped                  an in-place run stopped part-way; resume finishes it
+        JournalError (OSError)             writing the journal failed; the store was not touched
+        DamagedChunkError (ValueError)     a stored chunk does not decode to the chunk's size
+        UnsupportedFilterError             a filter of a dataset cannot be reproduced outside HDF5
+        UnreadableImageError               a file could not be decoded as an image
+        WorkerError (RuntimeError)         an image worker process failed or exited
+    FastmixWarning (UserWarning)           a condition to know about, such as images left unmixed
+
+The modules that raise them import them from here (and re-export them under their old names:
+``fastmix.store.journal.JournalDamaged`` is this module's).
 """
 
 from __future__ import annotations
@@ -86,6 +104,45 @@ class WrongKeyError(BadInputError):
     """The key does not match the key check value stored with the data."""
 
 
+class JournalDamaged(BadInputError):
+    """The journal of an interrupted run cannot be proven intact; nothing was changed."""
+
+    def __init__(self, path: str, what: str):
+        super().__init__(
+            f"journal {path!r} is damaged ({what}), so --resume cannot prove which windows "
+            "hold their input; nothing was changed. Restore the store from a copy (or put "
+            "back the journal's own copy) and run again"
+        )
+
+
+class InPlaceRunStopped(FastmixError):
+    """An in-place run stopped part-way; the store is consistent and ``resume`` finishes it."""
+
+
+class JournalError(FastmixError, OSError):
+    """Writing the journal failed (for example a full disk); the store was not touched."""
+
+
+class DamagedChunkError(FastmixError, ValueError):
+    """A stored chunk does not decode to exactly the chunk's size (damaged or crafted).
+
+    Every decoder is bounded by the chunk's known decoded size: whatever a codec's header
+    claims, no more than that is ever allocated.
+    """
+
+
+class UnsupportedFilterError(FastmixError):
+    """A filter of the pipeline cannot be reproduced outside HDF5."""
+
+
+class UnreadableImageError(FastmixError):
+    """A file could not be decoded as an image (the message says why)."""
+
+
+class WorkerError(FastmixError, RuntimeError):
+    """A worker process failed or exited unexpectedly."""
+
+
 class FastmixWarning(UserWarning):
     """A condition the user should know about, such as images left unmixed."""
 
@@ -117,24 +174,76 @@ def check_regular_file(path: str | os.PathLike, role: str) -> os.stat_result:
     return status
 
 
-def check_integer(value: object, name: str, *, minimum: int = 0,
-                  maximum: int | None = None) -> int:
+def _refusal(name: str, value: object, wording: str | tuple[str, str], wrong_type: bool) -> str:
+    phrase = wording if isinstance(wording, str) else wording[0 if wrong_type else 1]
+    return f"{name} must be {phrase}, got {value!r}"
+
+
+def _bound(minimum: float | None, maximum: float | None, form: str) -> str:
+    if minimum is not None and maximum is not None:
+        return f"from {minimum:{form}} to {maximum:{form}}"
+    if minimum is not None:
+        return f"at least {minimum:{form}}"
+    return "" if maximum is None else f"at most {maximum:{form}}"
+
+
+def check_integer(value: object, name: str, *, minimum: int | None = 0,
+                  maximum: int | None = None,
+                  wording: str | tuple[str, str] | None = None) -> int:
     """Return ``value`` as an ``int``, refusing anything but an integer in range.
 
     ``bool``, floats (``0.7`` is not taken as 0) and text are refused with
-    :class:`BadInputTypeError`; an integer outside ``[minimum, maximum]`` with
-    :class:`BadInputError`. ``name`` is the parameter, as the caller wrote it.
+    :class:`BadInputTypeError`; an integer outside ``[minimum, maximum]`` (``None``: no
+    bound) with :class:`BadInputError`. ``name`` is the parameter, as the caller wrote it.
+    ``wording`` says what the value must be in the caller's own words, one phrase for both
+    refusals or a pair (wrong type, out of range): the message is then
+    ``"{name} must be {phrase}, got {value!r}"``.
     """
     import numbers
 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if wording is not None:
+            raise BadInputTypeError(_refusal(name, value, wording, True))
         raise BadInputTypeError(f"{name} must be an integer, got {type(value).__name__} "
                                 f"{value!r}")
     number = int(value)
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"at least {minimum:,}" if maximum is None else \
-            f"from {minimum:,} to {maximum:,}"
-        raise BadInputError(f"{name} must be an integer {bound}, got {number:,}")
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        if wording is not None:
+            raise BadInputError(_refusal(name, value, wording, False))
+        raise BadInputError(f"{name} must be an integer {_bound(minimum, maximum, ',')}, "
+                            f"got {number:,}")
+    return number
+
+
+def check_number(value: object, name: str, *, minimum: float | None = None,
+                 maximum: float | None = None,
+                 wording: str | tuple[str, str] | None = None) -> float:
+    """Return ``value`` as a finite ``float`` in ``[minimum, maximum]``, refusing anything else.
+
+    Any real number is taken (``int``, ``float``, NumPy scalars), but not ``bool`` or text
+    (:class:`BadInputTypeError`); NaN, infinities and a number outside the bounds (``None``:
+    no bound) are refused with :class:`BadInputError`. ``name`` and ``wording`` are as in
+    :func:`check_integer`.
+    """
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if wording is not None:
+            raise BadInputTypeError(_refusal(name, value, wording, True))
+        raise BadInputTypeError(f"{name} must be a number, got {type(value).__name__} "
+                                f"{value!r}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond the float range
+        number = math.inf
+    if not (math.isfinite(number) and (minimum is None or number >= minimum)
+            and (maximum is None or number <= maximum)):
+        if wording is not None:
+            raise BadInputError(_refusal(name, value, wording, False))
+        bound = _bound(minimum, maximum, "g")
+        expected = f"a finite number {bound}" if bound else "a finite number"
+        raise BadInputError(f"{name} must be {expected}, got {value!r}")
     return number
 
 
@@ -155,8 +264,10 @@ def check_flag(value: object, name: str) -> bool:
 def check_path(value: object, name: str) -> str:
     """Return ``value`` (a ``str`` or ``os.PathLike``) as a path string."""
     try:
+        if not isinstance(value, str | bytes | os.PathLike):
+            raise TypeError
         path = os.fspath(value)
-    except TypeError:
+    except TypeError:  # also from an __fspath__ that returns neither str nor bytes
         raise BadInputTypeError(f"{name} must be a path (str or os.PathLike), got "
                                 f"{type(value).__name__}") from None
     if isinstance(path, bytes):

@@ -92,9 +92,7 @@ def _check_common(images, labels, spec, key, window):
             f"{type(key).__name__}"
         )
     if window is not None:
-        if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
-            raise BadInputError(f"window must be a positive number of images, got {window!r}")
-        window = int(window)
+        window = check_integer(window, "window", minimum=1, wording="a positive number of images")
     return images, labels, spec, window
 
 

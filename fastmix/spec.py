@@ -1,39 +1,43 @@
-"""The mixing parameters (docs/format.md section 1) and the parsers the command line shares."""
+"""The mixing parameters (docs/format.md section 1): :class:`MixSpec`, a validated value.
+
+The presets live in :mod:`fastmix.presets` and the text forms of values in
+:mod:`fastmix.units`; their public names stay importable from here.
+"""
 
 from __future__ import annotations
 
 import json
-import math
-import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
-from fastmix.errors import BadInputError, BadInputTypeError
+from fastmix.errors import BadInputError, BadInputTypeError, check_integer, check_number
+from fastmix.presets import (  # those defined here before moved to presets.py; still importable
+    DEFAULT_JITTER,
+    DEFAULT_PRESET,
+    MIN_SAFE_GROUP,
+    PRESET_PARAMETERS,
+    PRESETS,
+    describe,
+    leaks,
+    preset_names,
+    preset_parameters,
+)
+from fastmix.units import (  # parse_pair, parse_memory, format_bytes moved; still importable
+    format_bytes,
+    parse_memory,
+    parse_pair,
+    parse_positive_int,
+    parse_probability,
+)
 
 MODES = ("permute", "paper")
 DEFAULT_GRID = (2, 8)
 ORIENTS = ("none", "flip", "d4")
-DEFAULT_JITTER = (0.10, 0.20, 0.20)
 MAX_SEAM_BLUR = 16.0
 #: Most mixing rounds: each costs a plan per window, and a store's record is untrusted
 #: input (a tampered ``rounds`` of a billion must be refused, not run).
 MAX_ROUNDS = 64
-PRESETS = ("fast", "balanced", "strong")
-_HARDENED = {"mode": "permute", "prob": 1.0, "orient": "d4", "jitter": DEFAULT_JITTER,
-             "seam_blur": 1.0}
-#: Each preset's parameters. The geometry is part of the privacy (issue 13): on the default
-#: 2x8 grid (96x24 blocks on 192x192) the hardened groups of 11 were weak on faces and
-#: photographs, so ``balanced`` and ``strong`` cut blocks relative to the image side and mix
-#: whole labels. Measured with ``python bench/bench_frontier.py`` (docs/privacy.md, "How private is
-#: it?"). ``fast`` stays the paper's parameters on the default grid.
-PRESET_PARAMETERS: dict[str, dict] = {
-    "fast": {"mode": "permute", "donors": 10, "prob": 0.5},
-    "balanced": {**_HARDENED, "grid": (12, 12), "group": "window"},
-    "strong": {**_HARDENED, "grid": (16, 16), "group": "window"},
-}
-#: The preset used when none is named (the command line). See docs/hardening.md.
-DEFAULT_PRESET = "balanced"
-#: Under this group size the restoration attack undoes most of the mixing even with hardening.
-MIN_SAFE_GROUP = 11
 #: How permute mode cuts a label's images into groups (docs/format.md section 2). Rule 1
 #: (0.1.0): groups of ``donors + 1`` with a last group of one merged, which left pairs. Rule
 #: 2: ``k = max(1, n // (donors + 1))`` groups of sizes that differ by at most one. Stores
@@ -41,32 +45,45 @@ MIN_SAFE_GROUP = 11
 PLAN_RULES = (1, 2)
 PLAN_RULE = 2
 
+__all__ = [
+    "DEFAULT_GRID",
+    "DEFAULT_JITTER",
+    "DEFAULT_PRESET",
+    "MAX_ROUNDS",
+    "MAX_SEAM_BLUR",
+    "MIN_SAFE_GROUP",
+    "MODES",
+    "ORIENTS",
+    "PLAN_RULE",
+    "PLAN_RULES",
+    "PRESETS",
+    "PRESET_PARAMETERS",
+    "MixSpec",
+    "describe",
+    "format_bytes",
+    "leaks",
+    "parse_memory",
+    "parse_pair",
+    "preset_names",
+]
+
 
 def _positive_pair(value: object, name: str) -> tuple[int, int]:
     if isinstance(value, str):
         value = parse_pair(value, name)
+    message = f"{name} must be a pair of positive integers such as (96, 24), got {value!r}"
+    first: object
+    second: object
     try:
-        first, second = value  # type: ignore[misc]
+        first, second = value  # type: ignore[misc]  # any pair; anything else is refused
     except (TypeError, ValueError):
-        raise BadInputTypeError(
-            f"{name} must be a pair of positive integers such as (96, 24), got {value!r}"
-        ) from None
-    pair = []
-    for item in (first, second):
-        if isinstance(item, bool) or not isinstance(item, int | _numpy_integer()):
-            raise BadInputTypeError(
-                f"{name} must be a pair of positive integers such as (96, 24), got {value!r}"
-            )
-        if int(item) < 1:
-            raise BadInputError(f"{name} must be a pair of positive integers, got {value!r}")
-        pair.append(int(item))
-    return pair[0], pair[1]
-
-
-def _numpy_integer() -> type:
-    import numpy as np
-
-    return np.integer
+        raise BadInputTypeError(message) from None
+    try:
+        return check_integer(first, name, minimum=1), check_integer(second, name, minimum=1)
+    except BadInputTypeError:
+        raise BadInputTypeError(message) from None
+    except BadInputError:
+        raise BadInputError(f"{name} must be a pair of positive integers, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -136,21 +153,13 @@ class MixSpec:
         else:
             object.__setattr__(self, "grid", DEFAULT_GRID)
         for name in ("donors", "rounds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | _numpy_integer()):
-                raise BadInputTypeError(f"{name} must be a positive integer, got {value!r}")
-            if int(value) < 1:
-                raise BadInputError(f"{name} must be a positive integer, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, check_integer(getattr(self, name), name, minimum=1,
+                                                         wording="a positive integer"))
         if self.rounds > MAX_ROUNDS:
             raise BadInputError(f"rounds must be at most {MAX_ROUNDS}, got {self.rounds}")
-        prob = self.prob
-        if isinstance(prob, bool) or not isinstance(prob, int | float | _numpy_floating()):
-            raise BadInputTypeError(f"prob must be a number in [0, 1], got {prob!r}")
-        prob = float(prob)
-        if not (0.0 <= prob <= 1.0) or math.isnan(prob):
-            raise BadInputError(f"prob must be in [0, 1], got {self.prob!r}")
-        object.__setattr__(self, "prob", prob)
+        object.__setattr__(self, "prob", check_number(
+            self.prob, "prob", minimum=0.0, maximum=1.0,
+            wording=("a number in [0, 1]", "in [0, 1]")))
         if self.mode not in MODES:
             raise BadInputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         self._validate_hardening()
@@ -182,13 +191,9 @@ class MixSpec:
             )
         if group == "window":
             return
-        if isinstance(group, bool) or not isinstance(group, int | _numpy_integer()):
-            raise BadInputTypeError(
-                f"group must be an integer of at least 2 or 'window', got {group!r}"
-            )
-        if int(group) < 2:
-            raise BadInputError(f"group must be at least 2 images or 'window', got {group!r}")
-        object.__setattr__(self, "group", int(group))
+        object.__setattr__(self, "group", check_integer(
+            group, "group", minimum=2,
+            wording=("an integer of at least 2 or 'window'", "at least 2 images or 'window'")))
 
     @property
     def hardened(self) -> bool:
@@ -218,19 +223,28 @@ class MixSpec:
         without ``group`` replaces its groups (groups of ``donors + 1``), and so does paper
         mode (which has no groups).
         """
-        if name not in PRESETS:
-            raise BadInputError(
-                f"privacy preset must be one of {', '.join(PRESETS)}, got {name!r}"
-            )
-        parameters = dict(PRESET_PARAMETERS[name])
-        if "block" in overrides or "grid" in overrides:
-            parameters.pop("block", None)
-            parameters.pop("grid", None)
-        if "group" not in overrides and ("donors" in overrides
-                                         or overrides.get("mode", "permute") != "permute"):
-            parameters.pop("group", None)
-        parameters.update(overrides)
-        return cls(**parameters)
+        return cls(**preset_parameters(name, overrides))
+
+    @classmethod
+    def from_text(cls, preset: str, texts: Mapping[str, str],
+                  names: Mapping[str, str] | None = None) -> MixSpec:
+        """Return :meth:`preset` with parameters overridden by text, as the command line gives them.
+
+        ``texts`` maps parameter names to their text: ``block`` and ``grid`` as ``96x24``,
+        ``donors`` and ``rounds`` positive integers, ``prob`` a number in [0, 1], ``jitter``
+        ``none``, ``default`` or three amplitudes ``B,C,G``, ``seam_blur`` a sigma in pixels,
+        ``group`` a number of images or ``window``; ``mode`` and ``orient`` as they are. A
+        text that does not parse is refused naming the parameter as ``names`` spells it (the
+        command line's flag, such as ``--seam-blur``), by default as the parameter itself.
+        """
+        unknown = texts.keys() - _FROM_TEXT.keys()
+        if unknown:
+            raise BadInputError(f"unknown mixing parameters {sorted(unknown)}; give "
+                                f"{', '.join(_FROM_TEXT)}")
+        names = names or {}
+        overrides = {name: parse(texts[name], names.get(name, name))
+                     for name, parse in _FROM_TEXT.items() if name in texts}
+        return cls.preset(preset, **overrides)
 
     @property
     def reversible(self) -> bool:
@@ -306,154 +320,75 @@ class MixSpec:
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
-def describe(spec: MixSpec, preset: str | None = None) -> str:
-    """One line that states the mixing and hardening parameters of ``spec``."""
-    parts = [spec.mode]
-    if spec.block is not None:
-        parts.append(f"block {spec.block[0]}x{spec.block[1]}")
-    else:
-        parts.append(f"grid {spec.grid[0]}x{spec.grid[1]}")  # type: ignore[index]
-    if spec.mode == "permute":
-        parts.append("groups of the whole label in a window" if spec.group == "window"
-                     else f"groups of {spec.group_size(0)}")
-    else:
-        parts.append(f"donors {spec.donors}")
-    parts.append(f"prob {spec.prob:g}")
-    if spec.rounds != 1:
-        parts.append(f"rounds {spec.rounds}")
-    if spec.orient == "d4":
-        parts.append("orientation d4 (flips only on non-square blocks)")
-    elif spec.orient == "flip":
-        parts.append("orientation flip")
-    if spec.jitter is not None:
-        brightness, contrast, gamma = spec.jitter
-        parts.append(f"jitter brightness +-{brightness:g}, log-contrast +-{contrast:g}, "
-                     f"log-gamma +-{gamma:g}")
-    if spec.seam_blur > 0:
-        parts.append(f"seam blur sigma {spec.seam_blur:g} px")
-    if not spec.hardened:
-        parts.append("no hardening")
-    parts.append("reversible with the key" if spec.reversible else "one-way (cannot be unmixed)")
-    prefix = f"privacy {preset}: " if preset else "mixing: "
-    return prefix + ", ".join(parts)
+def _jitter_text(text: str, name: str) -> tuple[float, ...] | bool | None:
+    """``none``, ``default`` or comma-separated amplitudes (their count is checked later)."""
+    lowered = text.strip().lower()
+    if lowered == "none":
+        return None
+    if lowered == "default":
+        return True
+    try:
+        return tuple(float(part) for part in lowered.split(","))
+    except ValueError:
+        raise BadInputError(f"{name} must be none, default or three amplitudes such as "
+                            f"0.1,0.2,0.2, got {text!r}") from None
 
 
-def leaks(spec: MixSpec) -> list[str]:
-    """Warnings for a hardened ``spec`` combined with a setting that leaks.
-
-    The measured reasons (hardening issue, LFW faces 5x5 against an adaptive attack): groups
-    under 11 are restored by boundary matching even with hardening; a block left in place
-    (``prob < 1``) anchors the attack and the face; paper mode re-identifies about half the
-    faces because each image keeps a mosaic of a few donors.
-    """
-    if not spec.hardened:
-        return []
-    found = []
-    if spec.mode == "paper":
-        found.append("paper mode with hardening still re-identifies about half the faces "
-                     "(each image is a mosaic of a few donors); use --mode permute")
-    else:
-        if spec.group != "window" and spec.group_size(0) < MIN_SAFE_GROUP:
-            found.append(f"groups of {spec.group_size(0)} are small: under {MIN_SAFE_GROUP} "
-                         "the restoration attack undoes most of the mixing even with "
-                         "hardening; use --group 11 or more (or --donors 10)")
-    if spec.prob < 1.0:
-        found.append(f"prob {spec.prob:g} leaves blocks in place, which anchor the "
-                     "restoration attack; use --prob 1 with hardening")
-    return found
+def _seam_blur_text(text: str, name: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise BadInputError(f"{name} must be a sigma in pixels such as 1, got {text!r}") from None
 
 
-def preset_names() -> tuple[str, ...]:
-    """Return the preset names, fastest first."""
-    return PRESETS
+def _group_text(text: str, name: str) -> int | str:
+    if text.strip().lower() == "window":
+        return "window"
+    return parse_positive_int(text, name)
+
+
+def _as_is(text: str, name: str) -> str:
+    return text
+
+
+#: How :meth:`MixSpec.from_text` reads each parameter, in the order their errors are found.
+_FROM_TEXT: dict[str, Callable[[str, str], Any]] = {
+    "block": parse_pair, "grid": parse_pair, "mode": _as_is, "donors": parse_positive_int,
+    "prob": parse_probability, "rounds": parse_positive_int, "orient": _as_is,
+    "jitter": _jitter_text, "seam_blur": _seam_blur_text, "group": _group_text,
+}
 
 
 def _jitter_amplitudes(value: object) -> tuple[float, float, float] | None:
-    if value is None or value is False or (isinstance(value, str) and value == "none"):
-        return None
-    if value is True or value == "default":
-        return DEFAULT_JITTER
     message = ("jitter must be None, True or three amplitudes (brightness, log_contrast, "
                f"log_gamma) each in [0, 1], got {value!r}")
     if isinstance(value, str):
         try:
-            value = [float(part) for part in value.split(",")]
-        except ValueError:
+            value = _jitter_text(value, "jitter")
+        except BadInputError:
             raise BadInputError(message) from None
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DEFAULT_JITTER
     try:
-        amplitudes = tuple(value)  # type: ignore[arg-type]
+        amplitudes = tuple(cast("Iterable[object]", value))  # TypeError if not iterable
     except TypeError:
         raise BadInputTypeError(message) from None
-    if len(amplitudes) != 3 or any(
-            isinstance(item, bool) or not isinstance(item, int | float | _numpy_floating()
-                                                     | _numpy_integer())
-            for item in amplitudes):
+    if len(amplitudes) != 3:
         raise BadInputTypeError(message)
-    amplitudes = tuple(float(item) for item in amplitudes)
-    if not all(0.0 <= item <= 1.0 for item in amplitudes):
-        raise BadInputError(message)
-    if not any(amplitudes):
+    try:
+        brightness, contrast, gamma = (check_number(item, "jitter", minimum=0.0, maximum=1.0)
+                                       for item in amplitudes)
+    except BadInputTypeError:
+        raise BadInputTypeError(message) from None
+    except BadInputError:
+        raise BadInputError(message) from None
+    if not (brightness or contrast or gamma):
         raise BadInputError("jitter amplitudes are all zero; give jitter=None for no jitter")
-    return amplitudes  # type: ignore[return-value]
+    return brightness, contrast, gamma
 
 
 def _seam_blur(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | _numpy_floating()
-                                                 | _numpy_integer()):
-        raise BadInputTypeError(f"seam_blur must be a number of pixels (sigma), got {value!r}")
-    sigma = float(value)
-    if math.isnan(sigma) or not 0.0 <= sigma <= MAX_SEAM_BLUR:
-        raise BadInputError(
-            f"seam_blur must be a sigma in pixels between 0 and {MAX_SEAM_BLUR:g}, got {value!r}"
-        )
-    return sigma
-
-
-def _numpy_floating() -> type:
-    import numpy as np
-
-    return np.floating
-
-
-_PAIR = re.compile(r"^\s*(\d+)\s*[xX*,]\s*(\d+)\s*$")
-
-
-def parse_pair(text: str, name: str = "value") -> tuple[int, int]:
-    """Parse ``"96x24"`` into ``(96, 24)``."""
-    match = _PAIR.match(text)
-    if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
-        raise BadInputError(f"{name} must look like 96x24 (two positive integers), got {text!r}")
-    return int(match.group(1)), int(match.group(2))
-
-
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
-          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4,
-          "tb": 1000**4, "tib": 1024**4}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-
-def parse_memory(text: str | int) -> int:
-    """Parse a memory size such as ``"1GiB"``, ``"512MB"`` or ``1073741824`` into bytes."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        if text < 1:
-            raise BadInputError(f"memory must be positive, got {text!r}")
-        return text
-    match = _SIZE.match(str(text))
-    unit = match.group(2).lower() if match else None
-    if not match or unit not in _UNITS:
-        raise BadInputError(
-            f"memory must be a size such as 1GiB, 512MiB or 2GB, got {text!r}"
-        )
-    size = int(float(match.group(1)) * _UNITS[unit])
-    if size < 1:
-        raise BadInputError(f"memory must be positive, got {text!r}")
-    return size
-
-
-def format_bytes(size: float) -> str:
-    """Human-readable size in binary units (``1.5 GiB``)."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
+    return check_number(value, "seam_blur", minimum=0.0, maximum=MAX_SEAM_BLUR, wording=(
+        "a number of pixels (sigma)", f"a sigma in pixels between 0 and {MAX_SEAM_BLUR:g}"))

@@ -10,6 +10,8 @@ PyTorch is imported by the caller, never here: a tensor's own methods do the wor
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastmix.errors import BadInputError, BadInputTypeError, check_flag, check_integer
 from fastmix.keys import Key
 from fastmix.mixing import MAX_WINDOW_INDEX, mix_array
@@ -68,6 +70,7 @@ def mix_batch(images, labels, spec: MixSpec | None, key: Key, step: int, *,
     channels_first = images.dim() == 4
     pixels = images.permute(0, 2, 3, 1) if channels_first else images
     pixels = pixels.contiguous()  # no copy for a channels_last batch
+    mixed: Any  # a torch.Tensor: mix_array returns a CUDA array as the library it came from
     if images.is_cuda:
         mixed = mix_array(pixels, labels, spec, key, backend=backend, stream=stream,
                           strict=strict, first_window=step)

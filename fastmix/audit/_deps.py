@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
-from fastmix.errors import BadInputError
-
-_INSTALL = "pip install 'fastmix[audit]'"
+from fastmix import _optional
 
 
 def require(module_name: str) -> ModuleType:
     """Import ``module_name`` or raise :class:`BadInputError` telling how to install it."""
-    try:
-        return importlib.import_module(module_name)
-    except ImportError:
-        package = module_name.split(".")[0]
-        raise BadInputError(
-            f"the audit needs {package}, which is not installed; install the audit extra with "
-            f"{_INSTALL}"
-        ) from None
+    return _optional.require(module_name, "audit", needed_by="the audit",
+                             advice="install the audit extra with {install}")

@@ -165,8 +165,9 @@ def solve_pool(normalised: dict[tuple[int, int], np.ndarray], grid: BlockGrid, s
                                                          assign)
         sweep_positions(links, placement, order, variants, max_sweeps)
         score = total_score(normalised, placement)
-        if score < best_score:
+        if best is None or score < best_score:
             best, best_score = placement, score
+    assert best is not None  # there is always a first starting point
     return best
 
 

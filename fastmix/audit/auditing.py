@@ -293,8 +293,9 @@ def _attack_knowledge(scorer: EdgeScorer, groups_known: bool) -> list[str]:
     knows = []
     if scorer.orientations != "none":
         knows.append(f"tries every {scorer.orientations} orientation")
-    if getattr(scorer, "skip", 0):
-        knows.append(f"scores edges outside the {scorer.skip}-pixel blurred band")
+    skip = getattr(scorer, "skip", 0)  # a scorer for seam-blurred blocks has it
+    if skip:
+        knows.append(f"scores edges outside the {skip}-pixel blurred band")
     if getattr(scorer, "offset_invariant", False):
         knows.append("adds mean-removed edge scores against jitter")
     if getattr(scorer, "blur", 0):
@@ -422,9 +423,9 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
     sample does not fit). See :func:`audit_arrays` for the rest.
     """
     from fastmix.audit.adaptive import audit_options
-    from fastmix.spec import format_bytes, parse_memory
     from fastmix.store.hdf5.access import open_hdf5, refuse_interrupted
     from fastmix.store.hdf5.record import check_key_and_record
+    from fastmix.units import format_bytes, parse_memory
 
     require("h5py")
     budget = parse_memory(memory)
@@ -508,7 +509,7 @@ def _images_that_fit(count: int, image_bytes: int, window: int | None, budget: i
     Fewer than ``count`` are audited (with a warning) when they do not fit; none fitting,
     not even one window, is a refusal.
     """
-    from fastmix.spec import format_bytes
+    from fastmix.units import format_bytes
 
     fitting = budget // max(2 * image_bytes, 1)
     if fitting >= count:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from fastmix._optional import require
 from fastmix.audit.utility import (
     CONTROL_SPEC,
     INTERVAL,
@@ -32,23 +33,19 @@ from fastmix.audit.utility import (
     paired_change_interval,
     wilson_interval,
 )
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, check_integer
+from fastmix.presets import PRESETS
 from fastmix.progress import Progress
-from fastmix.spec import PRESETS, MixSpec, format_bytes, parse_memory
+from fastmix.spec import MixSpec
+from fastmix.units import format_bytes, parse_memory
 
 MODELS = ("cnn", "resnet18")
-_INSTALL = "pip install 'fastmix[torch]'"
 
 
 def require_torch():
     """Import torch, or raise :class:`BadInputError` naming the extra that installs it."""
-    try:
-        import torch
-    except ImportError:
-        raise BadInputError(
-            f"the deep-learning utility check needs PyTorch, which is not installed; install it "
-            f"with {_INSTALL}") from None
-    return torch
+    return require("torch", "torch", needed_by="the deep-learning utility check",
+                   package="PyTorch")
 
 
 #: Widths of the ``cnn`` model's 3x3 stride-2 convolutions. Five halvings give a receptive
@@ -391,8 +388,7 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
         raise BadInputError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     for name, value, least in (("epochs", epochs, 1), ("folds", folds, 2),
                                ("batch_size", batch_size, 1), ("workers", workers, 0)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-            raise BadInputError(f"{name} must be an integer >= {least}, got {value!r}")
+        check_integer(value, name, minimum=least, wording=f"an integer >= {least}")
     chosen_device = _device(torch, device)
     named = _named_specs(specs)
     images, labels = _load(source, labels, parse_memory(memory))
@@ -410,13 +406,14 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
             spec.block_shape(height, width)
         except BadInputError as error:
             raise BadInputError(f"spec {name!r}: {error}") from None
-    training_sets = {"original": None, **named, "control": CONTROL_SPEC}
+    training_sets: dict[str, MixSpec | None] = {"original": None, **named,
+                                                "control": CONTROL_SPEC}
     fold_parts = _stratified_folds(labels, folds, seed)
     total = len(training_sets) * epochs * sum(
         _images_per_epoch(len(labels) - len(part), batch_size) for part in fold_parts)
     hits = {name: np.zeros(len(labels), dtype=bool) for name in training_sets}
-    scores = {name: [] for name in training_sets}
-    trained = {name: [] for name in training_sets}
+    scores: dict[str, list[float]] = {name: [] for name in training_sets}
+    trained: dict[str, list[float]] = {name: [] for name in training_sets}
 
     from fastmix.mixing import mix_array
 
@@ -433,10 +430,10 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
         for fold, test in enumerate(fold_parts):
             train = np.setdiff1d(np.arange(len(labels)), test)
             key = _fold_key(seed, fold)
-            for index, (name, spec) in enumerate(training_sets.items()):
+            for index, (name, mixed_by) in enumerate(training_sets.items()):
                 train_images = images[train]
-                if spec is not None:
-                    train_images = mix_array(train_images, labels[train], spec, key)
+                if mixed_by is not None:
+                    train_images = mix_array(train_images, labels[train], mixed_by, key)
                 path = os.path.join(scratch, f"fold{fold}-set{index}.h5")
                 _write_store(path, train_images, labels[train])
                 del train_images

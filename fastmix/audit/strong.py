@@ -242,14 +242,15 @@ def assemble_fragments(normalised: dict, variants: int, top: int = 1) -> list[di
         kept, merged = parts
         if any(position in kept for position in merged):
             continue
-        if ids[0] is None:
-            ids[0] = next(numbers)
-            fragments[ids[0]] = kept
+        kept_id = ids[0]
+        if kept_id is None:
+            kept_id = next(numbers)
+            fragments[kept_id] = kept
             for position, candidate in kept.items():
-                fragment_of[(position, candidate // variants)] = ids[0]
+                fragment_of[(position, candidate // variants)] = kept_id
         for position, candidate in merged.items():
             kept[position] = candidate
-            fragment_of[(position, candidate // variants)] = ids[0]
+            fragment_of[(position, candidate // variants)] = kept_id
         if ids[1] is not None:
             del fragments[ids[1]]
     return list(fragments.values())
@@ -287,9 +288,9 @@ def complete_fragments(normalised: dict, grid: BlockGrid, size: int, variants: i
             placed = placement[slots, neighbour]
             known = placed >= 0
             cost[known] += scores[np.ix_(placed[known], candidates)]
-        cost = cost.reshape(slots.size, blocks.size, variants)
-        variant = np.argmin(cost, axis=2)
-        rows, cols = assign(np.take_along_axis(cost, variant[:, :, None], axis=2)[:, :, 0])
+        by_variant = cost.reshape(slots.size, blocks.size, variants)
+        variant = np.argmin(by_variant, axis=2)
+        rows, cols = assign(np.take_along_axis(by_variant, variant[:, :, None], axis=2)[:, :, 0])
         placement[slots[rows], position] = blocks[cols] * variants + variant[rows, cols]
         used[position, blocks[cols]] = True
     return placement
@@ -444,6 +445,7 @@ def strongest_attack(mixed: np.ndarray, labels: np.ndarray, spec: MixSpec, *,
         figures[name] = float(judge(restoration))
         if best is None or figures[name] > figures[best[0]]:
             best = (name, restoration, used)
+    assert best is not None  # ATTACKS is never empty
     return best[0], best[1], best[2], figures
 
 

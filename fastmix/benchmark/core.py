@@ -15,8 +15,8 @@ import numpy as np
 
 import fastmix
 from fastmix.errors import BadInputError
+from fastmix.presets import DEFAULT_PRESET
 from fastmix.samples import photos as sample_photos
-from fastmix.spec import DEFAULT_PRESET
 
 WORKLOADS = [
     # name, count, image shape, block, prob

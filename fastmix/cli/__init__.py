@@ -20,6 +20,7 @@ import pkgutil
 import signal
 import sys
 import threading
+from typing import NoReturn
 
 from fastmix.errors import BadInputError, command_line_message
 
@@ -48,7 +49,7 @@ EXIT_STATUS_REQUIRE = (f"0 success (with --require: the audit verdict met it); "
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line and exit status 2."""
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
     def option_strings(self) -> list[str]:
@@ -102,7 +103,7 @@ def _command_modules() -> list:
     return sorted(modules, key=lambda module: (getattr(module, "ORDER", 100), module.NAME))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     """Build the full ``fastmix`` parser with every discovered sub-command."""
     from fastmix import __version__
 

@@ -17,6 +17,9 @@ from __future__ import annotations
 import argparse
 
 _MIXING_DESTINATIONS = ("mode", "donors", "prob", "rounds")
+#: The flags that set a parameter of the spec, given to :meth:`MixSpec.from_text` as typed.
+_SPEC_DESTINATIONS = ("block", "grid", *_MIXING_DESTINATIONS, "orient", "jitter", "seam_blur",
+                      "group")
 
 
 def add_scheme_arguments(parser: argparse.ArgumentParser):
@@ -29,7 +32,8 @@ def add_scheme_arguments(parser: argparse.ArgumentParser):
     scheme.add_argument("--mode", metavar="permute|paper",
                         help="permute (bijective; reversible without one-way hardening) or "
                              "paper (substitution, one-way)")
-    from fastmix.spec import DEFAULT_GRID, PRESET_PARAMETERS
+    from fastmix.presets import PRESET_PARAMETERS
+    from fastmix.spec import DEFAULT_GRID
 
     grids = ", ".join(f"{name} {'x'.join(map(str, values.get('grid', DEFAULT_GRID)))}"
                       for name, values in PRESET_PARAMETERS.items())
@@ -51,7 +55,7 @@ def add_hardening_arguments(parser: argparse.ArgumentParser, several: bool = Fal
     With ``several``, ``--privacy`` takes a comma-separated list of presets (read it with
     :func:`specs_from_arguments`).
     """
-    from fastmix.spec import DEFAULT_PRESET, preset_names
+    from fastmix.presets import DEFAULT_PRESET, preset_names
 
     group = parser.add_argument_group(
         "privacy preset and hardening",
@@ -83,42 +87,6 @@ def add_hardening_arguments(parser: argparse.ArgumentParser, several: bool = Fal
     parser.set_defaults(**{name: None for name in _MIXING_DESTINATIONS if name in present})
 
 
-def _parse_jitter(text: str):
-    from fastmix.errors import BadInputError
-
-    lowered = text.strip().lower()
-    if lowered == "none":
-        return None
-    if lowered == "default":
-        return True
-    try:
-        return tuple(float(part) for part in lowered.split(","))
-    except ValueError:
-        raise BadInputError(
-            f"--jitter must be none, default or three amplitudes such as 0.1,0.2,0.2, got "
-            f"{text!r}"
-        ) from None
-
-
-def _parse_seam_blur(text: str) -> float:
-    from fastmix.errors import BadInputError
-
-    try:
-        return float(text)
-    except ValueError:
-        raise BadInputError(
-            f"--seam-blur must be a sigma in pixels such as 1, got {text!r}"
-        ) from None
-
-
-def _parse_group(text: str):
-    from fastmix.cli.storecheck import parse_positive_int
-
-    if text.strip().lower() == "window":
-        return "window"
-    return parse_positive_int(text, "--group")
-
-
 def spec_from_arguments(args: argparse.Namespace):
     """Return the spec, the parameter line to print, and the leak warnings of the parsed flags.
 
@@ -128,33 +96,15 @@ def spec_from_arguments(args: argparse.Namespace):
         The spec; one line naming the preset and its parameters (print it unless
         ``--quiet``); the warnings for hardened specs that leak (print each one).
     """
-    from fastmix.cli.storecheck import parse_positive_int, parse_probability
-    from fastmix.spec import DEFAULT_PRESET, MixSpec, describe, leaks, parse_pair
+    from fastmix.presets import DEFAULT_PRESET, describe, leaks
+    from fastmix.spec import MixSpec
 
     preset = getattr(args, "privacy", None) or DEFAULT_PRESET
-    overrides: dict = {}
-    if getattr(args, "block", None) is not None:
-        overrides["block"] = parse_pair(args.block, "--block")
-    if getattr(args, "grid", None) is not None:
-        overrides["grid"] = parse_pair(args.grid, "--grid")
-    if getattr(args, "mode", None) is not None:
-        overrides["mode"] = args.mode
-    if getattr(args, "donors", None) is not None:
-        overrides["donors"] = parse_positive_int(args.donors, "--donors")
-    if getattr(args, "prob", None) is not None:
-        overrides["prob"] = parse_probability(args.prob)
-    if getattr(args, "rounds", None) is not None:
-        overrides["rounds"] = parse_positive_int(args.rounds, "--rounds")
-    if getattr(args, "orient", None) is not None:
-        overrides["orient"] = args.orient
-    if getattr(args, "jitter", None) is not None:
-        overrides["jitter"] = _parse_jitter(args.jitter)
-    if getattr(args, "seam_blur", None) is not None:
-        overrides["seam_blur"] = _parse_seam_blur(args.seam_blur)
-    if getattr(args, "group", None) is not None:
-        overrides["group"] = _parse_group(args.group)
-    spec = MixSpec.preset(preset, **overrides)
-    shown = preset + (" with overrides" if overrides.keys() - {"block", "grid"} else "")
+    texts = {name: getattr(args, name) for name in _SPEC_DESTINATIONS
+             if getattr(args, name, None) is not None}
+    spec = MixSpec.from_text(preset, texts, {name: "--" + name.replace("_", "-")
+                                             for name in texts})
+    shown = preset + (" with overrides" if texts.keys() - {"block", "grid"} else "")
     return spec, describe(spec, shown), leaks(spec)
 
 
@@ -165,7 +115,7 @@ def specs_from_arguments(args: argparse.Namespace) -> dict:
     :func:`spec_from_arguments` does for one.
     """
     from fastmix.errors import BadInputError
-    from fastmix.spec import DEFAULT_PRESET, preset_names
+    from fastmix.presets import DEFAULT_PRESET, preset_names
 
     text = getattr(args, "privacy", None) or DEFAULT_PRESET
     names = [name.strip() for name in text.split(",") if name.strip()]

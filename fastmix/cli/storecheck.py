@@ -12,6 +12,12 @@ from __future__ import annotations
 import os
 
 from fastmix.errors import BadInputError
+from fastmix.units import (  # re-exported: they moved to fastmix.units
+    parse_positive_int as parse_positive_int,
+)
+from fastmix.units import (
+    parse_probability as parse_probability,
+)
 
 
 def register_filters() -> None:
@@ -63,25 +69,3 @@ def check_source(path: str | os.PathLike, images: str, labels: str | None) -> No
     from fastmix.store.hdf5.access import open_store
 
     open_store(path, images=images, labels=labels).close()
-
-
-def parse_positive_int(text: str, flag: str) -> int:
-    """Parse a command-line integer that must be positive (``--donors``, ``--window``...)."""
-    try:
-        value = int(text, 10)
-    except (TypeError, ValueError):
-        raise BadInputError(f"{flag} must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise BadInputError(f"{flag} must be a positive integer, got {text!r}")
-    return value
-
-
-def parse_probability(text: str, flag: str = "--prob") -> float:
-    """Parse a probability in [0, 1] such as ``0.5``."""
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:  # also false for NaN
-        raise BadInputError(f"{flag} must be a number in [0, 1] such as 0.5, got {text!r}")
-    return value

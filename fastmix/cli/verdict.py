@@ -45,7 +45,7 @@ def warning_lines(report, command: str) -> list[str]:
 
 def _advice(settings: dict, command: str) -> str:
     """Return what to change, from the settings the store was mixed with."""
-    from fastmix.spec import preset_names
+    from fastmix.presets import preset_names
 
     block = settings.get("block")
     changes = ["smaller blocks (--block" + (f"; these were {block[0]}x{block[1]})"

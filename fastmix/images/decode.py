@@ -21,14 +21,11 @@ import os
 
 import numpy as np
 
+from fastmix.errors import UnreadableImageError  # re-exported
 from fastmix.images import jpeg
 
 #: File name extensions that are read as images (lower case); every other file is ignored.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"})
-
-
-class UnreadableImageError(Exception):
-    """A file could not be decoded as an image (the message says why)."""
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -60,7 +60,9 @@ def write_images(images: np.ndarray, paths: list[str], options: dict) -> int:
     """
     if options["extension"] == ".jpg" and jpeg.codec() is not None:
         for image, path in zip(images, paths):
-            write_file(path, jpeg.encode(image, options.get("quality", 95)))
+            encoded = jpeg.encode(image, options.get("quality", 95))
+            assert encoded is not None  # simplejpeg is there: codec() said so
+            write_file(path, encoded)
         return len(paths)
     import imageio.v3 as iio
 

@@ -111,7 +111,7 @@ def _safe_folder_name(text: str, fallback: str) -> str:
     return "_" + cleaned[1:] if cleaned.startswith(".") else cleaned
 
 
-def label_folders(labels: np.ndarray, class_names: list[str] | None) -> dict[object, str]:
+def label_folders(labels: np.ndarray, class_names: list[str] | None) -> dict[int | str, str]:
     """Folder name for each distinct label: its class name, else the label itself.
 
     Characters a file name cannot hold (slash, backslash, colon, NUL) become ``_``, as does
@@ -120,7 +120,7 @@ def label_folders(labels: np.ndarray, class_names: list[str] | None) -> dict[obj
     bytes, ``~`` and 16 hexadecimal digits of the SHA-256 of the whole name. Two classes
     that would share a folder get the label value appended to the second.
     """
-    folders: dict[object, str] = {}
+    folders: dict[int | str, str] = {}
     for value in np.unique(labels).tolist():
         if class_names is not None and isinstance(value, int) and 0 <= value < len(class_names):
             name = class_names[value]
@@ -243,7 +243,7 @@ def _remove_stale_temporaries(parent: str, name: str) -> None:
             pid = int(entry.name[len(prefix):])
             if pid == os.getpid() or pid_alive(pid) or _foreign_content(entry.path) is not None:
                 continue
-            if mark == TEMPORARY_MARK and _marker(entry.path).get("pid") != pid:
+            if mark == TEMPORARY_MARK and (_marker(entry.path) or {}).get("pid") != pid:
                 continue
             _remove_export(entry.path)
 

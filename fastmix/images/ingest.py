@@ -18,12 +18,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fastmix.errors import BadInputError, FastmixWarning, check_regular_file, hint
+from fastmix.errors import (
+    BadInputError,
+    FastmixWarning,
+    check_integer,
+    check_regular_file,
+    hint,
+)
 from fastmix.images.decode import decode_batch
 from fastmix.images.parallel import bounded_map, make_pool, worker_count
 from fastmix.images.sources import ImageList, csv_listing, image_folder
 from fastmix.images.workers import WorkerProcesses, use_processes
-from fastmix.spec import parse_pair
+from fastmix.units import parse_pair
 
 COMPRESSIONS = ("none", "gzip", "lz4", "zstd")
 #: Chunks hold a power-of-two number of whole images and at most this many bytes.
@@ -152,14 +158,16 @@ def _full_disk_in_one_line(store: str):
 def _size(size: object) -> tuple[int, int]:
     if isinstance(size, str):
         return parse_pair(size, "size")
+    height: object
+    width: object
     try:
-        height, width = size  # type: ignore[misc]
+        height, width = size  # type: ignore[misc]  # any pair; anything else is refused
     except (TypeError, ValueError):
         raise BadInputError(f"size must be (height, width) or 'HxW', got {size!r}") from None
-    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v > 0
-               for v in (height, width)):
-        raise BadInputError(f"size must be two positive integers, got {size!r}")
-    return int(height), int(width)
+    try:
+        return check_integer(height, "size", minimum=1), check_integer(width, "size", minimum=1)
+    except BadInputError:
+        raise BadInputError(f"size must be two positive integers, got {size!r}") from None
 
 
 def list_images(image_dir: str | os.PathLike, csv: str | os.PathLike | None = None,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, check_integer
 
 #: Pixels between pairs and rows, and around the grid.
 MARGIN = 8
@@ -142,8 +142,7 @@ def preview_grid(store: str | os.PathLike, output: str | os.PathLike, *,
     from fastmix.store.hdf5.access import open_store
     from fastmix.store.hdf5.lowlevel import class_names_of
 
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise BadInputError(f"count must be a positive number of images, got {count!r}")
+    count = check_integer(count, "count", minimum=1, wording="a positive number of images")
     from fastmix.store.durable.atomic import atomic_output, check_output_path
 
     output = check_output_path(output, overwrite, protected=(store, original), role="output")

@@ -38,7 +38,7 @@ def _usable(path: str, root: str, follow_symlinks: bool) -> bool:
 
 
 def _walk_images(folder: str, root: str, follow_symlinks: bool) -> list[str]:
-    found = []
+    found: list[str] = []
     for top, dirs, files in os.walk(folder, followlinks=follow_symlinks):
         dirs[:] = sorted(name for name in dirs if not name.startswith(".") and (
             follow_symlinks or is_inside(os.path.join(top, name), root)))
@@ -127,7 +127,7 @@ def csv_listing(csv_path: str | os.PathLike, image_dir: str | os.PathLike,
     csv_path = os.fspath(csv_path)
     if not os.path.isfile(csv_path):
         raise BadInputError(f"CSV file {csv_path!r} does not exist")
-    rows = []
+    listed: list[tuple[str, str, str]] = []  # path, label, where
     with open(csv_path, newline="", encoding="utf-8-sig") as handle:
         for line_number, row in enumerate(csv.reader(handle), start=1):
             if not row or all(not cell.strip() for cell in row):
@@ -141,10 +141,10 @@ def csv_listing(csv_path: str | os.PathLike, image_dir: str | os.PathLike,
                                                                       ("file", "label"),
                                                                       ("filename", "label")}:
                 continue
-            rows.append((path, label, f"{csv_path}:{line_number}"))
+            listed.append((path, label, f"{csv_path}:{line_number}"))
     image_dir = os.fspath(image_dir)
     rows = [(_check_row(path, image_dir, where, follow_symlinks), label)
-            for path, label, where in rows if is_image_file(path)]
+            for path, label, where in listed if is_image_file(path)]
     if not rows:
         raise BadInputError(f"CSV file {csv_path!r} lists no image files")
     class_names = sorted({label for _, label in rows}, key=_class_order)

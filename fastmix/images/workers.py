@@ -22,6 +22,8 @@ import threading
 
 import numpy as np
 
+from fastmix.errors import WorkerError  # re-exported
+
 # The worker imports fastmix.images without running fastmix/__init__.py, which loads Numba
 # and the kernels (about 0.6 s per worker) that decoding and encoding never use.
 _WORKER_MAIN = """
@@ -32,10 +34,6 @@ sys.modules["fastmix"] = package
 from fastmix.images.workers import _serve
 _serve()
 """
-
-
-class WorkerError(RuntimeError):
-    """A worker process failed or exited unexpectedly."""
 
 
 def use_processes(images: int, workers: int, processes: bool | None) -> bool:
@@ -106,22 +104,24 @@ class WorkerProcesses:
         large enough for them), in which case ``b""`` is returned.
         """
         worker = self._worker()
+        requests, replies = worker.stdin, worker.stdout
+        assert requests is not None and replies is not None  # every worker has both pipes
         header = json.dumps({**request, "bytes": len(payload)}).encode() + b"\n"
         try:
-            worker.stdin.write(header)
-            worker.stdin.write(payload)
-            worker.stdin.flush()
+            requests.write(header)
+            requests.write(payload)
+            requests.flush()
         except (BrokenPipeError, OSError):
             raise WorkerError("an image worker process exited unexpectedly") from None
-        line = worker.stdout.readline()
+        line = replies.readline()
         if not line:
             raise WorkerError("an image worker process exited unexpectedly")
         reply = json.loads(line)
         size = int(reply.get("bytes", 0))
         if into is not None and "error" not in reply:
-            _read_into(worker.stdout, _byte_view(into)[:size])
+            _read_into(replies, _byte_view(into)[:size])
             return reply, b""
-        data = _read_exactly(worker.stdout, size)
+        data = _read_exactly(replies, size)
         if "error" in reply:
             raise WorkerError(reply["error"])
         return reply, data
@@ -150,7 +150,8 @@ class WorkerProcesses:
             started, self._started = self._started, []
         for worker in started:
             try:
-                worker.stdin.close()
+                if worker.stdin is not None:
+                    worker.stdin.close()
             except OSError:
                 pass
         for worker in started:
@@ -159,7 +160,8 @@ class WorkerProcesses:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
-            worker.stdout.close()
+            if worker.stdout is not None:
+                worker.stdout.close()
 
     def __enter__(self) -> WorkerProcesses:
         """Return the pool itself; leaving the block stops the workers."""
@@ -191,7 +193,7 @@ def _serve() -> None:
             return
         request = json.loads(line)
         payload = _read_exactly(requests, int(request.get("bytes", 0)))
-        body = b""
+        body: bytes | memoryview = b""
         try:
             if request["op"] == "decode":
                 shape = (len(request["paths"]), *request["size"], int(request["channels"]))

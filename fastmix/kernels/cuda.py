@@ -31,10 +31,12 @@ import types
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from functools import cache
+from typing import Any
 
 import numpy as np
 from numba import njit
 
+from fastmix._optional import require
 from fastmix.errors import BadInputError, BadInputTypeError
 from fastmix.kernels import body, harden_body
 
@@ -58,7 +60,7 @@ SIMULATOR_BLOCK = (4, 2, 1)
 SIMULATOR_GRID = (2, 2, 2)
 _WORDS = {8: np.uint64, 4: np.uint32, 2: np.uint16, 1: np.uint8}
 _DLPACK_CUDA_DEVICES = (2, 13)  # kDLCUDA, kDLCUDAManaged
-_INSTALL = ("install numba-cuda with `pip install 'fastmix[cuda12]'` (or `[cuda13]`, "
+_INSTALL = ("install numba-cuda with `{install}` (or `[cuda13]`, "
             "matching the driver's CUDA version), or use backend='cpu'")
 
 cuda = None  # numba.cuda once loaded; the kernels below name it as a global
@@ -67,12 +69,8 @@ cuda = None  # numba.cuda once loaded; the kernels below name it as a global
 def _import_numba_cuda():
     global cuda
     if cuda is None:
-        try:
-            from numba import cuda as module
-        except ImportError as error:
-            raise BadInputError(f"backend='cuda' needs numba-cuda, which is not importable "
-                                f"({error}); {_INSTALL}") from None
-        cuda = module
+        cuda = require("numba.cuda", "cuda12", needed_by="backend='cuda'", package="numba-cuda",
+                       advice=_INSTALL)
     return cuda
 
 
@@ -273,7 +271,7 @@ def empty_like(obj: object):
     return allocate(obj)
 
 
-def caller_stream(stream: object = None, like: object = None):
+def caller_stream(stream: object = None, like: Any = None):
     """Return the Numba stream to queue work on.
 
     ``stream`` may be a Numba stream, a ``torch.cuda.Stream``, a ``cupy.cuda.Stream`` or a
@@ -575,8 +573,7 @@ COPY_PIECE_BYTES = 32 << 20
 def available() -> bool:
     """Whether numba.cuda imports and sees a GPU (or runs its simulator); asked only here."""
     try:
-        _import_numba_cuda()
-        return bool(cuda.is_available())
+        return bool(_import_numba_cuda().is_available())
     except Exception:
         return False
 
@@ -602,6 +599,7 @@ class _Shape:
 
     def __init__(self, steps, word: int, stream):
         module = require_gpu()
+        self.steps = steps  # the tables are of this Steps object (checked by identity)
         layout = steps.layout
         height = int(layout.row_bounds[-1])
         pixel_bytes = self.pixel_bytes = _pixel_bytes(steps)
@@ -672,9 +670,9 @@ class DeviceWindow:
 class _Buffers:
     """Pinned host buffers and device buffers, grown on demand and reused across windows."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pinned: dict[str, np.ndarray] = {}
-        self.device: dict[str, object] = {}
+        self.device: dict[str, Any] = {}  # numba device arrays
         self.streams: list = []
         self.shapes: dict = {}
         self.last_use: dict = {}
@@ -728,7 +726,6 @@ def _shape_tables(steps, word: int, stream) -> _Shape:
     tables = _buffers.shapes.get(key)
     if tables is None or tables.steps is not steps:
         tables = _Shape(steps, word, stream)
-        tables.steps = steps
         _buffers.shapes = {key: tables}
     return tables
 
@@ -869,6 +866,7 @@ def _queue_kernels(window: DeviceWindow, first: int, last: int, out_bytes, out_p
     out = _typed(out_bytes, (count, height, values), value_dtype)
     levels = int(np.asarray(steps.levels).size)
     blocks_per_image = window.source_map.shape[1]
+    assert window.jitter is not None  # set on every hardened window
     jittered = window.jitter.shape[0] > 0
     if jittered and levels > 0:
         level_tables = _buffers.scratch(f"tables {slot}", (count, blocks_per_image, levels),

@@ -57,6 +57,6 @@ def coin_threshold(prob: float) -> np.uint64:
     return np.uint64(round(prob * 2**53))
 
 
-def derive_seed(seed: int, value: int) -> np.uint64:
+def derive_seed(seed: int | np.integer, value: int) -> np.uint64:
     """``derive`` for Python callers (stream seeds)."""
     return np.uint64(derive(np.uint64(seed), np.uint64(value)))

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol
 
 import numpy as np
 
 from fastmix.keys import Key
 from fastmix.pipeline import Pipeline
 from fastmix.spec import MixSpec
-from fastmix.store.hdf5.chunkio import WindowReader, WindowWriter
 
 #: Window-sized buffers of the streaming loop: the window being mixed and the next one.
 STREAM_BUFFERS = 2
@@ -32,7 +32,31 @@ def ring_slots(threads: int) -> int:
     return threads + 2
 
 
-def stream_windows(reader: WindowReader, writer: WindowWriter,
+class WindowSource(Protocol):
+    """What :func:`stream_windows` reads: a :class:`WindowReader`, or one that wraps it."""
+
+    @property
+    def dataset(self) -> Any:
+        """The h5py dataset read."""
+
+    def read(self, start: int, stop: int, buffer: np.ndarray, /) -> np.ndarray:
+        """Read images ``[start, stop)`` into ``buffer`` and return them."""
+
+
+class PieceSink(Protocol):
+    """What :func:`stream_windows` writes to: a :class:`WindowWriter`, or one that wraps it."""
+
+    def piece_length(self) -> int:
+        """Images per output piece, whole chunks."""
+
+    def encode_piece(self, first: int, last: int, images: np.ndarray, /) -> Any:
+        """Start encoding images ``[first, last)``; the result goes to :meth:`store_piece`."""
+
+    def store_piece(self, encoded: Any, /) -> None:
+        """Write what :meth:`encode_piece` returned."""
+
+
+def stream_windows(reader: WindowSource, writer: PieceSink,
                    windows: list[tuple[int, int]], labels: np.ndarray, spec: MixSpec,
                    key: Key, *, threads: int, piece: int | None = None, inverse: bool = False,
                    backend: str = "cpu", progress=None,
@@ -46,9 +70,9 @@ def stream_windows(reader: WindowReader, writer: WindowWriter,
 
     Parameters
     ----------
-    reader : WindowReader
+    reader : WindowSource
         Anything with ``dataset`` and ``read(start, stop, buffer)``.
-    writer : WindowWriter
+    writer : PieceSink
         Anything with ``piece_length()``, ``encode_piece(first, last, images)`` and
         ``store_piece(encoded)``.
     windows : list of (start, stop)
@@ -121,8 +145,9 @@ def stream_windows(reader: WindowReader, writer: WindowWriter,
                     last = min(first + piece, stop)
                     slot = counter % len(ring)
                     counter += 1
-                    if in_flight[slot] is not None:
-                        in_flight[slot].result()  # its previous piece is written
+                    previous = in_flight[slot]
+                    if previous is not None:
+                        previous.result()  # its previous piece is written
                     out = ring[slot][:last - first]
                     pipeline.mix_piece(window, first - start, last - start, out)
                     items = writer.encode_piece(first, last, out)

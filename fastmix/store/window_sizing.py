@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastmix.errors import BadInputError
+from fastmix.errors import BadInputError, check_integer
 from fastmix.plan.window_rule import fixed_windows
 from fastmix.spec import format_bytes, parse_memory
 from fastmix.store.hdf5.chunks import chunk_bytes, chunk_length
@@ -82,9 +82,7 @@ def window_length_for(dataset, memory: int | str, *, block_count: int = 64,
 
 def check_window(dataset, window: object) -> int:
     """Validate an explicit window length: positive and a multiple of the chunk length."""
-    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
-        raise BadInputError(f"window must be a positive number of images, got {window!r}")
-    window = int(window)
+    window = check_integer(window, "window", minimum=1, wording="a positive number of images")
     step = chunk_length(dataset)
     count = int(dataset.shape[0])
     if window % step and window < count:

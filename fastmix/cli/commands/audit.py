@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from fastmix.audit._deps import require
     from fastmix.cli.storecheck import load_key
     from fastmix.errors import BadInputError
-    from fastmix.spec import MixSpec, parse_pair
+    from fastmix.spec import MixSpec
+    from fastmix.units import parse_pair
 
     for module in ("scipy", "skimage", "sklearn"):
         require(module)

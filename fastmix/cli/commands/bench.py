@@ -54,9 +54,8 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from fastmix.benchmark.store import format_store_table, run_store_benchmark
-    from fastmix.cli.storecheck import parse_positive_int
     from fastmix.errors import BadInputError
-    from fastmix.spec import parse_memory
+    from fastmix.units import parse_memory, parse_positive_int
 
     images = parse_positive_int(args.images, "--images")
     repeats = parse_positive_int(args.repeats, "--repeats")

@@ -108,7 +108,7 @@ def describe_labels(file, name: str, count: int, path: str) -> dict:
 
 def describe_record(record) -> dict | None:
     """Return the fastmix record as plain values (never a key: the store holds none)."""
-    from fastmix.spec import describe
+    from fastmix.presets import describe
 
     if record is None:
         return None
@@ -171,7 +171,7 @@ def describe_store(path: str, images: str = "images", labels: str | None = None)
 def _human(info: dict) -> list[str]:
     import os
 
-    from fastmix.spec import format_bytes
+    from fastmix.units import format_bytes
 
     images = info["images"]
     shape = images["shape"]

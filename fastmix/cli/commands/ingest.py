@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     """Ingest IMAGE_DIR into STORE and print the summary line."""
     from fastmix.cli.console import print_warnings
     from fastmix.images.ingest import ingest_folder
-    from fastmix.spec import parse_pair
+    from fastmix.units import parse_pair
 
     with print_warnings(NAME):  # the skipped files, as one warning line
         report = ingest_folder(args.image_dir, args.store,

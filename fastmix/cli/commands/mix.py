@@ -120,8 +120,8 @@ def cluster_client(args: argparse.Namespace):
     """Return a context giving the Dask client of ``--scheduler``/``--workers``, or ``None``."""
     import contextlib
 
-    from fastmix.cli.storecheck import parse_positive_int
     from fastmix.errors import BadInputError
+    from fastmix.units import parse_positive_int
 
     if args.scheduler is None and args.workers is None:
         if args.shards:
@@ -180,13 +180,12 @@ def run(args: argparse.Namespace) -> int:
         check_new_key_path,
         check_source,
         load_key,
-        parse_positive_int,
         register_filters,
     )
     from fastmix.errors import BadInputError
     from fastmix.keys import Key
-    from fastmix.spec import parse_memory
     from fastmix.store import mix_store
+    from fastmix.units import parse_memory, parse_positive_int
 
     register_filters()
     args.audit = args.audit or args.require is not None
@@ -228,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
             os.unlink(args.key_file)
         raise
     if recorded:
-        from fastmix.spec import describe, leaks
+        from fastmix.presets import describe, leaks
 
         parameters = describe(report.spec).replace(
             "mixing:", "mixing (as recorded by the interrupted run):", 1)

@@ -31,25 +31,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_labels_argument(parser)
 
 
-def _integer(text: str, flag: str, minimum: int) -> int:
-    from fastmix.errors import BadInputError
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < minimum:
-        raise BadInputError(f"{flag} must be an integer >= {minimum}, got {text!r}")
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     """Draw the grid and print where it went."""
     from fastmix.images.preview import preview_grid
+    from fastmix.units import parse_integer
 
     layout = preview_grid(args.store, args.output, original=args.original,
-                          count=_integer(args.count, "--count", 1),
-                          seed=_integer(args.seed, "--seed", 0),
+                          count=parse_integer(args.count, "--count", 1),
+                          seed=parse_integer(args.seed, "--seed", 0),
                           images=args.images, labels=args.labels, overwrite=args.overwrite)
     width, height = layout.size
     print(f"preview of {layout.rows} class(es) x {layout.count} image(s), {width}x{height} "

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from fastmix.cli.commands.mix import check_targets, cluster_client
     from fastmix.cli.console import print_warnings
     from fastmix.cli.storecheck import load_key, register_filters
-    from fastmix.spec import parse_memory
     from fastmix.store import unmix_store
+    from fastmix.units import parse_memory
 
     register_filters()
     memory = parse_memory(args.memory)

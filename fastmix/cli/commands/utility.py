@@ -52,18 +52,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_hardening_arguments(parser, several=True)
 
 
-def _integer(text: str, flag: str, least: int) -> int:
-    from fastmix.errors import BadInputError
-
-    try:
-        value = int(text, 10)
-    except (TypeError, ValueError):
-        value = None
-    if value is None or value < least:
-        raise BadInputError(f"{flag} must be an integer >= {least}, got {text!r}")
-    return value
-
-
 def summary(result: dict) -> str:
     """Return the readable table of a :func:`fastmix.audit.deep.utility` result."""
     lines = [f"utility: {result['model']}, {result['epochs']} epochs"
@@ -85,15 +73,16 @@ def run(args: argparse.Namespace) -> int:
     """Run the check and print the table (or JSON); exit 0."""
     from fastmix.audit.deep import require_torch, utility
     from fastmix.cli.hardening_options import specs_from_arguments
+    from fastmix.units import parse_integer
 
     require_torch()
     specs = specs_from_arguments(args)
     result = utility(args.original, specs=specs, model=args.model,
-                     epochs=_integer(args.epochs, "--epochs", 1), augment=args.augment,
-                     folds=_integer(args.folds, "--folds", 2), device=args.device,
-                     seed=_integer(args.seed, "--seed", 0),
-                     batch_size=_integer(args.batch_size, "--batch-size", 1),
-                     workers=_integer(args.workers, "--workers", 0),
+                     epochs=parse_integer(args.epochs, "--epochs", 1), augment=args.augment,
+                     folds=parse_integer(args.folds, "--folds", 2), device=args.device,
+                     seed=parse_integer(args.seed, "--seed", 0),
+                     batch_size=parse_integer(args.batch_size, "--batch-size", 1),
+                     workers=parse_integer(args.workers, "--workers", 0),
                      progress=False if args.quiet else None, memory=args.memory)
     print(json.dumps(result) if args.json else summary(result))
     return 0

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+from fastmix._optional import require
 from fastmix.errors import BadInputError, BadInputTypeError
 from fastmix.keys import Key
 from fastmix.progress import Progress
@@ -60,12 +61,8 @@ def check_cluster_options(client, shards: bool, in_place: bool) -> None:
 
 def require_dask():
     """Import ``dask.distributed``, or raise :class:`BadInputError` naming the extra."""
-    try:
-        import distributed
-    except ModuleNotFoundError:
-        raise BadInputError(f"running on a Dask cluster needs dask.distributed; "
-                            f"{INSTALL_HINT}") from None
-    return distributed
+    return require("distributed", "dask", needed_by="running on a Dask cluster",
+                   package="dask.distributed", advice=INSTALL_HINT)
 
 
 @contextlib.contextmanager
@@ -223,7 +220,8 @@ def in_flight_limit(memory: int | str, window_bytes: int, worker_threads: int) -
     return max(1, min(2 * max(1, worker_threads), fits))
 
 
-def run_on_cluster(operation: str, source: str, destination: object, *, client, store,
+def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[str] | None, *,
+                   client, store,
                    windows: list[tuple[int, int]], spec: MixSpec, key: Key, labels_name: str,
                    memory: int | str, raw: bool, overwrite: bool, resume: bool, shards: bool,
                    progress: bool, backend: str) -> StoreReport:
@@ -246,7 +244,8 @@ def run_on_cluster(operation: str, source: str, destination: object, *, client, 
     folder = shard_folder(destination) if shards else None
     inverse = operation == "unmix"
     token = run_token(operation, source, destination, spec, windows, key.check_value, shards)
-    run, done = "", {}
+    run = ""
+    done: dict[int, int] = {}  # {window index: 0} of the shards already written
     if folder is not None:
         os.makedirs(folder, exist_ok=True)
         run, done = claim_shard_folder(folder, destination, store, token, operation, windows,
@@ -267,7 +266,7 @@ def run_on_cluster(operation: str, source: str, destination: object, *, client, 
         else:
             unpartnered = run_one_file(client, job, store, windows, key, destination,
                                        resume, overwrite, limit, bar, stages)
-        if shards:
+        if folder is not None:  # shards
             write_virtual_store(store, destination, folder, windows, spec, key, labels_name,
                                 unpartnered, operation, overwrite, run)
     return StoreReport(operation=operation, destination=destination, spec=spec,

@@ -120,6 +120,7 @@ def run_one_file(client, job: Job, store, windows, key: Key, destination: str, r
                 for result in ordered_results(client, job, windows, todo, store.labels, key,
                                               limit):
                     clock = time.perf_counter()
+                    assert result.items is not None  # the one-file layout's results have them
                     writer.store_piece(result.items)
                     target.flush()
                     stages["write"] += time.perf_counter() - clock

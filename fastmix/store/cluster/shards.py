@@ -132,6 +132,7 @@ def claim_shard_folder(folder: str, destination: str, store, token: str, operati
     fingerprint = source_fingerprint(store)
     if resume and (record is not None or present):
         _check_resumable(folder, record, token, fingerprint, key)
+        assert record is not None  # _check_resumable refuses a folder without one
         return record["run"], _completed_shards(folder, record["run"], windows, key, operation)
     if record is not None or present:
         unfinished = record is not None and record.get("published") is False

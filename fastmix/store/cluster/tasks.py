@@ -53,7 +53,8 @@ def can_access(source: str, folder: str | None, mark: str | None) -> str:
     """Return why this worker cannot read ``source`` or share ``folder``, or ``""``."""
     if not os.access(source, os.R_OK):
         return f"source store {source!r} cannot be read"
-    if folder is not None and not (os.access(folder, os.W_OK) and os.path.exists(mark)):
+    if folder is not None and not (os.access(folder, os.W_OK) and mark is not None
+                                   and os.path.exists(mark)):
         return (f"shard folder {folder!r} cannot be written, or is not the folder the client "
                 "sees")
     return ""
@@ -204,7 +205,7 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
 
 def _finished(items: list) -> list:
     """``encode_piece`` output with every encode done and every buffer copied out."""
-    done = []
+    done: list[tuple[int | None, object]] = []
     for offset, encoded in items:
         if offset is None:
             start, stop, images = encoded
@@ -220,6 +221,7 @@ def _write_shard(job: Job, template, index: int, start: int, stop: int, pieces,
                  pool: ThreadPoolExecutor, key: Key) -> None:
     import h5py
 
+    assert job.shard_folder is not None  # a shard is written in the sharded layout only
     final = os.path.join(job.shard_folder, shard_name(index))
     temporary = os.path.join(job.shard_folder,
                              f".{shard_name(index)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")

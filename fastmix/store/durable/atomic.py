@@ -51,7 +51,7 @@ def _remove_stale_temporaries(destination: str) -> None:
             pass
 
 
-def check_output_path(destination: object, overwrite: bool, *,
+def check_output_path(destination: str | os.PathLike[str], overwrite: bool, *,
                       protected: tuple = (), role: str = "destination") -> str:
     """Validate the path of a new output file and return it as a path string.
 
@@ -107,7 +107,7 @@ def same_path(first: str, second: str) -> bool:
         return os.path.abspath(first) == os.path.abspath(second)
 
 
-def check_destination(source: str, destination: object, overwrite: bool,
+def check_destination(source: str, destination: str | os.PathLike[str] | None, overwrite: bool,
                       key_file: object = None) -> str:
     """Validate the destination of a new-file run and return it as a path string."""
     if destination is None:

@@ -75,7 +75,12 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from fastmix.errors import BadInputError, WrongKeyError
+from fastmix.errors import (  # JournalDamaged, JournalError: re-exported
+    BadInputError,
+    JournalDamaged,
+    JournalError,
+    WrongKeyError,
+)
 from fastmix.keys import Key
 from fastmix.plan.window_rule import fixed_windows
 from fastmix.spec import MixSpec
@@ -103,21 +108,6 @@ _SEGMENT = 4 << 20
 _COMMIT = struct.Struct("<4sQQQ")  # magic, sequence, committed, ready
 _SLOT_BYTES = 512
 _RECORD = struct.Struct("<4sQQQQ")
-
-
-class JournalError(OSError):
-    """Writing the journal failed (for example a full disk); the store was not touched."""
-
-
-class JournalDamaged(BadInputError):
-    """The journal of an interrupted run cannot be proven intact; nothing was changed."""
-
-    def __init__(self, path: str, what: str):
-        super().__init__(
-            f"journal {path!r} is damaged ({what}), so --resume cannot prove which windows "
-            "hold their input; nothing was changed. Restore the store from a copy (or put "
-            "back the journal's own copy) and run again"
-        )
 
 
 def journal_path(store_path: str | os.PathLike) -> str:
@@ -351,8 +341,9 @@ class Journal:
         JournalError
             When the file cannot be created or the disk has no room for it; nothing is left.
         """
+        marking, finishing, window = (int(size) for size in reserve)
         header = replace(header, max_payload=int(max_payload),
-                         reserve=tuple(int(size) for size in reserve))
+                         reserve=(marking, finishing, window))
         text = header.to_json()
         mac = key.mac("journal", text)
         body = text + bytes.fromhex(mac)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from fastmix.plan.labels import validate_labels
 from fastmix.store.durable.journal import journal_path, read_journal_header
 from fastmix.store.hdf5.record import IN_PROGRESS, STATE_ATTRIBUTE, read_state
 from fastmix.store.hdf5.shard_binding import check_shard_binding, mapped_file
+
+if TYPE_CHECKING:
+    import h5py
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 #: Most memory the labels of one store may take when read (whole) into memory.
@@ -38,8 +42,8 @@ class Store:
     """
 
     path: str
-    file: object
-    images: object
+    file: h5py.File
+    images: h5py.Dataset
     labels: np.ndarray
     labels_name: str
 

@@ -174,6 +174,7 @@ class WindowReader:
         if count == 0:
             return target
         if self.path == "contiguous":
+            assert self.descriptor is not None and self.contiguous_offset is not None
             _read_exactly(self.descriptor, memoryview(target).cast("B"),
                           self.contiguous_offset + start * self.image_bytes)
         elif self.path in ("chunks", "raw-chunks"):
@@ -188,6 +189,8 @@ class WindowReader:
         return target
 
     def _read_chunk(self, chunk_start: int, start: int, stop: int, flat: np.ndarray) -> None:
+        assert self.index is not None and self.descriptor is not None  # the chunk paths'
+        assert self.pipeline is not None
         first = max(chunk_start, start)
         last = min(chunk_start + self.chunk_images, stop, self.dataset.shape[0])
         destination = flat[(first - start) * self.image_bytes:(last - start) * self.image_bytes]
@@ -295,6 +298,7 @@ class WindowWriter:
         """
         if self.path == "h5py":
             return [(None, (start, stop, images))]
+        assert self.pipeline is not None  # every path but h5py has one
         flat = images.reshape(-1).view(np.uint8)
         rank = self.dataset.ndim
         items = []
@@ -325,6 +329,7 @@ class WindowWriter:
             return
         if start % self.chunk_images:
             raise ValueError("raw-chunk writes must start on a chunk boundary")
+        assert self.pipeline is not None  # every path but h5py has one
         flat = images.reshape(-1).view(np.uint8)
         rank = self.dataset.ndim
         pending: deque = deque()
@@ -356,6 +361,7 @@ class WindowWriter:
         if not isinstance(encoded, memoryview | bytes | bytearray):
             encoded = encoded.result()
         if self.offsets is not None:
+            assert self.descriptor is not None  # opened with the offsets (write_in_place)
             _write_exactly(self.descriptor, memoryview(encoded).cast("B"),
                            self.offsets[offset[0]])
             return

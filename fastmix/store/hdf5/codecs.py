@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastmix.errors import DamagedChunkError, UnsupportedFilterError  # re-exported
 from fastmix.store.hdf5.lowlevel import dataset_filters
 
 FILTER_DEFLATE = 1
@@ -26,18 +27,6 @@ FILTER_BLOSC2 = 32026
 _LZ4_HEADER = struct.Struct(">QI")
 _LZ4_BLOCK_SIZE = struct.Struct(">I")
 _LZ4_DEFAULT_BLOCK = 1 << 30
-
-
-class UnsupportedFilterError(Exception):
-    """A filter of the pipeline cannot be reproduced outside HDF5."""
-
-
-class DamagedChunkError(ValueError):
-    """A stored chunk does not decode to exactly the chunk's size (damaged or crafted).
-
-    Every decoder is bounded by the chunk's known decoded size: whatever a codec's header
-    claims, no more than that is ever allocated.
-    """
 
 
 @dataclass(frozen=True)
@@ -236,7 +225,7 @@ def _lz4_encode(data, block_size: int) -> bytes:
     return b"".join(parts)
 
 
-_ZSTD = {}
+_ZSTD: dict[tuple, object] = {}  # zstandard (de)compressors, by kind, level and thread
 
 
 def _zstd_decompressor():

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from fastmix.errors import BadInputError, FastmixError, hint
+from fastmix.errors import BadInputError, InPlaceRunStopped, hint  # InPlaceRunStopped: re-exported
 from fastmix.keys import Key
 from fastmix.progress import PieceProgress, Progress
 from fastmix.store.allocator import tune_allocator
@@ -33,10 +33,6 @@ from fastmix.store.hdf5.lowlevel import hold_metadata, is_filtered
 from fastmix.store.prepare import piece_images
 from fastmix.store.report import StoreReport
 from fastmix.store.stream import stream_windows
-
-
-class InPlaceRunStopped(FastmixError):
-    """An in-place run stopped part-way; the store is consistent and ``resume`` finishes it."""
 
 
 def sync_store(store) -> None:
@@ -260,6 +256,7 @@ def rewrite_windows(source, store, journal, key, progress, backend, resumed,
     tune_allocator()
     _prepare_writes(store)
     with ThreadPoolExecutor(threads, thread_name_prefix="fastmix-codec") as pool:
+        inner: WindowWriter
         if filtered:
             inner = _ChunkFlushingWriter(images, pool, threads, lambda: sync_store(store), aligned)
         else:

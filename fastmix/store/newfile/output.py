@@ -420,7 +420,9 @@ def _layout_warning(dataset, layout: str) -> None:
 
 def _copy_inside(dataset, group, name: str):
     """Copy a dataset kept in other files into contiguous storage inside ``group``'s file."""
-    _layout_warning(dataset, foreign_layout(dataset))
+    layout = foreign_layout(dataset)
+    assert layout is not None  # only a dataset kept in other files is copied in
+    _layout_warning(dataset, layout)
     copy = group.create_dataset(name, shape=dataset.shape, dtype=dataset.dtype)
     copy_attributes(dataset, copy)
     if dataset.shape is None or dataset.size == 0:
