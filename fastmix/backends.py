@@ -11,8 +11,8 @@ modules are imported only when asked for, so importing fastmix never probes for 
 
 The protocol
 ------------
-A backend module defines (see :class:`Backend`; :mod:`fastmix.kernels.cpu` is the
-reference implementation):
+A backend module defines (see :class:`Backend`; :mod:`fastmix.kernels.cpu.backend` is
+the reference implementation):
 
 ``NAME``
     Its registry name.
@@ -35,7 +35,7 @@ reference implementation):
 ``mix_piece(window, first, last, out, order=None)``
     Compute output images ``first..last`` (local to the window) into ``out``, an array of
     ``last - first`` images in the window's shape and dtype: gather with orientation, then
-    jitter, then seam blur, exactly as :mod:`fastmix.kernels.harden_body` defines them, or
+    jitter, then seam blur, exactly as :mod:`fastmix.kernels.bodies` defines them, or
     the plain gather when ``window.steps.hardened`` is false. ``out`` is host memory when
     the store engine calls; a device backend copies its result there before returning (it
     may also accept device arrays from :func:`fastmix.mix_array`). ``order`` is a
@@ -47,10 +47,10 @@ reference implementation):
     reader and writer threads run beside the kernels). The CPU backend runs Numba on one
     thread fewer; a device backend may do nothing.
 
-The kernel bodies (:mod:`fastmix.kernels.body`, :mod:`fastmix.kernels.harden_body`) are
-plain Python functions that allocate nothing (their scratch buffers are arguments), so a
-backend compiles the same bodies: ``numba.njit`` on CPU, ``numba.cuda.jit(device=True)`` on
-a GPU.
+The kernel bodies (:mod:`fastmix.kernels.bodies`) are plain Python functions that allocate
+nothing (their scratch buffers are arguments), so every backend compiles the same bodies,
+through :mod:`fastmix.kernels.compile`: called from ``numba.njit`` kernels on the CPU,
+compiled by ``numba.cuda.jit(device=True)`` on a GPU.
 
 Adding a backend: write the module, add its name to :data:`_BACKENDS`, and the tests that
 run over :func:`available_backends` compare it with the oracle (``tests/naive.py``).
@@ -69,7 +69,7 @@ from fastmix.errors import BadInputError
 from fastmix.kernels.layout import WindowJob
 
 #: Backend name -> module. Modules are imported on first use.
-_BACKENDS = {"cpu": "fastmix.kernels.cpu", "cuda": "fastmix.kernels.cuda"}
+_BACKENDS = {"cpu": "fastmix.kernels.cpu.backend", "cuda": "fastmix.kernels.cuda.backend"}
 
 
 class Backend(Protocol):

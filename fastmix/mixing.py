@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from fastmix import device_arrays
 from fastmix.errors import (
     BadInputError,
     BadInputTypeError,
@@ -17,7 +18,6 @@ from fastmix.errors import (
     check_flag,
     check_integer,
 )
-from fastmix.kernels import cuda as device_arrays
 from fastmix.kernels.layout import PixelLayout
 from fastmix.keys import Key
 from fastmix.pipeline import Pipeline, steps_for

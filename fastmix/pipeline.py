@@ -10,7 +10,7 @@ in-place engine all run windows through :class:`Pipeline`::
 
 The per-piece step does, for each output image of the range and in one pass while the
 image is in cache: gather with orientation, then jitter, then seam blur (definitions in
-:mod:`fastmix.kernels.harden_body`, which every backend compiles). Without hardening it is
+:mod:`fastmix.kernels.bodies`, which every backend compiles). Without hardening it is
 the plain block gather. A piece never needs more output memory than its own images.
 
 Definitions of the hardening steps (every backend computes exactly these bytes):
@@ -53,7 +53,7 @@ import numpy as np
 
 from fastmix.backends import Backend, get_backend
 from fastmix.errors import BadInputError
-from fastmix.kernels import harden_body
+from fastmix.kernels import bodies
 from fastmix.kernels.layout import PixelLayout, Steps, WindowJob, block_edges, unit_dtype
 from fastmix.keys import Key
 from fastmix.plan import Plan, encode_labels, plan_window
@@ -120,12 +120,12 @@ def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> S
     levels = np.zeros(0, dtype=np.float64)
     if spec.jitter is not None and integer and span + 1 <= MAX_TABLE_LEVELS:
         levels = np.arange(int(span) + 1, dtype=np.float64) / span
-    tables = np.zeros((0, harden_body.JITTER_LEVELS), dtype=np.float64)
+    tables = np.zeros((0, bodies.JITTER_LEVELS), dtype=np.float64)
     toned = np.zeros((0, 0), dtype=np.float64)
     if spec.jitter is not None:
         tables = jitter_tables(spec.jitter)
         if 0 < levels.size <= MAX_TONED_LEVELS and spec.plan_rule != 1:
-            toned = harden_body.toned_levels(levels, tables[2])
+            toned = bodies.toned_levels(levels, tables[2])
     band_rows = band_cols = empty_int
     weights = np.zeros(1, dtype=np.float64)
     if spec.seam_blur > 0:
@@ -134,7 +134,7 @@ def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> S
         band_cols = seam_band(col_edges, spec.seam_blur)
     return Steps(layout=layout, hardened=spec.hardened, row_edges=row_edges,
                  col_edges=col_edges, value_dtype=np.dtype(value_dtype), channels=channels,
-                 jitter_step=harden_body.INTEGER if integer else harden_body.FLOAT,
+                 jitter_step=bodies.INTEGER if integer else bodies.FLOAT,
                  jitter_tables=tables, toned_levels=toned, levels=levels, low=low, span=span,
                  high=high, band_rows=band_rows, band_cols=band_cols, weights=weights,
                  radius=(weights.size - 1) // 2, blur_integer=integer)

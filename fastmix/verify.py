@@ -32,12 +32,12 @@ import numpy as np
 from numba import njit, prange
 
 from fastmix.errors import BadInputError, BadInputTypeError, WrongKeyError
-from fastmix.kernels import counter
+from fastmix.kernels import bodies
 from fastmix.keys import Key
 from fastmix.mixing import layout_for, mix_window
 from fastmix.plan.window_rule import fixed_windows
 
-_GOLDEN = counter.GOLDEN
+_GOLDEN = bodies.GOLDEN
 #: An odd multiplier other than the golden ratio, so that block positions and labels salt
 #: the hashes differently.
 _POSITION_MULTIPLIER = np.uint64(0x94D049BB133111EB)
@@ -307,7 +307,7 @@ def _contained(values: np.ndarray, sorted_pool: np.ndarray) -> np.ndarray:
 def _mix64(values: np.ndarray) -> np.ndarray:
     """Return the SplitMix64 finalizer, elementwise on uint64 (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
-        return counter.mix64(values)  # the generator's body, run on arrays
+        return bodies.mix64(values)  # the generator's body, run on arrays
 
 
 _HASH_SEED = np.uint64(0xCBF29CE484222325)

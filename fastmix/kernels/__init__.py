@@ -1,6 +1,8 @@
 """Kernels that execute a source map on pixels. Only kernels live here.
 
-:mod:`fastmix.kernels.body` holds the per-block-row body shared by every backend;
-:mod:`fastmix.kernels.cpu` wraps it in Numba's parallel loops. A numba.cuda module can sit
-beside them and run the same source maps with the same body.
+:mod:`fastmix.kernels.bodies` holds the allocation-free bodies every backend compiles, through
+the one mechanism of :mod:`fastmix.kernels.compile`; one package per backend runs them:
+:mod:`fastmix.kernels.cpu` (Numba's parallel loops) and :mod:`fastmix.kernels.cuda`
+(numba.cuda), each with a ``backend`` module implementing :mod:`fastmix.backends`' protocol.
+:mod:`fastmix.kernels.layout` holds the views, block edges and ``Steps`` a backend reads.
 """

@@ -79,12 +79,12 @@ class Steps:
     channels : int
         Values per pixel in :meth:`values`.
     jitter_step : int
-        ``harden_body.INTEGER`` or ``harden_body.FLOAT``.
+        ``bodies.INTEGER`` or ``bodies.FLOAT``.
     jitter_tables : ndarray of float64
         The parameters a jitter draw picks (:func:`fastmix.plan.hardening.jitter_tables`),
         ``(3, levels)``; no rows without jitter.
     toned_levels : ndarray of float64
-        The tone curve of every jitter tone at every level (:func:`harden_body.toned_levels`),
+        The tone curve of every jitter tone at every level (:func:`bodies.toned_levels`),
         ``(tones, levels)``, for dtypes of at most 256 levels under drawn jitter; else empty.
     levels : ndarray of float64
         ``v / span`` for every integer level ``v`` when a block may use a level table (size

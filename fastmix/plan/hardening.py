@@ -13,7 +13,7 @@ change:
   amplitudes ``(a_0, a_1, a_2)``, the brightness offsets ``u(k) * a_0``, the contrasts
   ``exp(u(k) * a_1)`` and the tones ``exp(u(k) * a_2)``. Block ``b`` of image ``i`` takes
   the entries picked by three 8-bit fields of ``derive(derive(derive(window_seed,
-  STREAM_JITTER), i), b)`` (:func:`fastmix.kernels.harden_body.block_jitter`). The plan
+  STREAM_JITTER), i), b)`` (:func:`fastmix.kernels.bodies.block_jitter`). The plan
   holds only the stream seed: a backend draws a block's parameters where it computes the
   block, so a window's plan needs no memory per block for them.
 
@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit, prange
 
 from fastmix.errors import BadInputError
-from fastmix.kernels.harden_body import JITTER_LEVELS
+from fastmix.kernels.bodies import JITTER_LEVELS
 from fastmix.plan.random import bounded, derive, derive_seed
 from fastmix.spec import MixSpec
 
@@ -146,7 +146,7 @@ def draw_hardening(spec: MixSpec, window_seed: int, count: int, row_edges: np.nd
         Orientation code of each output block; ``None`` without orientation.
     jitter_seed : numpy.uint64 or None
         ``derive(window_seed, STREAM_JITTER)``, from which a backend draws each block's
-        jitter (:func:`fastmix.kernels.harden_body.block_jitter`); ``None`` without jitter
+        jitter (:func:`fastmix.kernels.bodies.block_jitter`); ``None`` without jitter
         or under plan rule 1.
     jitter : ndarray of float64, shape (count, blocks, 3), or None
         Plan rule 1 only: each block's brightness offset, contrast and tone.

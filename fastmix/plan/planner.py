@@ -68,7 +68,7 @@ class Plan:
         output images in this order to keep their sources in cache; it never changes the
         result.
     codes : ndarray of uint8, shape (n, blocks), or None
-        Orientation code of each output block (:mod:`fastmix.kernels.harden_body`);
+        Orientation code of each output block (:mod:`fastmix.kernels.bodies`);
         ``None`` without orientation.
     jitter_seed : numpy.uint64 or None
         The window's jitter stream (:func:`fastmix.plan.hardening.draw_hardening`): a

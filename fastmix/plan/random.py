@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fastmix.kernels import counter
+from fastmix.kernels import bodies
 
-GOLDEN = counter.GOLDEN
+GOLDEN = bodies.GOLDEN
 _SHIFT_32 = np.uint64(32)
 _SHIFT_11 = np.uint64(11)
 
@@ -34,10 +34,10 @@ STREAM_DONORS = 2
 STREAM_BLOCKS = 3
 
 
-#: ``mix64(z)`` and ``derive(seed, value)``: the bodies of :mod:`fastmix.kernels.counter`,
+#: ``mix64(z)`` and ``derive(seed, value)``: the bodies of :mod:`fastmix.kernels.bodies`,
 #: compiled for planning (kernels compile the same bodies).
-mix64 = njit(inline="always", cache=True)(counter.mix64)
-derive = njit(inline="always", cache=True)(counter.derive)
+mix64 = njit(inline="always", cache=True)(bodies.mix64)
+derive = njit(inline="always", cache=True)(bodies.derive)
 
 
 @njit(inline="always", cache=True)

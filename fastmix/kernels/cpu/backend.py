@@ -2,15 +2,16 @@
 
 It implements the backend protocol of :mod:`fastmix.backends` (read it first): the window
 lives in host memory, pieces are computed straight into the caller's buffer, and while a
-store streams the kernels run on one thread fewer than Numba's default. The bodies come from
-:mod:`fastmix.kernels.body` and :mod:`fastmix.kernels.harden_body`; per-thread scratch is
-allocated here, outside the parallel loop, and handed to them.
+store streams the kernels run on one thread fewer than Numba's default. The kernels call the
+shared bodies of :mod:`fastmix.kernels.bodies`, bound to them by
+:mod:`fastmix.kernels.compile` (on this target, the registered bodies themselves); per-thread
+scratch is allocated here, outside the parallel loop, and handed to them. The uint8 vector
+code is in :mod:`fastmix.kernels.cpu.x86` and :mod:`fastmix.kernels.cpu.vectors`.
 """
 
 from __future__ import annotations
 
 import threading
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -20,24 +21,29 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
-from fastmix.kernels import body, harden_body, vectors
-from fastmix.kernels.counter import derive
-from fastmix.kernels.harden_body import (
+from fastmix.kernels import bodies
+from fastmix.kernels.bodies import (
     block_jitter_fields,
     blur_band_rows,
+    copy_row_segment,
+    derive,
     fill_level_table,
     fill_toned_table,
     orient_and_look_up,
     value_step_block,
 )
+from fastmix.kernels.compile import bind, bodies_for
+from fastmix.kernels.cpu import vectors
+from fastmix.kernels.cpu.vectors import blur_columns
 from fastmix.kernels.layout import WindowJob
-from fastmix.kernels.vectors import blur_columns
 
 NAME = "cpu"
 LOCATION = "host"
 
-_compile = njit(inline="always", cache=True, nogil=True)
-copy_row_segment = _compile(body.copy_row_segment)
+#: The shared bodies as this backend's kernels call them (:func:`bodies_for`): the registered
+#: bodies, but the plain gather's, compiled on its own to be inlined (its copy loop ran 2-3x
+#: faster so than as the registered body; 64x64x3 uint8, one thread).
+_BODIES = bodies_for(njit(inline="always", cache=True, nogil=True), names=["copy_row_segment"])
 
 #: The calling thread's Numba thread count before :func:`streaming_threads` lowered it.
 _STREAMING = threading.local()
@@ -80,8 +86,7 @@ def column_runs(columns):
     return runs[:count]
 
 
-@njit(parallel=True, nogil=True, cache=True)
-def gather(source, out, source_map, row_bounds, col_bounds, order):
+def _gather(source, out, source_map, row_bounds, col_bounds, order):
     """``out[i, block b] = source[source_map[i, b], block b]`` for every image ``i``.
 
     ``source`` and ``out`` are ``(n, height, units)`` views of the pixel bytes as unsigned
@@ -110,6 +115,9 @@ def gather(source, out, source_map, row_bounds, col_bounds, order):
                                  row, last_start, last_length)
 
 
+gather = njit(parallel=True, nogil=True, cache=True)(bind(_gather, _BODIES, name="gather"))
+
+
 def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter_tables,
                      toned_levels, first, order, row_edges, col_edges, channels, integer_step,
                      levels, low, span, high, band_rows, band_cols, weights, radius,
@@ -118,11 +126,11 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
 
     ``source`` and ``out`` are ``(n, H, W * channels)`` values; ``codes`` ``(n, blocks)``
     uint8 (all zero: no orientation); ``jitter_seed`` and ``jitter_tables`` the window's
-    jitter stream and tables (:func:`harden_body.block_jitter`; tables of 0 rows: no
+    jitter stream and tables (:func:`bodies.block_jitter`; tables of 0 rows: no
     jitter) with ``toned_levels`` (see :class:`~fastmix.kernels.layout.Steps`), or
     ``jitter`` the drawn ``(n, blocks, 3)`` parameters (plan rule 1; else ``(0, 0, 3)``);
     ``first`` the window index of output image 0; ``integer_step`` the value step of
-    jitter (:data:`harden_body.INTEGER` or ``FLOAT``); ``levels`` the table levels (size
+    jitter (:data:`bodies.INTEGER` or ``FLOAT``); ``levels`` the table levels (size
     0: never use a table); ``band_rows`` and ``band_cols`` the seam bands (size 0: no
     blur); ``workers`` how many sets of scratch buffers to share the images among. Each
     image is finished (blurred) while it is in cache, right after its blocks are gathered.
@@ -160,7 +168,7 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
                         prefetch_block(source, source_map[image, block + PREFETCH_BLOCKS],
                                        block + PREFETCH_BLOCKS, row_edges, col_edges, channels)
                     brightness = contrast = tone = 0.0
-                    step = harden_body.COPY
+                    step = bodies.COPY
                     if jittered:
                         tone_index = np.uint64(0)
                         if drawn:
@@ -181,23 +189,23 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
                         if toned:
                             fill_toned_table(table, toned_levels, tone_index, 0, levels.size,
                                              low, span, brightness, contrast)
-                            step = harden_body.TABLE
+                            step = bodies.TABLE
                         elif levels.size > 0 and height * width * channels * 4 >= levels.size:
                             fill_level_table(table, levels, low, span, brightness, contrast,
                                              tone)
-                            step = harden_body.TABLE
+                            step = bodies.TABLE
                     # Oriented first, then the value step in place while the block is in
                     # cache: contiguous loops (a lookup fused into a strided copy from
                     # another image ran 1.2x slower).
                     orient_and_look_up(source, out, image, source_map[image, block],
                                        codes[image, block], top, left, height, width,
-                                       channels, step == harden_body.TABLE, table, offset,
+                                       channels, step == bodies.TABLE, table, offset,
                                        table_size, orient_index,
                                        2 * (block_row == block_rows - 1) +
                                        (block_col == block_cols - 1))
-                    if step != harden_body.TABLE and step != harden_body.COPY:
+                    if step != bodies.TABLE and step != bodies.COPY:
                         value_step_block(out, image, top, left, height, width, channels, False,
-                                         table, offset, low, span, step == harden_body.INTEGER,
+                                         table, offset, low, span, step == bodies.INTEGER,
                                          brightness, contrast, tone)
             if band_rows.size > 0:
                 blur_band_rows(out, image, band_rows, lines[worker], weights, radius, low,
@@ -225,20 +233,18 @@ def _compile_hardened(name: str, look_up, indices=_no_orient_indices):
     divisions vectorise (no divisor here is ever zero, so no byte changes); the level table
     fills 7x faster (76 against 530 ns for 256 levels, one thread).
     """
-    namespace = dict(globals(), orient_and_look_up=look_up, orient_indices=indices)
-    function = types.FunctionType(_hardened_gather.__code__, namespace, name)
-    function.__qualname__ = name
-    function.__doc__ = _hardened_gather.__doc__
+    function = bind(_hardened_gather, _BODIES, name=name, orient_and_look_up=look_up,
+                    orient_indices=indices)
     return njit(parallel=True, nogil=True, cache=True, error_model="numpy")(function)
 
 
-hardened_gather = _compile_hardened("hardened_gather", harden_body.orient_and_look_up)
+hardened_gather = _compile_hardened("hardened_gather", bodies.orient_and_look_up)
 
 
 @cache
 def _hardened_gather_vbmi():
-    """Return the hardened kernel with the lookup of :mod:`fastmix.kernels.x86` (on use)."""
-    from fastmix.kernels import x86
+    """Return the hardened kernel with the lookup of :mod:`fastmix.kernels.cpu.x86` (on use)."""
+    from fastmix.kernels.cpu import x86
 
     return _compile_hardened("hardened_gather_vbmi", x86.orient_and_look_up,
                              x86.orient_indices)
@@ -246,7 +252,7 @@ def _hardened_gather_vbmi():
 
 def hardened_kernels() -> dict:
     """Return the hardened kernels this CPU can run, by name (``portable``, ``vbmi``)."""
-    from fastmix.kernels import x86
+    from fastmix.kernels.cpu import x86
 
     kernels = {"portable": hardened_gather}
     if x86.has_vbmi():
@@ -260,7 +266,7 @@ def hardened_kernel(value_dtype: np.dtype):
     uint8 values on a CPU with AVX-512 VBMI look their level tables up 64 bytes at a time;
     every other case a value at a time. Both give the same bytes.
     """
-    from fastmix.kernels import x86
+    from fastmix.kernels.cpu import x86
 
     if np.dtype(value_dtype) == np.uint8 and x86.has_vbmi():
         return _hardened_gather_vbmi()

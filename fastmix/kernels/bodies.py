@@ -1,48 +1,108 @@
-"""The bodies of the hardened gather, shared by every backend; they allocate nothing.
+"""The allocation-free bodies every backend compiles: the gather, the hardening, the generator.
 
-Plain Python functions registered with ``numba.extending.register_jitable``: jitted code on
-any target calls them directly (:mod:`fastmix.kernels.cpu` from ``numba.njit`` kernels, a
-CUDA module from ``numba.cuda.jit`` kernels), and each is compiled for the caller's target,
-so the backends cannot drift. Every buffer they need (the level table, the blur lines) is
-an argument. They use only ``+ - * /`` and comparisons, which IEEE 754 rounds the same way
+Plain Python functions registered with :func:`body` (``numba.extending.register_jitable``,
+without the runtime that allocates): jitted code on any target calls them directly
+(:mod:`fastmix.kernels.cpu` from ``numba.njit`` kernels, :mod:`fastmix.kernels.cuda` from
+``numba.cuda.jit`` kernels), and each is compiled for the caller's target, so the backends
+cannot drift. :mod:`fastmix.kernels.compile` is the one way a backend gets them for its target
+(read it before adding a backend). Every buffer they need (the level table, the blur lines)
+is an argument. They use only ``+ - * /`` and comparisons, which IEEE 754 rounds the same way
 everywhere, so every backend and thread count gives the same bytes. A CPU kernel that calls
 them divides under NumPy's error model (no zero-division check, so the divisions
 vectorise); no divisor here is ever zero. Every product that feeds an addition goes through
 :func:`product`, which a backend whose compiler fuses multiply-adds (NVVM does, even with
 ``fastmath=False``) compiles as a separately rounded multiplication.
 
-Pixels are seen as ``(n, H, W * C)`` arrays of values (``C`` values per pixel, the channels;
-or whole-pixel unsigned units when only orientation runs).
+The counter-based generator
+    :func:`mix64` and :func:`derive` are the arithmetic of the generator whose definitions
+    are in :mod:`fastmix.plan.random`, which compiles these bodies for planning; a kernel
+    that draws where it computes (the jitter, see :func:`block_jitter`) compiles the same
+    bodies, so a draw is the same 64 bits in planning, in a CPU kernel and in a CUDA one.
 
-Orientation codes (``code`` in 0..7): bit 0 mirrors columns, bit 1 mirrors rows, bit 2
-transposes (square blocks only). Output pixel ``(y, x)`` of a block of ``height`` x ``width``
-reads source pixel ``(row, col)`` where ``(row, col) = (x, y)`` if bit 2 else ``(y, x)``,
-then ``row = height - 1 - row`` if bit 1 and ``col = width - 1 - col`` if bit 0.
+The plain gather
+    :func:`copy_row_segment` is the per-element body of the block gather.
 
-Value steps (``step`` of :func:`copy_run`): :data:`COPY` stores the source value,
-:data:`TABLE` looks it up in the block's level table (:func:`fill_level_table`),
-:data:`INTEGER` and :data:`FLOAT` compute the jitter of :func:`jitter_level` on the value.
-The table holds exactly the values the arithmetic gives, so the choice never changes a byte.
-A CPU kernel orients a whole block first (:func:`orient_block`), then applies the value
-step to the output block in place (:func:`value_step_block`): the same
-bytes, in contiguous loops.
+The hardened gather
+    Pixels are seen as ``(n, H, W * C)`` arrays of values (``C`` values per pixel, the
+    channels; or whole-pixel unsigned units when only orientation runs).
+
+    Orientation codes (``code`` in 0..7): bit 0 mirrors columns, bit 1 mirrors rows, bit 2
+    transposes (square blocks only). Output pixel ``(y, x)`` of a block of ``height`` x
+    ``width`` reads source pixel ``(row, col)`` where ``(row, col) = (x, y)`` if bit 2 else
+    ``(y, x)``, then ``row = height - 1 - row`` if bit 1 and ``col = width - 1 - col`` if
+    bit 0.
+
+    Value steps (``step`` of :func:`copy_run`): :data:`COPY` stores the source value,
+    :data:`TABLE` looks it up in the block's level table (:func:`fill_level_table`),
+    :data:`INTEGER` and :data:`FLOAT` compute the jitter of :func:`jitter_level` on the
+    value. The table holds exactly the values the arithmetic gives, so the choice never
+    changes a byte. A CPU kernel orients a whole block first (:func:`orient_block`), then
+    applies the value step to the output block in place (:func:`value_step_block`): the
+    same bytes, in contiguous loops.
 
 Numba's on-disk cache of a kernel that calls these bodies is keyed on the kernel's own file:
-after editing this file (or :mod:`fastmix.kernels.x86`), delete
-``fastmix/kernels/__pycache__`` before measuring or testing (touching ``cpu.py`` did not
-always invalidate it).
+after editing this file (or :mod:`fastmix.kernels.cpu.x86`), delete the ``__pycache__``
+folders under ``fastmix/kernels`` before measuring or testing (touching the kernel's file did
+not always invalidate it).
 """
 
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit
 from numba.extending import register_jitable
 
-from fastmix.kernels.counter import derive
+_register = register_jitable(_nrt=False, inline="always")
 
-#: Compiles each body where jitted code calls it, on any Numba target (CPU or CUDA), without
-#: the runtime that allocates: a body that allocated would not compile.
-body = register_jitable(_nrt=False, inline="always")
+#: Every body by name, in the order they are defined (:func:`fastmix.kernels.compile.bodies_for`).
+BODIES: dict[str, Callable] = {}
+
+
+def body(function: Callable) -> Callable:
+    """Register ``function`` as a shared body and return it unchanged.
+
+    Jitted code on any Numba target (CPU or CUDA) then compiles it where it calls it, without
+    the runtime that allocates: a body that allocated would not compile.
+    """
+    BODIES[function.__name__] = function
+    return _register(function)
+
+
+# --- the counter-based generator ---------------------------------------------------------
+
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MULTIPLIER_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MULTIPLIER_2 = np.uint64(0x94D049BB133111EB)
+_SHIFT_30 = np.uint64(30)
+_SHIFT_27 = np.uint64(27)
+_SHIFT_31 = np.uint64(31)
+_ONE = np.uint64(1)
+
+
+@body
+def mix64(z):
+    """Return the SplitMix64 finalizer of ``z`` (uint64, wrapping)."""
+    z = (z ^ (z >> _SHIFT_30)) * _MULTIPLIER_1
+    z = (z ^ (z >> _SHIFT_27)) * _MULTIPLIER_2
+    return z ^ (z >> _SHIFT_31)
+
+
+@body
+def derive(seed, value):
+    """Return the seed of child ``value`` of ``seed`` (a counter-based stream)."""
+    return mix64(seed + (np.uint64(value) + _ONE) * GOLDEN)
+
+
+# --- the plain gather --------------------------------------------------------------------
+
+@body
+def copy_row_segment(source, out, image, source_image, row, start, length):
+    """``out[image, row, start:start + length] = source[source_image, row, same]``."""
+    for unit in range(length):
+        out[image, row, start + unit] = source[source_image, row, start + unit]
+
+
+# --- the hardened gather -----------------------------------------------------------------
 
 COPY = 0
 TABLE = 1
@@ -318,7 +378,7 @@ def orient_and_look_up(source, out, image, source_image, code, top, left, height
     """:func:`orient_block`, then :func:`look_up_block` if ``look_up``.
 
     ``scratch_at`` (where scratch space begins in ``table``), ``orient_index`` and ``shape``
-    serve a CPU's vector version (:mod:`fastmix.kernels.x86`); unused here.
+    serve a CPU's vector version (:mod:`fastmix.kernels.cpu.x86`); unused here.
     """
     orient_block(source, out, image, source_image, code, top, left, height, width, channels)
     if look_up:

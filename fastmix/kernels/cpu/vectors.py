@@ -2,7 +2,7 @@
 
 Numba leaves LLVM's straight-line (SLP) vectoriser off, and its loop vectoriser cannot
 vectorise sums of six or so values along a row (too short) or down the rows (strided), so
-:func:`fastmix.kernels.harden_body.blur_band_cols` sums one value at a time. Here the same
+:func:`fastmix.kernels.bodies.blur_band_cols` sums one value at a time. Here the same
 sums run on vectors of eight float64 values, written as plain LLVM vector operations (no
 instruction set named: any CPU LLVM targets runs them): per tap, eight consecutive bytes
 are loaded (masked past the run's end), converted, multiplied by the tap's weight and
@@ -19,7 +19,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from fastmix.kernels import harden_body
+from fastmix.kernels import bodies
 
 #: Values one vector holds.
 LANES = 8
@@ -89,8 +89,8 @@ def sum_taps(typingctx, pixels, at, stride, weights, taps, line, line_at, count)
 def store_rounded(typingctx, line, line_at, pixels, at, count):
     """``pixels.flat[at + i] = clip(rint(line.flat[line_at + i]), 0, 255)`` for ``i < count``.
 
-    Rounds half to even as :func:`fastmix.kernels.harden_body.round_half_even` does (the
-    same two additions) and clips as :func:`~fastmix.kernels.harden_body.clip_value`.
+    Rounds half to even as :func:`fastmix.kernels.bodies.round_half_even` does (the
+    same two additions) and clips as :func:`~fastmix.kernels.bodies.clip_value`.
     """
     if pixels.layout != "C" or pixels.dtype != types.uint8 or line.layout != "C":
         return None  # flat offsets need C-contiguous arrays
@@ -108,7 +108,7 @@ def store_rounded(typingctx, line, line_at, pixels, at, count):
         pixel_data = context.make_array(signature.args[2])(context, builder, pixels_value).data
         total = builder.load(builder.bitcast(builder.gep(line_data, [line_at]),
                                              ir.PointerType(double_vector)), align=8)
-        shift = ir.Constant(double_vector, [harden_body.ROUNDING_SHIFT] * LANES)
+        shift = ir.Constant(double_vector, [bodies.ROUNDING_SHIFT] * LANES)
         rounded = builder.fsub(builder.fadd(total, shift), shift)
         low = ir.Constant(double_vector, [0.0] * LANES)
         high = ir.Constant(double_vector, [255.0] * LANES)
@@ -124,7 +124,7 @@ def store_rounded(typingctx, line, line_at, pixels, at, count):
 
 def blur_columns(pixels, image, band_cols, runs, line, weights, radius, channels, low, high,
                  integer):
-    """Pass 2 of the seam blur (:func:`fastmix.kernels.harden_body.blur_band_cols`).
+    """Pass 2 of the seam blur (:func:`fastmix.kernels.bodies.blur_band_cols`).
 
     ``runs[r]`` is ``(first, last)``: a run of adjacent band columns. ``line`` is float64
     scratch of at least ``band_cols.size * channels + 8`` values. Jitted code only.
@@ -137,8 +137,8 @@ def _blur_columns(pixels, image, band_cols, runs, line, weights, radius, channel
     if pixels.dtype != types.uint8:
         def blur_values(pixels, image, band_cols, runs, line, weights, radius, channels, low,
                         high, integer):
-            harden_body.blur_band_cols(pixels, image, band_cols, line, weights, radius,
-                                       channels, low, high, integer)
+            bodies.blur_band_cols(pixels, image, band_cols, line, weights, radius, channels,
+                                  low, high, integer)
         return blur_values
 
     def blur_bytes(pixels, image, band_cols, runs, line, weights, radius, channels, low, high,
@@ -150,8 +150,8 @@ def _blur_columns(pixels, image, band_cols, runs, line, weights, radius, channel
         # Vectors only where every run's taps stay inside the image (else the body clamps).
         for run in range(runs.shape[0]):
             if runs[run, 0] < radius or runs[run, 1] + radius > width:
-                harden_body.blur_band_cols(pixels, image, band_cols, line, weights, radius,
-                                           channels, low, high, integer)
+                bodies.blur_band_cols(pixels, image, band_cols, line, weights, radius,
+                                      channels, low, high, integer)
                 return
         for row in range(height):
             start = (image * height + row) * values

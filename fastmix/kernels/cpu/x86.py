@@ -4,7 +4,7 @@ Numba's loop vectoriser cannot vectorise a table lookup (it would need a gather)
 scalar lookup moves a byte at a time. AVX-512 VBMI's ``vpermi2b`` looks up 64 bytes at
 once in a 128-byte table; two of them and a select on each index's top bit look up 64
 bytes in a 256-entry table. :func:`look_up_block` gives the bytes of
-:func:`fastmix.kernels.harden_body.look_up_block` on uint8 values (``offset`` 0).
+:func:`fastmix.kernels.bodies.look_up_block` on uint8 values (``offset`` 0).
 
 Compiling a call to :func:`look_up_64` on a CPU without VBMI fails, so the CPU backend
 compiles its VBMI kernel only where :func:`has_vbmi` says so (it asks LLVM for the host's
@@ -21,7 +21,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, register_jitable
 
-from fastmix.kernels import harden_body
+from fastmix.kernels import bodies
 
 #: Bytes one :func:`look_up_64` handles.
 VECTOR_BYTES = 64
@@ -110,7 +110,7 @@ def look_up_64(typingctx, table, pixels, at, count):
 
 @register_jitable(inline="always")
 def look_up_block(out, image, top, left, height, width, channels, table, offset):
-    """:func:`fastmix.kernels.harden_body.look_up_block` on uint8 values, 64 at a time."""
+    """:func:`fastmix.kernels.bodies.look_up_block` on uint8 values, 64 at a time."""
     values = width * channels
     row_values = out.shape[2]
     for row in range(top, top + height):
@@ -244,7 +244,7 @@ def fill_orient_index(index, row_edges, col_edges, channels):
                 for x in range(width):
                     row, col = y, x
                     if usable:
-                        row, col = harden_body.oriented_source(code, y, x, height, width)
+                        row, col = bodies.oriented_source(code, y, x, height, width)
                     for channel in range(channels):
                         index[shape, code, (y * width + x) * channels + channel] = \
                             (row * width + col) * channels + channel
@@ -295,7 +295,7 @@ def copy_4(typingctx, source, source_at, out, out_at):
 
 @register_jitable(inline="always")
 def _transpose_rgb(source, out, image, source_image, code, top, left, height, width):
-    """:func:`fastmix.kernels.harden_body.orient_block` for a transposing ``code`` (4-7), RGB.
+    """:func:`fastmix.kernels.bodies.orient_block` for a transposing ``code`` (4-7), RGB.
 
     Each pixel but a row's last moves as one 4-byte word; the fourth byte lands where the
     row's next pixel is written right after. A word is read only where its fourth byte is
@@ -322,7 +322,7 @@ def _transpose_rgb(source, out, image, source_image, code, top, left, height, wi
 @register_jitable(inline="always")
 def orient_and_look_up(source, out, image, source_image, code, top, left, height, width,
                        channels, look_up, table, offset, scratch_at, orient_index, shape):
-    """:func:`fastmix.kernels.harden_body.orient_and_look_up` on uint8 values, in vectors.
+    """:func:`fastmix.kernels.bodies.orient_and_look_up` on uint8 values, in vectors.
 
     A block of at most 128 bytes (rows of at most 64) is copied row by row into
     ``table[scratch_at + 128:]``, oriented and looked up there by :func:`permute_128` with
@@ -352,8 +352,8 @@ def orient_and_look_up(source, out, image, source_image, code, top, left, height
         if code >= 4 and channels == 3:
             _transpose_rgb(source, out, image, source_image, code, top, left, height, width)
         else:
-            harden_body.orient_block(source, out, image, source_image, code, top, left,
-                                     height, width, channels)
+            bodies.orient_block(source, out, image, source_image, code, top, left, height,
+                                width, channels)
         if look_up:
             look_up_block(out, image, top, left, height, width, channels, table, offset)
         return

@@ -1,0 +1,397 @@
+"""The numba.cuda backend: windows on the device, pieces through the kernels of :mod:`.kernels`.
+
+It implements the backend protocol of :mod:`fastmix.backends`. ``numba.cuda`` is imported on
+first use only, and ``cuda.is_available()`` is asked only when the cuda backend is asked for
+(:mod:`fastmix.device_arrays`); ``import fastmix`` never probes for a GPU. A request for the
+backend on a machine without numba-cuda or without a usable GPU raises
+:class:`fastmix.BadInputError` (exit status 2 on the command line).
+
+Device arrays
+    Any object with ``__cuda_array_interface__`` (CuPy, PyTorch, Numba) or a CUDA DLPack
+    capsule is used in place, without a host copy; results are allocated by the caller's
+    own library (its ``empty_like``) and work is queued on the caller's stream
+    (:mod:`fastmix.device_arrays`).
+Host arrays
+    Copied to the device and back through pinned buffers, in pieces on two streams.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+
+from fastmix.device_arrays import (
+    DeviceArray,
+    caller_stream,
+    is_device_array,
+    numba_cuda,
+    require_gpu,
+    simulated,
+    stream_override,
+)
+from fastmix.errors import BadInputError
+from fastmix.kernels.cuda.kernels import (
+    block_tables,
+    compiled_kernels,
+    fill_jitter,
+    launch_geometry,
+    small_geometry,
+    word_dtype,
+    word_size,
+)
+
+NAME = "cuda"
+LOCATION = "device"
+# Host-to-device and device-to-host copies go through pinned buffers in pieces of about
+# this many bytes, alternating two streams, so one piece's copy overlaps the next one's
+# kernels.
+COPY_PIECE_BYTES = 32 << 20
+
+
+def available() -> bool:
+    """Whether numba.cuda imports and sees a GPU (or runs its simulator); asked only here."""
+    try:
+        return bool(numba_cuda().is_available())
+    except Exception:
+        return False
+
+
+def unavailable_reason() -> str:
+    """Why the backend cannot run here, and what to do (see :func:`available`)."""
+    try:
+        numba_cuda()
+    except BadInputError:
+        return ("numba-cuda is not installed: pip install 'fastmix[cuda12]' or "
+                "'fastmix[cuda13]', matching the driver's CUDA version")
+    return ("numba.cuda sees no NVIDIA GPU or driver; NUMBA_ENABLE_CUDASIM=1 runs numba's "
+            "slow simulator")
+
+
+def streaming_threads():
+    """Nothing to set: the kernels run on the GPU, beside the store's I/O threads."""
+    return nullcontext()
+
+
+class _Shape:
+    """Device copies of the per-shape index tables, made once per run and word size."""
+
+    def __init__(self, steps, word: int, stream):
+        module = require_gpu()
+        self.steps = steps  # the tables are of this Steps object (checked by identity)
+        layout = steps.layout
+        height = int(layout.row_bounds[-1])
+        pixel_bytes = self.pixel_bytes = _pixel_bytes(steps)
+        word_bounds = np.asarray(steps.col_edges) * pixel_bytes // word
+        row_first, word_block = block_tables(np.asarray(steps.row_edges), word_bounds)
+        self.word = word
+        self.words_per_row = int(word_bounds[-1])
+        self.row_first_block = module.to_device(row_first, stream=stream)
+        self.word_block = module.to_device(word_block, stream=stream)
+        if steps.hardened:
+            rows = np.asarray(steps.row_edges)
+            cols = np.asarray(steps.col_edges)
+            row_block = np.repeat(np.arange(rows.size - 1, dtype=np.int32), np.diff(rows))
+            pixel_block = np.repeat(np.arange(cols.size - 1, dtype=np.int32), np.diff(cols))
+            self.row_block = module.to_device(row_block.astype(np.int32), stream=stream)
+            self.pixel_block = module.to_device(pixel_block.astype(np.int32), stream=stream)
+            self.row_edges = module.to_device(rows.astype(np.int64), stream=stream)
+            self.col_edges = module.to_device(cols.astype(np.int64), stream=stream)
+            self.levels = module.to_device(np.asarray(steps.levels, dtype=np.float64),
+                                           stream=stream)
+            self.band_rows = module.to_device(np.asarray(steps.band_rows, dtype=np.int64),
+                                              stream=stream)
+            self.band_cols = module.to_device(np.asarray(steps.band_cols, dtype=np.int64),
+                                              stream=stream)
+            self.weights = module.to_device(np.asarray(steps.weights, dtype=np.float64),
+                                            stream=stream)
+        self.height = height
+
+
+def _pixel_bytes(steps) -> int:
+    layout = steps.layout
+    return int(layout.units * layout.unit_dtype.itemsize // int(steps.col_edges[-1]))
+
+
+class DeviceWindow:
+    """One window on the device: its pixels, its plan's arrays, the stream it is ready on."""
+
+    def __init__(self, source, count: int, image_bytes: int, plan, steps, stream,
+                 caller_array: DeviceArray | None):
+        module = require_gpu()
+        self.source = source  # (count, image_bytes) uint8 device view
+        self.count = count
+        self.image_bytes = image_bytes
+        self.steps = steps
+        self.stream = stream
+        self.caller_array = caller_array
+        self.source_map = module.to_device(np.ascontiguousarray(plan.source, dtype=np.int32),
+                                           stream=stream)
+        self.codes = self.jitter = None
+        if steps.hardened:
+            blocks = plan.source.shape[1]
+            codes = plan.codes if getattr(plan, "codes", None) is not None else \
+                np.zeros((count, blocks), dtype=np.uint8)
+            jitter = np.zeros((0, 0, 3), dtype=np.float64)
+            if getattr(plan, "jitter", None) is not None:  # plan rule 1: drawn in the plan
+                jitter = plan.jitter
+            elif getattr(plan, "jitter_seed", None) is not None:
+                # Drawn on the host for the whole window, then copied (device memory is not
+                # this backend's limit; the CPU backend draws per block as it computes).
+                jitter = np.empty((count, blocks, 3), dtype=np.float64)
+                fill_jitter(jitter, np.uint64(plan.jitter_seed), 0, steps.jitter_tables)
+            self.codes = module.to_device(np.ascontiguousarray(codes, dtype=np.uint8),
+                                          stream=stream)
+            self.jitter = module.to_device(np.ascontiguousarray(jitter, dtype=np.float64),
+                                           stream=stream)
+
+
+class _Buffers:
+    """Pinned host buffers and device buffers, grown on demand and reused across windows."""
+
+    def __init__(self) -> None:
+        self.pinned: dict[str, np.ndarray] = {}
+        self.device: dict[str, Any] = {}  # numba device arrays
+        self.streams: list = []
+        self.shapes: dict = {}
+        self.last_use: dict = {}
+
+    def host(self, name: str, nbytes: int) -> np.ndarray:
+        buffer = self.pinned.get(name)
+        if buffer is None or buffer.nbytes < nbytes:
+            buffer = require_gpu().pinned_array(max(nbytes, 1), dtype=np.uint8)
+            self.pinned[name] = buffer
+        return buffer[:nbytes]
+
+    def on_device(self, name: str, nbytes: int):
+        buffer = self.device.get(name)
+        if buffer is None or buffer.size < nbytes:
+            self.device.pop(name, None)
+            buffer = require_gpu().device_array(max(nbytes, 1), dtype=np.uint8)
+            self.device[name] = buffer
+        return buffer[:nbytes]
+
+    def scratch(self, name: str, shape: tuple[int, ...], dtype) -> object:
+        """Return a reused device buffer of ``shape`` (one per name: a name per stream in use)."""
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        return _typed(self.on_device(name, max(count, 1) * dtype.itemsize)[:count * dtype.itemsize],
+                      shape, dtype)
+
+    def claim(self, slot: str, stream) -> None:
+        """Order work on ``stream`` after the last work that used the ``slot`` buffers."""
+        last = self.last_use.get(slot)
+        if last is not None and last[0] is not stream:
+            last[1].wait(stream)
+
+    def release(self, slot: str, stream) -> None:
+        """Remember the work just queued on ``stream`` with the ``slot`` buffers."""
+        event = require_gpu().event()
+        event.record(stream)
+        self.last_use[slot] = (stream, event)
+
+    def two_streams(self):
+        if not self.streams:
+            module = require_gpu()
+            self.streams = [module.stream(), module.stream()]
+        return self.streams
+
+
+_buffers = _Buffers()
+
+
+def _shape_tables(steps, word: int, stream) -> _Shape:
+    key = (id(steps), word)
+    tables = _buffers.shapes.get(key)
+    if tables is None or tables.steps is not steps:
+        tables = _Shape(steps, word, stream)
+        _buffers.shapes = {key: tables}
+    return tables
+
+
+def load_window(images, job):
+    """Put one window on the device; see :func:`fastmix.backends.Backend.load_window`.
+
+    A CUDA array (``__cuda_array_interface__`` or DLPack) is used where it is, on the
+    caller's stream. A host array is copied through a pinned buffer in pieces on the
+    backend's own stream; the caller may reuse ``images`` as soon as this returns.
+    """
+    require_gpu()
+    compiled_kernels()
+    count = len(images)
+    if is_device_array(images):
+        caller = DeviceArray(images)
+        _check_device_window(caller)
+        stream = caller_stream(stream_override(), like=images)
+        image_bytes = caller.nbytes // max(count, 1)
+        source = caller.words((count, image_bytes), 1)
+    else:
+        caller = None
+        stream = _buffers.two_streams()[0]
+        host = np.ascontiguousarray(images).reshape(count, -1).view(np.uint8)
+        image_bytes = host.shape[1] if count else 0
+        nbytes = count * image_bytes
+        stream.synchronize()  # the previous window's copies are done with the buffers
+        staging = _buffers.host("in", nbytes)
+        source = _buffers.on_device("window", nbytes).reshape(count, image_bytes)
+        step = max(1, COPY_PIECE_BYTES // max(image_bytes, 1))
+        flat = staging.reshape(count, image_bytes)
+        for start in range(0, count, step):
+            stop = min(start + step, count)
+            np.copyto(flat[start:stop], host[start:stop])
+            source[start:stop].copy_to_device(flat[start:stop], stream=stream)
+    window = DeviceWindow(source, count, image_bytes, job.plan, job.steps, stream, caller)
+    return job.with_pixels(window)
+
+
+def _check_device_window(array: DeviceArray) -> None:
+    if not array.c_contiguous:
+        raise BadInputError("CUDA images must be C-contiguous; call .contiguous() (PyTorch) "
+                            "or cupy.ascontiguousarray first")
+
+
+def mix_piece(window, first: int, last: int, out, order=None) -> None:
+    """Output images ``first..last`` into ``out``; see :func:`fastmix.backends.Backend.mix_piece`.
+
+    ``out`` may be a CUDA array (written in place, queued on the window's stream) or host
+    memory (copied back through pinned buffers, done when this returns). ``order`` only
+    orders the CPU's work and is ignored.
+    """
+    module = require_gpu()
+    device_window: DeviceWindow = window.pixels
+    count = last - first
+    if count <= 0:
+        return
+    image_bytes = device_window.image_bytes
+    if is_device_array(out):
+        target = DeviceArray(out)
+        _check_device_window(target)
+        if target.nbytes != count * image_bytes:
+            raise BadInputError(f"out holds {target.nbytes} bytes, expected {count} images of "
+                                f"{image_bytes} bytes")
+        _run_piece(device_window, first, last, target.words((count, image_bytes), 1),
+                   target.pointer, device_window.stream, "caller")
+        return
+    if not out.flags.c_contiguous:
+        raise BadInputError("out must be C-contiguous")
+    host = out.reshape(count, -1).view(np.uint8)
+    streams = _buffers.two_streams()
+    ready = module.event()
+    ready.record(device_window.stream)
+    staging = _buffers.host("out", count * image_bytes).reshape(count, image_bytes)
+    device_out = _buffers.on_device("out", count * image_bytes).reshape(count, image_bytes)
+    step = max(1, COPY_PIECE_BYTES // max(image_bytes, 1))
+    pieces = []
+    for number, start in enumerate(range(0, count, step)):
+        stop = min(start + step, count)
+        stream = streams[number % 2]
+        ready.wait(stream)
+        _run_piece(device_window, first + start, first + stop, device_out[start:stop],
+                   _device_pointer(device_out), stream, f"stream {number % 2}")
+        device_out[start:stop].copy_to_host(staging[start:stop], stream=stream)
+        done = module.event()
+        done.record(stream)
+        pieces.append((start, stop, done))
+    for start, stop, done in pieces:
+        done.synchronize()
+        np.copyto(host[start:stop], staging[start:stop])
+
+
+def _device_pointer(array) -> int:
+    interface = getattr(array, "__cuda_array_interface__", None)
+    if interface is None:  # the simulator's arrays have none; its memory is host memory
+        return int(array.ctypes.data)
+    return int(interface["data"][0])
+
+
+def _run_piece(window: DeviceWindow, first: int, last: int, out_bytes, out_pointer: int,
+               stream, slot: str) -> None:
+    """Queue the kernels of output images ``first..last`` (``out_bytes``: count x bytes).
+
+    ``slot`` names the scratch buffers: work queued on different streams uses different ones.
+    """
+    _buffers.claim(slot, stream)
+    try:
+        _queue_kernels(window, first, last, out_bytes, out_pointer, stream, slot)
+    finally:
+        _buffers.release(slot, stream)
+
+
+def _queue_kernels(window: DeviceWindow, first: int, last: int, out_bytes, out_pointer: int,
+                   stream, slot: str) -> None:
+    steps = window.steps
+    count = last - first
+    launch = compiled_kernels()
+    source_pointer = _device_pointer(window.source)
+    if not steps.hardened:
+        layout = steps.layout
+        pixel_bytes = _pixel_bytes(steps)
+        segment = int(steps.col_edges[1] - steps.col_edges[0]) * pixel_bytes
+        word = word_size(int(steps.col_edges[-1]) * pixel_bytes, segment, source_pointer,
+                         out_pointer, layout.unit_dtype.itemsize)
+        tables = _shape_tables(steps, word, stream)
+        height, words = tables.height, tables.words_per_row
+        source = _words(window.source, (window.count, height, words), word)
+        out = _words(out_bytes, (count, height, words), word)
+        blocks, threads = launch_geometry(count, height, words)
+        launch["gather"][blocks, threads, stream](source, out, window.source_map, first,
+                                                  tables.row_first_block, tables.word_block)
+        return
+    value_dtype = np.dtype(steps.value_dtype)
+    tables = _shape_tables(steps, value_dtype.itemsize, stream)
+    height = tables.height
+    values = int(steps.col_edges[-1]) * int(steps.channels)
+    source = _typed(window.source, (window.count, height, values), value_dtype)
+    out = _typed(out_bytes, (count, height, values), value_dtype)
+    levels = int(np.asarray(steps.levels).size)
+    blocks_per_image = window.source_map.shape[1]
+    assert window.jitter is not None  # set on every hardened window
+    jittered = window.jitter.shape[0] > 0
+    if jittered and levels > 0:
+        level_tables = _buffers.scratch(f"tables {slot}", (count, blocks_per_image, levels),
+                                        value_dtype)
+        grid, block = small_geometry(count, 1, blocks_per_image)
+        launch["fill_tables"][grid, block, stream](
+            level_tables, tables.levels, window.jitter, first, tables.row_edges,
+            tables.col_edges, int(steps.channels), float(steps.low), float(steps.span))
+    else:
+        level_tables = _buffers.scratch(f"tables {slot}", (1, 1, 1), value_dtype)
+    grid, block = launch_geometry(count, height, values // int(steps.channels))
+    launch["hardened_gather"][grid, block, stream](
+        source, out, window.source_map, window.codes, window.jitter, level_tables, first,
+        tables.row_block, tables.pixel_block, tables.row_edges, tables.col_edges,
+        int(steps.channels), int(steps.jitter_step), levels,
+        int(steps.low), float(steps.low), float(steps.span))
+    blur_args = (float(steps.low), float(steps.high), bool(steps.blur_integer))
+    if np.asarray(steps.band_rows).size:
+        grid, block = small_geometry(count, 1, values)
+        lines = _buffers.scratch(f"lines {slot}", (tables.band_rows.size, _threads(grid, block)),
+                                 np.float64)
+        launch["blur_rows"][grid, block, stream](out, tables.band_rows, lines, tables.weights,
+                                                 int(steps.radius), *blur_args)
+    if np.asarray(steps.band_cols).size:
+        grid, block = small_geometry(count, height, 1)
+        line = _buffers.scratch(
+            f"line {slot}", (tables.band_cols.size * int(steps.channels), _threads(grid, block)),
+            np.float64)
+        launch["blur_cols"][grid, block, stream](out, tables.band_cols, line, tables.weights,
+                                                 int(steps.radius), int(steps.channels),
+                                                 *blur_args)
+
+
+def _threads(grid, block) -> int:
+    return int(np.prod(grid)) * int(np.prod(block))
+
+
+def _words(flat_bytes, shape, word: int):
+    """``flat_bytes`` (a uint8 device array) seen as ``shape`` words of ``word`` bytes."""
+    return _typed(flat_bytes, shape, word_dtype(word))
+
+
+def _typed(flat_bytes, shape, dtype):
+    if simulated():
+        return type(flat_bytes)(np.asarray(flat_bytes._ary).reshape(-1).view(dtype).reshape(shape))
+    return flat_bytes.reshape(flat_bytes.size).view(dtype).reshape(*shape)
+
+
