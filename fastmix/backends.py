@@ -27,8 +27,8 @@ the reference implementation):
 ``load_window(images, job) -> job``
     Put one window where the backend computes. ``images`` is the window's input, a
     C-contiguous host array ``(n, H, W[, C])``; ``job`` is a
-    :class:`~fastmix.kernels.layout.WindowJob` holding the run's
-    :class:`~fastmix.kernels.layout.Steps` and the window's plan (already inverted when
+    :class:`~fastmix.kernels.steps.WindowJob` holding the run's
+    :class:`~fastmix.kernels.steps.Steps` and the window's plan (already inverted when
     unmixing). Return the job with its pixels (and whatever else the backend keeps per
     window, for instance the plan's arrays on the device) where it computes: the CPU backend
     returns ``job.with_pixels(images)``. Called once per window, before any piece.
@@ -66,7 +66,7 @@ from typing import Protocol
 import numpy as np
 
 from fastmix.errors import BadInputError
-from fastmix.kernels.layout import WindowJob
+from fastmix.kernels.steps import WindowJob
 
 #: Backend name -> module. Modules are imported on first use.
 _BACKENDS = {"cpu": "fastmix.kernels.cpu.backend", "cuda": "fastmix.kernels.cuda.backend"}

@@ -18,9 +18,9 @@ from fastmix.errors import (
     check_flag,
     check_integer,
 )
-from fastmix.kernels.layout import PixelLayout
+from fastmix.kernels.steps import PixelLayout, steps_for
 from fastmix.keys import Key
-from fastmix.pipeline import Pipeline, steps_for
+from fastmix.pipeline import Pipeline
 from fastmix.plan import Plan, images_in_pairs, pairs_warning
 from fastmix.plan.labels import validate_labels
 from fastmix.plan.window_rule import fixed_windows, unpartnered_message, unpartnered_refusal

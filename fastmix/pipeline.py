@@ -33,7 +33,7 @@ jitter
     so the bytes are the same.
 seam blur
     With ``w = ceil(sigma)``, radius ``R = ceil(3 sigma)`` and the normalised weights of
-    :func:`fastmix.plan.hardening.blur_weights`: pass 1 replaces every pixel of the rows
+    :func:`fastmix.kernels.steps.blur_weights`: pass 1 replaces every pixel of the rows
     within ``w`` of an internal horizontal seam by ``sum_k weight[k] * M[clamp(r + k - R),
     c]`` read from the image ``M`` before the pass; pass 2 does the same along the row for
     every pixel of the columns near a vertical seam, reading the result of pass 1. Sums run
@@ -53,91 +53,10 @@ import numpy as np
 
 from fastmix.backends import Backend, get_backend
 from fastmix.errors import BadInputError
-from fastmix.kernels import bodies
-from fastmix.kernels.layout import PixelLayout, Steps, WindowJob, block_edges, unit_dtype
+from fastmix.kernels.steps import WindowJob, native_values, steps_for
 from fastmix.keys import Key
 from fastmix.plan import Plan, encode_labels, plan_window
-from fastmix.plan.hardening import (
-    blur_weights,
-    check_hardening_dtype,
-    jitter_tables,
-    seam_band,
-    value_range,
-)
 from fastmix.spec import MixSpec
-
-#: Integer dtypes with at most this many levels may use a per-block level table.
-MAX_TABLE_LEVELS = 1 << 16
-#: ... and with at most this many, the tone curves of every jitter tone are computed once
-#: per run (256 x 256 float64, 512 KiB), so that filling a block's table divides nothing.
-MAX_TONED_LEVELS = 1 << 8
-
-
-def native_values(dtype: np.dtype, spec: MixSpec) -> np.dtype | None:
-    """Return the native-order twin of ``dtype`` when the spec computes on pixel values.
-
-    Jitter and seam blur compute on values, which the kernels read in native byte order
-    only; the plain and oriented gathers move bytes and take any order. ``None`` when no
-    conversion is needed. A converted window costs one more window-sized buffer
-    (:func:`fastmix.store.prepare.mix_windows` counts it); the conversion is exact both ways,
-    so the output is written back in the images' own byte order, bit for bit.
-    """
-    dtype = np.dtype(dtype)
-    if dtype.isnative or (spec.jitter is None and spec.seam_blur <= 0):
-        return None
-    return dtype.newbyteorder("=")
-
-
-def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> Steps:
-    """Return the constants of the per-piece step for images of ``image_shape`` (without N).
-
-    Images of another byte order are described by their native twin where the steps read
-    values (:func:`native_values`).
-
-    Raises
-    ------
-    BadInputError
-        When the spec's hardening cannot run on ``dtype``, or the block does not fit.
-    """
-    dtype = native_values(dtype, spec) or np.dtype(dtype)
-    height, width = image_shape[0], image_shape[1]
-    block = spec.block_shape(height, width)
-    layout = PixelLayout(image_shape, dtype, block)
-    check_hardening_dtype(spec, dtype)
-    row_edges, col_edges = block_edges(height, width, block)
-    channels = int(np.prod(image_shape[2:], dtype=np.int64)) if len(image_shape) > 2 else 1
-    empty_int = np.zeros(0, dtype=np.int64)
-    low, high, integer = 0.0, 1.0, False
-    value_dtype = dtype
-    if spec.jitter is not None or spec.seam_blur > 0:
-        low, high, integer = value_range(dtype, "jitter" if spec.jitter is not None
-                                         else "seam blur")
-    elif spec.hardened:  # orientation only: move whole pixels as unsigned units
-        pixel_bytes = channels * dtype.itemsize
-        value_dtype = unit_dtype(pixel_bytes)
-        channels = pixel_bytes // value_dtype.itemsize
-    span = high - low
-    levels = np.zeros(0, dtype=np.float64)
-    if spec.jitter is not None and integer and span + 1 <= MAX_TABLE_LEVELS:
-        levels = np.arange(int(span) + 1, dtype=np.float64) / span
-    tables = np.zeros((0, bodies.JITTER_LEVELS), dtype=np.float64)
-    toned = np.zeros((0, 0), dtype=np.float64)
-    if spec.jitter is not None:
-        tables = jitter_tables(spec.jitter)
-        if 0 < levels.size <= MAX_TONED_LEVELS and spec.plan_rule != 1:
-            toned = bodies.toned_levels(levels, tables[2])
-    band_rows = band_cols = empty_int
-    weights = np.zeros(1, dtype=np.float64)
-    if spec.seam_blur > 0:
-        weights = blur_weights(spec.seam_blur)
-        band_rows = seam_band(row_edges, spec.seam_blur)
-        band_cols = seam_band(col_edges, spec.seam_blur)
-    return Steps(layout=layout, hardened=spec.hardened, row_edges=row_edges,
-                 col_edges=col_edges, value_dtype=np.dtype(value_dtype), channels=channels,
-                 jitter_step=bodies.INTEGER if integer else bodies.FLOAT,
-                 jitter_tables=tables, toned_levels=toned, levels=levels, low=low, span=span,
-                 high=high, band_rows=band_rows, band_cols=band_cols, weights=weights,
-                 radius=(weights.size - 1) // 2, blur_integer=integer)
 
 
 class Pipeline:
@@ -178,7 +97,8 @@ class Pipeline:
 
     def plan(self, labels: np.ndarray, window_index: int) -> Plan:
         """Return the plan of the window whose validated labels are ``labels`` (no pixels)."""
-        return plan_window(encode_labels(labels), (self.steps.row_edges, self.steps.col_edges),
+        grid = self.steps.grid
+        return plan_window(encode_labels(labels), (grid.row_edges, grid.col_edges),
                            self.spec, self.key, window_index)
 
     def load(self, images: np.ndarray, plan: Plan) -> WindowJob:

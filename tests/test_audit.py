@@ -18,7 +18,7 @@ from fastmix.audit.metrics import score_restoration
 from fastmix.audit.report import verdict_sentence
 from fastmix.audit.utility import utility_check, utility_verdict
 from fastmix.errors import BadInputError
-from fastmix.kernels.layout import block_count
+from fastmix.kernels.steps import block_count
 from fastmix.plan import encode_labels, plan_window
 
 pytest.importorskip("scipy")

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastmix
-from fastmix.kernels.layout import block_count
+from fastmix.kernels.steps import block_count
 from fastmix.plan.groups import group_sizes
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastmix.kernels.layout import block_edges
+from fastmix.kernels.steps import block_edges
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from fastmix.audit.attack import (
 )
 from fastmix.audit.edges import EdgeScorer, normalise_second_best
 from fastmix.audit.geometry import BlockGrid
-from fastmix.plan.hardening import blur_weights, value_range
+from fastmix.kernels.steps import blur_weights, value_range
 from fastmix.spec import MixSpec
 
 
@@ -51,7 +51,7 @@ def unblur_seams(images: np.ndarray, grid: BlockGrid, sigma: float) -> np.ndarra
     """Undo the seam blur of ``sigma``: the band's lines solved from the blur's own equations.
 
     The seam blur (SPEC section 3) replaces the ``ceil(sigma)`` lines each side of every
-    internal seam by a Gaussian sum (:func:`fastmix.plan.hardening.blur_weights`) of the
+    internal seam by a Gaussian sum (:func:`fastmix.kernels.steps.blur_weights`) of the
     lines around them, first across the horizontal seams, then across the vertical ones.
     The weights are public and the lines outside the band are untouched, so for each seam
     the band's values are the solution of a small linear system per pixel along it. The

@@ -55,7 +55,7 @@ def median_seconds(function: Callable[[], object], repeats: int) -> float:
 
 def numpy_gather(images, labels, spec, key) -> np.ndarray:
     """Return a straightforward NumPy fancy-index implementation of the same mix (one window)."""
-    from fastmix.kernels.layout import block_edges
+    from fastmix.kernels.steps import block_edges
     from fastmix.plan import encode_labels, plan_window
 
     height, width = images.shape[1:3]

@@ -4,5 +4,5 @@
 the one mechanism of :mod:`fastmix.kernels.compile`; one package per backend runs them:
 :mod:`fastmix.kernels.cpu` (Numba's parallel loops) and :mod:`fastmix.kernels.cuda`
 (numba.cuda), each with a ``backend`` module implementing :mod:`fastmix.backends`' protocol.
-:mod:`fastmix.kernels.layout` holds the views, block edges and ``Steps`` a backend reads.
+:mod:`fastmix.kernels.steps` holds the per-run constants a backend reads (``Steps``).
 """

@@ -49,7 +49,6 @@ not always invalidate it).
 from collections.abc import Callable
 
 import numpy as np
-from numba import njit
 from numba.extending import register_jitable
 
 _register = register_jitable(_nrt=False, inline="always")
@@ -110,7 +109,7 @@ INTEGER = 2
 FLOAT = 3
 
 #: Bits of each jitter draw: a block's three parameters are indices into tables of
-#: ``JITTER_LEVELS`` values (:func:`fastmix.plan.hardening.jitter_tables`). Few enough that
+#: ``JITTER_LEVELS`` values (:func:`fastmix.kernels.steps.jitter_tables`). Few enough that
 #: the tone curve of every tone and 8-bit level is one table of 512 KiB (:func:`tone_curve`).
 JITTER_BITS = 8
 JITTER_LEVELS = 1 << JITTER_BITS
@@ -126,7 +125,7 @@ def block_jitter_fields(image_seed, block):
 
     ``image_seed`` is ``derive(jitter_seed, image)`` (the image's index in its window);
     ``x = derive(image_seed, block)`` gives three 8-bit indices, its bits 63..56, 55..48 and
-    47..40, into the rows of the jitter tables (:func:`fastmix.plan.hardening.jitter_tables`).
+    47..40, into the rows of the jitter tables (:func:`fastmix.kernels.steps.jitter_tables`).
     Drawn where the block is computed: a plan holds no per-block parameters.
     """
     x = derive(image_seed, block)
@@ -522,18 +521,3 @@ def blur_band_cols(pixels, image, band_cols, line, weights, radius, channels, lo
                     total = clip_value(round_half_even(total), low, high)
                 pixels[image, row, np.uint64(first + channel)] = total
                 at += 1
-
-
-def toned_levels(levels: np.ndarray, tones: np.ndarray) -> np.ndarray:
-    """Return :func:`fill_toned_levels` of ``levels`` for ``tones``: ``(tones, levels)`` float64.
-
-    Computed on the host once per run, by the same body compiled for it, so a table filled
-    from a row (:func:`fill_toned_table`) holds the bytes of :func:`fill_level_table`.
-    """
-    toned = np.empty((tones.size, levels.size), dtype=np.float64)
-    _host_toned_levels(toned, np.ascontiguousarray(levels, dtype=np.float64),
-                       np.ascontiguousarray(tones, dtype=np.float64))
-    return toned
-
-
-_host_toned_levels = njit(cache=True, error_model="numpy")(fill_toned_levels)

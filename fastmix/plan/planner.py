@@ -235,7 +235,7 @@ def plan_window(codes: np.ndarray, grid: int | tuple[np.ndarray, np.ndarray], sp
     codes : ndarray of int64, shape (n,)
         Label codes of the window's images (see :func:`fastmix.plan.encode_labels`).
     grid : int or (row_edges, col_edges)
-        The block edges in pixels (:func:`fastmix.kernels.layout.block_edges`), or only the
+        The block edges in pixels (:func:`fastmix.kernels.steps.block_edges`), or only the
         number of blocks per image for an unhardened spec.
     spec : MixSpec
         The mixing parameters; ``spec.plan_rule`` cuts the permute groups.

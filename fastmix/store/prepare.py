@@ -22,8 +22,8 @@ from fastmix.errors import (
     check_integer,
     check_path,
 )
+from fastmix.kernels.steps import native_values, steps_for
 from fastmix.keys import Key
-from fastmix.pipeline import native_values, steps_for
 from fastmix.plan import Plan, images_in_pairs, pairs_warning
 from fastmix.plan.window_rule import unpartnered_message, unpartnered_refusal
 from fastmix.spec import MixSpec, parse_memory

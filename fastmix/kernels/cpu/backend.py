@@ -35,7 +35,7 @@ from fastmix.kernels.bodies import (
 from fastmix.kernels.compile import bind, bodies_for
 from fastmix.kernels.cpu import vectors
 from fastmix.kernels.cpu.vectors import blur_columns
-from fastmix.kernels.layout import WindowJob
+from fastmix.kernels.steps import NO_BLUR, NO_JITTER, WindowJob
 
 NAME = "cpu"
 LOCATION = "host"
@@ -49,7 +49,7 @@ _BODIES = bodies_for(njit(inline="always", cache=True, nogil=True), names=["copy
 _STREAMING = threading.local()
 
 #: The ``jitter`` of plans that draw per block (all but plan rule 1).
-_NO_JITTER = np.zeros((0, 0, 3))
+_NO_PLAN_JITTER = np.zeros((0, 0, 3))
 
 #: How many blocks ahead the hardened kernel asks for a block's source rows.
 PREFETCH_BLOCKS = 2
@@ -127,7 +127,7 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
     ``source`` and ``out`` are ``(n, H, W * channels)`` values; ``codes`` ``(n, blocks)``
     uint8 (all zero: no orientation); ``jitter_seed`` and ``jitter_tables`` the window's
     jitter stream and tables (:func:`bodies.block_jitter`; tables of 0 rows: no
-    jitter) with ``toned_levels`` (see :class:`~fastmix.kernels.layout.Steps`), or
+    jitter) with ``toned_levels`` (see :class:`~fastmix.kernels.steps.JitterSteps`), or
     ``jitter`` the drawn ``(n, blocks, 3)`` parameters (plan rule 1; else ``(0, 0, 3)``);
     ``first`` the window index of output image 0; ``integer_step`` the value step of
     jitter (:data:`bodies.INTEGER` or ``FLOAT``); ``levels`` the table levels (size
@@ -298,7 +298,7 @@ def mix_piece(window: WindowJob, first: int, last: int, out: np.ndarray,
     codes = plan.codes[first:last] if plan.codes is not None else \
         np.zeros((count, source_map.shape[1]), dtype=np.uint8)
     jitter_seed = np.uint64(plan.jitter_seed if plan.jitter_seed is not None else 0)
-    jitter = plan.jitter[first:last] if plan.jitter is not None else _NO_JITTER
+    jitter = plan.jitter[first:last] if plan.jitter is not None else _NO_PLAN_JITTER
     # The hardened kernel is bound by arithmetic, not memory bandwidth, so the reason the
     # plain gather leaves a core to the reader and writer threads does not hold for it: it
     # runs on the thread count from before streaming_threads() took one away. (A/B on a
@@ -306,12 +306,14 @@ def mix_piece(window: WindowJob, first: int, last: int, out: np.ndarray,
     before = numba.get_num_threads()
     numba.set_num_threads(getattr(_STREAMING, "threads", before))
     try:
-        kernel = kernel or hardened_kernel(steps.value_dtype)
-        kernel(steps.values(window.pixels), steps.values(out), source_map, codes, jitter,
-               jitter_seed, steps.jitter_tables, steps.toned_levels, first, order,
-               steps.row_edges, steps.col_edges, steps.channels, steps.jitter_step,
-               steps.levels, steps.low, steps.span, steps.high, steps.band_rows,
-               steps.band_cols, steps.weights, steps.radius, steps.blur_integer,
+        values, grid = steps.values, steps.grid
+        jitter_steps, blur = steps.jitter or NO_JITTER, steps.blur or NO_BLUR
+        kernel = kernel or hardened_kernel(values.dtype)
+        kernel(values.view(window.pixels), values.view(out), source_map, codes, jitter,
+               jitter_seed, jitter_steps.tables, jitter_steps.toned_levels, first, order,
+               grid.row_edges, grid.col_edges, values.channels, values.jitter_step,
+               jitter_steps.levels, values.low, values.span, values.high, blur.band_rows,
+               blur.band_cols, blur.weights, blur.radius, values.integer,
                numba.get_num_threads() * _ITEMS_PER_THREAD)
     finally:
         numba.set_num_threads(before)

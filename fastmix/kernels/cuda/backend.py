@@ -41,6 +41,7 @@ from fastmix.kernels.cuda.kernels import (
     word_dtype,
     word_size,
 )
+from fastmix.kernels.steps import NO_BLUR, NO_JITTER
 
 NAME = "cuda"
 LOCATION = "device"
@@ -83,35 +84,36 @@ class _Shape:
         layout = steps.layout
         height = int(layout.row_bounds[-1])
         pixel_bytes = self.pixel_bytes = _pixel_bytes(steps)
-        word_bounds = np.asarray(steps.col_edges) * pixel_bytes // word
-        row_first, word_block = block_tables(np.asarray(steps.row_edges), word_bounds)
+        word_bounds = np.asarray(steps.grid.col_edges) * pixel_bytes // word
+        row_first, word_block = block_tables(np.asarray(steps.grid.row_edges), word_bounds)
         self.word = word
         self.words_per_row = int(word_bounds[-1])
         self.row_first_block = module.to_device(row_first, stream=stream)
         self.word_block = module.to_device(word_block, stream=stream)
         if steps.hardened:
-            rows = np.asarray(steps.row_edges)
-            cols = np.asarray(steps.col_edges)
+            jitter, blur = steps.jitter or NO_JITTER, steps.blur or NO_BLUR
+            rows = np.asarray(steps.grid.row_edges)
+            cols = np.asarray(steps.grid.col_edges)
             row_block = np.repeat(np.arange(rows.size - 1, dtype=np.int32), np.diff(rows))
             pixel_block = np.repeat(np.arange(cols.size - 1, dtype=np.int32), np.diff(cols))
             self.row_block = module.to_device(row_block.astype(np.int32), stream=stream)
             self.pixel_block = module.to_device(pixel_block.astype(np.int32), stream=stream)
             self.row_edges = module.to_device(rows.astype(np.int64), stream=stream)
             self.col_edges = module.to_device(cols.astype(np.int64), stream=stream)
-            self.levels = module.to_device(np.asarray(steps.levels, dtype=np.float64),
+            self.levels = module.to_device(np.asarray(jitter.levels, dtype=np.float64),
                                            stream=stream)
-            self.band_rows = module.to_device(np.asarray(steps.band_rows, dtype=np.int64),
+            self.band_rows = module.to_device(np.asarray(blur.band_rows, dtype=np.int64),
                                               stream=stream)
-            self.band_cols = module.to_device(np.asarray(steps.band_cols, dtype=np.int64),
+            self.band_cols = module.to_device(np.asarray(blur.band_cols, dtype=np.int64),
                                               stream=stream)
-            self.weights = module.to_device(np.asarray(steps.weights, dtype=np.float64),
+            self.weights = module.to_device(np.asarray(blur.weights, dtype=np.float64),
                                             stream=stream)
         self.height = height
 
 
 def _pixel_bytes(steps) -> int:
     layout = steps.layout
-    return int(layout.units * layout.unit_dtype.itemsize // int(steps.col_edges[-1]))
+    return int(layout.units * layout.unit_dtype.itemsize // int(steps.grid.col_edges[-1]))
 
 
 class DeviceWindow:
@@ -140,7 +142,7 @@ class DeviceWindow:
                 # Drawn on the host for the whole window, then copied (device memory is not
                 # this backend's limit; the CPU backend draws per block as it computes).
                 jitter = np.empty((count, blocks, 3), dtype=np.float64)
-                fill_jitter(jitter, np.uint64(plan.jitter_seed), 0, steps.jitter_tables)
+                fill_jitter(jitter, np.uint64(plan.jitter_seed), 0, steps.jitter.tables)
             self.codes = module.to_device(np.ascontiguousarray(codes, dtype=np.uint8),
                                           stream=stream)
             self.jitter = module.to_device(np.ascontiguousarray(jitter, dtype=np.float64),
@@ -324,11 +326,12 @@ def _queue_kernels(window: DeviceWindow, first: int, last: int, out_bytes, out_p
     count = last - first
     launch = compiled_kernels()
     source_pointer = _device_pointer(window.source)
+    edges = steps.grid
     if not steps.hardened:
         layout = steps.layout
         pixel_bytes = _pixel_bytes(steps)
-        segment = int(steps.col_edges[1] - steps.col_edges[0]) * pixel_bytes
-        word = word_size(int(steps.col_edges[-1]) * pixel_bytes, segment, source_pointer,
+        segment = int(edges.col_edges[1] - edges.col_edges[0]) * pixel_bytes
+        word = word_size(int(edges.col_edges[-1]) * pixel_bytes, segment, source_pointer,
                          out_pointer, layout.unit_dtype.itemsize)
         tables = _shape_tables(steps, word, stream)
         height, words = tables.height, tables.words_per_row
@@ -338,13 +341,15 @@ def _queue_kernels(window: DeviceWindow, first: int, last: int, out_bytes, out_p
         launch["gather"][blocks, threads, stream](source, out, window.source_map, first,
                                                   tables.row_first_block, tables.word_block)
         return
-    value_dtype = np.dtype(steps.value_dtype)
+    view, jitter, blur = steps.values, steps.jitter or NO_JITTER, steps.blur or NO_BLUR
+    value_dtype = np.dtype(view.dtype)
+    channels = int(view.channels)
     tables = _shape_tables(steps, value_dtype.itemsize, stream)
     height = tables.height
-    values = int(steps.col_edges[-1]) * int(steps.channels)
+    values = int(edges.col_edges[-1]) * channels
     source = _typed(window.source, (window.count, height, values), value_dtype)
     out = _typed(out_bytes, (count, height, values), value_dtype)
-    levels = int(np.asarray(steps.levels).size)
+    levels = int(np.asarray(jitter.levels).size)
     blocks_per_image = window.source_map.shape[1]
     assert window.jitter is not None  # set on every hardened window
     jittered = window.jitter.shape[0] > 0
@@ -354,30 +359,29 @@ def _queue_kernels(window: DeviceWindow, first: int, last: int, out_bytes, out_p
         grid, block = small_geometry(count, 1, blocks_per_image)
         launch["fill_tables"][grid, block, stream](
             level_tables, tables.levels, window.jitter, first, tables.row_edges,
-            tables.col_edges, int(steps.channels), float(steps.low), float(steps.span))
+            tables.col_edges, channels, float(view.low), float(view.span))
     else:
         level_tables = _buffers.scratch(f"tables {slot}", (1, 1, 1), value_dtype)
-    grid, block = launch_geometry(count, height, values // int(steps.channels))
+    grid, block = launch_geometry(count, height, values // channels)
     launch["hardened_gather"][grid, block, stream](
         source, out, window.source_map, window.codes, window.jitter, level_tables, first,
         tables.row_block, tables.pixel_block, tables.row_edges, tables.col_edges,
-        int(steps.channels), int(steps.jitter_step), levels,
-        int(steps.low), float(steps.low), float(steps.span))
-    blur_args = (float(steps.low), float(steps.high), bool(steps.blur_integer))
-    if np.asarray(steps.band_rows).size:
+        channels, int(view.jitter_step), levels, int(view.low), float(view.low),
+        float(view.span))
+    blur_args = (float(view.low), float(view.high), bool(view.integer))
+    if np.asarray(blur.band_rows).size:
         grid, block = small_geometry(count, 1, values)
         lines = _buffers.scratch(f"lines {slot}", (tables.band_rows.size, _threads(grid, block)),
                                  np.float64)
         launch["blur_rows"][grid, block, stream](out, tables.band_rows, lines, tables.weights,
-                                                 int(steps.radius), *blur_args)
-    if np.asarray(steps.band_cols).size:
+                                                 int(blur.radius), *blur_args)
+    if np.asarray(blur.band_cols).size:
         grid, block = small_geometry(count, height, 1)
         line = _buffers.scratch(
-            f"line {slot}", (tables.band_cols.size * int(steps.channels), _threads(grid, block)),
+            f"line {slot}", (tables.band_cols.size * channels, _threads(grid, block)),
             np.float64)
         launch["blur_cols"][grid, block, stream](out, tables.band_cols, line, tables.weights,
-                                                 int(steps.radius), int(steps.channels),
-                                                 *blur_args)
+                                                 int(blur.radius), channels, *blur_args)
 
 
 def _threads(grid, block) -> int:
