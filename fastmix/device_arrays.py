@@ -257,3 +257,55 @@ def queue_on(stream) -> Iterator[None]:
         yield
     finally:
         _scope.stream = before
+
+
+# --- the images argument of mix_array, on the host or on a device -------------------
+
+def check_images(images: object) -> np.ndarray:
+    """Return ``images`` as an array of shape (N, H, W) or (N, H, W, C) of a fixed-size dtype."""
+    if not isinstance(images, np.ndarray):
+        raise BadInputTypeError(
+            f"images must be a NumPy array of shape (N, H, W) or (N, H, W, C), got "
+            f"{type(images).__name__}"
+        )
+    if images.ndim not in (3, 4):
+        raise BadInputError(
+            f"images must have shape (N, H, W) or (N, H, W, C), got {images.ndim} dimensions "
+            f"{images.shape}"
+        )
+    if images.dtype.kind not in "biuf" or images.dtype.hasobject:
+        raise BadInputTypeError(
+            f"images must have a fixed-size numeric dtype (uint8, uint16, float32, ...), got "
+            f"{images.dtype}"
+        )
+    if 0 in images.shape[1:]:
+        raise BadInputError(f"images must not be empty, got shape {images.shape}")
+    return images
+
+
+def check_device_images(images: object) -> DeviceArray:
+    """Return the CUDA array ``images`` (N, H, W[, C]), checked as :func:`check_images` checks."""
+    array = DeviceArray(images)
+    if len(array.shape) not in (3, 4):
+        raise BadInputError(
+            f"images must have shape (N, H, W) or (N, H, W, C), got {len(array.shape)} "
+            f"dimensions {array.shape}"
+        )
+    if array.dtype.kind not in "biuf":
+        raise BadInputTypeError(
+            f"images must have a fixed-size numeric dtype (uint8, uint16, float32, ...), got "
+            f"{array.dtype}"
+        )
+    if 0 in array.shape[1:]:
+        raise BadInputError(f"images must not be empty, got shape {array.shape}")
+    if not array.c_contiguous:
+        raise BadInputError("CUDA images must be C-contiguous; call .contiguous() (PyTorch) or "
+                            "cupy.ascontiguousarray first")
+    return array
+
+
+def checked_images(images: object) -> np.ndarray | DeviceArray:
+    """Return ``images`` checked: a NumPy array, or a :class:`DeviceArray` seeing a CUDA array."""
+    if is_device_array(images):
+        return check_device_images(images)
+    return check_images(images)

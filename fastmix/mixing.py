@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 
 from fastmix import device_arrays
+from fastmix.device_arrays import check_device_images, check_images  # noqa: F401 (re-exported)
 from fastmix.errors import (
     BadInputError,
     BadInputTypeError,
@@ -30,58 +31,17 @@ from fastmix.spec import MixSpec
 MAX_WINDOW_INDEX = 2**64 - 1
 
 
-def check_images(images: object) -> np.ndarray:
-    """Return ``images`` as an array of shape (N, H, W) or (N, H, W, C) of a fixed-size dtype."""
-    if not isinstance(images, np.ndarray):
-        raise BadInputTypeError(
-            f"images must be a NumPy array of shape (N, H, W) or (N, H, W, C), got "
-            f"{type(images).__name__}"
-        )
-    if images.ndim not in (3, 4):
-        raise BadInputError(
-            f"images must have shape (N, H, W) or (N, H, W, C), got {images.ndim} dimensions "
-            f"{images.shape}"
-        )
-    if images.dtype.kind not in "biuf" or images.dtype.hasobject:
-        raise BadInputTypeError(
-            f"images must have a fixed-size numeric dtype (uint8, uint16, float32, ...), got "
-            f"{images.dtype}"
-        )
-    if 0 in images.shape[1:]:
-        raise BadInputError(f"images must not be empty, got shape {images.shape}")
-    return images
-
-
-def check_device_images(images: object) -> device_arrays.DeviceArray:
-    """Return the CUDA array ``images`` (N, H, W[, C]), checked as :func:`check_images` checks."""
-    array = device_arrays.DeviceArray(images)
-    if len(array.shape) not in (3, 4):
-        raise BadInputError(
-            f"images must have shape (N, H, W) or (N, H, W, C), got {len(array.shape)} "
-            f"dimensions {array.shape}"
-        )
-    if array.dtype.kind not in "biuf":
-        raise BadInputTypeError(
-            f"images must have a fixed-size numeric dtype (uint8, uint16, float32, ...), got "
-            f"{array.dtype}"
-        )
-    if 0 in array.shape[1:]:
-        raise BadInputError(f"images must not be empty, got shape {array.shape}")
-    if not array.c_contiguous:
-        raise BadInputError("CUDA images must be C-contiguous; call .contiguous() (PyTorch) or "
-                            "cupy.ascontiguousarray first")
-    return array
-
-
 def _check_common(images, labels, spec, key, window):
-    if device_arrays.is_device_array(images):
-        count = check_device_images(images).shape[0]
+    """Return the checked arguments, ``device`` the DeviceArray of CUDA images."""
+    checked = device_arrays.checked_images(images)
+    device = None
+    if isinstance(checked, device_arrays.DeviceArray):
+        device = checked
         if device_arrays.is_device_array(labels):
             labels = device_arrays.to_host(labels)
     else:
-        images = check_images(images)
-        count = len(images)
-    labels = validate_labels(labels, count)
+        images = checked
+    labels = validate_labels(labels, checked.shape[0])
     if spec is None:
         spec = MixSpec()
     if not isinstance(spec, MixSpec):
@@ -93,7 +53,7 @@ def _check_common(images, labels, spec, key, window):
         )
     if window is not None:
         window = check_integer(window, "window", minimum=1, wording="a positive number of images")
-    return images, labels, spec, window
+    return images, device, labels, spec, window
 
 
 def layout_for(images_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> PixelLayout:
@@ -133,7 +93,7 @@ def _check_first_window(first_window: object, count: int, window: int | None) ->
 
 def _run(images, labels, spec, key, window, backend, out, strict, inverse, stream=None,
          first_window=0):
-    images, labels, spec, window = _check_common(images, labels, spec, key, window)
+    images, device, labels, spec, window = _check_common(images, labels, spec, key, window)
     strict = check_flag(strict, "strict")
     first_window = _check_first_window(first_window, len(labels), window)
     if inverse and spec.mode == "permute" and not spec.reversible:
@@ -146,9 +106,9 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse, strea
             f"a spec in {spec.mode!r} mode cannot be unmixed: it is not reversible. Only "
             "permute mode can be restored with the key"
         )
-    if device_arrays.is_device_array(images):
-        return _run_device(images, labels, spec, key, window, backend, out, strict, inverse,
-                           stream, first_window)
+    if device is not None:
+        return _run_device(images, device, labels, spec, key, window, backend, out, strict,
+                           inverse, stream, first_window)
     if stream is not None:
         raise BadInputError("stream= applies to CUDA arrays (backend='cuda') only")
     if out is None:
@@ -174,10 +134,9 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse, strea
     return out
 
 
-def _run_device(images, labels, spec, key, window, backend, out, strict, inverse, stream,
-                first_window):
-    """:func:`_run` for CUDA arrays: no host copy; the result is the caller's library's."""
-    array = check_device_images(images)
+def _run_device(images, array, labels, spec, key, window, backend, out, strict, inverse,
+                stream, first_window):
+    """:func:`_run` for CUDA arrays, seen through ``array``: no host copy; the result is theirs."""
     pipeline = Pipeline(array.shape[1:], array.dtype, spec, key, backend=backend,
                         inverse=inverse)
     if pipeline.backend.LOCATION != "device":
