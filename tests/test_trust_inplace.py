@@ -19,6 +19,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
+from test_inplace_guards import make_store
 
 import fastmix
 from fastmix.cli import main
@@ -32,18 +33,6 @@ SPEC = fastmix.MixSpec(grid=(4, 4), donors=3)
 SPEC_ARGS = ["--privacy", "fast", "--grid", "4x4", "--donors", "3", "--window", str(WINDOW)]
 KEY = fastmix.Key(bytes(range(32)))
 HOOK = "FASTMIX_TEST_JOURNAL_ENOSPC"
-
-
-def make_store(path, count: int = 256, compressed: bool = False, libver: str = "earliest"):
-    rng = np.random.default_rng(7)
-    images = rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
-    images[:, :16] //= 16  # half of each image compresses
-    labels = rng.integers(0, 4, count)
-    filters = dict(hdf5plugin.LZ4()) if compressed else {}
-    with h5py.File(path, "w", libver=libver) as file:
-        file.create_dataset("images", data=images, chunks=(16, 32, 32, 3), **filters)
-        file.create_dataset("labels", data=labels)
-    return images, labels
 
 
 def read_images(path, rows=slice(None)) -> np.ndarray:
