@@ -1,8 +1,8 @@
 """The slow, obvious reference implementation of fastmix's mixing: the oracle.
 
 Written from the algorithm text in ``fastmix/plan/random.py``, ``fastmix/plan/planner.py``,
-``fastmix/plan/groups.py``, ``fastmix/plan/hardening.py`` and ``fastmix/pipeline.py`` with
-Python integers and floats, lists and NumPy slicing, and no Numba or fastmix kernels, so
+``fastmix/plan/groups.py``, ``fastmix/plan/hardening.py``, ``fastmix/kernels/steps.py`` (the
+per-run constants) and ``fastmix/pipeline.py`` (the steps' definitions) with Python integers and floats, lists and NumPy slicing, and no Numba or fastmix kernels, so
 that every backend can be compared with it bit for bit. :func:`mix` covers plain and
 hardened specs alike.
 """
@@ -155,7 +155,7 @@ def plan(labels, block_count, spec, key, window_index):
     return total
 
 
-# --- hardening (fastmix/plan/hardening.py, fastmix/pipeline.py) ------------------------------
+# --- hardening (fastmix/plan/hardening.py, fastmix/kernels/steps.py, fastmix/pipeline.py) ------
 
 STREAM_ORIENT = 1000
 STREAM_JITTER = 1001
