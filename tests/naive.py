@@ -2,9 +2,9 @@
 
 Written from the algorithm text in ``fastmix/plan/random.py``, ``fastmix/plan/planner.py``,
 ``fastmix/plan/groups.py``, ``fastmix/plan/hardening.py``, ``fastmix/kernels/steps.py`` (the
-per-run constants) and ``fastmix/pipeline.py`` (the steps' definitions) with Python integers and floats, lists and NumPy slicing, and no Numba or fastmix kernels, so
-that every backend can be compared with it bit for bit. :func:`mix` covers plain and
-hardened specs alike.
+per-run constants) and ``fastmix/pipeline.py`` (the steps' definitions) with Python integers
+and floats, lists and NumPy slicing, and no Numba or fastmix kernels, so that every backend
+can be compared with it bit for bit. :func:`mix` covers plain and hardened specs alike.
 """
 
 from __future__ import annotations
