@@ -7,7 +7,8 @@ Workload: crops of real photographs (scikit-image samples) resized to 192x192, i
 store with ingest's chunking (whole images, at most 4 MiB per chunk). One epoch reads every
 image once with ``dataset[i]``, in three orders: in order (the baseline, measured in the
 same run), a uniformly shuffled order (``DataLoader(shuffle=True)``), and
-:class:`fastmix.ChunkShuffleSampler` (chunks shuffled, images shuffled within each chunk).
+:class:`fastmix.ChunkShuffleSampler`: by default the images of 8 chunks drawn at random
+shuffled together, and with ``chunks=1`` one chunk at a time (images shuffled within it).
 Medians of ``--repeats`` epochs; each order gets a fresh dataset, so no cache carries over.
 """
 
@@ -76,11 +77,13 @@ def main() -> None:
         path = os.path.join(work, "store.h5")
         chunk = make_store(path, args.images)
         sampler = fastmix.ChunkShuffleSampler(args.images, chunk, seed=0)
+        one_chunk = fastmix.ChunkShuffleSampler(args.images, chunk, seed=0, chunks=1)
         orders = {
             "in order": lambda epoch: range(args.images),
             "shuffled (shuffle=True)":
                 lambda epoch: np.random.default_rng(epoch).permutation(args.images).tolist(),
             "ChunkShuffleSampler": lambda epoch: list(sampler),
+            "ChunkShuffleSampler chunks=1": lambda epoch: list(one_chunk),
         }
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in orders}
         for epoch in range(args.repeats):
@@ -91,11 +94,11 @@ def main() -> None:
     base = statistics.median(wall for wall, _ in times["in order"])
     print(f"{args.images} images of {SIZE}x{SIZE}x3, LZ4, chunks of {chunk} images, median of "
           f"{args.repeats} epoch(s)")
-    print(f"{'order':<26} {'images/s':>9} {'CPU ms/image':>13}  time vs in order")
+    print(f"{'order':<28} {'images/s':>9} {'CPU ms/image':>13}  time vs in order")
     for name, values in times.items():
         wall = statistics.median(w for w, _ in values)
         cpu = statistics.median(c for _, c in values)
-        print(f"{name:<26} {args.images / wall:>9,.0f} {1000 * cpu / args.images:>13.2f}  "
+        print(f"{name:<28} {args.images / wall:>9,.0f} {1000 * cpu / args.images:>13.2f}  "
               f"{wall / base:.1f}x")
     print(f"load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}")
 

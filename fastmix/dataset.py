@@ -5,17 +5,21 @@ opened lazily, once per process (the open handle is dropped when the process id 
 when the object is pickled), so DataLoader workers, forked or spawned, each open their own.
 Sequential reads go through a cache of one window of whole chunks: the window around the
 requested image is read once and served from memory; a jump elsewhere reads the image's
-whole chunk into a second cache (one chunk), keeping the window.
+whole chunk into a second cache (the :data:`CACHED_CHUNKS` chunks read last), keeping the
+window.
 
 Reading a compressed store in a fully random order decompresses a whole chunk for every
-image; :class:`ChunkShuffleSampler` shuffles the chunks and the images within each chunk
-instead, so that each chunk is decompressed once per epoch (see README for the figures).
+image; :class:`ChunkShuffleSampler` shuffles groups of :data:`CACHED_CHUNKS` chunks drawn
+at random instead, so that each chunk is decompressed once per epoch (in each process that
+reads it) while a batch still spans several chunks, and so several classes of a store sorted
+by class (see docs/workflow.md for the figures).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
@@ -32,6 +36,12 @@ from fastmix.errors import (
 
 #: Bytes of the sequential-read window (whole chunks; at least one chunk).
 WINDOW_BYTES = 16 * 1024**2
+#: Chunks whose images :class:`ChunkShuffleSampler` shuffles together, and decoded chunks
+#: :class:`H5ImageDataset` keeps (the ones read last): ingest's chunks hold at most 4 MiB,
+#: so at most 32 MiB per process beside the window. A batch of 64 from a store ingested from
+#: 9 classes (sorted by class, chunks of 32) then holds 6.3 classes on average, against 2.6
+#: for one chunk at a time; 16 chunks give 8.2 for twice the memory (docs/utility.md).
+CACHED_CHUNKS = 8
 #: Integer labels from 0 to below this are kept as they are, with a class name for every
 #: value up to the largest; others are numbered by their position among the distinct labels.
 DENSE_CLASSES = 1 << 16
@@ -54,6 +64,10 @@ class H5ImageDataset:
         ``ToTensor`` does: uint8 pixels become float32 in [0, 1], other types keep their
         values. torch is imported only then; without it this raises
         :class:`~fastmix.errors.BadInputError`.
+    cached_chunks : int
+        Decoded chunks kept for reads out of order (the ones read last), at least the
+        ``chunks`` of the :class:`ChunkShuffleSampler` that orders the reads; default
+        :data:`CACHED_CHUNKS`.
 
     Attributes
     ----------
@@ -83,7 +97,7 @@ class H5ImageDataset:
 
     def __init__(self, path: str | os.PathLike, transform: Callable | None = None,
                  images: str = "images", labels: str = "labels", *,
-                 to_tensor: bool = False) -> None:
+                 to_tensor: bool = False, cached_chunks: int = CACHED_CHUNKS) -> None:
         from fastmix.store.hdf5.access import open_store
         from fastmix.store.hdf5.lowlevel import class_names_of
 
@@ -92,6 +106,7 @@ class H5ImageDataset:
                                     f"got {type(transform).__name__}")
         if check_flag(to_tensor, "to_tensor"):
             require_torch()
+        self.cached_chunks = check_integer(cached_chunks, "cached_chunks", minimum=1)
         self.path = check_path(path, "path")
         self.transform = transform
         self.to_tensor = bool(to_tensor)
@@ -115,8 +130,7 @@ class H5ImageDataset:
         self._pid = None
         self._cache_start = 0
         self._cache: np.ndarray | None = None
-        self._chunk_start = 0
-        self._chunk: np.ndarray | None = None
+        self._chunks: OrderedDict[int, np.ndarray] = OrderedDict()
         self._last = -2
 
     def _images(self):
@@ -153,27 +167,37 @@ class H5ImageDataset:
     def _read(self, index: int) -> np.ndarray:
         dataset = self._images()
         cache = self._cache
+        start = index - index % self.chunk_length
         if cache is not None and self._cache_start <= index < self._cache_start + len(cache):
             image = cache[index - self._cache_start]
+        elif start in self._chunks:
+            self._chunks.move_to_end(start)
+            image = self._chunks[start][index - start]
         elif index == self._last + 1:
-            start = index - index % self.window
-            self._cache = dataset[start:min(start + self.window, len(self))]
-            self._cache_start = start
-            image = self._cache[index - start]
-        elif self._chunk is not None and \
-                self._chunk_start <= index < self._chunk_start + len(self._chunk):
-            image = self._chunk[index - self._chunk_start]
+            first = index - index % self.window
+            self._cache = dataset[first:min(first + self.window, len(self))]
+            self._cache_start = first
+            image = self._cache[index - first]
+            if self.chunk_length > 1:  # kept when the window moves on
+                self._keep(start, self._cache[start - first:start - first + self.chunk_length]
+                           .copy())
         elif self.chunk_length > 1:
-            # HDF5 decodes the whole chunk anyway; keeping it (beside the window) serves the
-            # chunk's other images from memory, which ChunkShuffleSampler reads next
-            start = index - index % self.chunk_length
-            self._chunk = dataset[start:min(start + self.chunk_length, len(self))]
-            self._chunk_start = start
-            image = self._chunk[index - start]
+            # HDF5 decodes the whole chunk anyway; keeping the last ones read (beside the
+            # window) serves their other images from memory, which ChunkShuffleSampler
+            # reads next, interleaved
+            chunk = dataset[start:min(start + self.chunk_length, len(self))]
+            self._keep(start, chunk)
+            image = chunk[index - start]
         else:
             image = dataset[index]
         self._last = index
         return np.array(image)
+
+    def _keep(self, start: int, chunk: np.ndarray) -> None:
+        """Keep the chunk at ``start``, dropping the one used least recently."""
+        self._chunks[start] = chunk
+        while len(self._chunks) > self.cached_chunks:
+            self._chunks.popitem(last=False)
 
     def __getitem__(self, index: int) -> tuple[object, int]:
         """Return image ``index`` (transformed) and its label."""
@@ -209,8 +233,9 @@ class H5ImageDataset:
     def __getstate__(self) -> dict:
         """Return the picklable state: everything but the open file (reopened in the worker)."""
         state = self.__dict__.copy()
-        for name in ("_file", "_dataset", "_cache", "_chunk"):
+        for name in ("_file", "_dataset", "_cache"):
             state[name] = None
+        state["_chunks"] = OrderedDict()
         state["_pid"] = None
         state["_last"] = -2
         return state
@@ -268,14 +293,17 @@ def channels_first(image: np.ndarray) -> np.ndarray:
 
 
 class ChunkShuffleSampler:
-    """Shuffled indices that visit an HDF5 store chunk by chunk.
+    """Shuffled indices that visit an HDF5 store a few chunks at a time, drawn at random.
 
-    Each epoch shuffles the order of the chunks and, within each chunk, the order of its
-    images. A fully random order decompresses a whole chunk for almost every image read from
-    a compressed store; this order decompresses each chunk once (its images stay in HDF5's
-    chunk cache while they are read). Plain Python with ``__iter__`` and ``__len__``, so it
-    serves as the ``sampler`` of a ``torch.utils.data.DataLoader`` without depending on
-    torch.
+    Each epoch shuffles the order of the chunks and cuts it into groups of ``chunks``
+    chunks; the images of each group are shuffled together. A batch then holds images of
+    ``chunks`` chunks from anywhere in the store, not neighbours: in a store sorted by class
+    (as ``fastmix ingest`` writes one), several classes. A fully random order decompresses a
+    whole chunk for almost every image read from a compressed store; this order decompresses
+    each chunk once per epoch in each process that reads it, as long as the dataset keeps
+    ``chunks`` decoded chunks (``H5ImageDataset(cached_chunks=)``, 8 by default). Plain
+    Python with ``__iter__`` and ``__len__``, so it serves as the ``sampler`` of a
+    ``torch.utils.data.DataLoader`` without depending on torch.
 
     Parameters
     ----------
@@ -283,20 +311,25 @@ class ChunkShuffleSampler:
         The dataset (its length and chunk length are used), or a number of images.
     chunk_length : int, optional
         Images per chunk; default the dataset's, required with a number of images. A
-        multiple of it (several chunks shuffled together) mixes classes better when a chunk
-        holds one class only.
+        multiple of it shuffles that many adjacent chunks as one.
     seed : int
         Seed of the shuffles. Epoch ``e`` draws from ``(seed, e)`` only, so the order is the
         same in every process and every run.
+    chunks : int
+        Chunks whose images are shuffled together; default :data:`CACHED_CHUNKS` (8). 1
+        gives one chunk at a time, the order this sampler gave before it had ``chunks``.
 
     Notes
     -----
     Each iteration starts the next epoch; :meth:`set_epoch` chooses it, as with torch's
-    ``DistributedSampler``.
+    ``DistributedSampler``. With ``num_workers`` DataLoader workers, the batches of one
+    group go to different workers, each of which decodes the group's chunks it needs: a
+    chunk is decoded at most ``min(num_workers, chunks * chunk_length / batch_size)`` times
+    an epoch.
     """
 
     def __init__(self, dataset: H5ImageDataset | int, chunk_length: int | None = None, *,
-                 seed: int = 0) -> None:
+                 seed: int = 0, chunks: int = CACHED_CHUNKS) -> None:
         if isinstance(dataset, int | np.integer) and not isinstance(dataset, bool):
             count = int(dataset)
             if chunk_length is None:
@@ -311,6 +344,17 @@ class ChunkShuffleSampler:
         self.count = check_integer(count, "the number of images")
         self.chunk_length = check_integer(chunk_length, "chunk_length", minimum=1)
         self.seed = check_integer(seed, "seed")
+        self.chunks = check_integer(chunks, "chunks", minimum=1)
+        cached = getattr(dataset, "cached_chunks", None)
+        if cached is not None and isinstance(dataset, H5ImageDataset):
+            stored = dataset.chunk_length
+            if cached * stored < self.chunks * self.chunk_length:
+                warnings.warn(
+                    f"the sampler shuffles {self.chunks} chunks of {self.chunk_length} images "
+                    f"together but the dataset keeps {cached} chunks of {stored}: chunks are "
+                    f"decoded again and again; pass H5ImageDataset(cached_chunks="
+                    f"{-(-self.chunks * self.chunk_length // stored)}) or fewer chunks to the "
+                    "sampler", FastmixWarning, stacklevel=2)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -327,6 +371,7 @@ class ChunkShuffleSampler:
         self.epoch += 1
         starts = np.arange(0, self.count, self.chunk_length)
         rng.shuffle(starts)
-        for start in starts.tolist():
-            stop = min(start + self.chunk_length, self.count)
-            yield from (start + rng.permutation(stop - start)).tolist()
+        for first in range(0, starts.size, self.chunks):
+            group = np.concatenate([np.arange(start, min(start + self.chunk_length, self.count))
+                                    for start in starts[first:first + self.chunks].tolist()])
+            yield from group[rng.permutation(group.size)].tolist()

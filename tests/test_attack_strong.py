@@ -21,10 +21,12 @@ from fastmix.audit.geometry import BlockGrid
 from fastmix.audit.groundtruth import content_classes
 from fastmix.audit.metrics import score_restoration
 from fastmix.audit.strong import (
-    ATTACK_IMAGES,
     ATTACK_MEMORY,
+    ATTACK_SECONDS,
     advantage_of,
+    attack_memory,
     attack_sample,
+    attack_seconds,
     strong_attack,
     strongest_attack,
     unblur_seams,
@@ -125,11 +127,31 @@ def test_the_audit_reports_the_strongest_attack(crops):
 
 
 def test_the_attack_budget_bounds_the_sample():
-    # issue 22 part 5: 3,200 images at 192x192 (10 labels) once took 10.5 GB and an hour
+    # issue 22 part 5: 3,200 images at 192x192 (8 labels) once took 10.5 GB and an hour
     grid = BlockGrid.of(192, 192, (16, 16))
-    per_label = attack_sample(1000, 10, grid, 8)
-    assert 2 <= per_label and per_label * 10 <= ATTACK_IMAGES
-    one_label = attack_sample(1000, 1, grid, 8)
-    assert len(grid.edges()) * (one_label * 8) ** 2 * 12 <= ATTACK_MEMORY
-    assert one_label < 1000
+    image = {"image_bytes": 192 * 192 * 3, "pixels": 192 * 192, "channels": 3}
+    bytes_and_values = (192 * 192 * 3, 192 * 192 * 3)  # uint8: one byte per value
+
+    def cost(m, pools):
+        return sum(attack_seconds(min(size, m), grid, 8, 192 * 192, 3) for size in pools)
+
+    pools = [400] * 8
+    per_label = attack_sample(1000, pools, grid, 8, **image)
+    assert 2 <= per_label < 400
+    assert cost(per_label, pools) <= ATTACK_SECONDS < cost(per_label + 1, pools)
+    assert attack_memory(per_label, 8 * per_label, grid, 8, *bytes_and_values) <= ATTACK_MEMORY
+    # a smaller memory budget binds instead; the largest m within it
+    small = attack_sample(1000, pools, grid, 8, memory=200 << 20, **image)
+    assert small < per_label
+    assert attack_memory(small, 8 * small, grid, 8, *bytes_and_values) <= 200 << 20
+    assert attack_memory(small + 1, 8 * (small + 1), grid, 8, *bytes_and_values) > 200 << 20
+    # twice the time, more images; small pools cost only what they hold
+    assert attack_sample(1000, pools, grid, 8, seconds=2 * ATTACK_SECONDS, **image) > per_label
+    assert attack_sample(1000, [400] + [3] * 7, grid, 8, **image) > per_label
     assert attack_sample(5, 2, grid, 8) == 5
+    assert attack_sample(1000, pools, grid, 8, memory=1, seconds=1e-9, **image) == 2
+    # the estimate grows with the pool, the variants and the grid
+    assert attack_seconds(50, grid, 8, 192 * 192, 3) > attack_seconds(25, grid, 8, 192 * 192, 3)
+    assert attack_seconds(25, grid, 8, 192 * 192, 3) > attack_seconds(25, grid, 1, 192 * 192, 3)
+    finer = BlockGrid.of(192, 192, (12, 12))
+    assert attack_seconds(25, finer, 8, 192 * 192, 3) > attack_seconds(25, grid, 8, 192 * 192, 3)

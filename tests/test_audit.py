@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 import fastmix
 from fastmix.audit import audit_arrays, locate_blocks, null_attack, restoration_attack, verdict
+from fastmix.audit import report as verdicts
 from fastmix.audit._deps import require
 from fastmix.audit.auditing import planner_truth
 from fastmix.audit.geometry import BlockGrid
@@ -180,6 +182,114 @@ def test_verdict_on_constructed_cases(advantage, reidentified, restored_90, expe
     assert verdict(advantage, reidentified, restored_90) == expected
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _prose(path) -> str:
+    """Return a Markdown file's text, block-quote marks dropped and all spacing one space."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return " ".join(" ".join(line.removeprefix(">") for line in lines).split())
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/privacy.md"])
+def test_the_documents_state_the_rule_the_audit_applies(document):
+    assert " ".join(verdicts.VERDICT_RULE.split()) in _prose(ROOT / document)
+
+
+def test_the_rule_text_names_the_thresholds_the_code_uses():
+    rule = verdicts.VERDICT_RULE
+    assert f"weak when A >= {verdicts.WEAK_ADVANTAGE:g}" in rule
+    assert f"re-identified >= {verdicts.WEAK_REIDENTIFIED:g}" in rule
+    assert f"at least {verdicts.WEAK_RESTORED_90:.0%} of the images" in rule
+    assert f"moderate when A >= {verdicts.GOOD_ADVANTAGE:g}" in rule
+    assert f"or re-identified >= {verdicts.GOOD_REIDENTIFIED:g}; otherwise good" in rule
+    assert "95% bootstrap interval" in rule and "uncertain" in rule
+
+
+@pytest.mark.parametrize(
+    "advantage, reidentified, restored_90, expected",
+    [((0.55, 0.7), (0.0, 0.1), (0.0, 0.0), ("weak", "weak")),          # A's interval: weak
+     ((0.4, 0.6), (0.0, 0.1), (0.0, 0.0), ("moderate", "weak")),       # holds 0.5: uncertain
+     ((0.2, 0.3), (0.05, 0.15), (0.0, 0.0), ("moderate", "moderate")),
+     ((0.02, 0.1), (0.15, 0.31), (0.0, 0.0), ("good", "moderate")),    # holds 0.2
+     ((0.02, 0.1), (0.05, 0.19), (0.0, 0.05), ("good", "good")),
+     ((0.0, 0.1), (0.0, 0.1), (0.05, 0.15), ("good", "weak")),          # restored >= 90%
+     ((float("nan"),) * 2, (0.55, 0.8), (0.0, 0.0), ("weak", "weak"))],
+)
+def test_the_verdict_rates_both_ends_of_the_intervals(advantage, reidentified, restored_90,
+                                                      expected):
+    best, worst = verdicts.rating_range({"advantage": advantage,
+                                         "reidentified_fraction": reidentified,
+                                         "restored_90_fraction": restored_90})
+    assert (best, worst) == expected
+    assert verdicts.decide(best, worst) == (best if best == worst else "uncertain")
+
+
+def test_small_samples_of_one_store_agree_with_a_large_one(faces):
+    """The same store, audited on 6, 12 and 100 images per label, never says two things.
+
+    Faces in paper mode near the thresholds: rated on the point estimates, these audits gave
+    weak, moderate and good (issue 22: "good on 325 images and moderate on 12"). Rated on
+    the intervals, each audit's range of ratings shares one with every other, and none is a
+    good that a larger sample does not confirm.
+    """
+    images, labels = faces
+    spec = fastmix.MixSpec(block=(5, 5), donors=10, prob=1.0, mode="paper")
+    key = fastmix.Key.from_hex("ab" * 32)
+    mixed = fastmix.mix_array(images, labels, spec, key)
+    reports = {sample: audit_arrays(images, mixed, labels, spec, key=key, sample=sample)
+               for sample in (6, 12, 100)}
+    ranges = {sample: verdicts.VERDICTS[verdicts.VERDICTS.index(report.verdict_range[1]):
+                                        verdicts.VERDICTS.index(report.verdict_range[0]) + 1]
+              for sample, report in reports.items()}
+    for first in ranges.values():
+        for second in ranges.values():
+            assert set(first) & set(second), ranges
+    for sample, report in reports.items():
+        assert report.verdict in (*verdicts.VERDICTS, "uncertain")
+        assert (report.verdict == "uncertain") == (len(ranges[sample]) > 1)
+        if report.verdict == "good":
+            assert reports[100].verdict == "good"
+        low, high = report.intervals["reidentified_fraction"]
+        assert f"re-identified {report.reidentified_fraction:.3f} [{low:.3f}, {high:.3f}]" in \
+            report.verdict_line()
+    point = {verdict(r.advantage, r.reidentified_fraction, r.restored_90_fraction)
+             for r in reports.values()}
+    assert len(point) > 1, "this store no longer shows the issue: the point verdicts agree"
+
+
+@pytest.mark.slow
+def test_the_time_and_memory_budgets_bound_the_attacked_sample(faces, tmp_path):
+    from fastmix.audit.strong import attack_memory, attack_seconds
+
+    images, labels = faces
+    spec = fastmix.MixSpec(block=(5, 5), donors=4, prob=1.0)
+    key = fastmix.Key.from_hex("cd" * 32)
+    mixed = fastmix.mix_array(images, labels, spec, key)
+    grid = BlockGrid.of(25, 25, (5, 5))
+    whole = audit_arrays(images, mixed, labels, spec, key=key, sample=100)
+    assert whole.sampled == 200 and whole.settings["seconds"] == 180
+    for budget in ({"seconds": 0.2}, {"memory": 2 << 20}):
+        report = audit_arrays(images, mixed, labels, spec, key=key, sample=100, **budget)
+        per_label = report.sampled // 2
+        assert 2 <= per_label < 100
+        assert attack_seconds(per_label, grid, 1, 625) * 2 <= budget.get("seconds", 180)
+        assert attack_memory(per_label, report.sampled, grid, 1, 625, 625) <= \
+            budget.get("memory", 1 << 30)
+        assert any("the budget of" in warning and "allows" in warning
+                   for warning in report.warnings)
+        assert report.attack_seconds is not None
+    with pytest.raises(BadInputError, match="seconds"):
+        audit_arrays(images, mixed, labels, spec, key=key, seconds=0)
+    # a store audited with the key reads only its sample and holds the budget it was given
+    original, mixed_path = tmp_path / "o.h5", tmp_path / "m.h5"
+    _write(original, images, labels)
+    fastmix.mix_store(original, mixed_path, spec=spec, key=key, progress=False)
+    stored = fastmix.audit.audit_stores(original, mixed_path, key=key, sample=100,
+                                        progress=False, memory="64MiB", seconds=0.2)
+    assert stored.sampled < 200 and stored.settings["memory"] <= 64 << 20
+
+
 def test_verdict_is_worded_as_a_lower_bound():
     for rating in ("weak", "moderate", "good"):
         text = verdict_sentence(rating)
@@ -324,3 +434,26 @@ def test_orientation_variants_let_the_attack_undo_flipped_blocks(faces):
         scored = score_restoration(result.placement, source, labels, grid)
         shares[name] = scored.restored.sum() / scored.displaced.sum()
     assert shares["flip"] > shares["plain"] + 0.2
+
+
+@pytest.mark.slow
+def test_a_sample_smaller_than_its_mixing_groups_is_never_rated_good(faces):
+    """Whole-label groups larger than the sample: the figures are a lower bound.
+
+    The balanced preset mixes each label's 100 images as one group; a sample of 10 per label
+    attacks images whose displaced blocks come mostly from images it did not take. Its low
+    ends read good, but the worse end is weak, and the verdict line says why.
+    """
+    images, labels = faces
+    spec = fastmix.MixSpec.preset("balanced")
+    key = fastmix.Key.from_hex("cd" * 32)
+    mixed = fastmix.mix_array(images, labels, spec, key)
+    report = audit_arrays(images, mixed, labels, spec, key=key, sample=10)
+    assert report.open_pools > verdicts.OPEN_POOLS_LIMIT
+    measured = verdicts.rating_range({name: report.bounds(name)
+                                      for name, *_ in verdicts.DECIDING})
+    assert report.verdict_range == [measured[0], "weak"]
+    assert report.verdict == ("weak" if measured[0] == "weak" else "uncertain")
+    assert f"{report.open_pools:.0%} of the attacked images' displaced blocks come from " \
+        "images outside the sample" in report.verdict_line()
+    assert report.to_dict()["open_pools"] == pytest.approx(report.open_pools)

@@ -130,7 +130,10 @@ def test_require_moderate_on_a_well_protected_store_exits_0(faces_store):
     assert result.returncode == 0, result.stderr
     assert "requirement not met" not in result.stderr
     (line,) = result.stdout.strip().splitlines()
-    verdict = "good" if ": GOOD (" in line else "moderate" if ": MODERATE (" in line else "weak"
+    verdict = next(rating for rating in ("good", "moderate", "weak", "uncertain")
+                   if f": {rating.upper()} (" in line)
+    if verdict == "uncertain":  # counted as the worse of its two ratings
+        verdict = line.split(": UNCERTAIN (")[1].split(" or ")[0]
     assert meets(verdict, "moderate"), line
     # The warning appears exactly for a verdict short of good.
     assert len(warnings_of(result.stderr)) == (verdict != "good")
@@ -181,16 +184,21 @@ def test_verdict_order():
         meets("good", "excellent")
 
 
-def _report(verdict: str, **settings) -> AuditReport:
-    from fastmix.audit.report import verdict_sentence
+def _report(verdict: str | None = None, figures=None, intervals=None,
+            **settings) -> AuditReport:
+    """Return a report of these figures (or a verdict's typical ones), rated as the audit does."""
+    from fastmix.audit.auditing import set_verdict
 
-    figures = {"weak": (0.6, 0.7, 0.3), "moderate": (0.2, 0.3, 0.0), "good": (0.05, 0.1, 0.0)}
-    advantage, reidentified, restored_90 = figures[verdict]
-    return AuditReport(settings={"mode": "permute", "block": [24, 24], **settings}, images=10,
-                       sampled=10, displaced_fraction=1.0, largest_share_mean=0.1,
-                       largest_share_max=0.1, advantage=advantage,
-                       reidentified_fraction=reidentified, restored_90_fraction=restored_90,
-                       verdict=verdict, verdict_text=verdict_sentence(verdict))
+    typical = {"weak": (0.6, 0.7, 0.3), "moderate": (0.2, 0.3, 0.0), "good": (0.05, 0.1, 0.0)}
+    advantage, reidentified, restored_90 = figures or typical[verdict]
+    report = AuditReport(settings={"mode": "permute", "block": [24, 24], **settings}, images=10,
+                         sampled=10, displaced_fraction=1.0, largest_share_mean=0.1,
+                         largest_share_max=0.1, advantage=advantage,
+                         reidentified_fraction=reidentified, restored_90_fraction=restored_90,
+                         intervals=intervals or {})
+    set_verdict(report)
+    assert verdict is None or report.verdict == verdict
+    return report
 
 
 def test_the_warning_follows_the_verdict_and_the_settings():
@@ -198,10 +206,50 @@ def test_the_warning_follows_the_verdict_and_the_settings():
     assert _report("good").meets("good") and not _report("moderate").meets("good")
     hardened = {"orient": "d4", "jitter": [0.1, 0.2, 0.2], "seam_blur": 1.0, "group": 11}
     warning, advice = warning_lines(_report("moderate", **hardened), "mix")
-    assert "verdict MODERATE: advantage A 0.20, 30% re-identified, 0% of images" in warning
+    assert ("verdict MODERATE: advantage A 0.200 >= 0.15; re-identified 0.300 >= 0.2 "
+            "(good needs") in warning
     assert "smaller blocks (--block; these were 24x24)" in advice
     assert "--group window" in advice and "--privacy" not in advice
     # Everything measured to help is already in use: only smaller blocks remain.
     _, advice = warning_lines(_report("moderate", **dict(hardened, group="window")), "audit")
     assert advice.startswith("fastmix audit: to protect more, run fastmix mix again with "
                              "smaller blocks (--block; these were 24x24), and audit again")
+
+
+def _named(warning: str) -> set[str]:
+    """Return the figures a warning line names as having made the verdict."""
+    because = warning.split("privacy audit verdict ")[1].split(" (good needs")[0]
+    return {name for name in ("advantage A", "re-identified", "images restored >= 90%")
+            if name in because}
+
+
+@pytest.mark.parametrize("figures, intervals, verdict, named, threshold", [
+    # re-identification alone makes it moderate: the warning says so, not "restores"
+    ((0.05, 0.32, 0.0), {"advantage": [0.02, 0.09], "reidentified_fraction": [0.25, 0.4]},
+     "moderate", {"re-identified"}, "re-identified 0.320 [0.250, 0.400] >= 0.2"),
+    # the advantage alone
+    ((0.3, 0.1, 0.0), {"advantage": [0.22, 0.38], "reidentified_fraction": [0.05, 0.15]},
+     "moderate", {"advantage A"}, "advantage A 0.300 [0.220, 0.380] >= 0.15"),
+    # images restored to 90% alone make it weak
+    ((0.3, 0.1, 0.2), {"restored_90_fraction": [0.12, 0.3]}, "weak",
+     {"images restored >= 90%"}, "images restored >= 90% 0.200 [0.120, 0.300] >= 0.1"),
+    # re-identification whose interval holds 0.2: uncertain, between moderate and good
+    ((0.05, 0.22, 0.0), {"advantage": [0.01, 0.1], "reidentified_fraction": [0.12, 0.33]},
+     "uncertain", {"re-identified"}, "re-identified 0.220 [0.120, 0.330] holds 0.2"),
+])
+def test_the_warning_names_the_figures_that_made_the_verdict(figures, intervals, verdict, named,
+                                                             threshold):
+    report = _report(figures=figures, intervals=intervals)
+    assert report.verdict == verdict
+    warning, advice = warning_lines(report, "audit")
+    assert f"verdict {verdict.upper()}" in warning and threshold in warning
+    assert _named(warning) == named
+    # the verdict's own sentence names the same figures
+    assert threshold in report.verdict_text
+    if verdict == "moderate":
+        other = ({"advantage A", "re-identified"} - named).pop()
+        assert other not in report.verdict_text
+    if verdict == "uncertain":
+        assert "UNCERTAIN (moderate or good)" in warning and "--sample, --time" in advice
+        assert report.verdict_range == ["good", "moderate"]
+        assert report.meets("moderate") and not report.meets("good")

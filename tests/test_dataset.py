@@ -6,6 +6,7 @@ import itertools
 import multiprocessing
 import os
 import pickle
+import warnings
 
 import h5py
 import numpy as np
@@ -61,7 +62,7 @@ def test_sequential_reads_come_from_chunk_aligned_windows(store, monkeypatch):
     assert starts == {0, 32, 64, 96}
     image, _ = dataset[200]  # a jump reads its chunk and keeps the window
     np.testing.assert_array_equal(image, tiles[200])
-    assert dataset._cache_start == 96 and dataset._chunk_start == 192
+    assert dataset._cache_start == 96 and list(dataset._chunks)[-1] == 192
     np.testing.assert_array_equal(dataset[193][0], tiles[193])
     image[:] = 0  # callers get their own copy, never a view of the cache
     np.testing.assert_array_equal(dataset[97][0], tiles[97])
@@ -179,10 +180,10 @@ def test_to_tensor(store):
     np.testing.assert_allclose(image.numpy()[0], tiles[3][:, :, 0] / 255, rtol=1e-6)
 
 
-def test_chunk_shuffle_sampler_visits_each_chunk_once_per_epoch(store):
+def test_chunk_shuffle_sampler_of_one_chunk_at_a_time(store):
     path, tiles, _ = store
     dataset = fastmix.H5ImageDataset(path)
-    sampler = fastmix.ChunkShuffleSampler(dataset, seed=3)
+    sampler = fastmix.ChunkShuffleSampler(dataset, seed=3, chunks=1)
     first, second = list(sampler), list(sampler)
     assert len(sampler) == len(tiles)
     for order in (first, second):
@@ -191,10 +192,94 @@ def test_chunk_shuffle_sampler_visits_each_chunk_once_per_epoch(store):
         # each chunk's images come together: the chunk changes exactly once per chunk
         assert sum(a != b for a, b in itertools.pairwise(chunks)) == len(tiles) // 16 - 1
     assert first != second and first != list(range(len(tiles)))
-    again = fastmix.ChunkShuffleSampler(dataset, seed=3)
+    again = fastmix.ChunkShuffleSampler(dataset, seed=3, chunks=1)
     assert list(again) == first
     again.set_epoch(1)
     assert list(again) == second
+
+
+def _sorted_store(path, tiles, labels, chunk=16):
+    """Write the tiles sorted by class, as ingest writes a folder, and open them."""
+    import hdf5plugin
+
+    order = np.argsort(labels, kind="stable")
+    with h5py.File(path, "w") as file:
+        file.create_dataset("images", data=tiles[order], chunks=(chunk, *tiles.shape[1:]),
+                            **hdf5plugin.LZ4())
+        file["labels"] = labels[order].astype(np.int64)
+    return fastmix.H5ImageDataset(path)
+
+
+def test_chunk_shuffle_sampler_batches_span_chunks_from_anywhere(tmp_path, photo_tiles):
+    dataset = _sorted_store(tmp_path / "sorted.h5", *photo_tiles)  # 16 chunks, 4 per class
+    sampler = fastmix.ChunkShuffleSampler(dataset, seed=5)
+    assert sampler.chunks == fastmix.dataset.CACHED_CHUNKS == 8
+    epochs = [list(sampler) for _ in range(4)]
+    for order in epochs:
+        assert sorted(order) == list(range(len(dataset)))
+        chunks = np.asarray(order) // 16
+        groups = [set(chunks[first:first + 128].tolist()) for first in (0, 128)]
+        # each run of 8 chunks' images is those 8 whole chunks, shuffled together
+        assert [len(group) for group in groups] == [8, 8] and not groups[0] & groups[1]
+        assert sum(a != b for a, b in itertools.pairwise(chunks)) > 64
+    # the chunks of a group are drawn from the whole store, not neighbours
+    spans = {max(group) - min(group) for order in epochs
+             for group in (set(np.asarray(order[:128]) // 16),)}
+    assert max(spans) > 8
+    # a batch of 32 holds more classes than one chunk at a time gives
+    labels = dataset.labels
+
+    def classes(sampler):
+        counts = []
+        for epoch in range(8):
+            sampler.set_epoch(epoch)
+            order = np.asarray(list(sampler))
+            counts += [np.unique(labels[order[i:i + 32]]).size for i in range(0, 256, 32)]
+        return np.mean(counts)
+
+    spread, one = classes(sampler), classes(fastmix.ChunkShuffleSampler(dataset, chunks=1))
+    assert one <= 2 and spread > 3.5, (one, spread)
+    # epoch e draws from (seed, e) only
+    again = fastmix.ChunkShuffleSampler(dataset, seed=5)
+    again.set_epoch(2)
+    assert list(again) == epochs[2]
+
+
+@pytest.mark.parametrize("cached, decodes", [(8, 16), (1, None)])
+def test_interleaved_chunks_are_decoded_once_an_epoch(tmp_path, photo_tiles, monkeypatch,
+                                                      cached, decodes):
+    """A read is a decode when its image is neither in the window nor in a kept chunk."""
+    import fastmix.dataset as module
+
+    monkeypatch.setattr(module, "WINDOW_BYTES", 16 * 32 * 32 * 3)  # a window of one chunk
+    tiles, labels = photo_tiles
+    _sorted_store(tmp_path / "sorted.h5", tiles, labels)
+    expected = tiles[np.argsort(labels, kind="stable")]
+    for epoch in range(3):
+        dataset = fastmix.H5ImageDataset(tmp_path / "sorted.h5", cached_chunks=cached)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fastmix.FastmixWarning)  # cached_chunks=1
+            sampler = fastmix.ChunkShuffleSampler(dataset, seed=epoch)
+        read = 0
+        for index in sampler:
+            window = dataset._cache_start, dataset._cache_start + len(dataset._cache or ())
+            read += not (window[0] <= index < window[1] or index // 16 * 16 in dataset._chunks)
+            np.testing.assert_array_equal(dataset[index][0], expected[index])
+            assert len(dataset._chunks) <= cached
+        if decodes is None:  # one chunk kept: reads again and again
+            assert read > 100
+        else:  # each of the 16 chunks read once
+            assert read == decodes
+
+
+def test_sampler_warns_when_the_dataset_keeps_fewer_chunks(store):
+    dataset = fastmix.H5ImageDataset(store[0], cached_chunks=4)
+    with pytest.warns(fastmix.FastmixWarning, match="cached_chunks=8"):
+        fastmix.ChunkShuffleSampler(dataset)
+    with pytest.raises(BadInputError, match="chunks"):
+        fastmix.ChunkShuffleSampler(dataset, chunks=0)
+    with pytest.raises(BadInputError, match="cached_chunks"):
+        fastmix.H5ImageDataset(store[0], cached_chunks=0)
 
 
 def test_chunk_shuffle_sampler_of_a_count_and_a_short_last_chunk():

@@ -165,7 +165,8 @@ def test_audit_of_a_default_mix_needs_the_key_and_reports_balanced(default_mix):
     assert (settings["orient"], settings["seam_blur"], settings["donors"]) == ("d4", 1.0, 10)
     assert settings["jitter"] is not None and settings["provenance"] == "key"
     assert report["displaced_fraction"] > 0.95
-    assert report["advantage"] < 0.3 and report["verdict"] in ("good", "moderate")
+    assert report["advantage"] < 0.3 and report["verdict"] in ("good", "moderate", "uncertain")
+    assert report["verdict_range"][1] in ("good", "moderate")  # never possibly weak
     with pytest.raises(fastmix.BadInputError, match="wrong key"):
         audit.audit_stores(folder / "src.h5", folder / "dst.h5",
                            key=fastmix.Key.from_hex("77" * 32))

@@ -254,6 +254,7 @@ def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, 
                 whole = {edge: normalise_second_best(scores) for edge, scores in raw.items()}
                 local_pools = infer_groups(whole, members.size, donors + 1, variants=variants,
                                            seed=int(rng.integers(2**31)), rule=rule)
+                del whole  # one label's scores at a time (fastmix.audit.strong.attack_memory)
             else:
                 local_pools = [np.arange(members.size)]
         for local in local_pools:
@@ -262,12 +263,14 @@ def restoration_attack(mixed: np.ndarray, labels: np.ndarray, block: tuple[int, 
             pool_starts = starts or default_starts(grid.count, local.size)
             solved = solver(normalised, grid, local.size, variants=variants,
                             starts=pool_starts, rng=rng)
+            del normalised
             slots = members[local]
             placement[slots] = slots[solved // variants]
             variant[slots] = solved % variants
             pools.append(slots)
             if progress is not None:
                 progress.update(int(slots.size))
+        del raw
     return Restoration(placement=placement, variant=variant, pools=pools)
 
 

@@ -5,6 +5,7 @@ Ground truth, the leak without an attack, the restoration attack, metrics and ve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -17,13 +18,31 @@ from fastmix.audit.attack import null_attack
 from fastmix.audit.edges import EdgeScorer
 from fastmix.audit.geometry import BlockGrid
 from fastmix.audit.groundtruth import GroundTruth, content_classes, locate_blocks
-from fastmix.audit.report import MISLEADING_SSIM, AuditReport, verdict, verdict_sentence
-from fastmix.audit.strong import ATTACKS, advantage_of, attack_sample, strongest_attack
+from fastmix.audit.report import (
+    DECIDING,
+    MISLEADING_SSIM,
+    OPEN_POOLS_LIMIT,
+    WEAK_REIDENTIFIED,
+    AuditReport,
+    decide,
+    rating_range,
+    reasons,
+    verdict_sentence,
+)
+from fastmix.audit.strong import (
+    ATTACK_MEMORY,
+    ATTACK_SECONDS,
+    ATTACKS,
+    advantage_of,
+    attack_sample,
+    strongest_attack,
+)
 from fastmix.errors import BadInputError, BadInputTypeError, FastmixWarning, hint
 from fastmix.plan.window_rule import fixed_windows
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec
 from fastmix.store.hdf5.record import PREFIX, STATE_ATTRIBUTE, attribute_text
+from fastmix.units import format_bytes
 
 BOOTSTRAP_REPEATS = 1000
 NEEDS_KEY = ("the mixed data is hardened (orientation, jitter or seam blur): hashing cannot "
@@ -123,11 +142,46 @@ def _sample(truth: GroundTruth, labels: np.ndarray, sample: int,
     return np.sort(np.concatenate(chosen))
 
 
+def _unreadable(path, error: Exception) -> BadInputError:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return BadInputError(f"{path}: cannot be read as a store ({type(error).__name__}: "
+                         f"{first}); it may be truncated or damaged")
+
+
+class _Pixels:
+    """The original and mixed images of an audit, read whole or only where sampled.
+
+    ``original`` and ``mixed`` are arrays or HDF5 datasets (open in the files ``where``
+    names) of at least ``count`` images; :meth:`take` reads only the images asked for, so an
+    audit with the key (whose ground truth needs no pixels) holds only its sample.
+    """
+
+    def __init__(self, original, mixed, count: int, where: str = "") -> None:
+        self.original, self.mixed, self.count, self.where = original, mixed, count, where
+        self.shape = (count, *original.shape[1:])
+        self.dtype = original.dtype
+
+    def whole(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return every image of both sets."""
+        return np.asarray(self.original[:self.count]), np.asarray(self.mixed[:self.count])
+
+    def take(self, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the images at the increasing indices ``chosen`` of both sets."""
+        if isinstance(self.original, np.ndarray):
+            return self.original[chosen], self.mixed[chosen]
+        indices = chosen.tolist()
+        try:
+            return np.asarray(self.original[indices]), np.asarray(self.mixed[indices])
+        except Exception as error:
+            raise _unreadable(self.where, error) from None
+
+
 def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, spec: MixSpec, *,
                  window: int | None = None, sample: int = 1000, seed: int = 0,
                  attack: bool = True, key=None, scorer: EdgeScorer | None = None,
                  groups_known: bool = False, keep_images: bool = False,
-                 progress: bool = False) -> AuditReport:
+                 progress: bool = False, memory: int = ATTACK_MEMORY,
+                 seconds: float = ATTACK_SECONDS) -> AuditReport:
     """Measure what a mixed set leaks about the original images.
 
     Parameters
@@ -155,37 +209,63 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         spec's hardening (:func:`fastmix.audit.adaptive.scorer_for`), as an attacker who
         knows the scheme would adapt. The strong attack (:mod:`fastmix.audit.strong`) runs
         too; the figures and the verdict are the strongest attack's (each attack's
-        advantage is in ``report.attacks``). Within the attack's memory and time budget
-        (:func:`fastmix.audit.strong.attack_sample`) fewer images per label are attacked.
+        advantage is in ``report.attacks``).
     groups_known : bool
         Give the attack the true permute groups instead of inferring them (an upper bound).
     keep_images : bool
         Keep the sample's indices and restored images on the report (for display).
     progress : bool
         Show a progress bar of the attacked images on a terminal.
+    memory : int
+        Bytes the attack may hold (its sample's images and one pool's edge scores).
+    seconds : float
+        Seconds both attacks may take, as :func:`fastmix.audit.strong.attack_seconds`
+        estimates them (a model, the same on every machine, so the sample and the figures
+        are too); ``report.attack_seconds`` gives the time they took.
+
+    Within ``memory`` and ``seconds`` (:func:`fastmix.audit.strong.attack_sample`) fewer
+    images per label are attacked, with a warning.
 
     Returns
     -------
     AuditReport
     """
+    original, mixed, labels = _check(original, mixed, labels, spec, window)
+    for value, name in ((memory, "memory"), (seconds, "seconds")):
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number) or \
+                not value > 0:
+            raise BadInputError(f"{name} must be a positive number, got {value!r}")
+    return _audit(_Pixels(original, mixed, len(original)), labels, spec, window=window,
+                  sample=sample, seed=seed, attack=attack, key=key, scorer=scorer,
+                  groups_known=groups_known, keep_images=keep_images, progress=progress,
+                  memory=int(memory), seconds=float(seconds))
+
+
+def _audit(pixels: _Pixels, labels: np.ndarray, spec: MixSpec, *, window, sample, seed,
+           attack, key, scorer, groups_known, keep_images, progress, memory,
+           seconds) -> AuditReport:
+    """:func:`audit_arrays` on checked input; the pixels are read only where needed."""
+    import time
+
     from fastmix.audit.adaptive import scorer_for
 
-    original, mixed, labels = _check(original, mixed, labels, spec, window)
     if isinstance(sample, bool) or int(sample) < 2:
         raise BadInputError(f"sample must be at least 2 images per label, got {sample!r}")
     if spec.hardened and key is None:
         raise BadInputError(NEEDS_KEY)
-    count = len(original)
-    height, width = original.shape[1:3]
+    count = pixels.count
+    height, width = pixels.shape[1:3]
+    channels = pixels.shape[3] if len(pixels.shape) == 4 else 1
     scorer = scorer or scorer_for(spec, height, width)
     grid = BlockGrid.of(height, width, spec.block_shape(height, width))
     pools = _pool_keys(labels, window)
     truth = (planner_truth(labels, spec, key, grid, window) if key is not None
-             else locate_blocks(original, mixed, pools, grid))
+             else locate_blocks(*pixels.whole(), pools, grid))
     copies = truth.copies()
     largest = _largest_share(truth.source)
     settings = dict(spec.to_dict(), block=list(grid_block(spec, height, width)),
-                    window=window, sample=int(sample), seed=int(seed),
+                    window=window, sample=int(sample), seed=int(seed), memory=int(memory),
+                    seconds=float(seconds),
                     provenance="key" if key is not None else "hashing",
                     attack_knows=_attack_knowledge(scorer, groups_known))
     report = AuditReport(
@@ -198,14 +278,19 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
         report.lost_fraction = float((copies == 0).mean())
         report.duplicated_blocks = int(np.maximum(copies - 1, 0).sum())
     rng = np.random.default_rng(seed)
+    asked = int(sample)
     if attack:  # within the attack's memory and time budget
-        sample = attack_sample(sample, np.unique(pools).size, grid, scorer.variants)
+        image_bytes = int(np.prod(pixels.shape[1:], dtype=np.int64)) * pixels.dtype.itemsize
+        sample = attack_sample(sample, np.bincount(np.unique(pools, return_inverse=True)[1]),
+                               grid, scorer.variants, memory=memory, seconds=seconds,
+                               image_bytes=image_bytes, pixels=height * width,
+                               channels=channels)
     chosen = _sample(truth, pools, int(sample), rng)
     report.sampled = int(chosen.size)
     local = np.full(count, -1, dtype=np.int64)
     local[chosen] = np.arange(chosen.size)
     source = local[truth.source[chosen]]
-    sample_original, sample_mixed = original[chosen], mixed[chosen]
+    sample_original, sample_mixed = pixels.take(chosen)
     sample_pools = pools[chosen]
     classes = content_classes(sample_original, sample_pools, grid)
     weights = metrics.bootstrap_weights(chosen.size, BOOTSTRAP_REPEATS, seed)
@@ -220,20 +305,32 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
             f"{report.inexact_blocks} mixed blocks matched no original exactly and were "
             "assigned to the nearest original block (lossy copies?)")
     if chosen.size < count:
+        budget = (f" (the budget of {format_bytes(memory)} and {seconds:g} s allows {sample}"
+                  f" of the {asked} asked for)" if sample < asked else "")
         report.warnings.append(
-            f"the attack ran on {chosen.size} of {count} images (at most {sample} per label, "
-            "whole groups where possible): a smaller pool can make group inference easier")
+            f"the attack ran on {chosen.size} of {count} images (at most {sample} per label"
+            f"{budget}, whole groups where possible): a smaller pool can make group "
+            "inference easier")
+        open_pools = report.open_pools = _open_pools(truth.source, chosen)
+        if open_pools:
+            report.warnings.append(
+                f"{open_pools:.0%} of the blocks displaced into the attacked images come from "
+                "images outside the sample (groups larger than the sample): the attack sees "
+                "only part of each original, so its figures understate what an attack on "
+                "whole groups restores")
     found = mixed_found
     if attack:
         true_groups = None
         if groups_known:
             true_groups = _components(source)
+        started = time.perf_counter()
         with Progress(len(ATTACKS) * chosen.size, sample_mixed[0].nbytes, "audit",
                       enabled=progress) as bar:
             name, restoration, scorer, report.attacks = strongest_attack(
                 sample_mixed, sample_pools, spec, window=window or count, groups=true_groups,
                 scorer=scorer, seed=seed, progress=bar, judge=lambda found: advantage_of(
                     found, source, sample_pools, grid, classes, seed=seed + 1))
+        report.attack_seconds = round(time.perf_counter() - started, 1)
         report.settings["attack_knows"] = _attack_knowledge(scorer, groups_known)
         report.settings["attack"] = name
         chance = null_attack(restoration.pools, grid.count, chosen.size, seed=seed + 1)
@@ -278,14 +375,41 @@ def audit_arrays(original: np.ndarray, mixed: np.ndarray, labels: np.ndarray, sp
             report.group_purity = _purity(restoration.pools, source)
     report.reidentified_fraction = float(found.mean())
     report.intervals["reidentified_fraction"] = metrics.interval(weights @ found / chosen.size)
-    if attack:
-        report.verdict = verdict(report.advantage, report.reidentified_fraction,
-                                 report.restored_90_fraction)
-    else:
-        report.verdict = "weak" if report.reidentified_fraction >= 0.5 else "unknown"
-    report.verdict_text = (verdict_sentence(report.verdict) if report.verdict != "unknown" else
-                           "no attack was run: only the leak without attack was measured")
+    set_verdict(report)
     return report
+
+
+def set_verdict(report: AuditReport) -> None:
+    """Rate ``report`` by :data:`fastmix.audit.report.VERDICT_RULE`, from its intervals.
+
+    Without the attack, only re-identification is measured: weak when its interval lies at
+    or above 0.5, else ``"unknown"``.
+    """
+    if report.attack:
+        best, worst = rating_range({name: report.bounds(name) for name, *_ in DECIDING})
+        if report.open_pools > OPEN_POOLS_LIMIT:
+            worst = "weak"  # a lower bound only: an attack on whole groups may restore more
+        report.verdict_range = [best, worst]
+        report.verdict = decide(best, worst)
+        report.verdict_text = verdict_sentence(report.verdict, (best, worst), reasons(report))
+        return
+    low = report.bounds("reidentified_fraction")[0]
+    report.verdict = "weak" if low >= WEAK_REIDENTIFIED else "unknown"
+    if report.verdict == "weak":
+        report.verdict_range = ["weak", "weak"]
+        report.verdict_text = verdict_sentence("weak", because=reasons(report))
+    else:
+        report.verdict_text = "no attack was run: only the leak without attack was measured"
+
+
+def _open_pools(source: np.ndarray, chosen: np.ndarray) -> float:
+    """Share of the sampled mixed images' displaced blocks whose original is not sampled."""
+    held = source[chosen]
+    displaced = held != chosen[:, None]
+    if not displaced.any():
+        return 0.0
+    inside = np.isin(held, chosen)
+    return float((displaced & ~inside).sum() / displaced.sum())
 
 
 def _attack_knowledge(scorer: EdgeScorer, groups_known: bool) -> list[str]:
@@ -408,7 +532,8 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
                  spec: MixSpec | None = None, window: int | None = None,
                  sample: int = 1000, seed: int = 0, attack: bool = True,
                  utility: bool = False, utility_folds: int = 5, key=None,
-                 progress: bool = True, memory: int | str = "1GiB") -> AuditReport:
+                 progress: bool = True, memory: int | str = "1GiB",
+                 seconds: float = ATTACK_SECONDS) -> AuditReport:
     """Audit a mixed HDF5 store against the store it was made from.
 
     The spec and window come from the mixed store's ``fastmix_*`` attributes when present;
@@ -417,10 +542,13 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
 
     With ``key`` (checked against the store's key check value) the ground truth comes from
     the key's plan, the attack adapts to the hardening and is given the true groups
-    (:func:`fastmix.audit.adaptive.audit_options`). A hardened store needs the key.
-    ``progress`` shows a bar of the attacked images on a terminal. The labels and the
-    images read must fit in ``memory`` (fewer images are audited, with a warning, when the
-    sample does not fit). See :func:`audit_arrays` for the rest.
+    (:func:`fastmix.audit.adaptive.audit_options`), and only the sampled images are read. A
+    hardened store needs the key. Without it, the blocks are located by hashing every image
+    of those windows, which are read whole. ``progress`` shows a bar of the attacked images
+    on a terminal. The audit holds at most ``memory``: the labels, the images read (half of
+    it, without the key or with ``utility``) and the attack (the rest); fewer images are
+    audited, with a warning, when the sample does not fit. ``seconds`` bounds the attack's
+    estimated time. See :func:`audit_arrays` for the rest.
     """
     from fastmix.audit.adaptive import audit_options
     from fastmix.store.hdf5.access import open_hdf5, refuse_interrupted
@@ -431,8 +559,10 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
     budget = parse_memory(memory)
     original_path, mixed_path = Path(original_path), Path(mixed_path)
     reading = mixed_path
-    try:
-        with open_hdf5(original_path) as before, open_hdf5(mixed_path) as after:
+    with contextlib.ExitStack() as files:
+        try:
+            before = files.enter_context(open_hdf5(original_path))
+            after = files.enter_context(open_hdf5(mixed_path))
             for name, handle, path in ((images, before, original_path),
                                        (images, after, mixed_path)):
                 if name not in handle:
@@ -479,26 +609,35 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
             count = _images_to_read(label_values, store_window, sample)
             image_bytes = int(np.prod(image_set.shape[1:], dtype=np.int64)) * \
                 image_set.dtype.itemsize
-            count = _images_that_fit(count, image_bytes, store_window, budget)
-            original = np.asarray(image_set[:count])
-            reading = mixed_path
-            mixed = np.asarray(after[images][:count])
-    except BadInputError:
-        raise
-    except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise BadInputError(f"{reading}: cannot be read as a store ({type(error).__name__}: "
-                            f"{first}); it may be truncated or damaged") from None
-    height, width = original.shape[1:3]
-    options = audit_options(store_spec, height, width, key_given=key is not None)
-    report = audit_arrays(original, mixed, label_values[:count], store_spec,
-                          window=store_window, sample=sample, seed=seed, attack=attack,
-                          key=key, progress=progress, **options)
+            if image_set.ndim not in (3, 4) or 0 in image_set.shape[1:]:
+                raise BadInputError(
+                    f"{original_path}: images of shape {image_set.shape} cannot be audited; "
+                    "the audit needs (N, H, W) or (N, H, W, C)")
+            budget -= label_bytes
+            whole = key is None or utility  # hashing and the utility check need every image
+            if whole:
+                count = _images_that_fit(count, image_bytes, store_window, budget // 2)
+                budget -= budget // 2
+                pixels = _Pixels(np.asarray(image_set[:count]), None, count)
+                reading = mixed_path
+                pixels.mixed = np.asarray(after[images][:count])
+            else:
+                pixels = _Pixels(image_set, after[images], count,
+                                 where=f"{original_path} or {mixed_path}")
+            height, width = image_set.shape[1:3]
+            options = audit_options(store_spec, height, width, key_given=key is not None)
+        except BadInputError:
+            raise
+        except Exception as error:
+            raise _unreadable(reading, error) from None
+        report = _audit(pixels, label_values[:count], store_spec, window=store_window,
+                        sample=sample, seed=seed, attack=attack, key=key, progress=progress,
+                        memory=max(budget, 1), seconds=seconds, keep_images=False, **options)
     report.images = len(label_values)
     if utility:
         from fastmix.audit.utility import utility_check
 
-        report.utility = utility_check(original, label_values[:count], store_spec,
+        report.utility = utility_check(pixels.original, label_values[:count], store_spec,
                                        folds=utility_folds, seed=seed)
     return report
 
@@ -506,8 +645,9 @@ def audit_stores(original_path: str | Path, mixed_path: str | Path, *,
 def _images_that_fit(count: int, image_bytes: int, window: int | None, budget: int) -> int:
     """At most ``count`` images, in whole windows, whose two copies fit in ``budget``.
 
-    Fewer than ``count`` are audited (with a warning) when they do not fit; none fitting,
-    not even one window, is a refusal.
+    ``budget`` is the half of the audit's memory that holds the images read whole (the
+    attack has the other half). Fewer than ``count`` are audited (with a warning) when they
+    do not fit; none fitting, not even one window, is a refusal.
     """
     from fastmix.units import format_bytes
 
@@ -520,10 +660,11 @@ def _images_that_fit(count: int, image_bytes: int, window: int | None, budget: i
         raise BadInputError(
             f"auditing needs two copies of at least {max(step, 2)} images of "
             f"{format_bytes(image_bytes)} ({format_bytes(2 * max(step, 2) * image_bytes)}), "
-            f"more than memory {format_bytes(budget)}; raise --memory")
+            f"more than the half of memory that holds them ({format_bytes(budget)}); raise "
+            "--memory")
     warnings.warn(f"audited the first {fitting} of the {count} images the sample asks for: "
-                  f"more do not fit in memory {format_bytes(budget)} (raise --memory)",
-                  FastmixWarning, stacklevel=3)
+                  f"more do not fit in half of memory ({format_bytes(budget)}; the attack "
+                  "has the other half): raise --memory", FastmixWarning, stacklevel=3)
     return fitting
 
 

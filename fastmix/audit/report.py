@@ -26,21 +26,50 @@ def interval_key(figure: str) -> str:
 
 #: The verdicts, worst first.
 VERDICTS = ("weak", "moderate", "good")
+#: The verdict when the two ends of the intervals give different ratings.
+UNCERTAIN = "uncertain"
 #: At or above any of these, a store is weak: the advantage A, the share re-identified and
 #: the share of images restored to 90% or more.
 WEAK_ADVANTAGE, WEAK_REIDENTIFIED, WEAK_RESTORED_90 = 0.5, 0.5, 0.1
 #: A store that is not weak is good under both of these (A and the share re-identified).
 GOOD_ADVANTAGE, GOOD_REIDENTIFIED = 0.15, 0.2
+#: The figures that decide the verdict: (report attribute, name, weak threshold, good
+#: threshold). Restored >= 90% has no moderate band: its good threshold is its weak one.
+DECIDING = (
+    ("advantage", "advantage A", WEAK_ADVANTAGE, GOOD_ADVANTAGE),
+    ("reidentified_fraction", "re-identified", WEAK_REIDENTIFIED, GOOD_REIDENTIFIED),
+    ("restored_90_fraction", "images restored >= 90%", WEAK_RESTORED_90, WEAK_RESTORED_90),
+)
+
+#: Above this share of the attacked images' displaced blocks coming from images outside the
+#: sample (mixing groups larger than the sample), the attack saw only part of each original:
+#: its figures are a lower bound, and the verdict's worse end is weak.
+OPEN_POOLS_LIMIT = 0.05
+
+#: The verdict rule, word for word as README.md and docs/privacy.md state it
+#: (``tests/test_audit.py`` checks both); :func:`rating_range` and :func:`decide` apply it.
+VERDICT_RULE = (
+    "A rating is weak when A >= 0.5, or re-identified >= 0.5, or at least 10% of the images "
+    "are restored to 90% or more; otherwise moderate when A >= 0.15 or re-identified >= 0.2; "
+    "otherwise good. The verdict rates both ends of the 95% bootstrap interval of each of "
+    "these figures: when the low ends and the high ends give the same rating, that is the "
+    "verdict; when they differ, the verdict is uncertain (between those two ratings: too few "
+    "images to decide, audit more), and --require counts it as the worse one. When more than "
+    "5% of the attacked images' displaced blocks come from images outside the sample (mixing "
+    "groups larger than the sample), the figures are a lower bound and the worse end is weak."
+)
 
 
 def verdict(advantage: float, reidentified: float, restored_90: float) -> str:
-    """``"weak"``, ``"moderate"`` or ``"good"`` protection against the named attack.
+    """Rate one set of figures ``"weak"``, ``"moderate"`` or ``"good"`` (:data:`VERDICT_RULE`).
 
     * weak: ``advantage >= 0.5``, or ``reidentified >= 0.5``, or at least 10% of images
       restored to 90% or more;
-    * moderate: ``0.15 <= advantage < 0.5`` and ``reidentified < 0.2``;
-    * good: otherwise. A re-identification rate between 0.2 and 0.5 is never called good:
-      such a run is rated moderate whatever the advantage.
+    * moderate: otherwise, ``advantage >= 0.15`` or ``reidentified >= 0.2``;
+    * good: otherwise.
+
+    A NaN figure reaches no threshold. The audit's verdict applies this to both ends of the
+    figures' intervals (:func:`rating_range`).
     """
     if (_at_least(advantage, WEAK_ADVANTAGE) or _at_least(reidentified, WEAK_REIDENTIFIED)
             or _at_least(restored_90, WEAK_RESTORED_90)):
@@ -50,6 +79,59 @@ def verdict(advantage: float, reidentified: float, restored_90: float) -> str:
     if _at_least(advantage, GOOD_ADVANTAGE):
         return "moderate"
     return "good"
+
+
+def rating_range(bounds: dict) -> tuple[str, str]:
+    """Return ``(best, worst)``: the ratings of the low ends and of the high ends.
+
+    ``bounds`` maps each attribute of :data:`DECIDING` to its ``(low, high)`` interval.
+
+    Examples
+    --------
+    >>> rating_range({"advantage": (0.02, 0.09), "reidentified_fraction": (0.15, 0.31),
+    ...                "restored_90_fraction": (0.0, 0.0)})
+    ('good', 'moderate')
+    """
+    lows = [bounds[name][0] for name, *_ in DECIDING]
+    highs = [bounds[name][1] for name, *_ in DECIDING]
+    return verdict(*lows), verdict(*highs)
+
+
+def decide(best: str, worst: str) -> str:
+    """Return the verdict of a :func:`rating_range`: the rating both ends share, or uncertain."""
+    return best if best == worst else UNCERTAIN
+
+
+def reasons(report) -> list[str]:
+    """Return the figures that made the verdict of ``report``, each with its threshold.
+
+    Weak: every figure whose interval lies at or above its weak threshold; moderate: those at
+    or above their good threshold; uncertain: those whose interval holds a threshold. Each as
+    ``"re-identified 0.640 [0.540, 0.730] >= 0.5"``; none for a good verdict. An uncertain
+    verdict whose sample held only part of its mixing groups (:data:`OPEN_POOLS_LIMIT`) says so.
+    """
+    found = []
+    for name, label, weak, good in DECIDING:
+        value = getattr(report, name)
+        low, high = report.bounds(name)
+        if _missing(low) or (name != "reidentified_fraction" and not report.attack):
+            continue
+        shown = f"{label} {_fmt(value, report.intervals.get(name, []))}"
+        if report.verdict == "weak" and _at_least(low, weak):
+            found.append(f"{shown} >= {weak:g}")
+        elif report.verdict == "moderate" and _at_least(low, good):
+            found.append(f"{shown} >= {good:g}")
+        elif report.verdict == UNCERTAIN:
+            held = [threshold for threshold in dict.fromkeys((good, weak))
+                    if low < threshold <= high]
+            if held:
+                found.append(f"{shown} holds {' and '.join(f'{t:g}' for t in held)}")
+    if report.verdict == UNCERTAIN and report.attack and report.open_pools > OPEN_POOLS_LIMIT:
+        found.append(
+            f"{report.open_pools:.0%} of the attacked images' displaced blocks come from images "
+            f"outside the sample (> {OPEN_POOLS_LIMIT:.0%}), so the figures are a lower bound; "
+            "raise --time and --memory to attack whole labels")
+    return found
 
 
 def meets(rating: str, required: str) -> bool:
@@ -66,6 +148,10 @@ def meets(rating: str, required: str) -> bool:
         raise BadInputError(f"a required verdict is one of {', '.join(VERDICTS)}, got "
                             f"{required!r}")
     return rating in VERDICTS and VERDICTS.index(rating) >= VERDICTS.index(required)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def needs(rating: str) -> str:
@@ -88,13 +174,24 @@ def _at_least(value: float, threshold: float) -> bool:
     return value is not None and not math.isnan(value) and value >= threshold
 
 
-def verdict_sentence(rating: str) -> str:
-    """Return the verdict worded as a lower bound on leakage, never as a guarantee."""
-    meaning = {
-        "weak": "the attack restores or re-identifies a large share of the images",
-        "moderate": "the attack restores clearly more than chance",
-        "good": "the attack does little better than chance",
-    }[rating]
+def verdict_sentence(rating: str, between: tuple[str, str] | None = None,
+                     because: list[str] | tuple = ()) -> str:
+    """Return the verdict worded as a lower bound on leakage, never as a guarantee.
+
+    ``between``: the ``(best, worst)`` ratings of an ``uncertain`` verdict; ``because``: the
+    figures that made it (:func:`reasons`), named after its meaning.
+    """
+    if rating == UNCERTAIN:
+        best, worst = between or ("good", "weak")
+        meaning = f"{worst} or {best}, too few images to decide"
+    else:
+        meaning = {
+            "weak": "the attack restores or re-identifies a large share of the images",
+            "moderate": "the attack restores or re-identifies clearly more than chance",
+            "good": "the attack does little better than chance",
+        }[rating]
+    if because:
+        meaning += f": {'; '.join(because)}"
     return (f"protection against the {ATTACK_NAME}: {rating.upper()} ({meaning}). This is a "
             "lower bound on what leaks: a stronger attack can restore more. It is not a "
             "privacy guarantee.")
@@ -135,12 +232,19 @@ class AuditReport:
     restored_reidentified_fraction: float = float("nan")
     mixed_reidentified_fraction: float = float("nan")
     group_purity: float | None = None
+    #: Share of the attacked images' displaced blocks whose original is outside the sample.
+    open_pools: float = 0.0
     #: The advantage A of every attack run (:data:`fastmix.audit.strong.ATTACKS`); the
     #: figures above and the verdict are the strongest one's.
     attacks: dict = field(default_factory=dict)
     #: How many pools (groups) the attack solved separately.
     attacked_pools: int | None = None
+    #: Seconds both attacks took (the budget, ``settings["seconds"]``, bounds their estimate).
+    attack_seconds: float | None = None
     verdict: str = "weak"
+    #: ``[best, worst]``: the ratings of the intervals' low and high ends (equal unless the
+    #: verdict is ``uncertain``).
+    verdict_range: list = field(default_factory=list)
     verdict_text: str = ""
     warnings: list = field(default_factory=list)
     #: ``[low, high]`` by figure name (:data:`INTERVAL_FIGURES`); none before it is measured.
@@ -160,7 +264,17 @@ class AuditReport:
             data[name] = value
             if name in INTERVAL_FIGURES:
                 data[interval_key(name)] = list(self.intervals.get(name, []))
+            if name == "verdict_text":
+                data["verdict_rule"] = VERDICT_RULE
         return _clean(data)
+
+    def bounds(self, name: str) -> tuple[float, float]:
+        """Return figure ``name``'s interval, or the figure itself at both ends without one."""
+        interval = self.intervals.get(name)
+        if interval and not any(_missing(bound) for bound in interval):
+            return float(interval[0]), float(interval[1])
+        value = getattr(self, name)
+        return value, value
 
     def to_json(self) -> str:
         """Return the report as one JSON object."""
@@ -169,17 +283,22 @@ class AuditReport:
     def meets(self, required: str) -> bool:
         """Whether the verdict is ``required`` (``"moderate"`` or ``"good"``) or better.
 
-        The Python form of ``--require``: ``if not report.meets("good"): ...``.
+        The Python form of ``--require``: ``if not report.meets("good"): ...``. An
+        ``uncertain`` verdict counts as the worse of its two ratings.
         """
+        if self.verdict == UNCERTAIN and self.verdict_range:
+            return meets(self.verdict_range[1], required)
         return meets(self.verdict, required)
 
     def verdict_line(self) -> str:
         """Return the verdict and its main figures on one line."""
         figures = []
         if self.attack:
-            figures.append(f"advantage A {_fmt(self.advantage, [])}")
-        figures.append(f"re-identified {_fmt(self.reidentified_fraction, [])}")
-        return (f"audit of {self.sampled} images ({', '.join(figures)}): "
+            figures.append(f"advantage A {self._with_interval('advantage')}")
+        figures.append(f"re-identified {self._with_interval('reidentified_fraction')}")
+        if self.attack:
+            figures.append(f"restored >= 90% {self._with_interval('restored_90_fraction')}")
+        return (f"audit of {self.sampled} images ({', '.join(figures)}; 95% intervals): "
                 f"{self.verdict_text}")
 
     def _with_interval(self, name: str) -> str:
@@ -228,6 +347,9 @@ class AuditReport:
             ]
             if self.group_purity is not None:
                 lines.append(f"  inferred groups purity:          {self.group_purity:.3f}")
+            if self.attack_seconds is not None:
+                lines.append(f"  attack time:                     {self.attack_seconds:g} s "
+                             f"(budget {s.get('seconds', 0):g} s, estimated)")
         lines += [
             f"  re-identified (mixed or restored): "
             f"{self._with_interval('reidentified_fraction')}",

@@ -468,23 +468,84 @@ def advantage_of(restoration: Restoration, source: np.ndarray, labels: np.ndarra
     return float((restored - level) / (1 - level)) if level < 1 else float("nan")
 
 
-#: Working memory of one pool's edge scores, at most (issue 22 part 5: an audit of 3,200
-#: images of 192x192 once reached 10.5 GB).
+#: Working memory of the attack, by default: the edge scores of one pool and the images
+#: (issue 22 part 5: an audit of 3,200 images of 192x192 once reached 10.5 GB).
 ATTACK_MEMORY = 1 << 30
-#: Images attacked in all, at most, spread over the labels (the attack's time grows with it).
-ATTACK_IMAGES = 400
+#: Seconds both attacks may take together, by default (``fastmix audit --time``, ``fastmix
+#: mix --audit-time``), as :func:`attack_seconds` estimates them.
+ATTACK_SECONDS = 180.0
 #: Bytes per pair of candidates per edge: the raw float32 score and its float64 normalised
 #: copy.
 _PAIR_BYTES = 12
+#: :func:`attack_seconds`' constants, in seconds of one core of the 2-core development
+#: machine (fitted to both attacks on the balanced, strong and fast presets' 192x192 photo
+#: crops, pools of 12 to 200 images: within 25% of each of those runs):
+#: per edge, candidate pair and boundary value; per position squared, image squared and
+#: variant (the assignments, at 25 starts); per pixel of every image (similarity,
+#: re-identification, seam solving).
+_SCORE_SECONDS, _SOLVE_SECONDS, _PIXEL_SECONDS = 5.4e-9, 7.6e-8, 3e-7
 
 
-def attack_sample(sample: int, labels: int, grid: BlockGrid, variants: int, *,
-                  memory: int = ATTACK_MEMORY, images: int = ATTACK_IMAGES) -> int:
-    """Images per label the attack may take within its memory and time budget.
+def attack_seconds(size: int, grid: BlockGrid, variants: int, pixels: int,
+                   channels: int = 1) -> float:
+    """Estimated seconds of both attacks on one pool of ``size`` images (a model, not a timer).
 
-    A pool of ``m`` images needs ``edges * (m * variants)**2 * 12`` bytes of edge scores;
-    ``images`` caps the images attacked over all ``labels``. At least 2.
+    ``pixels`` per image and channel; ``channels`` per pixel. The estimate is the same on
+    every machine, so the sample it chooses, and so the audit's figures, are too.
+    """
+    from fastmix.audit.attack import default_starts
+
+    edges, positions = max(len(grid.edges()), 1), grid.count
+    line = (grid.row_edges[-1] / grid.rows + grid.col_edges[-1] / grid.cols) / 2 * channels
+    candidates = size * max(variants, 1)
+    starts = default_starts(positions, size) / 25
+    return (_SCORE_SECONDS * edges * line * candidates ** 2
+            + _SOLVE_SECONDS * positions ** 2 * size * candidates * starts
+            + _PIXEL_SECONDS * size * pixels * channels)
+
+
+def attack_memory(size: int, sampled: int, grid: BlockGrid, variants: int,
+                  image_bytes: int, pixels: int) -> int:
+    """Bytes the attack holds at once: one pool of ``size`` of ``sampled`` images.
+
+    The pool's edge scores (:data:`_PAIR_BYTES` per candidate pair and edge), its images as
+    float32 in every orientation and as float64 (re-identification), and three copies of the
+    sample (original, mixed, restored).
     """
     edges = max(len(grid.edges()), 1)
-    fitting = math.isqrt(memory // (_PAIR_BYTES * edges)) // max(variants, 1)
-    return int(max(2, min(int(sample), fitting, images // max(labels, 1))))
+    scores = edges * (size * max(variants, 1)) ** 2 * _PAIR_BYTES
+    pool = size * pixels * (4 * (1 + max(variants, 1)) + 16)
+    return int(scores + pool + 3 * sampled * image_bytes)
+
+
+def attack_sample(sample: int, pools, grid: BlockGrid, variants: int, *,
+                  memory: int = ATTACK_MEMORY, seconds: float = ATTACK_SECONDS,
+                  image_bytes: int = 0, pixels: int = 0, channels: int = 1) -> int:
+    """Images per pool the attack may take within its memory and time budget.
+
+    ``pools``: the size of every pool (label within a window) the sample is drawn from, or
+    their number (each then taken as larger than ``sample``). The largest ``m`` up to
+    ``sample`` whose :func:`attack_memory` fits ``memory`` and whose :func:`attack_seconds`,
+    summed over the pools (each giving ``min(size, m)`` images), fits ``seconds``. At least
+    2, whatever the budget.
+    """
+    sizes = ([int(sample)] * int(pools) if isinstance(pools, int | np.integer)
+             else [int(size) for size in pools])
+    channels = max(int(channels), 1)
+
+    def fits(m: int) -> bool:
+        taken = [min(size, m) for size in sizes]
+        largest = max(taken, default=0)
+        cost = sum(attack_seconds(size, grid, variants, pixels, channels) for size in taken)
+        held = attack_memory(largest, sum(taken), grid, variants, image_bytes,
+                             pixels * channels)
+        return cost <= seconds and held <= memory
+
+    low, high = 2, max(2, int(sample))
+    while low < high:  # the largest m that fits; both costs grow with m
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return int(low)

@@ -22,24 +22,51 @@ def add_require_argument(group, command: str) -> None:
                             f"{audits}; the mixed store is kept either way")
 
 
+def add_time_argument(group, flag: str) -> None:
+    """Add the audit's time budget, ``flag`` (``--time`` or ``--audit-time``), to ``group``."""
+    group.add_argument(flag, type=float, default=None, metavar="SECONDS",
+                       help="the attack's time budget, as estimated from the sample's size "
+                            "(the same on every machine, so the figures are): fewer images "
+                            "are attacked to fit it; default 180")
+
+
+def time_budget(value: float | None, flag: str) -> float:
+    """Return the time budget ``flag`` gave, or the default (refusing one that is not > 0)."""
+    from fastmix.audit.strong import ATTACK_SECONDS
+    from fastmix.errors import BadInputError
+
+    if value is None:
+        return ATTACK_SECONDS
+    if not 0 < value < float("inf"):
+        raise BadInputError(f"{flag} must be a positive number of seconds, got {value:g}")
+    return float(value)
+
+
 def warning_lines(report, command: str) -> list[str]:
-    """Return the lines a weak or moderate verdict prints on stderr; none for a good one.
+    """Return the lines a weak, moderate or uncertain verdict prints on stderr; none if good.
 
-    The first line gives the verdict and the figures it rests on beside what "good" needs;
-    the second what to change, worded from the settings the audit measured.
+    The first line gives the verdict and the figures that made it, each with its interval
+    and the threshold it reached (:func:`fastmix.audit.report.reasons`), beside what "good"
+    needs; the second what to change, worded from the settings the audit measured, or, for
+    an uncertain verdict, how to decide it.
     """
-    from fastmix.audit.report import needs
+    from fastmix.audit.report import UNCERTAIN, needs, reasons
 
-    if report.verdict not in ("weak", "moderate"):
+    if report.verdict not in ("weak", "moderate", UNCERTAIN):
         return []
-    figures = []
-    if report.attack:
-        figures.append(f"advantage A {_figure(report.advantage)}")
-    figures.append(f"{_share(report.reidentified_fraction)} re-identified")
-    if report.attack:
-        figures.append(f"{_share(report.restored_90_fraction)} of images restored >= 90%")
-    warning = (f"fastmix {command}: WARNING: privacy audit verdict {report.verdict.upper()}: "
-               f"{', '.join(figures)} (good needs {needs('good')}); see {PRIVACY_DOC}")
+    verdict = report.verdict.upper()
+    if report.verdict == UNCERTAIN and report.verdict_range:
+        best, worst = report.verdict_range
+        verdict += f" ({worst} or {best})"
+    because = "; ".join(reasons(report)) or "no figure reached a threshold"
+    warning = (f"fastmix {command}: WARNING: privacy audit verdict {verdict}: {because} "
+               f"(good needs {needs('good')}; 95% intervals); see {PRIVACY_DOC}")
+    if report.verdict == UNCERTAIN:
+        flags = "--audit-sample, --audit-time" if command == "mix" else "--sample, --time"
+        advice = (f"fastmix {command}: too few images to decide: {report.sampled} were "
+                  f"attacked; audit more of them ({flags}) to narrow the intervals, or count "
+                  "the verdict as the worse rating (--require does)")
+        return [warning, advice]
     return [warning, f"fastmix {command}: {_advice(report.settings, command)}"]
 
 
@@ -69,6 +96,19 @@ def print_warning(report, command: str) -> None:
         print(line, file=sys.stderr)
 
 
+def print_sample_notes(report, command: str) -> None:
+    """Print on stderr what the report says about its sample (``fastmix mix --audit``).
+
+    ``fastmix audit`` prints them in its summary: how many images the budget let the attack
+    take, and whether groups larger than the sample make its figures understate the leak.
+    """
+    from fastmix.audit.report import MISLEADING_SSIM
+
+    for warning in report.warnings:
+        if warning != MISLEADING_SSIM:
+            print(f"fastmix {command}: note: {warning}", file=sys.stderr)
+
+
 def requirement_met(report, required: str | None) -> bool | None:
     """Whether the verdict of ``report`` meets ``required``; ``None`` when nothing is required."""
     return None if required is None else report.meets(required)
@@ -85,18 +125,13 @@ def enforce(report, args: argparse.Namespace, command: str, kept: str | None = N
         return EXIT_OK
     where = (f"; the mixed store {kept!r} is kept (it is complete and valid: the requirement "
              "is a policy; delete it or mix again)" if kept else "")
+    verdict = report.verdict.upper()
+    if report.verdict == "uncertain" and report.verdict_range:
+        verdict += f" ({report.verdict_range[1]} or {report.verdict_range[0]}, counted as " \
+                   f"{report.verdict_range[1]})"
     print(f"fastmix {command}: requirement not met: --require {args.require}, but the audit "
-          f"verdict is {report.verdict.upper()}{where} (exit status {EXIT_REQUIREMENT})",
-          file=sys.stderr)
+          f"verdict is {verdict}{where} (exit status {EXIT_REQUIREMENT})", file=sys.stderr)
     return EXIT_REQUIREMENT
-
-
-def _figure(value: float) -> str:
-    return "n/a" if value is None or value != value else f"{value:.2f}"
-
-
-def _share(value: float) -> str:
-    return "n/a" if value is None or value != value else f"{value:.0%}"
 
 
 def _joined(items: list[str]) -> str:

@@ -21,7 +21,7 @@ fastmix audit train.h5 train-mixed.h5 --key-file secret.key --require good
 def register(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``fastmix audit``."""
     from fastmix.cli.dataset_options import add_images_argument
-    from fastmix.cli.verdict import add_require_argument
+    from fastmix.cli.verdict import add_require_argument, add_time_argument
 
     parser.add_argument("original", metavar="ORIGINAL", help="the store before mixing")
     parser.add_argument("mixed", metavar="MIXED", help="the mixed store")
@@ -48,8 +48,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", metavar="NAME",
                         help="labels dataset; default: the name recorded with MIXED, or 'labels'")
     parser.add_argument("--memory", default="2GiB", metavar="SIZE",
-                        help="memory for the images audited (both stores); fewer are audited "
-                             "when the sample does not fit; default 2GiB")
+                        help="memory the audit holds (images read and the attack); fewer "
+                             "images are audited when the sample does not fit; default 2GiB")
+    add_time_argument(parser, "--time")
     geometry = parser.add_argument_group(
         "mixing parameters", "only for a mixed store without fastmix_* attributes")
     shape = geometry.add_mutually_exclusive_group()
@@ -86,12 +87,15 @@ def run(args: argparse.Namespace) -> int:
         spec = MixSpec(**{name: value for name, value in given.items() if value is not None})
     elif any(value is not None for value in given.values()):
         raise BadInputError("--mode, --donors and --prob need --block or --grid as well")
+    from fastmix.cli.verdict import time_budget
+
+    seconds = time_budget(args.time, "--time")
     key = load_key(args.key_file, NAME) if args.key_file else None
     report = audit_stores(args.original, args.mixed, images=args.images, labels=args.labels,
                           spec=spec, window=args.window, sample=args.sample, seed=args.seed,
                           attack=not args.no_attack, utility=args.utility,
                           utility_folds=args.folds, key=key, progress=not args.quiet,
-                          memory=args.memory)
+                          memory=args.memory, seconds=seconds)
     from fastmix.cli.verdict import enforce, print_warning, requirement_met
 
     if args.json:

@@ -31,7 +31,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     """
     from fastmix.cli.dataset_options import add_labels_argument
     from fastmix.cli.hardening_options import add_hardening_arguments, add_scheme_arguments
-    from fastmix.cli.verdict import add_require_argument
+    from fastmix.cli.verdict import add_require_argument, add_time_argument
 
     files = parser.add_argument_group("input and output")
     files.add_argument("source", metavar="SRC", help="the HDF5 store to mix")
@@ -48,10 +48,12 @@ def register(parser: argparse.ArgumentParser) -> None:
                             "fast mixes reversibly: unmix --in-place restores SRC)")
     files.add_argument("--audit", action="store_true",
                        help="after a new-file mix, audit a sample of SRC against DST with the "
-                            "key (restoration attack) and print the verdict; a weak or "
-                            "moderate one also gets a WARNING line on stderr")
+                            "key (restoration attack) within --memory and --audit-time, and "
+                            "print the verdict; a weak, moderate or uncertain one also gets a "
+                            "WARNING line on stderr")
     files.add_argument("--audit-sample", type=int, default=200, metavar="N",
                        help="with --audit: attack at most N images per label; default 200")
+    add_time_argument(files, "--audit-time")
     add_require_argument(files, NAME)
     key = parser.add_argument_group("key")
     key.add_argument("--key-file", metavar="KEY", required=True,
@@ -245,13 +247,16 @@ def run(args: argparse.Namespace) -> int:
                   f"secret and safe: {use}")
     if args.audit:
         from fastmix.audit import audit_stores
+        from fastmix.cli.verdict import time_budget
 
         audited = audit_stores(args.source, args.destination, images=args.images,
                                labels=args.labels, sample=args.audit_sample, key=key,
-                               progress=not args.quiet)
+                               progress=not args.quiet, memory=memory,
+                               seconds=time_budget(args.audit_time, "--audit-time"))
         print(audited.verdict_line(), flush=True)
-        from fastmix.cli.verdict import enforce, print_warning
+        from fastmix.cli.verdict import enforce, print_sample_notes, print_warning
 
+        print_sample_notes(audited, NAME)
         print_warning(audited, NAME)
         return enforce(audited, args, NAME, kept=args.destination)
     return 0
@@ -282,6 +287,9 @@ def check_audit(args: argparse.Namespace) -> None:
                             f"replaces SRC; mix into a new file to audit, or drop {flag}")
     if args.audit_sample < 2:
         raise BadInputError(f"--audit-sample must be at least 2, got {args.audit_sample}")
+    from fastmix.cli.verdict import time_budget
+
+    time_budget(args.audit_time, "--audit-time")
     from fastmix.audit._deps import require
 
     for module in ("scipy", "skimage", "sklearn"):
