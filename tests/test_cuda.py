@@ -405,6 +405,50 @@ def test_occupancy():
     assert occupancy(256, 32, 100_000) == 0.25  # two blocks' shared memory
 
 
+@needs_simulator
+def test_mix_cached_reuses_the_plan_on_the_device(key):
+    """A batch with the labels and step of a recent one is neither planned nor copied again."""
+    from fastmix.kernels.cuda import backend
+    from fastmix.mixing import PlanCache, mix_cached
+
+    cache = PlanCache()
+    images = _images((6, 8, 8, 3), np.uint8, seed=9)
+    spec = fastmix.MixSpec.preset("balanced", block=(4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastmix.FastmixWarning)
+        first = mix_cached(StandIn(images), TILE_LABELS, spec, key, cache, backend="cuda",
+                           first_window=3)
+        kept = dict(backend._buffers.plans)
+        again = mix_cached(StandIn(images), TILE_LABELS.copy(), spec, key, cache,
+                           backend="cuda", first_window=3)
+        other = mix_cached(StandIn(images), TILE_LABELS, spec, key, cache, backend="cuda",
+                           first_window=4)
+    expected = fastmix.mix_array(images, TILE_LABELS, spec, key, first_window=3)
+    np.testing.assert_array_equal(first.array, expected)
+    np.testing.assert_array_equal(again.array, expected)
+    assert not np.array_equal(other.array, expected)
+    assert len(cache._plans) == 2 and len(cache._pipelines) == 1
+    assert all(backend._buffers.plans.get(name) is entry for name, entry in kept.items())
+
+
+def test_mix_batch_keeps_plans(key):
+    torch = pytest.importorskip("torch")
+    from fastmix.torch import _BATCHES, mix_batch
+
+    images = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.tensor(TILE_LABELS)
+    spec = fastmix.MixSpec(block=(4, 4), orient="d4", donors=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastmix.FastmixWarning)
+        first = mix_batch(images, labels, spec, key, 11)
+        plans = len(_BATCHES._plans)
+        again = mix_batch(images, labels, spec, key, 11)
+        nhwc = images.permute(0, 2, 3, 1).contiguous().numpy()
+        expected = fastmix.mix_array(nhwc, TILE_LABELS, spec, key, first_window=11)
+    assert torch.equal(first, again) and len(_BATCHES._plans) == plans
+    np.testing.assert_array_equal(first.permute(0, 2, 3, 1).numpy(), expected)
+
+
 def test_tile_kernels_load_and_store_wide_words_through_shared_memory():
     """The gathers' hot loads are 16-byte vector loads into shared memory (PTX, no GPU).
 
