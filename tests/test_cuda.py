@@ -475,3 +475,18 @@ def test_tile_kernels_load_and_store_wide_words_through_shared_memory():
             assert kernels.occupancy(kernels.TILE_THREADS, used['registers'], shared) >= 0.5
         """, NUMBA_ENABLE_CUDASIM="0")
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_bench_runs_in_the_simulator(tmp_path):
+    """``bench/gpu.py --tiny`` runs in the simulator and prints every target's row."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "gpu.py"), "--tiny", "--repeats", "1",
+         "--skip", "store", "--out", str(tmp_path / "gpu.md")],
+        capture_output=True, text=True, timeout=900, check=False,
+        env=dict(os.environ, PYTHONPATH=ROOT, NUMBA_ENABLE_CUDASIM="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (tmp_path / "gpu.md").read_text()
+    assert "failed" not in table and "| NO" not in table
+    for row in ("plain gather", "96x24", "8x8", "balanced", "mix_batch", "device copy"):
+        assert row in table, row
+    assert "occupancy" in table and "moves" in table
