@@ -35,6 +35,7 @@ sys.path.insert(0, ROOT)
 
 import fastmix  # noqa: E402
 from fastmix.pipeline import Pipeline  # noqa: E402
+from fastmix.units import format_bytes  # noqa: E402
 
 KEY = fastmix.Key.from_hex("5a" * 32)
 CLASSES = 10
@@ -103,36 +104,84 @@ def timed(function, device: Device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def kernel_resources(device: Device, steps, count: int) -> tuple[str, str]:
+    """Return the kernel the backend launched for ``steps``, and its notes.
+
+    The notes: the words it moved, its theoretical occupancy (registers and shared memory
+    a block, on this GPU's limits) and the bytes it reads and writes in device memory.
+    """
+    from fastmix.kernels.cuda import backend, kernels
+
+    tiles = [entry[1] for entry in backend._buffers.tiles.values() if entry[0] is steps]
+    layout = steps.layout
+    image_bytes = layout.height * layout.units * layout.unit_dtype.itemsize
+    if not tiles or tiles[-1] is None:
+        name = "hardened_gather" if steps.hardened else "gather"
+        moved, words, dtype = 2 * count * image_bytes, "word a thread", None
+    else:
+        geometry = tiles[-1].geometry
+        name = "tile_harden" if steps.hardened else "tile_gather"
+        moved = geometry.moved_bytes(count)
+        words = (f"{geometry.load_width}-byte loads, {geometry.store_width}-byte stores, "
+                 f"{geometry.group} blocks x {int(np.diff(geometry.pieces[:, :2]).max())} rows a "
+                 "unit")
+        dtype = np.dtype(steps.values.dtype) if steps.hardened else \
+            kernels.word_dtype(geometry.value_size)
+    blur = steps.blur
+    if blur is not None:
+        row_bytes = image_bytes // layout.height
+        pixel_bytes = row_bytes // int(steps.grid.col_edges[-1])
+        moved += 2 * count * (np.asarray(blur.band_rows).size * row_bytes
+                              + layout.height * np.asarray(blur.band_cols).size * pixel_bytes)
+    occupancy = "occupancy n/a (simulator)"
+    if not device.simulated:
+        kernel = kernels.compiled_kernels()[name]
+        registers = kernel.get_regs_per_thread()
+        shared = kernel.get_shared_mem_per_block()
+        # Keyed by argument types (a tuple, or a signature's .args): the first is the values.
+        signature = next((sig for sig in registers if dtype is None or
+                          str(getattr(sig, "args", sig)[0].dtype) == dtype.name), None)
+        if signature is not None:
+            threads = kernels.TILE_THREADS if name.startswith("tile") else \
+                kernels.THREADS_PER_BLOCK
+            value = kernels.occupancy(threads, registers[signature], shared[signature],
+                                      kernels.device_limits())
+            occupancy = (f"occupancy {value:.0%} ({registers[signature]} registers, "
+                         f"{shared[signature]:,} B shared a block)")
+    return name, f"{name}: {words}; {occupancy}; moves {format_bytes(moved)} a run"
+
+
 def kernel_rows(device: Device, cases, repeats: int) -> list[str]:
+    """One row a target: the kernels' bandwidth against a device copy of the same bytes."""
     rows = []
-    for count, shape, block in cases:
+    copies: dict = {}
+    for label, count, shape, spec in cases:
         images = device.random_images((count, *shape), seed=count)
         out = device.empty_like(images)
         nbytes = count * int(np.prod(shape))
         labels = np.random.default_rng(1).integers(0, CLASSES, count)
-        copy_seconds = timed(lambda images=images, out=out: device.copy(images, out), device,
-                             repeats)
-        copy_rate = 2 * nbytes / copy_seconds / 1e9
-        for name, spec in (("plain", fastmix.MixSpec(block=block, donors=10)),
-                           ("balanced", fastmix.MixSpec.preset("balanced", block=block)),
-                           ("balanced without seam blur",
-                            fastmix.MixSpec.preset("balanced", block=block, seam_blur=0.0))):
-            pipeline = Pipeline(shape, np.uint8, spec, KEY, backend="cuda")
-            started = time.perf_counter()
-            plan = pipeline.plan(labels, 0)
-            plan_seconds = time.perf_counter() - started
-            started = time.perf_counter()
-            window = pipeline.load(images, plan)
-            device.synchronize()
-            load_seconds = time.perf_counter() - started
-            seconds = timed(lambda window=window, out=out, pipeline=pipeline, count=count:
-                            pipeline.mix_piece(window, 0, count, out), device, repeats)
-            rate = 2 * nbytes / seconds / 1e9
-            rows.append(
-                f"| {count:,} x {'x'.join(map(str, shape))}, {block[0]}x{block[1]} blocks, "
-                f"{name} | {rate:.1f} GB/s | {copy_rate:.1f} GB/s | {rate / copy_rate:.2f}x | "
-                f"plan {plan_seconds * 1e3:.0f} ms + to device {load_seconds * 1e3:.0f} ms |")
-            print(rows[-1], flush=True)
+        if (count, shape) not in copies:
+            copies[(count, shape)] = timed(lambda images=images, out=out:
+                                           device.copy(images, out), device, repeats)
+        copy_rate = 2 * nbytes / copies[(count, shape)] / 1e9
+        pipeline = Pipeline(shape, np.uint8, spec, KEY, backend="cuda")
+        started = time.perf_counter()
+        plan = pipeline.plan(labels, 0)
+        plan_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        window = pipeline.load(images, plan)
+        device.synchronize()
+        load_seconds = time.perf_counter() - started
+        seconds = timed(lambda window=window, out=out, pipeline=pipeline, count=count:
+                        pipeline.mix_piece(window, 0, count, out), device, repeats)
+        rate = 2 * nbytes / seconds / 1e9
+        block = "x".join(map(str, spec.block_shape(*shape[:2])))
+        _, notes = kernel_resources(device, pipeline.steps, count)
+        rows.append(
+            f"| {label}, {count:,} x {'x'.join(map(str, shape))}, {block} blocks | "
+            f"{rate:.1f} GB/s | {copy_rate:.1f} GB/s | {rate / copy_rate:.2f}x | {notes}; "
+            f"plan {plan_seconds * 1e3:.0f} ms + to device {load_seconds * 1e3:.0f} ms |")
+        print(rows[-1], flush=True)
         del images, out
     return rows
 
@@ -159,29 +208,54 @@ def equality_rows(device: Device, cases, sample: int) -> list[str]:
 
 
 def batch_rows(device: Device, batch: tuple[int, ...], repeats: int) -> list[str]:
-    """``mix_batch`` on a training batch already on the GPU, planning included."""
-    rows = []
-    if device.torch is None:
-        return rows
-    from fastmix.torch import mix_batch
+    """``mix_batch`` on a training batch already on the GPU, planning included.
 
-    torch = device.torch
+    Each timed call takes a new step, so it plans; a second figure repeats one step (the
+    plan kept). In the simulator (no CUDA tensors) the same path runs on NumPy arrays
+    through ``fastmix.mixing.mix_cached``, which ``mix_batch`` calls.
+    """
+    from fastmix.mixing import mix_cached
+    from fastmix.torch import _BATCHES, mix_batch
+
+    rows = []
     count = batch[0]
     images = device.random_images(batch, seed=3)
-    labels = torch.randint(0, CLASSES, (count,), device="cuda")
-    for name, spec in (("plain", fastmix.MixSpec(block=(28, 28), donors=10)),
-                       ("balanced", fastmix.MixSpec.preset("balanced", block=(28, 28)))):
-        step = iter(range(10**9))
+    labels_host = np.random.default_rng(6).integers(0, CLASSES, count)
+    if device.torch is not None:
+        labels = device.torch.tensor(labels_host, device="cuda")
+
+        def run(spec, step):
+            return mix_batch(images, labels, spec, KEY, step)
+
+        def host(mixed):
+            return mixed.permute(0, 2, 3, 1).cpu().numpy()
+
+        nhwc = images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    else:
+        nhwc = np.ascontiguousarray(np.moveaxis(images, 1, -1))
+
+        def run(spec, step):
+            return mix_cached(nhwc, labels_host, spec, KEY, _BATCHES, backend="cuda",
+                              first_window=step)
+
+        def host(mixed):
+            return np.asarray(mixed)
+
+    hw = batch[-2:]
+    for name, spec in (("default preset (balanced)", fastmix.MixSpec.preset("balanced")),
+                       ("plain", fastmix.MixSpec(donors=10))):
+        steps = iter(range(1, 10**9))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fastmix.FastmixWarning)
-            seconds = timed(lambda spec=spec, step=step:
-                            mix_batch(images, labels, spec, KEY, next(step)), device, repeats)
-            mixed = mix_batch(images, labels, spec, KEY, 5)
-            nhwc = images.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-            expected = fastmix.mix_array(nhwc, labels.cpu().numpy(), spec, KEY, first_window=5)
-        same = np.array_equal(mixed.permute(0, 2, 3, 1).cpu().numpy(), expected)
-        rows.append(f"| mix_batch {'x'.join(map(str, batch))} uint8, 28x28 blocks, {name} | "
-                    f"{count / seconds:,.0f} images/s | | | bit-equal to CPU: "
+            planned = timed(lambda spec=spec, steps=steps: run(spec, next(steps)), device,
+                            repeats)
+            kept = timed(lambda spec=spec: run(spec, 0), device, repeats)
+            same = np.array_equal(host(run(spec, 5)), fastmix.mix_array(
+                nhwc, labels_host, spec, KEY, first_window=5))
+        block = "x".join(map(str, spec.block_shape(*hw)))
+        rows.append(f"| mix_batch {'x'.join(map(str, batch))} uint8, {name}, {block} blocks, "
+                    f"planning included | {count / planned:,.0f} images/s | | | plan kept "
+                    f"(same step): {count / kept:,.0f} images/s; bit-equal to CPU: "
                     f"{'yes' if same else 'NO'} |")
         print(rows[-1], flush=True)
     return rows
@@ -269,11 +343,29 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["kernel", "equality", "batch", "store"])
     args = parser.parse_args(argv)
     device = Device()
+    def plain(block):
+        return fastmix.MixSpec(block=block, donors=10)
+
+    balanced = fastmix.MixSpec.preset("balanced")
     if args.tiny:
+        big, small = (8, (32, 32, 3)), (16, (16, 16, 3))
         cases = [(12, (12, 12, 3), (6, 3)), (16, (8, 8, 3), (4, 4))]
+        targets = [("plain gather", *big, plain((16, 16))),
+                   ("plain gather (the 96x24 target's words)", *big, plain((16, 8))),
+                   ("plain gather (the 8x8 target)", *small, plain((8, 8))),
+                   ("default preset (balanced)", *big, balanced),
+                   ("default preset without seam blur", *big,
+                    fastmix.MixSpec.preset("balanced", seam_blur=0.0))]
         batch, store_size, sample = (8, 3, 16, 16), (16, (8, 8, 3), (4, 4)), 12
     else:
+        big, small = (3000, (192, 192, 3)), (100_000, (64, 64, 3))
         cases = [(3000, (192, 192, 3), (96, 24)), (100_000, (64, 64, 3), (8, 8))]
+        targets = [("plain gather", *big, plain((16, 16))),
+                   ("plain gather", *big, plain((96, 24))),
+                   ("plain gather", *small, plain((8, 8))),
+                   ("default preset (balanced)", *big, balanced),
+                   ("default preset without seam blur", *big,
+                    fastmix.MixSpec.preset("balanced", seam_blur=0.0))]
         batch, store_size, sample = (256, 3, 224, 224), (40_000, (64, 64, 3), (16, 16)), 400
     import numba
     import numba_cuda
@@ -283,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["| case | fastmix cuda | device copy | ratio | notes |",
              "| --- | --- | --- | --- | --- |"]
     sections = {"equality": lambda: equality_rows(device, cases, sample),
-                "kernel": lambda: kernel_rows(device, cases, args.repeats),
+                "kernel": lambda: kernel_rows(device, targets, args.repeats),
                 "batch": lambda: batch_rows(device, batch, args.repeats),
                 "store": lambda: store_rows(device, *store_size,
                                             repeats=max(1, args.repeats // 2))}

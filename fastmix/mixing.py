@@ -6,7 +6,9 @@ engines run.
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 
@@ -23,7 +25,7 @@ from fastmix.kernels.steps import PixelLayout, steps_for
 from fastmix.keys import Key
 from fastmix.pipeline import Pipeline
 from fastmix.plan import Plan, images_in_pairs, pairs_warning
-from fastmix.plan.labels import validate_labels
+from fastmix.plan.labels import encode_labels, validate_labels
 from fastmix.plan.window_rule import fixed_windows, unpartnered_message, unpartnered_refusal
 from fastmix.spec import MixSpec
 
@@ -91,8 +93,77 @@ def _check_first_window(first_window: object, count: int, window: int | None) ->
     return first_window
 
 
+class PlanCache:
+    """Pipelines and window plans kept between calls (:func:`fastmix.torch.mix_batch`'s).
+
+    A pipeline (its per-run constants, and the backend's tables of them) is kept per image
+    shape, dtype, spec, key and backend; a plan per pipeline, label codes and window index.
+    A call with the same labels and window index (a training batch's step) then plans
+    nothing, and the cuda backend copies nothing to the device but the pixels' work. A plan
+    is a value of those inputs, so reuse never changes a byte. Least recently used entries
+    go first; safe to share between threads.
+    """
+
+    def __init__(self, pipelines: int = 4, plans: int = 16):
+        self._pipelines: OrderedDict[tuple, Pipeline] = OrderedDict()
+        self._plans: OrderedDict[tuple, tuple[Pipeline, Plan]] = OrderedDict()
+        self._sizes = (pipelines, plans)
+        self._lock = threading.Lock()
+
+    def pipeline(self, image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec, key: Key,
+                 backend: str, inverse: bool) -> Pipeline:
+        """Return the kept pipeline of these arguments, made on first use."""
+        name = (tuple(image_shape), np.dtype(dtype).str, spec.canonical(), key, backend,
+                inverse)
+        with self._lock:
+            pipeline = self._pipelines.get(name)
+            if pipeline is not None:
+                self._pipelines.move_to_end(name)
+                return pipeline
+        pipeline = Pipeline(image_shape, dtype, spec, key, backend=backend, inverse=inverse)
+        with self._lock:
+            self._pipelines[name] = pipeline
+            while len(self._pipelines) > self._sizes[0]:
+                self._pipelines.popitem(last=False)
+        return pipeline
+
+    def plan(self, pipeline: Pipeline, labels: np.ndarray, window_index: int) -> Plan:
+        """Return the kept plan of one window of ``pipeline``, planned on first use."""
+        name = (id(pipeline), encode_labels(labels).tobytes(), int(window_index))
+        with self._lock:
+            kept = self._plans.get(name)
+            if kept is not None and kept[0] is pipeline:
+                self._plans.move_to_end(name)
+                return kept[1]
+        plan = pipeline.plan(labels, window_index)
+        with self._lock:
+            self._plans[name] = (pipeline, plan)
+            while len(self._plans) > self._sizes[1]:
+                self._plans.popitem(last=False)
+        return plan
+
+
+def mix_cached(images, labels, spec: MixSpec | None, key: Key, cache: PlanCache, *,
+               backend: str = "cpu", stream: object = None, strict: bool = False,
+               first_window: int = 0):
+    """:func:`mix_array` of one window, its pipeline and plan kept in ``cache``.
+
+    The same checks and bytes as :func:`mix_array` (``window=None``); for callers that mix
+    many batches of one shape (:func:`fastmix.torch.mix_batch`).
+    """
+    return _run(images, labels, spec, key, None, backend, None, strict, False, stream=stream,
+                first_window=first_window, cache=cache)
+
+
+def _pipeline(cache: PlanCache | None, image_shape, dtype, spec, key, backend,
+              inverse) -> Pipeline:
+    if cache is None:
+        return Pipeline(image_shape, dtype, spec, key, backend=backend, inverse=inverse)
+    return cache.pipeline(image_shape, dtype, spec, key, backend, inverse)
+
+
 def _run(images, labels, spec, key, window, backend, out, strict, inverse, stream=None,
-         first_window=0):
+         first_window=0, cache=None):
     images, device, labels, spec, window = _check_common(images, labels, spec, key, window)
     strict = check_flag(strict, "strict")
     first_window = _check_first_window(first_window, len(labels), window)
@@ -108,7 +179,7 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse, strea
         )
     if device is not None:
         return _run_device(images, device, labels, spec, key, window, backend, out, strict,
-                           inverse, stream, first_window)
+                           inverse, stream, first_window, cache)
     if stream is not None:
         raise BadInputError("stream= applies to CUDA arrays (backend='cuda') only")
     if out is None:
@@ -127,18 +198,16 @@ def _run(images, labels, spec, key, window, backend, out, strict, inverse, strea
         if np.may_share_memory(out, images):
             raise BadInputError("out must not overlap the input images; pass another buffer")
     images = np.ascontiguousarray(images)
-    pipeline = Pipeline(images.shape[1:], images.dtype, spec, key, backend=backend,
-                        inverse=inverse)
+    pipeline = _pipeline(cache, images.shape[1:], images.dtype, spec, key, backend, inverse)
     _windows(pipeline, images, labels, out, window, spec, strict, inverse, first_window,
-             stacklevel=4)
+             stacklevel=4, cache=cache)
     return out
 
 
 def _run_device(images, array, labels, spec, key, window, backend, out, strict, inverse,
-                stream, first_window):
+                stream, first_window, cache=None):
     """:func:`_run` for CUDA arrays, seen through ``array``: no host copy; the result is theirs."""
-    pipeline = Pipeline(array.shape[1:], array.dtype, spec, key, backend=backend,
-                        inverse=inverse)
+    pipeline = _pipeline(cache, array.shape[1:], array.dtype, spec, key, backend, inverse)
     if pipeline.backend.LOCATION != "device":
         raise BadInputError(
             f"images are CUDA arrays ({type(images).__module__}.{type(images).__name__}) but "
@@ -159,22 +228,25 @@ def _run_device(images, array, labels, spec, key, window, backend, out, strict, 
         raise BadInputError("out must not overlap the input images; pass another buffer")
     with device_arrays.queue_on(stream):
         _windows(pipeline, images, labels, out, window, spec, strict, inverse, first_window,
-                 stacklevel=5)
+                 stacklevel=5, cache=cache)
     return out
 
 
 def _windows(pipeline, images, labels, out, window, spec, strict, inverse, first_window,
-             stacklevel):
+             stacklevel, cache=None):
     """Mix ``images`` into ``out`` window by window, then warn (or refuse) as the spec says.
 
-    ``stacklevel`` points the warnings at the caller of :func:`mix_array`.
+    ``stacklevel`` points the warnings at the caller of :func:`mix_array`; ``cache`` keeps
+    the windows' plans (:class:`PlanCache`).
     """
     count = len(labels)
     window = window or max(count, 1)
     unpartnered = paired = 0
     for number, (start, stop) in enumerate(fixed_windows(count, window)):
+        kept = None if cache is None else \
+            cache.plan(pipeline, labels[start:stop], first_window + number)
         plan = pipeline.mix_window(images[start:stop], labels[start:stop],
-                                   first_window + number, out[start:stop])
+                                   first_window + number, out[start:stop], plan=kept)
         unpartnered += plan.unpartnered
         paired += images_in_pairs(np.unique(labels[start:stop], return_counts=True)[1], spec)
     if inverse:

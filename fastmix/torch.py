@@ -14,8 +14,13 @@ from typing import Any
 
 from fastmix.errors import BadInputError, BadInputTypeError, check_flag, check_integer
 from fastmix.keys import Key
-from fastmix.mixing import MAX_WINDOW_INDEX, mix_array
+from fastmix.mixing import MAX_WINDOW_INDEX, PlanCache, mix_cached
 from fastmix.spec import MixSpec
+
+#: The pipelines and plans of recent batches (:class:`fastmix.mixing.PlanCache`): a batch of
+#: a shape already seen reuses its run's constants and device tables, and a batch with the
+#: labels and step of a recent one is not planned again.
+_BATCHES = PlanCache()
 
 
 def mix_batch(images, labels, spec: MixSpec | None, key: Key, step: int, *,
@@ -51,6 +56,14 @@ def mix_batch(images, labels, spec: MixSpec | None, key: Key, step: int, *,
     torch.Tensor
         The mixed batch, shape (N, C, H, W) like ``images``, in the ``channels_last``
         memory format (the layout the kernels use), on the same device.
+
+    Notes
+    -----
+    The batch's plan is made on the host (the labels of a CUDA tensor are copied there) and
+    kept with its run's constants (:class:`fastmix.mixing.PlanCache`), so a call with the
+    labels and step of a recent one plans nothing and copies nothing to the device but the
+    work. On a GPU the batch is one window: one launch of the gather (two more for the seam
+    blur), queued on the caller's stream without waiting for it.
     """
     if not hasattr(images, "permute") or not hasattr(images, "is_cuda"):
         raise BadInputTypeError(
@@ -72,11 +85,12 @@ def mix_batch(images, labels, spec: MixSpec | None, key: Key, step: int, *,
     pixels = pixels.contiguous()  # no copy for a channels_last batch
     mixed: Any  # a torch.Tensor: mix_array returns a CUDA array as the library it came from
     if images.is_cuda:
-        mixed = mix_array(pixels, labels, spec, key, backend=backend, stream=stream,
-                          strict=strict, first_window=step)
+        mixed = mix_cached(pixels, labels, spec, key, _BATCHES, backend=backend,
+                           stream=stream, strict=strict, first_window=step)
     else:
         import torch  # the caller's own library, already imported
 
-        mixed = torch.from_numpy(mix_array(pixels.numpy(), labels, spec, key, backend=backend,
-                                           strict=strict, first_window=step))
+        mixed = torch.from_numpy(mix_cached(pixels.numpy(), labels, spec, key, _BATCHES,
+                                            backend=backend, strict=strict,
+                                            first_window=step))
     return mixed.permute(0, 3, 1, 2) if channels_first else mixed

@@ -269,6 +269,34 @@ def fill_level_table(table, levels, low, span, brightness, contrast, tone):
 
 
 @body
+def level_table_value(level, low, span, brightness, contrast, tone):
+    """One entry of :func:`fill_level_table`: the stored jitter of the value at ``level``.
+
+    The same operations as :func:`fill_level_table`'s loop, for a kernel whose threads fill
+    a table together (:mod:`fastmix.kernels.cuda`'s tile kernel).
+    """
+    level = jitter_from_level(level, brightness, contrast, tone)
+    return round_half_even(product(level, span)) + low
+
+
+@body
+def store_stepped(out, at, value, step, table, table_at, low, span, brightness, contrast,
+                  tone):
+    """``out[at] =`` ``value`` after the value step ``step``, as :func:`copy_run` stores it.
+
+    :data:`TABLE` stores ``table[table_at + int(value)]`` (a block's table of the value
+    ``v`` at ``table_at + v``). One branch per step, each storing its own result: a shared
+    result would widen a 64-bit unit to float64.
+    """
+    if step == COPY:
+        out[at] = value
+    elif step == TABLE:
+        out[at] = table[table_at + int(value)]
+    else:
+        out[at] = jittered_value(value, low, span, step == INTEGER, brightness, contrast, tone)
+
+
+@body
 def fill_toned_levels(toned, levels, tones):
     """``toned[k, v] = tone_curve(levels[v], tones[k])``: every tone's curve, every level."""
     for tone in range(tones.size):

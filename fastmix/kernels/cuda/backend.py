@@ -17,6 +17,7 @@ Host arrays
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from contextlib import nullcontext
 from typing import Any
 
@@ -33,11 +34,16 @@ from fastmix.device_arrays import (
 )
 from fastmix.errors import BadInputError
 from fastmix.kernels.cuda.kernels import (
+    SHARED_LEVELS,
+    TILE_BYTES,
+    TileGeometry,
     block_tables,
     compiled_kernels,
     fill_jitter,
     launch_geometry,
     small_geometry,
+    tile_geometry,
+    tile_launch,
     word_dtype,
     word_size,
 )
@@ -49,6 +55,11 @@ LOCATION = "device"
 # this many bytes, alternating two streams, so one piece's copy overlaps the next one's
 # kernels.
 COPY_PIECE_BYTES = 32 << 20
+#: Device bytes of the plans kept for reuse (:meth:`_Buffers.device_plan`), at most.
+PLAN_CACHE_BYTES = 64 << 20
+#: Bytes of a tile the tile kernel's units are laid out for (at most
+#: :data:`~fastmix.kernels.cuda.kernels.TILE_BYTES`; smaller only to test its pieces).
+TILE_BUDGET = TILE_BYTES
 
 
 def available() -> bool:
@@ -116,26 +127,24 @@ def _pixel_bytes(steps) -> int:
     return int(layout.units * layout.unit_dtype.itemsize // int(steps.grid.col_edges[-1]))
 
 
-class DeviceWindow:
-    """One window on the device: its pixels, its plan's arrays, the stream it is ready on."""
+class DevicePlan:
+    """A window plan's arrays on the device: source map, orientation codes, jitter draws.
 
-    def __init__(self, source, count: int, image_bytes: int, plan, steps, stream,
-                 caller_array: DeviceArray | None):
+    Made once per plan object (:meth:`_Buffers.device_plan`): a plan used again (the same
+    training batch and step through :func:`fastmix.torch.mix_batch`) is not drawn or copied
+    again. ``ready`` is recorded on the stream that copied it.
+    """
+
+    def __init__(self, plan, steps, count: int, stream):
         module = require_gpu()
-        self.source = source  # (count, image_bytes) uint8 device view
-        self.count = count
-        self.image_bytes = image_bytes
-        self.steps = steps
-        self.stream = stream
-        self.caller_array = caller_array
         self.source_map = module.to_device(np.ascontiguousarray(plan.source, dtype=np.int32),
                                            stream=stream)
-        self.codes = self.jitter = None
+        blocks = plan.source.shape[1]
+        codes = np.zeros((0, 0), dtype=np.uint8)
+        jitter = np.zeros((0, 0, 3), dtype=np.float64)
         if steps.hardened:
-            blocks = plan.source.shape[1]
             codes = plan.codes if getattr(plan, "codes", None) is not None else \
                 np.zeros((count, blocks), dtype=np.uint8)
-            jitter = np.zeros((0, 0, 3), dtype=np.float64)
             if getattr(plan, "jitter", None) is not None:  # plan rule 1: drawn in the plan
                 jitter = plan.jitter
             elif getattr(plan, "jitter_seed", None) is not None:
@@ -143,10 +152,33 @@ class DeviceWindow:
                 # this backend's limit; the CPU backend draws per block as it computes).
                 jitter = np.empty((count, blocks, 3), dtype=np.float64)
                 fill_jitter(jitter, np.uint64(plan.jitter_seed), 0, steps.jitter.tables)
-            self.codes = module.to_device(np.ascontiguousarray(codes, dtype=np.uint8),
-                                          stream=stream)
-            self.jitter = module.to_device(np.ascontiguousarray(jitter, dtype=np.float64),
-                                           stream=stream)
+        #: Whether a block is transposed (a code of 4 or more): the tile kernel then keeps
+        #: whole block rows in a unit.
+        self.transposes = bool(codes.size and int(codes.max()) >= 4)
+        self.codes = module.to_device(np.ascontiguousarray(codes, dtype=np.uint8), stream=stream)
+        self.jitter = module.to_device(np.ascontiguousarray(jitter, dtype=np.float64),
+                                       stream=stream)
+        self.nbytes = int(plan.source.size) * 4 + int(codes.size) + int(jitter.size) * 8
+        self.ready = module.event()
+        self.ready.record(stream)
+
+
+class DeviceWindow:
+    """One window on the device: its pixels, its plan's arrays, the stream it is ready on."""
+
+    def __init__(self, source, count: int, image_bytes: int, plan, steps, stream,
+                 caller_array: DeviceArray | None):
+        self.source = source  # (count, image_bytes) uint8 device view
+        self.count = count
+        self.image_bytes = image_bytes
+        self.steps = steps
+        self.stream = stream
+        self.caller_array = caller_array
+        self.plan = _buffers.device_plan(plan, steps, count, stream)
+        self.plan.ready.wait(stream)
+        self.source_map = self.plan.source_map
+        self.codes = self.plan.codes if steps.hardened else None
+        self.jitter = self.plan.jitter if steps.hardened else None
 
 
 class _Buffers:
@@ -157,7 +189,26 @@ class _Buffers:
         self.device: dict[str, Any] = {}  # numba device arrays
         self.streams: list = []
         self.shapes: dict = {}
+        self.tiles: dict = {}
+        self.plans: OrderedDict[int, tuple[Any, DevicePlan]] = OrderedDict()
         self.last_use: dict = {}
+
+    def device_plan(self, plan, steps, count: int, stream) -> DevicePlan:
+        """Return ``plan``'s arrays on the device, copied once per plan object.
+
+        The last few plans (up to :data:`PLAN_CACHE_BYTES` of them) stay on the device, so
+        that a plan used again is neither drawn nor copied again.
+        """
+        cached = self.plans.get(id(plan))
+        if cached is not None and cached[0] is plan:
+            self.plans.move_to_end(id(plan))
+            return cached[1]
+        arrays = DevicePlan(plan, steps, count, stream)
+        if arrays.nbytes <= PLAN_CACHE_BYTES:
+            self.plans[id(plan)] = (plan, arrays)
+            while sum(entry.nbytes for _, entry in self.plans.values()) > PLAN_CACHE_BYTES:
+                self.plans.popitem(last=False)
+        return arrays
 
     def host(self, name: str, nbytes: int) -> np.ndarray:
         buffer = self.pinned.get(name)
@@ -322,31 +373,162 @@ def _run_piece(window: DeviceWindow, first: int, last: int, out_bytes, out_point
 
 def _queue_kernels(window: DeviceWindow, first: int, last: int, out_bytes, out_pointer: int,
                    stream, slot: str) -> None:
+    """Queue the gather (the tile kernel, or the word kernels where it cannot), then the blur."""
     steps = window.steps
     count = last - first
-    launch = compiled_kernels()
-    source_pointer = _device_pointer(window.source)
-    edges = steps.grid
-    if not steps.hardened:
-        layout = steps.layout
-        pixel_bytes = _pixel_bytes(steps)
-        segment = int(edges.col_edges[1] - edges.col_edges[0]) * pixel_bytes
-        word = word_size(int(edges.col_edges[-1]) * pixel_bytes, segment, source_pointer,
-                         out_pointer, layout.unit_dtype.itemsize)
-        tables = _shape_tables(steps, word, stream)
-        height, words = tables.height, tables.words_per_row
-        source = _words(window.source, (window.count, height, words), word)
-        out = _words(out_bytes, (count, height, words), word)
-        blocks, threads = launch_geometry(count, height, words)
-        launch["gather"][blocks, threads, stream](source, out, window.source_map, first,
-                                                  tables.row_first_block, tables.word_block)
+    tiles = _tile_tables(window, _device_pointer(window.source), out_pointer, stream)
+    if tiles is not None:
+        _queue_tiles(window, tiles, first, count, out_bytes, stream)
+    elif not steps.hardened:
+        _queue_word_gather(window, first, count, out_bytes, out_pointer, stream)
         return
-    view, jitter, blur = steps.values, steps.jitter or NO_JITTER, steps.blur or NO_BLUR
+    else:
+        _queue_hardened_gather(window, first, count, out_bytes, stream, slot)
+    if not steps.hardened:
+        return
+    view, blur = steps.values, steps.blur or NO_BLUR
+    if not (np.asarray(blur.band_rows).size or np.asarray(blur.band_cols).size):
+        return
     value_dtype = np.dtype(view.dtype)
     channels = int(view.channels)
     tables = _shape_tables(steps, value_dtype.itemsize, stream)
     height = tables.height
-    values = int(edges.col_edges[-1]) * channels
+    values = int(steps.grid.col_edges[-1]) * channels
+    out = _typed(out_bytes, (count, height, values), value_dtype)
+    launch = compiled_kernels()
+    blur_args = (float(view.low), float(view.high), bool(view.integer))
+    if np.asarray(blur.band_rows).size:
+        grid, block = small_geometry(count, 1, values)
+        lines = _buffers.scratch(f"lines {slot}", (tables.band_rows.size, _threads(grid, block)),
+                                 np.float64)
+        launch["blur_rows"][grid, block, stream](out, tables.band_rows, lines, tables.weights,
+                                                 int(blur.radius), *blur_args)
+    if np.asarray(blur.band_cols).size:
+        grid, block = small_geometry(count, height, 1)
+        line = _buffers.scratch(
+            f"line {slot}", (tables.band_cols.size * channels, _threads(grid, block)),
+            np.float64)
+        launch["blur_cols"][grid, block, stream](out, tables.band_cols, line, tables.weights,
+                                                 int(blur.radius), channels, *blur_args)
+
+
+class _Tiles:
+    """Device copies of one :class:`TileGeometry`'s tables and the grid, made once per shape."""
+
+    def __init__(self, steps, geometry: TileGeometry, stream):
+        module = require_gpu()
+        self.steps = steps  # the tables are of this Steps object (checked by identity)
+        self.geometry = geometry
+        rows = np.asarray(steps.grid.row_edges, dtype=np.int64)
+        cols = np.asarray(steps.grid.col_edges, dtype=np.int64)
+        jitter = steps.jitter or NO_JITTER
+
+        def put(array: np.ndarray, dtype=np.int32):
+            return module.to_device(np.ascontiguousarray(array, dtype=dtype), stream=stream)
+
+        self.vector = put(geometry.vector(), np.int64)
+        self.pieces = put(geometry.pieces)
+        self.row_edges = put(rows, np.int64)
+        self.col_edges = put(cols, np.int64)
+        self.row_block = put(np.repeat(np.arange(rows.size - 1), np.diff(rows)))
+        self.pixel_block = put(np.repeat(np.arange(cols.size - 1), np.diff(cols)))
+        self.group_blocks = put(geometry.group_blocks)
+        self.load_first = put(geometry.load_first)
+        self.load_column = put(geometry.load_column)
+        self.load_block = put(geometry.load_block)
+        self.value_first = put(geometry.value_first)
+        self.out_first = put(geometry.out_first)
+        self.levels = put(np.asarray(jitter.levels), np.float64)
+
+
+def _tile_tables(window: DeviceWindow, source_pointer: int, out_pointer: int,
+                 stream) -> _Tiles | None:
+    """Return the tile kernel's tables for this window, or ``None`` where it cannot run.
+
+    Made once per run, transposition, level tables and pointer alignment
+    (:func:`tile_geometry`).
+    """
+    steps = window.steps
+    jitter = steps.jitter or NO_JITTER
+    levels = int(np.asarray(jitter.levels).size)
+    rows = np.asarray(steps.grid.row_edges)
+    cols = np.asarray(steps.grid.col_edges)
+    channels = int(steps.values.channels)
+    largest = int(np.diff(rows).max()) * int(np.diff(cols).max()) * channels
+    tabled = window.plan.jitter.shape[0] > 0 and 0 < levels <= SHARED_LEVELS and \
+        largest > levels
+    transposes = window.plan.transposes
+    key = (id(steps), source_pointer % 16, out_pointer % 16, transposes, tabled, TILE_BUDGET)
+    cached = _buffers.tiles.get(key)
+    if cached is not None and cached[0] is steps:
+        return cached[1]
+    geometry = tile_geometry(rows, cols, _pixel_bytes(steps),
+                             np.dtype(steps.values.dtype).itemsize, plain=not steps.hardened,
+                             transposes=transposes, tabled=tabled,
+                             source_pointer=source_pointer, out_pointer=out_pointer,
+                             budget=TILE_BUDGET)
+    tiles = None if geometry is None else _Tiles(steps, geometry, stream)
+    kept = {name: entry for name, entry in _buffers.tiles.items() if entry[0] is steps}
+    _buffers.tiles = kept if len(kept) < 16 else {}
+    _buffers.tiles[key] = (steps, tiles)
+    return tiles
+
+
+def _queue_tiles(window: DeviceWindow, tiles: _Tiles, first: int, count: int, out_bytes,
+                 stream) -> None:
+    """Queue the tile kernel over output images ``first..first + count``."""
+    steps, geometry = window.steps, tiles.geometry
+    view = steps.values
+    if steps.hardened:
+        dtype = np.dtype(view.dtype)
+        jitter_step, offset, low, span = (int(view.jitter_step), int(view.low), float(view.low),
+                                          float(view.span))
+    else:
+        dtype = word_dtype(geometry.value_size)
+        jitter_step, offset, low, span = 0, 0, 0.0, 1.0
+    image_values = window.image_bytes // dtype.itemsize
+    source = _typed(window.source, (window.count * image_values,), dtype)
+    out = _typed(out_bytes, (count * image_values,), dtype)
+    blocks, threads = tile_launch(geometry.units(count))
+    name = "tile_harden" if steps.hardened else "tile_gather"
+    compiled_kernels()[name][blocks, threads, stream](
+        source, out, window.plan.source_map, window.plan.codes, window.plan.jitter,
+        tiles.levels, first, count, tiles.vector, tiles.pieces, tiles.row_edges,
+        tiles.col_edges, tiles.row_block, tiles.pixel_block, tiles.group_blocks,
+        tiles.load_first, tiles.load_column, tiles.load_block, tiles.value_first,
+        tiles.out_first, jitter_step, int(tiles.levels.size), offset, low, span)
+
+
+def _queue_word_gather(window: DeviceWindow, first: int, count: int, out_bytes,
+                       out_pointer: int, stream) -> None:
+    """Queue the plain gather a word a thread (the fallback of :func:`_queue_tiles`)."""
+    steps = window.steps
+    edges = steps.grid
+    pixel_bytes = _pixel_bytes(steps)
+    segment = int(edges.col_edges[1] - edges.col_edges[0]) * pixel_bytes
+    word = word_size(int(edges.col_edges[-1]) * pixel_bytes, segment,
+                     _device_pointer(window.source), out_pointer,
+                     steps.layout.unit_dtype.itemsize)
+    tables = _shape_tables(steps, word, stream)
+    height, words = tables.height, tables.words_per_row
+    source = _words(window.source, (window.count, height, words), word)
+    out = _words(out_bytes, (count, height, words), word)
+    blocks, threads = launch_geometry(count, height, words)
+    compiled_kernels()["gather"][blocks, threads, stream](
+        source, out, window.source_map, first, tables.row_first_block, tables.word_block)
+
+
+def _queue_hardened_gather(window: DeviceWindow, first: int, count: int, out_bytes, stream,
+                           slot: str) -> None:
+    """Queue the hardened gather a pixel a thread (the fallback of :func:`_queue_tiles`)."""
+    steps = window.steps
+    launch = compiled_kernels()
+    view, jitter = steps.values, steps.jitter or NO_JITTER
+    value_dtype = np.dtype(view.dtype)
+    channels = int(view.channels)
+    tables = _shape_tables(steps, value_dtype.itemsize, stream)
+    height = tables.height
+    values = int(steps.grid.col_edges[-1]) * channels
     source = _typed(window.source, (window.count, height, values), value_dtype)
     out = _typed(out_bytes, (count, height, values), value_dtype)
     levels = int(np.asarray(jitter.levels).size)
@@ -368,20 +550,6 @@ def _queue_kernels(window: DeviceWindow, first: int, last: int, out_bytes, out_p
         tables.row_block, tables.pixel_block, tables.row_edges, tables.col_edges,
         channels, int(view.jitter_step), levels, int(view.low), float(view.low),
         float(view.span))
-    blur_args = (float(view.low), float(view.high), bool(view.integer))
-    if np.asarray(blur.band_rows).size:
-        grid, block = small_geometry(count, 1, values)
-        lines = _buffers.scratch(f"lines {slot}", (tables.band_rows.size, _threads(grid, block)),
-                                 np.float64)
-        launch["blur_rows"][grid, block, stream](out, tables.band_rows, lines, tables.weights,
-                                                 int(blur.radius), *blur_args)
-    if np.asarray(blur.band_cols).size:
-        grid, block = small_geometry(count, height, 1)
-        line = _buffers.scratch(
-            f"line {slot}", (tables.band_cols.size * channels, _threads(grid, block)),
-            np.float64)
-        launch["blur_cols"][grid, block, stream](out, tables.band_cols, line, tables.weights,
-                                                 int(blur.radius), channels, *blur_args)
 
 
 def _threads(grid, block) -> int:
