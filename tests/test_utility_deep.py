@@ -131,6 +131,8 @@ def test_resnet18_is_resnet18():
     ({"specs": ("fastest",)}, "neither a privacy preset"),
     ({"specs": {"control": fastmix.MixSpec()}}, "reference set"),
     ({"device": "tpu"}, "device must be"),
+    ({"recipe": "tta"}, "unknown recipe 'tta'; choose from none, matched, matched\\+remix"),
+    ({"recipe": "matched", "views": 0}, "views must be an integer >= 1"),
 ])
 def test_bad_arguments(tiny_store, arguments, message):
     with pytest.raises(fastmix.BadInputError, match=message):
@@ -202,3 +204,62 @@ def test_cli_without_torch_names_the_extra(tiny_store):
     assert result.stderr.strip() == (
         "fastmix utility: error: the deep-learning utility check needs PyTorch, which is not "
         "installed; install it with pip install 'fastmix[torch]'")
+
+
+MATCHING_KEYS = {"unmatched_accuracy", "matching_change", "matching_change_interval"}
+
+
+def test_the_matched_recipe_tests_the_same_networks_on_matched_views(tiny_store):
+    """``matched`` changes only how the mixed sets' networks are tested.
+
+    The original and the control are untouched, and the unmatched figure is recipe ``none``'s,
+    image for image.
+    """
+    arguments = {"specs": ("balanced",), "epochs": 1, "folds": 2, "batch_size": 16,
+                 "workers": 0, "progress": False}
+    none = fastmix.utility(tiny_store, **arguments)
+    matched = fastmix.utility(tiny_store, recipe="matched", views=2, **arguments)
+    assert (none["recipe"], none["views"]) == ("none", 1)
+    assert (matched["recipe"], matched["views"]) == ("matched", 2)
+    assert matched["sets"]["original"] == none["sets"]["original"]
+    assert matched["sets"]["control"] == none["sets"]["control"]
+    row, plain = matched["sets"]["balanced"], none["sets"]["balanced"]
+    assert set(row) == SET_KEYS | MATCHING_KEYS and set(plain) == SET_KEYS
+    assert row["unmatched_accuracy"] == plain["accuracy"]
+    assert row["train_accuracy"] == plain["train_accuracy"]
+    assert row["matching_change"] == pytest.approx(row["accuracy"] - plain["accuracy"])
+    low, high = row["matching_change_interval"]
+    assert -1 <= low <= row["matching_change"] <= high <= 1
+
+
+def test_cli_recipe_matched_and_remix_in_json_and_table(tiny_store):
+    common = ("utility", tiny_store.name, "--epochs", "1", "--folds", "2", "--batch-size", "16",
+              "--workers", "0", "--views", "2")
+    result = run_cli(*common, "--recipe", "matched+remix", "--json", cwd=tiny_store.parent)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["recipe"] == "matched+remix" and report["views"] == 2
+    assert list(report["sets"]) == ["original", "balanced", "control"]
+    assert set(report["sets"]["balanced"]) == SET_KEYS | MATCHING_KEYS
+    assert set(report["sets"]["control"]) == SET_KEYS
+    assert 0 < report["sets"]["balanced"]["train_accuracy"] <= 1
+    table = run_cli(*common, "--recipe", "matched", cwd=tiny_store.parent)
+    assert table.returncode == 0, table.stderr
+    rows = table.stdout.splitlines()
+    assert "60 images, recipe matched (2 views);" in rows[0]
+    assert [row.split()[0] for row in rows[2:5]] == ["original", "balanced", "control"]
+    assert rows[5].startswith("balanced: unmatched ") and rows[5].endswith("(paired by image)")
+    plain = run_cli(*common[:-2], cwd=tiny_store.parent)
+    assert "60 images, recipe none;" in plain.stdout.splitlines()[0]
+    assert sorted(path.name for path in tiny_store.parent.iterdir()) == ["tiny.h5"]
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (("--recipe", "remix"), "--recipe must be one of none, matched, matched+remix, got 'remix'"),
+    (("--recipe", "matched", "--views", "0"), "--views must be an integer >= 1"),
+])
+def test_cli_recipe_is_checked(tiny_store, arguments, message):
+    result = run_cli("utility", tiny_store.name, *arguments, "--json", cwd=tiny_store.parent)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert json.loads(result.stdout)["exit_status"] == 2

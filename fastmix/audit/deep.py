@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -33,13 +34,24 @@ from fastmix.audit.utility import (
     paired_change_interval,
     wilson_interval,
 )
-from fastmix.errors import BadInputError, check_integer
+from fastmix.errors import BadInputError, FastmixWarning, check_integer
 from fastmix.presets import PRESETS
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec
 from fastmix.units import format_bytes, parse_memory
 
 MODELS = ("cnn", "resnet18")
+#: The training recipes (issue 22). ``none``: each mixed set is trained on as stored and
+#: tested on the untouched originals. ``matched``: the same networks, each mixed set's tested
+#: on its spec's hardening matched to every test image alone (:class:`fastmix.torch.
+#: MatchHardening`), the softmax averaged over ``views`` draws. ``matched+remix``: as
+#: ``matched``, and each mixed set is mixed afresh every epoch, batch by batch
+#: (:class:`fastmix.torch.RemixEachEpoch` over :class:`fastmix.torch.LabelGroupedBatches`)
+#: instead of once into a store.
+RECIPES = ("none", "matched", "matched+remix")
+#: Images of a label dealt together into a batch under ``matched+remix``: the group that
+#: ``mix_batch`` mixes them in (4 keeps 8 labels in a batch of 32).
+REMIX_PER_LABEL = 4
 
 
 def require_torch():
@@ -205,9 +217,28 @@ def _augment(torch, batch, generator):
     return torch.stack(crops)
 
 
-def _images_per_epoch(count: int, batch_size: int) -> int:
-    """Images trained on per epoch: whole batches only, unless all fit in one."""
+def _images_per_epoch(count: int, batch_size: int, grouped: bool = False) -> int:
+    """Images trained on per epoch: whole batches only, unless all fit in one.
+
+    Label-grouped batches (``matched+remix``) keep every image.
+    """
+    if grouped:
+        return count
     return count if count <= batch_size else count // batch_size * batch_size
+
+
+def _match_key(seed: int, fold: int):
+    """Return the key of a fold's test-time matching (not the fold's mixing key)."""
+    import hashlib
+
+    from fastmix.keys import Key
+
+    return Key(hashlib.sha256(f"fastmix-utility-match-{seed}-{fold}".encode()).digest())
+
+
+def _as_bytes(torch, batch):
+    """Return a float batch in [0, 1] read by ``to_tensor`` as the uint8 pixels it came from."""
+    return (batch * 255.0).round_().to(torch.uint8)
 
 
 def _normalise(batch):
@@ -216,13 +247,19 @@ def _normalise(batch):
 
 def _train_and_test(torch, model_name: str, path: str, classes: int, test_images: np.ndarray,
                     test_labels: np.ndarray, *, epochs: int, augment: bool, seed: int,
-                    batch_size: int, workers: int, device, advance: Callable[[int], None]):
+                    batch_size: int, workers: int, device, advance: Callable[[int], None],
+                    remix=None, matching=None, views: int = 1):
     """Train a fresh model on the store at ``path``.
 
+    ``remix``: ``(spec, key)`` to mix every batch afresh (label-grouped batches) instead of
+    training on the store's images as they are. ``matching``: a
+    :class:`fastmix.torch.MatchHardening` to test with, over ``views`` views.
+
     Returns (whether each test image was classified right, accuracy on the training set
-    during the last epoch).
+    during the last epoch, whether each was right without the matching or ``None``).
     """
     from fastmix.dataset import H5ImageDataset
+    from fastmix.torch import LabelGroupedBatches, RemixEachEpoch
 
     channels = 1 if test_images.ndim == 3 else test_images.shape[3]
     with torch.random.fork_rng(devices=[]):
@@ -235,13 +272,29 @@ def _train_and_test(torch, model_name: str, path: str, classes: int, test_images
     # augmentation each get one that only they draw from, whatever the workers.
     order = torch.Generator().manual_seed(seed)
     generator = torch.Generator().manual_seed(seed + 1)
-    sampler = torch.utils.data.RandomSampler(dataset, generator=order)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                                         generator=torch.Generator().manual_seed(seed + 2),
-                                         num_workers=workers,
-                                         persistent_workers=workers > 0,
-                                         drop_last=_images_per_epoch(len(dataset),
-                                                                     batch_size) < len(dataset))
+    batches = None
+    if remix is None:
+        sampler = torch.utils.data.RandomSampler(dataset, generator=order)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, sampler=sampler,
+            generator=torch.Generator().manual_seed(seed + 2), num_workers=workers,
+            persistent_workers=workers > 0,
+            drop_last=_images_per_epoch(len(dataset), batch_size) < len(dataset))
+    else:
+        batches = LabelGroupedBatches(dataset.labels, batch_size, REMIX_PER_LABEL, seed=seed)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=batches, generator=torch.Generator().manual_seed(seed + 2),
+            num_workers=workers, persistent_workers=workers > 0)
+        remixing = RemixEachEpoch(remix[0], remix[1], len(loader))
+
+    def prepared(images, targets, epoch: int, step: int):
+        if batches is not None:  # the store holds the originals: mix this batch afresh
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FastmixWarning)  # a group of two now and then
+                images = remixing(_as_bytes(torch, images), targets, epoch, step)
+            images = images.contiguous().float() / 255.0
+        return images
+
     steps = epochs * len(loader)
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps)
@@ -249,7 +302,10 @@ def _train_and_test(torch, model_name: str, path: str, classes: int, test_images
     for epoch in range(epochs):
         model.train()
         correct = seen = 0
-        for images, targets in loader:
+        if batches is not None:
+            batches.set_epoch(epoch)
+        for step, (images, targets) in enumerate(loader):
+            images = prepared(images, targets, epoch, step)
             if augment:
                 images = _augment(torch, images, generator)
             images, targets = images.to(device), targets.to(device)
@@ -263,7 +319,10 @@ def _train_and_test(torch, model_name: str, path: str, classes: int, test_images
                 correct += int((outputs.argmax(1) == targets).sum())
                 seen += len(targets)
             advance(len(targets))
-    _recompute_batch_norm(torch, model, loader, device)
+    if batches is not None:
+        batches.set_epoch(epochs)  # the statistics pass sees another mixing still
+    _recompute_batch_norm(torch, model, loader, device,
+                          lambda images, targets, step: prepared(images, targets, epochs, step))
     del loader  # stops its workers
     dataset.close()
     model.eval()
@@ -277,10 +336,20 @@ def _train_and_test(torch, model_name: str, path: str, classes: int, test_images
             batch = batch.to(device).float() / 255.0
             predicted = model(_normalise(batch)).argmax(1).cpu().numpy()
             hits[first:first + batch_size] = predicted == test_labels[first:first + batch_size]
-    return hits, correct / max(seen, 1)
+    if matching is None:
+        return hits, correct / max(seen, 1), None
+    from fastmix.torch import predict_matched
+
+    pixels = test_images if test_images.ndim == 4 else test_images[..., None]
+    tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2)
+    probabilities = predict_matched(
+        model, tensor, matching, views=views, batch_size=batch_size,
+        prepare=lambda matched: _normalise(matched.to(device).float() / 255.0))
+    matched_hits = probabilities.argmax(1).cpu().numpy() == test_labels
+    return matched_hits, correct / max(seen, 1), hits
 
 
-def _recompute_batch_norm(torch, model, loader, device) -> None:
+def _recompute_batch_norm(torch, model, loader, device, prepared=None) -> None:
     """Set every batch-norm layer's statistics to their average over one pass of the training set.
 
     A short training run leaves the running averages (momentum 0.1) far from the trained
@@ -295,7 +364,9 @@ def _recompute_batch_norm(torch, model, loader, device) -> None:
         layer.momentum = None  # a cumulative average over the batches of the pass
     model.train()
     with torch.no_grad():
-        for images, _ in loader:
+        for step, (images, targets) in enumerate(loader):
+            if prepared is not None:
+                images = prepared(images, targets, step)
             model(_normalise(images.to(device)))
 
 
@@ -316,7 +387,7 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
             model: str = "cnn", epochs: int = 8, augment: bool = False, folds: int = 3,
             device: str = "cpu", seed: int = 0, batch_size: int = 32, workers: int = 2,
             progress: bool | Callable[[str], None] | None = None,
-            memory: int | str = "2GiB") -> dict:
+            memory: int | str = "2GiB", recipe: str = "none", views: int = 4) -> dict:
     """Accuracy of a network trained from scratch on mixed vs original images, on originals.
 
     For each of ``folds`` stratified splits the training part is used as it is
@@ -361,6 +432,16 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
         fold and set. ``False``: nothing. A callable is given those lines instead.
     memory : int or str
         Most bytes the images of a store may take in memory.
+    recipe : {"none", "matched", "matched+remix"}
+        How the networks of the mixed sets are trained and tested (:data:`RECIPES`).
+        ``none``: trained on the set as mixed, tested on the originals. ``matched``: tested
+        on the originals each hardened alone with the spec's hardening (a fresh key per fold,
+        no block moved between images), the softmax averaged over ``views`` draws.
+        ``matched+remix``: also trained on the training part mixed afresh every epoch, batch
+        by batch, in label-grouped batches (:data:`REMIX_PER_LABEL` images of a label
+        together). The original and the control are trained and tested as under ``none``.
+    views : int
+        Matched views per test image under ``matched`` recipes (at least 1).
 
     Returns
     -------
@@ -373,7 +454,10 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
         ``change`` (accuracy - original accuracy, paired by image; 0 for the original),
         ``change_interval`` within [-1, 1], ``fold_accuracy`` (per fold) and
         ``train_accuracy`` (mean over folds of the accuracy on the training set during the
-        last epoch).
+        last epoch). ``recipe`` names the recipe and ``views`` its views (1 under ``none``).
+        Under a ``matched`` recipe each spec's row adds ``unmatched_accuracy`` (the same
+        networks tested on the plain originals) and ``matching_change`` with its
+        ``matching_change_interval`` (matched - unmatched, paired by image, Newcombe).
 
     Notes
     -----
@@ -386,9 +470,14 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
     torch = require_torch()
     if model not in MODELS:
         raise BadInputError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    if not isinstance(recipe, str) or recipe not in RECIPES:
+        raise BadInputError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
     for name, value, least in (("epochs", epochs, 1), ("folds", folds, 2),
-                               ("batch_size", batch_size, 1), ("workers", workers, 0)):
+                               ("batch_size", batch_size, 1), ("workers", workers, 0),
+                               ("views", views, 1)):
         check_integer(value, name, minimum=least, wording=f"an integer >= {least}")
+    matched, remixed = recipe.startswith("matched"), recipe.endswith("+remix")
+    views = views if matched else 1
     chosen_device = _device(torch, device)
     named = _named_specs(specs)
     images, labels = _load(source, labels, parse_memory(memory))
@@ -409,9 +498,12 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
     training_sets: dict[str, MixSpec | None] = {"original": None, **named,
                                                 "control": CONTROL_SPEC}
     fold_parts = _stratified_folds(labels, folds, seed)
-    total = len(training_sets) * epochs * sum(
-        _images_per_epoch(len(labels) - len(part), batch_size) for part in fold_parts)
+    total = epochs * sum(
+        _images_per_epoch(len(labels) - len(part), batch_size,
+                          remixed and name in named)
+        for part in fold_parts for name in training_sets)
     hits = {name: np.zeros(len(labels), dtype=bool) for name in training_sets}
+    unmatched = {name: np.zeros(len(labels), dtype=bool) for name in named} if matched else {}
     scores: dict[str, list[float]] = {name: [] for name in training_sets}
     trained: dict[str, list[float]] = {name: [] for name in training_sets}
 
@@ -431,18 +523,28 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
             train = np.setdiff1d(np.arange(len(labels)), test)
             key = _fold_key(seed, fold)
             for index, (name, mixed_by) in enumerate(training_sets.items()):
+                recipe_set = matched and name in named
+                remix = (mixed_by, key) if remixed and recipe_set else None
                 train_images = images[train]
-                if mixed_by is not None:
+                if mixed_by is not None and remix is None:
                     train_images = mix_array(train_images, labels[train], mixed_by, key)
                 path = os.path.join(scratch, f"fold{fold}-set{index}.h5")
                 _write_store(path, train_images, labels[train])
                 del train_images
-                fold_hits, train_accuracy = _train_and_test(
+                matching = None
+                if recipe_set:
+                    from fastmix.torch import MatchHardening
+
+                    matching = MatchHardening(mixed_by, key=_match_key(seed, fold))
+                fold_hits, train_accuracy, plain_hits = _train_and_test(
                     torch, model, path, classes, images[test], labels[test], epochs=epochs,
                     augment=augment, seed=seed + fold, batch_size=batch_size, workers=workers,
-                    device=chosen_device, advance=bar.update)
+                    device=chosen_device, advance=bar.update, remix=remix, matching=matching,
+                    views=views)
                 os.remove(path)
                 hits[name][test] = fold_hits
+                if plain_hits is not None:
+                    unmatched[name][test] = plain_hits
                 accuracy = float(fold_hits.mean())
                 scores[name].append(accuracy)
                 trained[name].append(train_accuracy)
@@ -462,10 +564,15 @@ def utility(source, labels=None, *, specs: Sequence | Mapping = ("balanced",),
             "fold_accuracy": scores[name],
             "train_accuracy": float(np.mean(trained[name])),
         }
+        if name in unmatched:
+            plain = unmatched[name]
+            sets[name]["unmatched_accuracy"] = float(plain.mean())
+            sets[name]["matching_change"] = accuracy - float(plain.mean())
+            sets[name]["matching_change_interval"] = paired_change_interval(hits[name], plain)
     return {
         "model": model, "epochs": epochs, "augment": bool(augment), "folds": folds,
         "images": len(labels), "seed": seed, "device": str(chosen_device),
-        "interval": INTERVAL,
+        "recipe": recipe, "views": views, "interval": INTERVAL,
         "specs": {name: spec.to_dict() for name, spec in training_sets.items()
                   if spec is not None},
         "sets": sets,

@@ -13,6 +13,7 @@ ORDER = 47
 EXAMPLES = """\
 fastmix utility train.h5 --privacy fast,balanced,strong
 fastmix utility train.h5 --block 24x24 --group window --model resnet18 --device cuda --json
+fastmix utility train.h5 --recipe matched --views 4
 """
 
 
@@ -44,6 +45,15 @@ def register(parser: argparse.ArgumentParser) -> None:
                                "order; default 0")
     training.add_argument("--memory", default="2GiB", metavar="SIZE",
                           help="most memory the images of ORIGINAL may take; default 2GiB")
+    training.add_argument("--recipe", default="none", metavar="none|matched|matched+remix",
+                          help="none: train on each set as mixed, test on the originals; "
+                               "matched: test on the originals each given the spec's "
+                               "hardening alone (no block moved), softmax averaged over "
+                               "--views draws; matched+remix: also mix the training set "
+                               "afresh every epoch, batch by batch; default none")
+    training.add_argument("--views", default="4", metavar="K",
+                          help="matched views per test image under --recipe matched; "
+                               "default 4")
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true",
                         help="print one JSON object (an error too, as {\"error\": ...})")
@@ -54,9 +64,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def summary(result: dict) -> str:
     """Return the readable table of a :func:`fastmix.audit.deep.utility` result."""
+    recipe = result.get("recipe", "none")
+    views = result.get("views", 1)
+    recipe_text = f"recipe {recipe}" + (f" ({views} views)" if recipe != "none" else "")
     lines = [f"utility: {result['model']}, {result['epochs']} epochs"
              f"{' with augmentation' if result['augment'] else ''}, {result['folds']} folds, "
-             f"{result['images']} images; tested on held-out originals "
+             f"{result['images']} images, {recipe_text}; tested on held-out originals "
              f"({result['interval']})",
              f"{'trained on':<14}{'accuracy':>9}  {'interval':<15}{'change':>8}  interval"]
     for name, row in result["sets"].items():
@@ -66,7 +79,22 @@ def summary(result: dict) -> str:
             low, high = row["change_interval"]
             line += f"{100 * row['change']:>+8.1f}  [{100 * low:+.1f}, {100 * high:+.1f}] points"
         lines.append(line.rstrip())
+    for name, row in result["sets"].items():
+        if "matching_change" in row:
+            low, high = row["matching_change_interval"]
+            lines.append(f"{name}: unmatched {row['unmatched_accuracy']:.3f}, matching "
+                         f"{100 * row['matching_change']:+.1f} [{100 * low:+.1f}, "
+                         f"{100 * high:+.1f}] points (paired by image)")
     return "\n".join(lines)
+
+
+def _recipe(text: str) -> str:
+    from fastmix.audit.deep import RECIPES
+    from fastmix.errors import BadInputError
+
+    if text not in RECIPES:
+        raise BadInputError(f"--recipe must be one of {', '.join(RECIPES)}, got {text!r}")
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
                      seed=parse_integer(args.seed, "--seed", 0),
                      batch_size=parse_integer(args.batch_size, "--batch-size", 1),
                      workers=parse_integer(args.workers, "--workers", 0),
-                     progress=False if args.quiet else None, memory=args.memory)
+                     progress=False if args.quiet else None, memory=args.memory,
+                     recipe=_recipe(args.recipe),
+                     views=parse_integer(args.views, "--views", 1))
     print(json.dumps(result) if args.json else summary(result))
     return 0
