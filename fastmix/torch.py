@@ -2,6 +2,11 @@
 
 PyTorch is imported by the caller, never here: a tensor's own methods do the work.
 
+:func:`mix_batch` mixes one batch, keyed by its step. The training recipe (docs/utility.md,
+"A training recipe") adds test-time matching (:class:`MatchHardening`,
+:func:`predict_matched`) and per-epoch re-mixing (:class:`LabelGroupedBatches`,
+:class:`RemixEachEpoch`).
+
 >>> for step, (images, labels) in enumerate(loader):            # doctest: +SKIP
 ...     images = images.cuda(non_blocking=True)
 ...     images = fastmix.torch.mix_batch(images, labels, spec, key, step)

@@ -4,7 +4,7 @@
 what the case must do: its exit statuses, the outputs it may write, follow-up commands that
 must succeed after it (``then``) and content checks that :mod:`hostile_runner` runs on the
 outputs. Each ``add_*`` function adds one class. The expectations come from the issue and
-SPEC sections 3 and 5, not from what the code does today:
+docs/format.md sections 3 and 5, not from what the code does today:
 
 - links: no original image is reachable in a mixed output, by any path (checked by content);
 - lossy: a lossy filter under a reversible spec is refused or round-trips exactly; in place

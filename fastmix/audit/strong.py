@@ -50,9 +50,10 @@ from fastmix.spec import MixSpec
 def unblur_seams(images: np.ndarray, grid: BlockGrid, sigma: float) -> np.ndarray:
     """Undo the seam blur of ``sigma``: the band's lines solved from the blur's own equations.
 
-    The seam blur (SPEC section 3) replaces the ``ceil(sigma)`` lines each side of every
-    internal seam by a Gaussian sum (:func:`fastmix.kernels.steps.blur_weights`) of the
-    lines around them, first across the horizontal seams, then across the vertical ones.
+    The seam blur (docs/format.md section 2; defined in :mod:`fastmix.pipeline`) replaces the
+    ``ceil(sigma)`` lines each side of every internal seam by a Gaussian sum
+    (:func:`fastmix.kernels.steps.blur_weights`) of the lines around them, first across the
+    horizontal seams, then across the vertical ones.
     The weights are public and the lines outside the band are untouched, so for each seam
     the band's values are the solution of a small linear system per pixel along it. The
     second pass is undone first. What is left is the rounding of each pass (about one grey
