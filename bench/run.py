@@ -3,7 +3,8 @@
     python bench/run.py              # core kernel table (README "Performance")
     python bench/run.py --scale 0.1  # a quicker, smaller run
 
-Other suites: bench/bench_store.py, bench/bench_inplace.py, bench/bench_ingest.py.
+Other suites: bench/bench_gather.py (the plain gather vs np.copyto, 1 and all threads),
+bench/bench_store.py, bench/bench_inplace.py, bench/bench_ingest.py.
 """
 
 import argparse

@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastmix
+from fastmix.kernels import cpu as cpu_kernels
+from fastmix.pipeline import Pipeline
 
 DTYPES = [np.uint8, np.uint16, np.int32, np.float32, np.float64, np.int8, np.uint64]
 
@@ -99,3 +101,44 @@ def test_windows_mix_only_inside_themselves(photo_tiles, key, window):
         part = slice(start, start + window)
         np.testing.assert_array_equal(
             np.sort(mixed[part].reshape(-1)), np.sort(images[part].reshape(-1)))
+
+
+@pytest.mark.parametrize(("shape", "dtype", "block"), [
+    pytest.param((64, 64, 3), np.uint8, (8, 8), id="3-words"),  # every column 3 words
+    pytest.param((40, 37, 3), np.uint8, (5, 7), id="21-bytes-last-6"),  # 1-byte units
+    pytest.param((30, 30), np.uint16, (4, 4), id="2-halves-last-1"),  # 4-byte units
+    pytest.param((16, 64, 4), np.float32, (4, 2), id="4-words"),
+    pytest.param((12, 100), np.uint8, (3, 40), id="10-halves-last-5"),
+    pytest.param((24, 192, 3), np.uint8, (8, 64), id="24-words"),
+    pytest.param((8, 96, 3), np.float64, (2, 16), id="48-words-any-length"),
+])
+@pytest.mark.parametrize("mode", ["permute", "paper"])
+def test_each_plain_gather_kernel_equals_oracle(shape, dtype, block, mode, key):
+    """The plain gather compiled for a segment length gives the oracle's bytes.
+
+    ``mix_array`` takes it for windows of at least ``FIXED_SEGMENT_BYTES``, more than a test
+    mixes, so it runs here on the pipeline's views, as ``mix_piece`` calls it; segments
+    longer than ``MAX_FIXED_SEGMENT`` units take the kernel for any length.
+    """
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 255, (30, *shape)).astype(dtype)
+    labels = rng.integers(0, 3, 30)
+    spec = fastmix.MixSpec(block=block, mode=mode, prob=1.0)
+    pipeline = Pipeline(images.shape[1:], images.dtype, spec, key)
+    plan = pipeline.plan(labels, 0)
+    layout = pipeline.steps.layout
+    segment = int(layout.col_bounds[1] - layout.col_bounds[0])
+    kernel = cpu_kernels.gather_kernel(segment)
+    assert cpu_kernels.plain_gather_for(layout, cpu_kernels.FIXED_SEGMENT_BYTES) is kernel
+    assert cpu_kernels.plain_gather_for(layout, cpu_kernels.FIXED_SEGMENT_BYTES - 1) is \
+        cpu_kernels.gather
+    mixed = np.empty_like(images)
+    kernel(layout.view(images), layout.view(mixed), plan.source, layout.row_bounds,
+           layout.col_bounds, plan.order)
+    np.testing.assert_array_equal(mixed.view(np.uint8),
+                                  naive.mix(images, labels, spec, key).view(np.uint8))
+    if segment < cpu_kernels.MAX_FIXED_SEGMENT:  # a kernel for another length refuses
+        with pytest.raises(ValueError, match="not as wide"):
+            cpu_kernels.gather_kernel(segment + 1)(
+                layout.view(images), layout.view(mixed), plan.source, layout.row_bounds,
+                layout.col_bounds, plan.order)

@@ -20,7 +20,9 @@ The counter-based generator
     bodies, so a draw is the same 64 bits in planning, in a CPU kernel and in a CUDA one.
 
 The plain gather
-    :func:`copy_row_segment` is the per-element body of the block gather.
+    :func:`copy_row_segment` is the per-element body of the block gather;
+    :func:`copy_units` the same copy on flat (1-D) views, where the CPU kernel computes
+    each segment's offsets itself.
 
 The hardened gather
     Pixels are seen as ``(n, H, W * C)`` arrays of values (``C`` values per pixel, the
@@ -99,6 +101,17 @@ def copy_row_segment(source, out, image, source_image, row, start, length):
     """``out[image, row, start:start + length] = source[source_image, row, same]``."""
     for unit in range(length):
         out[image, row, start + unit] = source[source_image, row, start + unit]
+
+
+@body
+def copy_units(source, out, source_at, out_at, length):
+    """``out[out_at:out_at + length] = source[source_at:source_at + length]`` (1-D views).
+
+    Unsigned indices: no check for negative ones. With ``length`` a compile-time constant
+    the loop unrolls into that many word moves.
+    """
+    for unit in range(length):
+        out[np.uint64(out_at + unit)] = source[np.uint64(source_at + unit)]
 
 
 # --- the hardened gather -----------------------------------------------------------------

@@ -4,12 +4,11 @@ One mechanism, in two steps, for every backend:
 
 1. :func:`bodies_for` returns the bodies as the backend's kernels must call them, by name.
    On Numba's CPU target that is the registered bodies themselves: jitted code calls them and
-   Numba compiles each inline where it is called. ``compile`` compiles copies instead (the
-   CUDA backend: ``numba.cuda.jit(device=True)``, every body; the CPU backend:
-   ``numba.njit(inline="always")``, the plain gather's body only, ``names``), whose calls
-   to other bodies go to the compiled copies; ``replace`` swaps a body for the target's own
-   version (the CUDA backend's ``product``, a multiplication NVVM cannot fuse into a
-   multiply-add).
+   Numba compiles each inline where it is called (the CPU backend's choice). ``compile``
+   compiles copies instead (the CUDA backend: ``numba.cuda.jit(device=True)``, every body;
+   ``names`` limits it to some), whose calls to other bodies go to the compiled copies;
+   ``replace`` swaps a body for the target's own version (the CUDA backend's ``product``, a
+   multiplication NVVM cannot fuse into a multiply-add).
 2. :func:`bind` returns a copy of a kernel function whose global names include those
    bodies; the backend compiles the copy (``numba.njit(parallel=True)``,
    ``numba.cuda.jit``).

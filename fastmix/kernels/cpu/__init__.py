@@ -7,17 +7,22 @@ here.
 """
 
 from fastmix.kernels.cpu.backend import (
+    FIXED_SEGMENT_BYTES,
     LOCATION,
+    MAX_FIXED_SEGMENT,
     NAME,
     available,
     gather,
+    gather_kernel,
     hardened_gather,
     hardened_kernel,
     hardened_kernels,
     load_window,
     mix_piece,
+    plain_gather_for,
     streaming_threads,
 )
 
-__all__ = ["LOCATION", "NAME", "available", "gather", "hardened_gather", "hardened_kernel",
-           "hardened_kernels", "load_window", "mix_piece", "streaming_threads"]
+__all__ = ["FIXED_SEGMENT_BYTES", "LOCATION", "MAX_FIXED_SEGMENT", "NAME", "available",
+           "gather", "gather_kernel", "hardened_gather", "hardened_kernel", "hardened_kernels",
+           "load_window", "mix_piece", "plain_gather_for", "streaming_threads"]

@@ -25,7 +25,7 @@ from fastmix.kernels import bodies
 from fastmix.kernels.bodies import (
     block_jitter_fields,
     blur_band_rows,
-    copy_row_segment,
+    copy_units,
     derive,
     fill_level_table,
     fill_toned_table,
@@ -41,9 +41,10 @@ NAME = "cpu"
 LOCATION = "host"
 
 #: The shared bodies as this backend's kernels call them (:func:`bodies_for`): the registered
-#: bodies, but the plain gather's, compiled on its own to be inlined (its copy loop ran 2-3x
-#: faster so than as the registered body; 64x64x3 uint8, one thread).
-_BODIES = bodies_for(njit(inline="always", cache=True, nogil=True), names=["copy_row_segment"])
+#: bodies. (The plain gather's copy on 3-D views, ``copy_row_segment``, ran 2-3x faster
+#: compiled on its own to be inlined; its flat copy, ``copy_units``, runs as fast either
+#: way, 64x64x3 uint8, 8x8 blocks.)
+_BODIES = bodies_for()
 
 #: The calling thread's Numba thread count before :func:`streaming_threads` lowered it.
 _STREAMING = threading.local()
@@ -86,36 +87,100 @@ def column_runs(columns):
     return runs[:count]
 
 
+#: The longest segment, in units, that has a gather kernel of its own (:func:`gather_kernel`):
+#: up to 24 units a fixed length measured 1.1-2.6x faster than the loop that reads it, at 36
+#: units 1.1x (64x64x3 and 192x192x3 uint8, 8-byte units).
+MAX_FIXED_SEGMENT = 32
+
+#: Windows of at least this many bytes are gathered by the kernel of their segment length
+#: (:func:`plain_gather_for`); smaller ones by the kernel for any length, so that runs over
+#: many small geometries (the test suite) compile one kernel per dtype, not one per length.
+FIXED_SEGMENT_BYTES = 32 << 20
+
+#: The segment length, in units, a gather kernel is compiled for; 0: any, read from the
+#: block edges. :func:`gather_kernel` binds each kernel to its own value.
+SEGMENT = 0
+
+
 def _gather(source, out, source_map, row_bounds, col_bounds, order):
     """``out[i, block b] = source[source_map[i, b], block b]`` for every image ``i``.
 
-    ``source`` and ``out`` are ``(n, height, units)`` views of the pixel bytes as unsigned
-    integers; ``row_bounds`` and ``col_bounds`` are the block edges in rows and units (all
-    block columns but the last have equal width). Output images are processed in ``order``
-    (a permutation of ``range(n)``), so that images sharing sources run on the same thread
-    back to back.
+    ``source`` and ``out`` are C-contiguous ``(n, height, units)`` views of the pixel bytes
+    as unsigned integers; ``row_bounds`` and ``col_bounds`` are the block edges in rows and
+    units (all block columns but the last have equal width, the segment: :data:`SEGMENT`
+    units where that is not 0, else read from the edges). Output images are processed in
+    ``order`` (a permutation of ``range(n)``), so that images sharing sources run on the
+    same thread back to back.
+
+    Each block row is copied between flat views at offsets computed here; with the segment
+    a compile-time constant its copy unrolls into that many word moves. On 30,000 64x64x3
+    uint8 images with 8x8 blocks (three 8-byte words a segment) that runs 1.4-1.7x the
+    kernel before, which indexed the 3-D views with the length read at run time
+    (``bench/bench_gather.py``, docs/performance.md).
     """
+    height, units = source.shape[1], source.shape[2]
+    image_units = height * units
     block_cols = col_bounds.size - 1
-    # All block columns but the last have one width: a loop-invariant segment length, with
-    # the loop body written here rather than in a helper function, measured 1.3-1.5x faster.
     segment = col_bounds[1] - col_bounds[0]
+    if SEGMENT > 0:
+        if segment != SEGMENT:
+            raise ValueError("the block columns are not as wide as this kernel's segment")
+        segment = SEGMENT
     last_start = col_bounds[block_cols - 1]
     last_length = col_bounds[block_cols] - last_start
+    # The columns copied at the segment's length: every one when the last is as wide.
+    even_cols = block_cols if last_length == segment else block_cols - 1
+    flat_source = source.reshape(-1)
+    flat_out = out.reshape(-1)
     for position in prange(order.size):
         image = order[position]
+        out_image = image * image_units
         for block_row in range(row_bounds.size - 1):
             first_block = block_row * block_cols
             for row in range(row_bounds[block_row], row_bounds[block_row + 1]):
-                for block_col in range(block_cols - 1):
-                    copy_row_segment(source, out, image,
-                                     source_map[image, first_block + block_col],
-                                     row, block_col * segment, segment)
-                copy_row_segment(source, out, image,
-                                 source_map[image, first_block + block_cols - 1],
-                                 row, last_start, last_length)
+                at = row * units
+                for block_col in range(even_cols):
+                    start = at + block_col * segment
+                    copy_units(flat_source, flat_out,
+                               source_map[image, first_block + block_col] * image_units + start,
+                               out_image + start, segment)
+                if even_cols < block_cols:
+                    start = at + last_start
+                    copy_units(flat_source, flat_out,
+                               source_map[image, first_block + block_cols - 1] * image_units +
+                               start, out_image + start, last_length)
 
 
-gather = njit(parallel=True, nogil=True, cache=True)(bind(_gather, _BODIES, name="gather"))
+@cache
+def _gather_for(segment: int):
+    name = f"gather_{segment}" if segment else "gather"
+    return njit(parallel=True, nogil=True, cache=True)(
+        bind(_gather, _BODIES, name=name, SEGMENT=segment))
+
+
+def gather_kernel(segment: int):
+    """Return the plain gather for block columns ``segment`` units wide (compiled on use).
+
+    Segments of 1 to :data:`MAX_FIXED_SEGMENT` units get a kernel compiled for their length
+    (it raises ``ValueError`` on block edges of another width); longer ones, whose copy loop
+    vectorises anyway, the kernel for any length, :data:`gather`.
+    """
+    return _gather_for(segment if 0 < segment <= MAX_FIXED_SEGMENT else 0)
+
+
+#: The plain gather for segments of any length (read from the block edges).
+gather = _gather_for(0)
+
+
+def plain_gather_for(layout, window_bytes: int):
+    """Return the plain gather for ``layout``'s blocks in a window of ``window_bytes``.
+
+    The kernel of the segment length (:func:`gather_kernel`) from :data:`FIXED_SEGMENT_BYTES`
+    on, else :data:`gather`: the same bytes either way.
+    """
+    if window_bytes < FIXED_SEGMENT_BYTES:
+        return gather
+    return gather_kernel(int(layout.col_bounds[1] - layout.col_bounds[0]))
 
 
 def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter_tables,
@@ -292,8 +357,9 @@ def mix_piece(window: WindowJob, first: int, last: int, out: np.ndarray,
     source_map = plan.source[first:last]
     if not steps.hardened:
         layout = steps.layout
-        gather(layout.view(window.pixels), layout.view(out), source_map, layout.row_bounds,
-               layout.col_bounds, order)
+        plain = plain_gather_for(layout, window.pixels.nbytes)
+        plain(layout.view(window.pixels), layout.view(out), source_map, layout.row_bounds,
+              layout.col_bounds, order)
         return
     codes = plan.codes[first:last] if plan.codes is not None else \
         np.zeros((count, source_map.shape[1]), dtype=np.uint8)
