@@ -36,8 +36,9 @@ EXPECTED = {
     ("faces part", "balanced"): (("good", "moderate"), 0.08, 0.19),  # 0.036, 0.140
     # the strong attack (issue 22) restores the photo crops: before it, good (0.015, 0.089)
     ("photos part", "balanced"): (("weak", "weak"), None, None),    # 0.260, 0.644
-    # 43 of each 50 faces fit the time budget; 0.196 re-identified, the interval holds 0.2
-    ("faces part", "strong"): (("good", "moderate"), 0.08, 0.25),   # 0.032, 0.196
+    # 43 of each 50 faces fit the time budget: the other 7 of each whole-label group hold
+    # more than 5% of the displaced blocks, so the figures are a lower bound (worse end weak)
+    ("faces part", "strong"): (("good", "weak"), 0.08, 0.25),       # 0.032, 0.196
     # moderate on the point estimate; the interval of re-identification holds 0.2
     ("photos part", "strong"): (("good", "moderate"), None, None),  # 0.046, 0.278
 }
