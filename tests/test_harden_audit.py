@@ -158,7 +158,7 @@ def test_audit_of_a_default_mix_needs_the_key_and_reports_balanced(default_mix):
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1 and "--key-file" in refused.stderr
     result = _fastmix("audit", "src.h5", "dst.h5", "--key-file", "key", "--json", "--sample",
-                      40, cwd=folder)
+                      100, cwd=folder)  # whole labels: the default preset's groups
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     settings = report["settings"]
