@@ -3,8 +3,9 @@
 Any object with ``__cuda_array_interface__`` (CuPy, PyTorch, Numba) or a CUDA DLPack capsule
 is seen through :class:`DeviceArray` without a host copy; results are allocated by the
 caller's own library (:func:`empty_like`) and work is queued on the caller's stream
-(:func:`caller_stream`, :func:`queue_on`). :func:`fastmix.mix_array` checks its arguments with
-these; the cuda backend (:mod:`fastmix.kernels.cuda`) computes on them.
+(:func:`caller_stream`, :func:`queue_on`). :func:`fastmix.mix_array` checks its images here,
+host or device alike (:func:`checked_images`); the cuda backend (:mod:`fastmix.kernels.cuda`)
+computes on them.
 
 ``numba.cuda`` is imported on first use only (:func:`numba_cuda`), and
 ``cuda.is_available()`` is asked only by :func:`require_gpu`, when a CUDA array or the cuda
