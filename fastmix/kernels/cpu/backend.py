@@ -24,7 +24,6 @@ from numba.extending import register_jitable
 from fastmix.kernels import bodies
 from fastmix.kernels.bodies import (
     block_jitter_fields,
-    blur_band_cols_fixed,
     blur_band_rows,
     blur_band_rows_fixed,
     copy_units,
@@ -37,7 +36,7 @@ from fastmix.kernels.bodies import (
 )
 from fastmix.kernels.compile import bind, bodies_for
 from fastmix.kernels.cpu import vectors
-from fastmix.kernels.cpu.vectors import blur_columns
+from fastmix.kernels.cpu.vectors import blur_columns, blur_columns_fixed
 from fastmix.kernels.steps import NO_BLUR, NO_JITTER, WindowJob
 
 NAME = "cpu"
@@ -220,11 +219,13 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
     fixed_point = fixed.size > 0
     float_rows = 0 if fixed_point else max(band_rows.size, 1)
     lines = np.empty((workers, float_rows, values), dtype=np.float64)
+    # Fixed point sums in the weights' dtype: int32 for values of up to 16 bits.
     fixed_lines = np.empty((workers, max(band_rows.size, 1) if fixed_point else 0, values),
-                           dtype=np.int64)
+                           dtype=fixed.dtype)
     runs = column_runs(band_cols)
     line = np.empty((workers, band_cols.size * channels + vectors.LANES), dtype=np.float64)
-    fixed_line = np.empty((workers, band_cols.size * channels + vectors.LANES), dtype=np.int64)
+    fixed_line = np.empty((workers, band_cols.size * channels + vectors.FIXED_LANES),
+                          dtype=fixed.dtype)
     jittered = jitter_tables.shape[0] > 0
     drawn = jitter.shape[0] > 0
     toned = toned_levels.shape[0] > 0 and not drawn
@@ -295,8 +296,8 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
                     blur_band_rows_fixed(out, image, band_rows, fixed_lines[worker], fixed,
                                          radius)
                 if band_cols.size > 0:
-                    blur_band_cols_fixed(out, image, band_cols, fixed_line[worker], fixed,
-                                         radius, channels)
+                    blur_columns_fixed(out, image, band_cols, runs, fixed_line[worker], fixed,
+                                       radius, channels)
                 continue
             if band_rows.size > 0:
                 blur_band_rows(out, image, band_rows, lines[worker], weights, radius, low,
@@ -404,11 +405,14 @@ def mix_piece(window: WindowJob, first: int, last: int, out: np.ndarray,
         curves = jitter_steps.curves
         if curves.shape[0] == 0:  # one dtype for every run: one compiled kernel
             curves = np.zeros((0, 0), dtype=values.dtype)
+        # Fixed-point sums of values of up to 16 bits fit int32 (below 2**31, see
+        # bodies.fixed_round): half the lanes' width of int64.
+        fixed = blur.fixed.astype(np.int32 if values.dtype.itemsize <= 2 else np.int64)
         kernel(values.view(window.pixels), values.view(out), source_map, codes, jitter,
                jitter_seed, jitter_steps.tables, jitter_steps.toned_levels, curves, first,
                order, grid.row_edges, grid.col_edges, values.channels, values.jitter_step,
                jitter_steps.levels, values.low, values.span, values.high, blur.band_rows,
-               blur.band_cols, blur.weights, blur.fixed, blur.radius, values.integer,
+               blur.band_cols, blur.weights, fixed, blur.radius, values.integer,
                numba.get_num_threads() * _ITEMS_PER_THREAD)
     finally:
         numba.set_num_threads(before)
