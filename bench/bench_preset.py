@@ -70,19 +70,23 @@ def geometry(text: str) -> dict:
     return {name: (int(rows), int(cols))}
 
 
-def core(images_count: int, repeats: int, geometries: list[str]) -> None:
+def core(images_count: int, repeats: int, geometries: list[str], formats: list[int],
+         size: int = 64) -> None:
     """Print the core table: balanced and plain gathers into a buffer, and np.copyto."""
     key = fastmix.Key.from_hex("5a" * 32)
-    images = photographic_images(images_count, (64, 64, 3))
+    images = photographic_images(images_count, (size, size, 3))
     labels = np.random.default_rng(1).integers(0, 10, images_count)
     out = np.empty_like(images)
     gigabytes = images.nbytes / 1e9
     cases = {"np.copyto": partial(np.copyto, out, images)}
     for text in geometries:
-        for preset in ("fast", "balanced"):
-            spec = fastmix.MixSpec.preset(preset, **geometry(text))
-            cases[f"{preset} {text}"] = partial(fastmix.mix_array, images, labels, spec, key,
-                                                out=out)
+        cases[f"fast {text}"] = partial(fastmix.mix_array, images, labels,
+                                        fastmix.MixSpec.preset("fast", **geometry(text)), key,
+                                        out=out)
+        for number in formats:
+            spec = fastmix.MixSpec.preset("balanced", **geometry(text), hardening_format=number)
+            cases[f"balanced {text} f{number}"] = partial(fastmix.mix_array, images, labels,
+                                                          spec, key, out=out)
     seconds: dict[str, list[float]] = {name: [] for name in cases}
     cpu_seconds: dict[str, list[float]] = {name: [] for name in cases}
     started = load()
@@ -97,23 +101,26 @@ def core(images_count: int, repeats: int, geometries: list[str]) -> None:
                 cpu_seconds[name].append(time.process_time() - cpu_started)
     median = {name: statistics.median(values) for name, values in seconds.items()}
     cpu = {name: statistics.median(values) for name, values in cpu_seconds.items()}
-    print(f"core: {images_count:,} x 64x64x3 uint8, medians of {repeats} alternating runs, "
-          f"{numba.get_num_threads()} threads, load {started} -> {load()}")
-    print("| blocks | balanced GB/s | plain gather GB/s | balanced vs plain (target 0.5x) | "
-          "np.copyto GB/s | balanced vs np.copyto (target 0.25x) | same, in CPU time |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"core: {images_count:,} x {size}x{size}x3 uint8, medians of {repeats} alternating "
+          f"runs, {numba.get_num_threads()} threads, load {started} -> {load()}")
+    print("| blocks | hardening format | balanced GB/s | plain gather GB/s | balanced vs plain "
+          "(target 0.5x) | np.copyto GB/s | balanced vs np.copyto (target 0.25x) | same, in "
+          "CPU time |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     copy = median["np.copyto"]
     for text in geometries:
-        balanced, plain = median[f"balanced {text}"], median[f"fast {text}"]
-        print(f"| {text} | {gigabytes / balanced:.2f} | {gigabytes / plain:.2f} | "
-              f"{plain / balanced:.2f}x | {gigabytes / copy:.2f} | {copy / balanced:.2f}x | "
-              f"{cpu[f'fast {text}'] / cpu[f'balanced {text}']:.2f}x, "
-              f"{cpu['np.copyto'] / cpu[f'balanced {text}']:.2f}x |")
+        for number in formats:
+            name = f"balanced {text} f{number}"
+            balanced, plain = median[name], median[f"fast {text}"]
+            print(f"| {text} | {number} | {gigabytes / balanced:.2f} | {gigabytes / plain:.2f} | "
+                  f"{plain / balanced:.2f}x | {gigabytes / copy:.2f} | {copy / balanced:.2f}x | "
+                  f"{cpu[f'fast {text}'] / cpu[name]:.2f}x, "
+                  f"{cpu['np.copyto'] / cpu[name]:.2f}x |")
     print("CPU time: the process's, all threads; on a shared machine it counts the work, "
           "not the waiting.")
 
 
-def steps(images_count: int, repeats: int, geometries: list[str]) -> None:
+def steps(images_count: int, repeats: int, geometries: list[str], formats: list[int]) -> None:
     """Print CPU microseconds per image, one thread, for each hardening step alone."""
     key = fastmix.Key.from_hex("5a" * 32)
     images = photographic_images(images_count, (64, 64, 3))
@@ -132,11 +139,12 @@ def steps(images_count: int, repeats: int, geometries: list[str]) -> None:
         rows = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fastmix.FastmixWarning)
-            for text in geometries:
+            for text, number in ((text, number) for text in geometries for number in formats):
                 cases = {"fast (plain gather)": fastmix.MixSpec.preset("fast", **geometry(text))}
                 for name, options in alone.items():
                     cases[name] = fastmix.MixSpec(mode="permute", prob=1.0, group="window",
-                                                  **geometry(text), **options)
+                                                  **geometry(text), **options,
+                                                  hardening_format=number)
                 runs = {}
                 for name, spec in cases.items():
                     pipeline = Pipeline(images.shape[1:], images.dtype, spec, key)
@@ -150,15 +158,15 @@ def steps(images_count: int, repeats: int, geometries: list[str]) -> None:
                         cpu_started = time.process_time()
                         run()
                         cpu_seconds[name].append(time.process_time() - cpu_started)
-                rows[text] = {name: statistics.median(values) / images_count * 1e6
+                rows[f"{text} | {number}"] = {name: statistics.median(values) / images_count * 1e6
                               for name, values in cpu_seconds.items()}
     finally:
         numba.set_num_threads(threads)
     names = list(next(iter(rows.values())))
     print(f"steps: {images_count:,} x 64x64x3 uint8, CPU us per image, one thread, medians "
           f"of {repeats} alternating runs, load {started} -> {load()}")
-    print("| blocks | " + " | ".join(names) + " |")
-    print("| --- |" + " ---: |" * len(names))
+    print("| blocks | hardening format | " + " | ".join(names) + " |")
+    print("| --- | ---: |" + " ---: |" * len(names))
     for text, figures in rows.items():
         print(f"| {text} | " + " | ".join(f"{figures[name]:.1f}" for name in names) + " |")
 
@@ -186,14 +194,18 @@ def _timed(function) -> float:
 
 
 def store(images_count: int, repeats: int, memory: str, filters: list[str],
-          directory: str | None, overrides: dict, preset: str = DEFAULT_PRESET) -> None:
+          directory: str | None, overrides: dict, preset: str = DEFAULT_PRESET,
+          hardening_format: int | None = None) -> None:
     """Print the store table: a preset's mix_store against the plain and fsynced copies."""
     key = fastmix.Key.from_hex("5a" * 32)
     spec = fastmix.MixSpec.preset(preset, **overrides)
+    if hardening_format is not None:
+        spec = spec.with_hardening_format(hardening_format)
     megabytes = images_count * 64 * 64 * 3 / 1e6
     blocks = "x".join(map(str, spec.block_shape(64, 64)))
     print(f"store: {images_count:,} x 64x64x3 uint8, chunks of 256, preset {preset!r} "
-          f"({blocks} blocks), --memory {memory}, medians of {repeats}, load {load()}")
+          f"({blocks} blocks, hardening format {spec.hardening_format}), --memory {memory}, "
+          f"medians of {repeats}, load {load()}")
     cores = os.cpu_count() or 1
     print(f"| filter | plain copy | fsynced copy | mix_store | vs fsynced copy | vs plain copy | "
           f"mix_store CPU s | ceiling on {cores} cores |")
@@ -246,14 +258,24 @@ def main() -> None:
     parser.add_argument("--preset", default=DEFAULT_PRESET,
                         help=f"store: the preset mix_store runs (default {DEFAULT_PRESET}; "
                              "fast: the plain gather, the same store path)")
+    parser.add_argument("--formats", default="1,2",
+                        help="core, steps: the hardening formats compared in the same run "
+                             "(default 1,2); store: one format (default: the spec's default)")
+    parser.add_argument("--size", type=int, default=64,
+                        help="core: the images' side in pixels (64; 192 for the issue's 16x16 "
+                             "blocks on 192x192x3)")
     args = parser.parse_args()
+    formats = [int(number) for number in args.formats.split(",")]
     if args.suite == "core":
-        core(args.images or 20_000, args.repeats, (args.block or "16x16,grid12x12").split(","))
+        core(args.images or 20_000, args.repeats, (args.block or "16x16,grid12x12").split(","),
+             formats, args.size)
     elif args.suite == "steps":
-        steps(args.images or 8_000, args.repeats, (args.block or "grid12x12").split(","))
+        steps(args.images or 8_000, args.repeats, (args.block or "grid12x12").split(","),
+              formats)
     else:
         store(args.images or 40_000, args.repeats, args.memory, args.filters.split(","),
-              args.dir, geometry(args.block) if args.block else {}, args.preset)
+              args.dir, geometry(args.block) if args.block else {}, args.preset,
+              formats[0] if args.formats != parser.get_default("formats") else None)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,22 @@ MAX_ROUNDS = 64
 #: record their rule.
 PLAN_RULES = (1, 2)
 PLAN_RULE = 2
+#: The arithmetic of the jitter and seam blur (docs/format.md section 2). Format 1 (fastmix
+#: 0.1.0 to 0.3): each jitter draw's three 8-bit fields pick among 256 levels, the seam blur
+#: sums in float64. Format 2: the fields pick among 16 levels (their top 4 bits), so the
+#: jitter of every 8-bit value is a lookup in one of 4,096 tables built once per run, and the
+#: seam blur of integer images sums in fixed point. The draws (orientation codes, jitter
+#: fields) are the same; only the arithmetic differs. Stores record theirs
+#: (``fastmix_hardening_format``, absent: 1).
+HARDENING_FORMATS = (1, 2)
+HARDENING_FORMAT = 1
 
 __all__ = [
     "DEFAULT_GRID",
     "DEFAULT_JITTER",
     "DEFAULT_PRESET",
+    "HARDENING_FORMAT",
+    "HARDENING_FORMATS",
     "MAX_ROUNDS",
     "MAX_SEAM_BLUR",
     "MIN_SAFE_GROUP",
@@ -128,6 +139,12 @@ class MixSpec:
         How permute mode cuts groups (:data:`PLAN_RULES`); the latest by default. Stores
         record theirs, and unmixing uses the recorded one. It is not part of
         :meth:`canonical` (it seeds nothing) and not compared.
+    hardening_format : int
+        The arithmetic of the jitter and seam blur (:data:`HARDENING_FORMATS`): 1 or 2 (see
+        docs/format.md section 2); :data:`HARDENING_FORMAT` by default. It changes no keyed
+        draw, only how a drawn jitter and the blur compute, so it is not part of
+        :meth:`canonical` and not compared. Stores record theirs, and ``verify`` uses the
+        recorded one. Format 2 needs plan rule 2.
     """
 
     block: tuple[int, int] | None = None
@@ -141,6 +158,7 @@ class MixSpec:
     seam_blur: float = 0.0
     group: int | str | None = None
     plan_rule: int = field(default=PLAN_RULE, compare=False)
+    hardening_format: int = field(default=HARDENING_FORMAT, compare=False)
 
     def __post_init__(self) -> None:
         """Validate every parameter (one clear error per problem)."""
@@ -169,6 +187,25 @@ class MixSpec:
                 f"{self.plan_rule!r}; this store may come from a newer fastmix"
             )
         object.__setattr__(self, "plan_rule", int(self.plan_rule))
+        if isinstance(self.hardening_format, bool) or \
+                self.hardening_format not in HARDENING_FORMATS:
+            raise BadInputError(
+                f"hardening_format must be one of {', '.join(map(str, HARDENING_FORMATS))}, "
+                f"got {self.hardening_format!r}; this store may come from a newer fastmix"
+            )
+        object.__setattr__(self, "hardening_format", int(self.hardening_format))
+        if self.hardening_format != 1 and self.plan_rule == 1:
+            raise BadInputError("hardening_format 2 needs plan_rule 2; plan rule 1 stores "
+                                "(fastmix 0.1.0) use hardening format 1")
+
+    def with_hardening_format(self, hardening_format: int) -> MixSpec:
+        """Return the same spec with the jitter and seam blur of ``hardening_format``."""
+        return replace(self, hardening_format=hardening_format)
+
+    @property
+    def computes_values(self) -> bool:
+        """Whether a hardening step computes on pixel values (jitter or seam blur)."""
+        return self.jitter is not None or self.seam_blur > 0
 
     def with_plan_rule(self, rule: int) -> MixSpec:
         """Return the same spec planned with group rule ``rule`` (see :data:`PLAN_RULES`)."""
@@ -289,13 +326,15 @@ class MixSpec:
             data["group"] = self.group
         if self.plan_rule != PLAN_RULE:
             data["plan_rule"] = self.plan_rule  # never seeds anything: canonical() drops it
+        if self.hardening_format != HARDENING_FORMAT:
+            data["hardening_format"] = self.hardening_format  # seeds nothing either
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> MixSpec:
         """Rebuild a spec from :meth:`to_dict` output."""
         known = {"block", "grid", "donors", "prob", "rounds", "mode", "orient", "jitter",
-                 "seam_blur", "group", "plan_rule"}
+                 "seam_blur", "group", "plan_rule", "hardening_format"}
         unknown = set(data) - known
         if unknown:
             raise BadInputError(
@@ -317,6 +356,7 @@ class MixSpec:
         """
         data = self.to_dict()
         data.pop("plan_rule", None)
+        data.pop("hardening_format", None)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 

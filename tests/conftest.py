@@ -25,6 +25,8 @@ SLOW_MODULES = frozenset({
 SLOW_TESTS = frozenset({
     # over 1.2 s each on a quiet machine (make check measured 132 s with them, 2026-12-07)
     "test_small_samples_of_one_store_agree_with_a_large_one",
+    "test_each_cpu_kernel_equals_oracle",  # hardening format 2, 2-3 s each on 6x6 blocks
+    "test_stores_record_the_format_and_verify_reproduces_it",
     "test_a_weak_verdict_is_a_prominent_warning_with_what_to_do",
     "test_preview_never_writes_onto_its_store_or_a_key",
     "test_one_way_store_mixed_again_is_not_told_to_unmix",

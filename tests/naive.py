@@ -210,9 +210,13 @@ def codes_and_jitter(spec, key, window_index, count, regions):
                 draw = derive(derive(jitter_seed, i), b)
                 if spec.plan_rule == 1:  # 0.1.0: three 52-bit draws
                     uniform = [(derive(draw, t) >> 11) * 2.0**-52 - 1.0 for t in range(3)]
-                else:  # three 8-bit fields of one draw, each a midpoint of 256 steps
+                elif spec.hardening_format == 1:
+                    # three 8-bit fields of one draw, each a midpoint of 256 steps
                     fields = [(draw >> shift) & 255 for shift in (56, 48, 40)]
                     uniform = [(2 * field + 1) / 256 - 1.0 for field in fields]
+                else:  # format 2: the fields' top 4 bits, each a midpoint of 16 steps
+                    fields = [(draw >> shift) & 15 for shift in (60, 52, 44)]
+                    uniform = [(2 * field + 1) / 16 - 1.0 for field in fields]
                 image_jitter.append((uniform[0] * spec.jitter[0],
                                      exact_exp(uniform[1] * spec.jitter[1]),
                                      exact_exp(uniform[2] * spec.jitter[2])))
@@ -273,6 +277,33 @@ def blur_pass(image, lines, weights, axis):
     return out
 
 
+def blur_pass_fixed(image, lines, weights, axis):
+    """Format 2, integer images: exact integer sums of integer weights, rounded half up."""
+    radius = (len(weights) - 1) // 2
+    size = image.shape[axis]
+    values = image.astype(object)  # Python integers: exact
+    out = image.copy()
+    for line in lines:
+        total = 0
+        for k, weight in enumerate(weights):
+            source = min(max(line + k - radius, 0), size - 1)
+            total = total + weight * np.take(values, source, axis=axis)
+        rounded = (total + 2**14) // 2**15
+        if axis == 0:
+            out[line] = rounded.astype(image.dtype)
+        else:
+            out[:, line] = rounded.astype(image.dtype)
+    return out
+
+
+def fixed_blur_weights(sigma):
+    """Format 2: ``floor(g_k * 2**15 + 1/2)`` off the centre, the centre making the sum 2**15."""
+    weights = [math.floor(value * 2**15 + 0.5) for value in blur_weights(sigma)]
+    radius = (len(weights) - 1) // 2
+    weights[radius] = 2**15 - (sum(weights) - weights[radius])
+    return weights
+
+
 def blur_weights(sigma):
     radius = math.ceil(3 * sigma)
     gaussian = [exact_exp(-(k * k) / (2.0 * sigma * sigma)) for k in range(-radius, radius + 1)]
@@ -315,8 +346,11 @@ def mix(images, labels, spec, key, window=None, inverse=False):
                     block_pixels = jitter_block(block_pixels, *jitter[i][b])
                 image[rows, cols] = block_pixels
             if spec.seam_blur > 0:
-                weights = blur_weights(spec.seam_blur)
-                image = blur_pass(image, band(row_edges, spec.seam_blur), weights, axis=0)
-                image = blur_pass(image, band(col_edges, spec.seam_blur), weights, axis=1)
+                if spec.hardening_format == 2 and image.dtype.kind in "ui":
+                    weights, blur = fixed_blur_weights(spec.seam_blur), blur_pass_fixed
+                else:
+                    weights, blur = blur_weights(spec.seam_blur), blur_pass
+                image = blur(image, band(row_edges, spec.seam_blur), weights, axis=0)
+                image = blur(image, band(col_edges, spec.seam_blur), weights, axis=1)
             out[start + i] = image
     return out

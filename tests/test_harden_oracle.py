@@ -121,7 +121,8 @@ def hardened_cases(draw):
                    rounds=draw(st.integers(1, 2)),
                    orient=draw(st.sampled_from(["none", "flip", "d4"])), jitter=jitter,
                    seam_blur=draw(st.sampled_from([0.0, 0.5, 1.0, 2.5])),
-                   plan_rule=draw(st.sampled_from([1, 2])))
+                   plan_rule=(rule := draw(st.sampled_from([1, 2]))),
+                   hardening_format=draw(st.sampled_from([1, 2])) if rule == 2 else 1)
     window = draw(st.one_of(st.none(), st.integers(1, count)))
     key = fastmix.Key(bytes(rng.integers(0, 256, 32, dtype=np.uint8)))
     return images, labels, spec, key, window

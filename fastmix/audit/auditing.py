@@ -497,6 +497,7 @@ def read_store_spec(attributes, overrides: dict) -> tuple[MixSpec, int | None]:
     spec = MixSpec.from_dict({**data, **given})
     if stored is not None:  # a store of fastmix 0.1.0 carries no rule: it used rule 1
         spec = spec.with_plan_rule(int(attributes.get("fastmix_plan_rule", 1)))
+        spec = spec.with_hardening_format(int(attributes.get("fastmix_hardening_format", 1)))
     if overrides.get("window") is not None:
         window = overrides["window"]
     if window is not None:

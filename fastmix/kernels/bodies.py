@@ -146,6 +146,25 @@ def block_jitter_fields(image_seed, block):
             (x >> _SHIFT_TONE) & _JITTER_MASK)
 
 
+#: Hardening format 2: each field's top ``CURVE_BITS`` bits pick its level, so a block's
+#: jitter is one of ``CURVES`` curves (:func:`curve_index`); its tables repeat each level
+#: ``1 << (JITTER_BITS - CURVE_BITS)`` times (:func:`fastmix.kernels.steps.jitter_tables`).
+CURVE_BITS = 4
+CURVES = 1 << (3 * CURVE_BITS)
+_CURVE_SHIFT = np.uint64(JITTER_BITS - CURVE_BITS)
+_CURVE_FIELD = np.uint64(CURVE_BITS)
+
+
+@body
+def curve_index(brightness, contrast, tone):
+    """Hardening format 2: the curve of a block's three jitter fields (uint64, 0..CURVES-1).
+
+    ``(b >> 4) * 256 + (c >> 4) * 16 + (t >> 4)`` for 4-bit curve levels.
+    """
+    return ((((brightness >> _CURVE_SHIFT) << _CURVE_FIELD) | (contrast >> _CURVE_SHIFT))
+            << _CURVE_FIELD) | (tone >> _CURVE_SHIFT)
+
+
 @body
 def block_jitter(image_seed, block, tables):
     """Return the brightness offset, contrast and tone of output block ``block`` of one image."""
@@ -501,6 +520,90 @@ def blur_band_rows(pixels, image, band_rows, lines, weights, radius, low, high, 
             if integer:
                 total = clip_value(round_half_even(total), low, high)
             pixels[image, row, unit] = total
+
+
+#: Hardening format 2: the seam blur's integer weights sum to ``1 << FIXED_SHIFT``.
+FIXED_SHIFT = 15
+_FIXED_HALF = 1 << (FIXED_SHIFT - 1)
+
+
+@body
+def fixed_round(total):
+    """Hardening format 2: ``floor((total + 2**14) / 2**15)``, the weighted sum rounded half up.
+
+    ``total`` is an exact integer sum of integer weights (summing to ``2**15``) times
+    integer values, so the result lies between the smallest and largest value summed:
+    no clipping.
+    """
+    return (np.int64(total) + _FIXED_HALF) >> FIXED_SHIFT
+
+
+@body
+def blur_band_rows_fixed(pixels, image, band_rows, lines, weights, radius):
+    """:func:`blur_band_rows` in fixed point (hardening format 2, integer values).
+
+    ``weights`` are integers summing to ``2**15``; ``lines`` integer scratch wide enough
+    for the sums (int32 for values of up to 16 bits, else int64); each value becomes
+    :func:`fixed_round` of its exact weighted sum.
+    """
+    image = np.uint64(image)
+    height = pixels.shape[1]
+    values = pixels.shape[2]
+    for index in range(band_rows.size):
+        row = band_rows[index]
+        for unit in range(values):
+            lines[index, unit] = 0
+        for k in range(2 * radius + 1):
+            source_row = np.uint64(min(max(row + k - radius, 0), height - 1))
+            weight = weights[k]
+            for unit in range(values):
+                lines[index, unit] = lines[index, unit] + weight * pixels[
+                    image, source_row, unit]
+    for index in range(band_rows.size):
+        row = np.uint64(band_rows[index])
+        for unit in range(values):
+            pixels[image, row, unit] = fixed_round(lines[index, unit])
+
+
+@body
+def blur_band_cols_fixed(pixels, image, band_cols, line, weights, radius, channels):
+    """:func:`blur_band_cols` in fixed point (hardening format 2, integer values).
+
+    As :func:`blur_band_rows_fixed`, along the rows of the image after pass 1; ``line``
+    integer scratch of at least ``band_cols.size * channels`` values.
+    """
+    image = np.uint64(image)
+    height = pixels.shape[1]
+    width = pixels.shape[2] // channels
+    taps = 2 * radius + 1
+    for row in range(height):
+        row = np.uint64(row)
+        at = 0
+        for index in range(band_cols.size):
+            column = band_cols[index]
+            interior = column >= radius and column + radius < width
+            for channel in range(channels):
+                total = 0
+                if interior:
+                    first = (column - radius) * channels + channel
+                    for k in range(taps):
+                        total = total + weights[np.uint64(k)] * pixels[
+                            image, row, np.uint64(first + k * channels)]
+                else:
+                    for k in range(taps):
+                        source = min(max(column + k - radius, 0), width - 1) * channels
+                        total = total + weights[np.uint64(k)] * pixels[
+                            image, row, np.uint64(source + channel)]
+                line[np.uint64(at)] = total
+                at += 1
+        # Stored once every band value of the row is summed: bands may share taps.
+        at = 0
+        for index in range(band_cols.size):
+            first = band_cols[index] * channels
+            for channel in range(channels):
+                pixels[image, row, np.uint64(first + channel)] = fixed_round(
+                    line[np.uint64(at)])
+                at += 1
 
 
 @body

@@ -23,8 +23,9 @@ on every machine.
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -120,14 +121,21 @@ def exact_exp(values: np.ndarray) -> np.ndarray:
                       dtype=np.float64)
 
 
-def jitter_tables(amplitudes: tuple[float, float, float]) -> np.ndarray:
+def jitter_tables(amplitudes: tuple[float, float, float], hardening_format: int = 1
+                  ) -> np.ndarray:
     """Return the jitter parameters a draw can pick: ``(3, 256)`` float64 (module text).
 
     Row 0: brightness offsets ``u * a_0``; rows 1 and 2: contrasts ``exact_exp(u * a_1)``
-    and tones ``exact_exp(u * a_2)``, for ``u = (2k + 1) / 256 - 1``.
+    and tones ``exact_exp(u * a_2)``, for ``u = (2k + 1) / 256 - 1`` (hardening format 1),
+    or ``u = (2 (k >> 4) + 1) / 16 - 1`` (format 2: 16 levels, each repeated 16 times).
     """
     count = bodies.JITTER_LEVELS
-    steps = (2.0 * np.arange(count, dtype=np.float64) + 1.0) / count - 1.0
+    if hardening_format == 1:
+        steps = (2.0 * np.arange(count, dtype=np.float64) + 1.0) / count - 1.0
+    else:
+        curve_levels = 1 << bodies.CURVE_BITS
+        levels = np.arange(count, dtype=np.int64) >> (bodies.JITTER_BITS - bodies.CURVE_BITS)
+        steps = (2.0 * levels.astype(np.float64) + 1.0) / curve_levels - 1.0
     brightness, contrast, tone = (float(value) for value in amplitudes)
     return np.stack([steps * brightness, exact_exp(steps * contrast),
                      exact_exp(steps * tone)])
@@ -146,6 +154,21 @@ def blur_weights(sigma: float) -> np.ndarray:
     for value in gaussian.tolist():
         total = total + value
     return gaussian / total
+
+
+def fixed_blur_weights(sigma: float) -> np.ndarray:
+    """Hardening format 2: the seam blur's integer weights, int64, summing to ``2**15``.
+
+    ``w_k = floor(g_k * 2**15 + 1/2)`` of :func:`blur_weights` ``g`` for ``k != 0``, and
+    ``w_0 = 2**15 - sum of the others`` (symmetric, so the weights stay symmetric).
+    """
+    weights = blur_weights(sigma)
+    scale = float(1 << bodies.FIXED_SHIFT)
+    fixed = np.floor(weights * scale + 0.5).astype(np.int64)
+    radius = (weights.size - 1) // 2
+    fixed[radius] = 0
+    fixed[radius] = (1 << bodies.FIXED_SHIFT) - int(fixed.sum())
+    return fixed
 
 
 def seam_band(bounds: np.ndarray, sigma: float) -> np.ndarray:
@@ -290,11 +313,17 @@ class JitterSteps:
     levels : ndarray of float64
         ``v / span`` for every integer level ``v`` when a block may use a level table
         (integer dtypes of at most :data:`MAX_TABLE_LEVELS` levels); else size 0.
+    curves : ndarray, shape (CURVES, levels)
+        Hardening format 2 on dtypes of at most :data:`MAX_TONED_LEVELS` levels: the stored
+        jitter of every value under each curve (:func:`jitter_curves`), in the values'
+        dtype, so that a block's table is a row (:func:`fastmix.kernels.bodies.curve_index`);
+        else ``(0, 0)``.
     """
 
     tables: np.ndarray
     toned_levels: np.ndarray
     levels: np.ndarray
+    curves: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.uint8))
 
 
 @dataclass(frozen=True)
@@ -307,11 +336,15 @@ class BlurSteps:
         The rows and columns it blurs (:func:`seam_band`); size 0: none.
     weights : ndarray of float64
         The blur weights (:func:`blur_weights`), :attr:`radius` on each side.
+    fixed : ndarray of int64
+        Hardening format 2 on integer values: the weights in fixed point
+        (:func:`fixed_blur_weights`), which the blur then uses; size 0: the float64 weights.
     """
 
     band_rows: np.ndarray
     band_cols: np.ndarray
     weights: np.ndarray
+    fixed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def radius(self) -> int:
@@ -412,7 +445,10 @@ def steps_for(image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec) -> S
     if spec.seam_blur > 0:
         blur = BlurSteps(band_rows=seam_band(row_edges, spec.seam_blur),
                          band_cols=seam_band(col_edges, spec.seam_blur),
-                         weights=blur_weights(spec.seam_blur))
+                         weights=blur_weights(spec.seam_blur),
+                         fixed=fixed_blur_weights(spec.seam_blur)
+                         if integer and spec.hardening_format == 2
+                         else np.zeros(0, dtype=np.int64))
     return Steps(layout=layout, hardened=spec.hardened, grid=BlockGrid(row_edges, col_edges),
                  values=values, jitter=_jitter_steps(spec, values), blur=blur)
 
@@ -425,8 +461,53 @@ def _jitter_steps(spec: MixSpec, values: ValueView) -> JitterSteps | None:
     levels = np.zeros(0, dtype=np.float64)
     if values.integer and span + 1 <= MAX_TABLE_LEVELS:
         levels = np.arange(int(span) + 1, dtype=np.float64) / span
-    tables = jitter_tables(spec.jitter)
+    tables = jitter_tables(spec.jitter, spec.hardening_format)
     toned = np.zeros((0, 0), dtype=np.float64)
+    if spec.hardening_format == 2:
+        curves = np.zeros((0, 0), dtype=values.dtype)
+        if 0 < levels.size <= MAX_TONED_LEVELS:
+            curves = jitter_curves(spec.jitter, values.dtype)
+        return JitterSteps(tables=tables, toned_levels=toned, levels=levels, curves=curves)
     if 0 < levels.size <= MAX_TONED_LEVELS and spec.plan_rule != 1:
         toned = toned_levels(levels, tables[2])
     return JitterSteps(tables=tables, toned_levels=toned, levels=levels)
+
+
+@functools.cache
+def _jitter_curves(amplitudes: tuple[float, float, float], dtype_text: str) -> np.ndarray:
+    dtype = np.dtype(dtype_text)
+    low, high, _ = value_range(dtype, "jitter")
+    span = high - low
+    levels = np.arange(int(span) + 1, dtype=np.float64) / span
+    tables = jitter_tables(amplitudes, 2)
+    curves = np.empty((bodies.CURVES, levels.size), dtype=dtype)
+    _host_fill_curves(curves, levels, tables, low, span)
+    return curves
+
+
+def jitter_curves(amplitudes: tuple[float, float, float], dtype: np.dtype) -> np.ndarray:
+    """Hardening format 2: ``(CURVES, levels)``, the stored jitter of each value per curve.
+
+    Row ``curve_index(b, c, t)`` holds :func:`~fastmix.kernels.bodies.fill_level_table` of
+    the parameters the fields ``b, c, t`` pick in format 2's :func:`jitter_tables`: the
+    bytes the arithmetic gives, computed once per amplitudes and dtype (integer dtypes of at
+    most :data:`MAX_TONED_LEVELS` levels; shared between runs: never write to it).
+    """
+    return _jitter_curves(tuple(float(value) for value in amplitudes), np.dtype(dtype).str)
+
+
+def _fill_curves(curves, levels, tables, low, span):
+    """Fill every curve's table from the format-2 ``tables`` (curve ``i``: fields ``i``'s)."""
+    repeat = 1 << (bodies.JITTER_BITS - bodies.CURVE_BITS)
+    count = 1 << bodies.CURVE_BITS
+    for brightness in range(count):
+        for contrast in range(count):
+            for tone in range(count):
+                curve = (brightness * count + contrast) * count + tone
+                bodies.fill_level_table(curves[curve], levels, low, span,
+                                        tables[0, brightness * repeat],
+                                        tables[1, contrast * repeat],
+                                        tables[2, tone * repeat])
+
+
+_host_fill_curves = njit(cache=True, error_model="numpy")(_fill_curves)

@@ -25,7 +25,9 @@ from fastmix.kernels import bodies
 from fastmix.kernels.bodies import (
     block_jitter_fields,
     blur_band_rows,
+    blur_band_rows_fixed,
     copy_units,
+    curve_index,
     derive,
     fill_level_table,
     fill_toned_table,
@@ -34,7 +36,7 @@ from fastmix.kernels.bodies import (
 )
 from fastmix.kernels.compile import bind, bodies_for
 from fastmix.kernels.cpu import vectors
-from fastmix.kernels.cpu.vectors import blur_columns
+from fastmix.kernels.cpu.vectors import blur_columns, blur_columns_fixed
 from fastmix.kernels.steps import NO_BLUR, NO_JITTER, WindowJob
 
 NAME = "cpu"
@@ -184,21 +186,25 @@ def plain_gather_for(layout, window_bytes: int):
 
 
 def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter_tables,
-                     toned_levels, first, order, row_edges, col_edges, channels, integer_step,
-                     levels, low, span, high, band_rows, band_cols, weights, radius,
-                     blur_integer, workers):
+                     toned_levels, curves, first, order, row_edges, col_edges, channels,
+                     integer_step, levels, low, span, high, band_rows, band_cols, weights,
+                     fixed, radius, blur_integer, workers):
     """Gather, orient, jitter and seam-blur output images in one pass over each image.
 
     ``source`` and ``out`` are ``(n, H, W * channels)`` values; ``codes`` ``(n, blocks)``
     uint8 (all zero: no orientation); ``jitter_seed`` and ``jitter_tables`` the window's
     jitter stream and tables (:func:`bodies.block_jitter`; tables of 0 rows: no
-    jitter) with ``toned_levels`` (see :class:`~fastmix.kernels.steps.JitterSteps`), or
+    jitter) with ``toned_levels`` and ``curves`` (hardening format 2's tables, copied
+    into the block's table: no arithmetic a block; see
+    :class:`~fastmix.kernels.steps.JitterSteps`), or
     ``jitter`` the drawn ``(n, blocks, 3)`` parameters (plan rule 1; else ``(0, 0, 3)``);
     ``first`` the window index of output image 0; ``integer_step`` the value step of
     jitter (:data:`bodies.INTEGER` or ``FLOAT``); ``levels`` the table levels (size
     0: never use a table); ``band_rows`` and ``band_cols`` the seam bands (size 0: no
-    blur); ``workers`` how many sets of scratch buffers to share the images among. Each
-    image is finished (blurred) while it is in cache, right after its blocks are gathered.
+    blur), blurred with the float64 ``weights`` or, where ``fixed`` has any, in fixed point
+    with those (hardening format 2); ``workers`` how many sets of scratch buffers to share
+    the images among. Each image is finished (blurred) while it is in cache, right after its
+    blocks are gathered.
     """
     count = order.size
     block_rows = row_edges.size - 1
@@ -210,12 +216,20 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
     # Each worker's level table, then 384 values of scratch (see orient_and_look_up).
     tables = np.empty((workers, table_size + 384), dtype=out.dtype)
     orient_index = orient_indices(row_edges, col_edges, channels)
-    lines = np.empty((workers, max(band_rows.size, 1), values), dtype=np.float64)
+    fixed_point = fixed.size > 0
+    float_rows = 0 if fixed_point else max(band_rows.size, 1)
+    lines = np.empty((workers, float_rows, values), dtype=np.float64)
+    # Fixed point sums in the weights' dtype: int32 for values of up to 16 bits.
+    fixed_lines = np.empty((workers, max(band_rows.size, 1) if fixed_point else 0, values),
+                           dtype=fixed.dtype)
     runs = column_runs(band_cols)
     line = np.empty((workers, band_cols.size * channels + vectors.LANES), dtype=np.float64)
+    fixed_line = np.empty((workers, band_cols.size * channels + vectors.FIXED_LANES),
+                          dtype=fixed.dtype)
     jittered = jitter_tables.shape[0] > 0
     drawn = jitter.shape[0] > 0
     toned = toned_levels.shape[0] > 0 and not drawn
+    curved = curves.shape[0] > 0 and not drawn
     offset = int(low)
     for worker in prange(workers):
         table = tables[worker]
@@ -251,7 +265,12 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
                         # it. Otherwise a table costs a vectorised division a level, the
                         # arithmetic one a value, strided when the block is oriented (about
                         # 3 ns a value): on 8 bits the table wins from 64 values a block on.
-                        if toned:
+                        if curved:
+                            curve = curve_index(brightness_index, contrast_index, tone_index)
+                            for level in range(curves.shape[1]):
+                                table[level] = curves[curve, level]
+                            step = bodies.TABLE
+                        elif toned:
                             fill_toned_table(table, toned_levels, tone_index, 0, levels.size,
                                              low, span, brightness, contrast)
                             step = bodies.TABLE
@@ -272,6 +291,14 @@ def _hardened_gather(source, out, source_map, codes, jitter, jitter_seed, jitter
                         value_step_block(out, image, top, left, height, width, channels, False,
                                          table, offset, low, span, step == bodies.INTEGER,
                                          brightness, contrast, tone)
+            if fixed_point:
+                if band_rows.size > 0:
+                    blur_band_rows_fixed(out, image, band_rows, fixed_lines[worker], fixed,
+                                         radius)
+                if band_cols.size > 0:
+                    blur_columns_fixed(out, image, band_cols, runs, fixed_line[worker], fixed,
+                                       radius, channels)
+                continue
             if band_rows.size > 0:
                 blur_band_rows(out, image, band_rows, lines[worker], weights, radius, low,
                                high, blur_integer)
@@ -375,11 +402,17 @@ def mix_piece(window: WindowJob, first: int, last: int, out: np.ndarray,
         values, grid = steps.values, steps.grid
         jitter_steps, blur = steps.jitter or NO_JITTER, steps.blur or NO_BLUR
         kernel = kernel or hardened_kernel(values.dtype)
+        curves = jitter_steps.curves
+        if curves.shape[0] == 0:  # one dtype for every run: one compiled kernel
+            curves = np.zeros((0, 0), dtype=values.dtype)
+        # Fixed-point sums of values of up to 16 bits fit int32 (below 2**31, see
+        # bodies.fixed_round): half the lanes' width of int64.
+        fixed = blur.fixed.astype(np.int32 if values.dtype.itemsize <= 2 else np.int64)
         kernel(values.view(window.pixels), values.view(out), source_map, codes, jitter,
-               jitter_seed, jitter_steps.tables, jitter_steps.toned_levels, first, order,
-               grid.row_edges, grid.col_edges, values.channels, values.jitter_step,
+               jitter_seed, jitter_steps.tables, jitter_steps.toned_levels, curves, first,
+               order, grid.row_edges, grid.col_edges, values.channels, values.jitter_step,
                jitter_steps.levels, values.low, values.span, values.high, blur.band_rows,
-               blur.band_cols, blur.weights, blur.radius, values.integer,
+               blur.band_cols, blur.weights, fixed, blur.radius, values.integer,
                numba.get_num_threads() * _ITEMS_PER_THREAD)
     finally:
         numba.set_num_threads(before)

@@ -119,6 +119,9 @@ class _Shape:
                                               stream=stream)
             self.weights = module.to_device(np.asarray(blur.weights, dtype=np.float64),
                                             stream=stream)
+            self.fixed = module.to_device(
+                np.asarray(blur.fixed if blur.fixed.size else np.zeros(1), dtype=np.int64),
+                stream=stream)
         self.height = height
 
 
@@ -397,6 +400,21 @@ def _queue_kernels(window: DeviceWindow, first: int, last: int, out_bytes, out_p
     out = _typed(out_bytes, (count, height, values), value_dtype)
     launch = compiled_kernels()
     blur_args = (float(view.low), float(view.high), bool(view.integer))
+    if np.asarray(blur.fixed).size:  # hardening format 2 on integer values: fixed point
+        if np.asarray(blur.band_rows).size:
+            grid, block = small_geometry(count, 1, values)
+            lines = _buffers.scratch(f"fixed lines {slot}",
+                                     (tables.band_rows.size, _threads(grid, block)), np.int64)
+            launch["blur_rows_fixed"][grid, block, stream](
+                out, tables.band_rows, lines, tables.fixed, int(blur.radius))
+        if np.asarray(blur.band_cols).size:
+            grid, block = small_geometry(count, height, 1)
+            line = _buffers.scratch(
+                f"fixed line {slot}", (tables.band_cols.size * channels, _threads(grid, block)),
+                np.int64)
+            launch["blur_cols_fixed"][grid, block, stream](
+                out, tables.band_cols, line, tables.fixed, int(blur.radius), channels)
+        return
     if np.asarray(blur.band_rows).size:
         grid, block = small_geometry(count, 1, values)
         lines = _buffers.scratch(f"lines {slot}", (tables.band_rows.size, _threads(grid, block)),

@@ -50,7 +50,9 @@ from fastmix.kernels.bodies import (
     COPY,
     TABLE,
     blur_band_cols,
+    blur_band_cols_fixed,
     blur_band_rows,
+    blur_band_rows_fixed,
     copy_row_segment,
     copy_run,
     fill_level_table,
@@ -500,6 +502,41 @@ def _blur_cols(pixels, band_cols, line, weights, radius, channels, low, high, in
         image += step_z
 
 
+def _blur_rows_fixed(pixels, band_rows, lines, weights, radius):
+    """:func:`_blur_rows` in fixed point (hardening format 2): integer weights and scratch."""
+    start_x, start_y, start_z = cuda.grid(3)
+    step_x, step_y, step_z = cuda.gridsize(3)
+    if start_y != 0:  # two threads on one column would race
+        return
+    thread = start_x + step_x * (start_y + step_y * start_z)
+    scratch = lines[:, thread:thread + 1]  # threads side by side: coalesced
+    image = start_z
+    while image < pixels.shape[0]:
+        unit = start_x
+        while unit < pixels.shape[2]:
+            blur_band_rows_fixed(pixels[:, :, unit:unit + 1], image, band_rows, scratch,
+                                 weights, radius)
+            unit += step_x
+        image += step_z
+
+
+def _blur_cols_fixed(pixels, band_cols, line, weights, radius, channels):
+    """:func:`_blur_cols` in fixed point (hardening format 2): integer weights and scratch."""
+    start_x, start_y, start_z = cuda.grid(3)
+    step_x, step_y, step_z = cuda.gridsize(3)
+    if start_x != 0:  # two threads on one row would race
+        return
+    scratch = line[:, start_x + step_x * (start_y + step_y * start_z)]  # coalesced
+    image = start_z
+    while image < pixels.shape[0]:
+        row = start_y
+        while row < pixels.shape[1]:
+            blur_band_cols_fixed(pixels[:, row:row + 1, :], image, band_cols, scratch, weights,
+                                 radius, channels)
+            row += step_y
+        image += step_z
+
+
 def _load_words(source, tile, pair, base, words, rows, first_row, group, row_words, height,
                 stride, load_column, load_block, row_edges, row_block, first_block_row,
                 sources, oriented, orients, thread, threads):
@@ -747,7 +784,8 @@ fill_jitter = njit(cache=True)(bodies.fill_jitter)
 _KERNELS: dict[str, Callable[..., Any]] = {
     "tile_gather": _tile_gather, "tile_harden": _tile_gather, "gather": _gather,
     "hardened_gather": _hardened_gather, "fill_tables": _fill_tables, "blur_rows": _blur_rows,
-    "blur_cols": _blur_cols}
+    "blur_cols": _blur_cols, "blur_rows_fixed": _blur_rows_fixed,
+    "blur_cols_fixed": _blur_cols_fixed}
 #: Compile-time constants of each kernel: the tile kernel's plain copy ("tile_gather") and
 #: its hardened gather ("tile_harden") are one Python function, compiled twice.
 _CONSTANTS: dict[str, dict[str, object]] = {"tile_gather": {"PLAIN": True},
@@ -843,7 +881,8 @@ def _ptx_signatures() -> dict[str, list[str]]:
     edges = [_array("int64", 1)] * 2
     signatures: dict[str, list[str]] = {"tile_gather": [], "tile_harden": [], "gather": [],
                                         "hardened_gather": [], "fill_tables": [],
-                                        "blur_rows": [], "blur_cols": []}
+                                        "blur_rows": [], "blur_cols": [],
+                                        "blur_rows_fixed": [], "blur_cols_fixed": []}
     for value in TILE_VALUES:
         for name in ("tile_gather", "tile_harden"):
             if name == "tile_gather" and value not in PLAIN_VALUES:
@@ -873,6 +912,13 @@ def _ptx_signatures() -> dict[str, list[str]]:
         signatures["blur_cols"].append(
             f"void({_array(value, 3)}, {_array('int64', 1)}, {_array('float64', 2)}, "
             f"{_array('float64', 1)}, int64, int64, float64, float64, boolean)")
+        if value.startswith(("uint", "int")) and value != "uint64":
+            signatures["blur_rows_fixed"].append(
+                f"void({_array(value, 3)}, {_array('int64', 1)}, {_array('int64', 2)}, "
+                f"{_array('int64', 1)}, int64)")
+            signatures["blur_cols_fixed"].append(
+                f"void({_array(value, 3)}, {_array('int64', 1)}, {_array('int64', 2)}, "
+                f"{_array('int64', 1)}, int64, int64)")
     return signatures
 
 

@@ -127,6 +127,10 @@ def write_mix_attributes(dataset, spec: MixSpec, *, window: int, key_check: str,
     attrs["fastmix_mode"] = spec.mode
     attrs["fastmix_spec"] = spec.canonical()
     attrs["fastmix_plan_rule"] = np.int64(spec.plan_rule)
+    if spec.computes_values and spec.hardening_format != 1:
+        # Only where it changes bytes: stores of format 1 (and every reversible one) keep
+        # the record they had.
+        attrs["fastmix_hardening_format"] = np.int64(spec.hardening_format)
     if spec.block is not None:
         attrs["fastmix_block"] = np.asarray(spec.block, dtype=np.int64)
     else:
@@ -201,6 +205,9 @@ def read_mix_record(dataset) -> MixRecord | None:
         spec = MixSpec.from_dict(data)
         # Stores of format 1 (fastmix 0.1.0) carry no rule: they were planned with rule 1.
         spec = spec.with_plan_rule(_integer(attrs.get("fastmix_plan_rule", 1), "plan_rule", 1))
+        # Stores without it (fastmix 0.3 and before) jittered and blurred with format 1.
+        spec = spec.with_hardening_format(
+            _integer(attrs.get("fastmix_hardening_format", 1), "hardening_format", 1))
         count = int(dataset.shape[0])
         window = _integer(attrs["fastmix_window"], "window", 1, max(count, 1))
         key_check = attribute_text(attrs["fastmix_key_check"])
