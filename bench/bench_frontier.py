@@ -4,23 +4,33 @@
     python bench/bench_frontier.py --no-utility        # the audit side only
     python bench/bench_frontier.py --quick             # a few points, fewer images and epochs
     python bench/bench_frontier.py --plot docs/frontier.png --table   # from the JSON only
+    python bench/bench_frontier.py --no-utility --axes preset geometry --keys 1 2 3  # issue 22
 
-For every setting it measures, on the face task and the photo task of :mod:`fastmix.samples`
+For every setting it measures, on the face task, the photo task and the colour task of
+:mod:`fastmix.samples`, under each of ``--keys`` (the keys are public numbers, so a rerun
+mixes the same bytes):
+
 (``face_task``: LFW faces against non-faces, grown to 192x192; ``photo_task``: crops of ten
-photographs, labelled by photograph, where a 1x1-pixel shuffle fails):
+photographs, labelled by photograph, where a 1x1-pixel shuffle fails; ``colour_task``: colour
+crops of four photographs, the data of issue 22's independent attack):
 
-* the audit, exactly as ``fastmix mix --audit`` runs it with the key: the restoration attack
-  adapted to the hardening, given the true groups
-  (:func:`fastmix.audit.adaptive.audit_options`), at most ``--audit-sample`` images per
-  label; its advantage A, re-identification and verdict;
+* the audit, exactly as ``fastmix mix --audit`` runs it with the key: the adapted and the
+  strong attack, given the true groups (:func:`fastmix.audit.adaptive.audit_options`), the
+  figures of the strongest, on at most ``--audit-sample`` images per label within
+  ``--audit-time`` seconds (default: enough for whole labels, so no figure is a lower
+  bound); its advantage A, re-identification and verdict, per key. Tables give the worst
+  key;
 * the CNN accuracy change (:func:`fastmix.utility`, model ``cnn``, tested on untouched
   held-out originals) against the original, beside the 1x1 control. The photo task gets the
   CNN for every setting; the face task for the presets only (``--face-utility all`` for
   every setting).
 
-The sweep goes one axis at a time around the candidates: block size (48 to 8 pixels, 1/4 to
-1/24 of the side, and the 96x24 default grid), group size (11, 25, the whole label of the
-window), each hardening option alone, and the presets. Every point is cached in the JSON
+The sweep goes one axis at a time around the candidates: the ``balanced`` preset's geometry
+(grids of 4x4 to 24x24 blocks: 48 to 8 pixels), block size in groups of 11, group size (11,
+25, the whole label of the window), each hardening option alone, and the presets. With
+``--table`` it also applies issue 22's rule for the default (:func:`chosen_default`): the
+largest ``balanced`` blocks that are good with margin (A <= 0.10 and re-identified <= 0.15)
+on every task and key measured. Every point is cached in the JSON
 (``--out``) under a key of the data, the spec and the settings, so a rerun skips what is
 done; ``--plot`` draws the frontier (needs the ``bench`` extra: matplotlib).
 """
@@ -48,9 +58,14 @@ from fastmix.audit.utility import CONTROL_SPEC
 from fastmix.errors import FastmixWarning
 from fastmix.keys import Key
 from fastmix.mixing import mix_array
+from fastmix.presets import PRESET_PARAMETERS
 from fastmix.spec import DEFAULT_PRESET, PRESETS, MixSpec, describe
 
 SIZE = 192
+#: Issue 22's margin for the default preset: on every task and key, at most these.
+MARGIN_ADVANTAGE, MARGIN_REIDENTIFIED = 0.10, 0.15
+#: The balanced preset's grids on the geometry axis, coarsest first (48 to 8 pixel blocks).
+GEOMETRY_GRIDS = ((4, 4), (6, 6), (8, 8), (12, 12), (16, 16), (24, 24))
 DEFAULT_OUT = Path("/tmp/fastmix-frontier.json")
 #: The JSON's sections: the points (name, axis, spec), and the measurements they refer to,
 #: cached by data, spec and settings, so that two points with one spec are measured once.
@@ -85,6 +100,11 @@ def sweep_points(quick: bool = False) -> list[Point]:
               for name in (DEFAULT_PRESET, *(name for name in PRESETS
                                             if name != DEFAULT_PRESET))]
     # The presets as fastmix 0.1.0 defined them, on the default grid: where users started.
+    for grid in GEOMETRY_GRIDS:
+        if grid != PRESET_PARAMETERS[DEFAULT_PRESET].get("grid"):
+            points.append(Point(f"{DEFAULT_PRESET} grid {grid[0]}x{grid[1]} "
+                                f"({SIZE // grid[0]}px)", "geometry", DEFAULT_PRESET,
+                                {"grid": grid}))
     points += [Point("0.1.0 balanced (groups of 11, 96x24)", "preset before",
                      overrides={**HARDENED, "donors": 10}),
                Point("0.1.0 strong (groups of 25, 96x24)", "preset before",
@@ -132,10 +152,15 @@ def wants_cnn(point: Point, level: str) -> bool:
 # ---------------------------------------------------------------- data
 
 
+TASKS = ("faces", "photos", "colour")
+
+
 def load_task(name: str, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the images and labels of the ``faces`` or ``photos`` task at 192x192."""
+    """Return the images and labels of the ``faces``, ``photos`` or ``colour`` task at 192x192."""
     if name == "faces":
         return samples.face_task(size=SIZE)
+    if name == "colour":
+        return samples.colour_task(size=SIZE, per_class=per_class, seed=seed)
     return samples.photo_task(size=SIZE, per_class=per_class, seed=seed)
 
 
@@ -155,22 +180,25 @@ def cache_key(*parts: object) -> str:
 
 
 def measure_audit(images: np.ndarray, labels: np.ndarray, spec: MixSpec, *, sample: int,
-                  seed: int) -> dict:
-    """Mix with a fixed key and audit as ``fastmix mix --audit`` does with the key."""
-    key = Key.from_hex(f"{seed:064x}")
+                  seed: int, key_number: int, seconds: float) -> dict:
+    """Mix with key number ``key_number`` and audit as ``fastmix mix --audit`` does with it."""
+    key = Key.from_hex(f"{key_number:064x}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FastmixWarning)
         mixed = mix_array(images, labels, spec, key)
     height, width = images.shape[1:3]
     started = time.perf_counter()
     report = audit_arrays(images, mixed, labels, spec, key=key, sample=sample, seed=seed,
-                          **audit_options(spec, height, width, key_given=True))
+                          seconds=seconds, **audit_options(spec, height, width, key_given=True))
     return {"advantage": report.advantage,
             "advantage_interval": report.intervals.get("advantage", []),
             "reidentified": report.reidentified_fraction,
             "reidentified_interval": report.intervals.get("reidentified_fraction", []),
+            "restored": report.restored_fraction,
             "restored_90": report.restored_90_fraction, "verdict": report.verdict,
-            "sampled": report.sampled, "seconds": round(time.perf_counter() - started, 1)}
+            "attacks": report.attacks, "open_pools": report.open_pools,
+            "sampled": report.sampled, "key": key_number,
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def measure_utility(images: np.ndarray, labels: np.ndarray, specs: dict, settings: dict,
@@ -236,7 +264,8 @@ def run_sweep(args: argparse.Namespace) -> Results:
         "command": "python bench/bench_frontier.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "default_preset": DEFAULT_PRESET, "utility": utility_settings,
-        "audit_sample": args.audit_sample, "per_class": args.per_class, "seed": args.seed,
+        "audit_sample": args.audit_sample, "audit_time": args.audit_time,
+        "keys": args.keys, "per_class": args.per_class, "seed": args.seed,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     for data_name in args.data:
         images, labels = load_task(data_name, args.per_class, args.seed)
@@ -249,7 +278,9 @@ def run_sweep(args: argparse.Namespace) -> Results:
             if args.axes and point.axis not in args.axes:
                 continue
             spec = point.spec()
-            audit_id = cache_key(data_id, spec.canonical(), args.audit_sample, args.seed)
+            audit_ids = [cache_key(data_id, spec.canonical(), args.audit_sample,
+                                   args.audit_time, args.seed, key_number)
+                         for key_number in args.keys]
             utility_id = cache_key(data_id, spec.canonical(), utility_settings, args.seed)
             level = args.cnn if data_name == "photos" else args.face_cnn
             if data_name == "faces" and point.name in args.face_extra:
@@ -258,18 +289,20 @@ def run_sweep(args: argparse.Namespace) -> Results:
                 "points", f"{data_name}:{point.name}", data=data_name, name=point.name,
                 axis=point.axis, preset=point.preset, spec=spec.to_dict(),
                 describe=describe(spec, point.preset), block=list(spec.block_shape(SIZE, SIZE)),
-                audit_id=audit_id, utility_id=utility_id, baseline_id=baseline_id)
-            if not args.no_audit and audit_id not in results.data["audits"]:
-                load = os.getloadavg()[0]
-                audit = measure_audit(images, labels, spec, sample=args.audit_sample,
-                                      seed=args.seed)
-                results.update("audits", audit_id, **audit, load=round(load, 1))
-                results.save()
-            audit = results.data["audits"].get(audit_id)
-            if audit:
-                print(f"  {point.name:<40} A {audit['advantage']:.3f} re-identified "
-                      f"{audit['reidentified']:.3f} {audit['verdict']:<8} "
-                      f"({audit['seconds']} s)", flush=True)
+                audit_ids=audit_ids, utility_id=utility_id, baseline_id=baseline_id)
+            for key_number, audit_id in zip(args.keys, audit_ids):
+                if not args.no_audit and audit_id not in results.data["audits"]:
+                    load = os.getloadavg()[0]
+                    audit = measure_audit(images, labels, spec, sample=args.audit_sample,
+                                          seed=args.seed, key_number=key_number,
+                                          seconds=args.audit_time)
+                    results.update("audits", audit_id, **audit, load=round(load, 1))
+                    results.save()
+                audit = results.data["audits"].get(audit_id)
+                if audit:
+                    print(f"  {point.name:<40} key {key_number} A {audit['advantage']:.3f} "
+                          f"re-identified {audit['reidentified']:.3f} {audit['verdict']:<9} "
+                          f"({audit['seconds']} s)", flush=True)
             if (not args.no_utility and wants_cnn(point, level)
                     and utility_id not in results.data["utilities"]):
                 todo_utility.setdefault(utility_id, spec)
@@ -303,14 +336,61 @@ def run_utility(results: Results, images: np.ndarray, labels: np.ndarray, baseli
 
 
 def joined(results: Results) -> list[dict]:
-    """Return every point with its ``audit``, ``utility`` and ``baseline`` (None if missing)."""
+    """Return every point with its ``audit``, ``utility`` and ``baseline`` (None if missing).
+
+    ``audit`` is the worst key's figures (the largest A and re-identified, over the keys
+    measured) with ``keys``, ``advantages``, ``reidentified_each`` and ``verdicts`` per key.
+    """
     data = results.data
     rows = []
     for entry in data["points"].values():
-        rows.append(dict(entry, audit=data["audits"].get(entry.get("audit_id")),
+        ids = entry.get("audit_ids") or [entry.get("audit_id")]
+        audits = [data["audits"][audit_id] for audit_id in ids if audit_id in data["audits"]]
+        rows.append(dict(entry, audit=worst_key(audits),
                          utility=data["utilities"].get(entry.get("utility_id") or ""),
                          baseline=data["baselines"].get(entry.get("baseline_id"))))
     return rows
+
+
+def worst_key(audits: list[dict]) -> dict | None:
+    """Return the worst of one point's per-key audits, with every key's figures beside it."""
+    if not audits:
+        return None
+    worst = dict(max(audits, key=lambda audit: audit["advantage"]))
+    worst.update(advantage=max(audit["advantage"] for audit in audits),
+                 reidentified=max(audit["reidentified"] for audit in audits),
+                 keys=[audit.get("key") for audit in audits],
+                 advantages=[audit["advantage"] for audit in audits],
+                 reidentified_each=[audit["reidentified"] for audit in audits],
+                 verdicts=[audit["verdict"] for audit in audits])
+    return worst
+
+
+def chosen_default(results: Results) -> tuple[str | None, list[str]]:
+    """Apply issue 22's rule: the largest ``balanced`` blocks good with margin everywhere.
+
+    A geometry qualifies when, on every task measured and under every key, A <= 0.10 and
+    re-identified <= 0.15, and no audit's figures are a lower bound (open pools). Returns
+    the chosen point's name (None when no geometry qualifies) and one line per geometry.
+    """
+    rows = [row for row in joined(results) if row["audit"]
+            and row["axis"] in ("geometry", "preset") and row.get("preset") == DEFAULT_PRESET]
+    by_name: dict = {}
+    for row in rows:
+        by_name.setdefault(row["name"], []).append(row)
+    lines, best = [], None
+    for name, per_task in sorted(by_name.items(), key=lambda item: -item[1][0]["block"][0]):
+        worst_a = max(row["audit"]["advantage"] for row in per_task)
+        worst_r = max(row["audit"]["reidentified"] for row in per_task)
+        lower_bound = any(row["audit"].get("open_pools") for row in per_task)
+        good = worst_a <= MARGIN_ADVANTAGE and worst_r <= MARGIN_REIDENTIFIED and not lower_bound
+        tasks = ", ".join(sorted(row["data"] for row in per_task))
+        lines.append(f"{name}: worst A {worst_a:.2f}, worst re-identified {worst_r:.2f} over "
+                     f"{tasks}{' (a lower bound)' if lower_bound else ''}: "
+                     f"{'good with margin' if good else 'not good with margin'}")
+        if good and best is None:
+            best = name
+    return best, lines
 
 
 # ---------------------------------------------------------------- outputs
@@ -321,7 +401,7 @@ def table(results: Results) -> str:
     lines = ["| data | setting | blocks | A | re-identified | verdict | CNN accuracy | change |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     rows = joined(results)
-    for data_name in ("faces", "photos"):
+    for data_name in TASKS:
         chosen = [row for row in rows if row["data"] == data_name
                   and row["axis"] in ("preset", "preset before")]
         baseline = next((row["baseline"] for row in chosen if row["baseline"]), None)
@@ -348,10 +428,20 @@ def _row(row: dict, *, with_axis: bool) -> str:
     audit, utility = row["audit"] or {}, row["utility"]
     cells = [row["data"], *([row["axis"]] if with_axis else []), row["name"],
              f"{row['block'][0]}x{row['block'][1]}",
-             f"{audit['advantage']:.2f}" if audit else "",
-             f"{audit['reidentified']:.2f}" if audit else "", audit.get("verdict", ""),
+             _per_key(audit, "advantages", "advantage"),
+             _per_key(audit, "reidentified_each", "reidentified"),
+             " / ".join(audit.get("verdicts", [])) if audit else "",
              _accuracy(utility) if utility else "", _change(utility) if utility else ""]
     return "| " + " | ".join(cells) + " |"
+
+
+def _per_key(audit: dict, each: str, worst: str) -> str:
+    """Return the worst key's figure, with the range over keys when there are several."""
+    if not audit:
+        return ""
+    values = audit.get(each) or [audit[worst]]
+    spread = f" ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else ""
+    return f"{audit[worst]:.2f}{spread}"
 
 
 def _accuracy(row: dict) -> str:
@@ -378,6 +468,7 @@ def plot(results: Results, path: Path) -> None:
     for row in joined(results):
         by_name.setdefault(row["name"], {})[row["data"]] = row
     colours = {"preset": "tab:red", "preset before": "tab:orange", "block size": "tab:blue",
+               "geometry": "tab:brown",
                "group size": "tab:green", "hardening": "tab:purple"}
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.8), dpi=80)
     control = next((row["baseline"]["control"] for per_data in by_name.values()
@@ -433,8 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the sweep (skipping cached points), then print the tables and draw the picture."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON of all points")
-    parser.add_argument("--data", nargs="+", choices=("faces", "photos"),
-                        default=["faces", "photos"])
+    parser.add_argument("--data", nargs="+", choices=TASKS, default=list(TASKS))
+    parser.add_argument("--keys", type=int, nargs="+", default=[1, 2, 3],
+                        help="key numbers (the key is the number as 64 hex digits)")
     parser.add_argument("--quick", action="store_true",
                         help="a few points, CNN of 3 epochs on 2 folds")
     parser.add_argument("--no-audit", action="store_true")
@@ -449,11 +541,15 @@ def main(argv: list[str] | None = None) -> int:
                                                              "96x24)"],
                         help="more face task settings that get the CNN")
     parser.add_argument("--axes", nargs="*", default=None,
-                        help="measure only these axes (preset, 'preset before', block size, "
-                             "group size, hardening)")
-    parser.add_argument("--per-class", type=int, default=30, help="photo task crops per photo")
+                        help="measure only these axes (preset, geometry, 'preset before', "
+                             "block size, group size, hardening)")
+    parser.add_argument("--per-class", type=int, default=40,
+                        help="photo and colour task crops per photo")
     parser.add_argument("--audit-sample", type=int, default=200,
                         help="images per label attacked (fastmix mix --audit-sample)")
+    parser.add_argument("--audit-time", type=float, default=3600,
+                        help="seconds the audit's attacks may take (fastmix mix --audit-time); "
+                             "the default attacks whole labels")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--folds", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -476,6 +572,10 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results))
         print()
         print(points_table(results))
+        chosen, lines = chosen_default(results)
+        print()
+        print("\n".join(lines))
+        print(f"issue 22's rule chooses: {chosen or 'no geometry (none is good with margin)'}")
     if args.plot:
         plot(results, args.plot)
     return 0

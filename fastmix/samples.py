@@ -4,8 +4,9 @@ scikit-image (the ``audit`` extra) bundles the LFW subset (100 face crops and 10
 non-faces, 25x25 grey) and photographs. The demo, the hardening measurement
 (``bench/bench_hardening.py``), the benchmarks and the tests load them from here.
 
-:func:`photo_task` and :func:`face_task` are the tasks of the deep-learning utility check
-(``fastmix utility``) and of the privacy/utility frontier, at any image size.
+:func:`photo_task`, :func:`face_task` and :func:`colour_task` are the tasks of the
+deep-learning utility check (``fastmix utility``) and of the privacy/utility frontier, at any
+image size.
 """
 
 from __future__ import annotations
@@ -157,6 +158,51 @@ def photo_task(size: int = 192, per_class: int = 30, seed: int = 0,
                           anti_aliasing=side > size, preserve_range=True)
             images[label * per_class + index, :, :, 0] = _equalised(crop)
     return images, np.repeat(np.arange(len(TASK_PHOTOS), dtype=np.int64), per_class)
+
+
+def colour_task(size: int = 192, per_class: int = 40, seed: int = 0,
+                scale: tuple[float, float] = (0.25, 0.6)) -> tuple[np.ndarray, np.ndarray]:
+    """Return colour crops of the :data:`PHOTOS`, labelled by photograph (4 classes).
+
+    Cut as :func:`photo_task` cuts its crops (a random square of ``scale`` of the shorter
+    side, bilinear with anti-aliasing), but kept in colour and not equalised: real colour
+    photo crops, the kind of data on which issue 22's independent attack was measured.
+
+    Parameters
+    ----------
+    size : int
+        Side of each image in pixels.
+    per_class : int
+        Crops per photograph.
+    seed : int
+        Seed of the crop positions and sizes (a local ``numpy.random.default_rng``).
+    scale : tuple of float
+        Smallest and largest crop side, as fractions of the picture's shorter side.
+
+    Returns
+    -------
+    images : ndarray of uint8, shape (4 * per_class, size, size, 3)
+    labels : ndarray of int64, shape (4 * per_class,)
+    """
+    if size < 8 or per_class < 1 or not 0 < scale[0] <= scale[1] <= 1:
+        raise BadInputError(
+            f"colour_task needs size >= 8, per_class >= 1 and 0 < scale[0] <= scale[1] <= 1, "
+            f"got size={size}, per_class={per_class}, scale={scale}")
+    from skimage.transform import resize
+
+    rng = np.random.default_rng(seed)
+    pictures = photos()
+    images = np.empty((len(pictures) * per_class, size, size, 3), dtype=np.uint8)
+    for label, picture in enumerate(pictures):
+        height, width = picture.shape[:2]
+        for index in range(per_class):
+            side = round(rng.uniform(*scale) * min(height, width))
+            top = int(rng.integers(0, height - side + 1))
+            left = int(rng.integers(0, width - side + 1))
+            crop = resize(picture[top:top + side, left:left + side].astype(np.float64),
+                          (size, size), order=1, anti_aliasing=side > size, preserve_range=True)
+            images[label * per_class + index] = np.clip(np.rint(crop), 0, 255)
+    return images, np.repeat(np.arange(len(pictures), dtype=np.int64), per_class)
 
 
 def face_task(size: int = 192) -> tuple[np.ndarray, np.ndarray]:
