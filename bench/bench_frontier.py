@@ -99,6 +99,10 @@ def sweep_points(quick: bool = False) -> list[Point]:
     points = [Point(f"preset {name}", "preset", name)
               for name in (DEFAULT_PRESET, *(name for name in PRESETS
                                             if name != DEFAULT_PRESET))]
+    # The default preset in hardening format 2 (issue 24): its privacy must stay within the
+    # noise of format 1's (at most +0.02 A and +0.03 re-identified) before it is the default.
+    points.append(Point(f"preset {DEFAULT_PRESET}, hardening format 2", "format",
+                        DEFAULT_PRESET, {"hardening_format": 2}))
     # The presets as fastmix 0.1.0 defined them, on the default grid: where users started.
     for grid in GEOMETRY_GRIDS:
         if grid != PRESET_PARAMETERS[DEFAULT_PRESET].get("grid"):
@@ -278,10 +282,11 @@ def run_sweep(args: argparse.Namespace) -> Results:
             if args.axes and point.axis not in args.axes:
                 continue
             spec = point.spec()
-            audit_ids = [cache_key(data_id, spec.canonical(), args.audit_sample,
+            # to_dict, not canonical(): it carries the hardening format, which seeds nothing
+            audit_ids = [cache_key(data_id, spec.to_dict(), args.audit_sample,
                                    args.audit_time, args.seed, key_number)
                          for key_number in args.keys]
-            utility_id = cache_key(data_id, spec.canonical(), utility_settings, args.seed)
+            utility_id = cache_key(data_id, spec.to_dict(), utility_settings, args.seed)
             level = args.cnn if data_name == "photos" else args.face_cnn
             if data_name == "faces" and point.name in args.face_extra:
                 level = "all"
@@ -435,6 +440,27 @@ def _row(row: dict, *, with_axis: bool) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def format_table(results: Results) -> str:
+    """Return the default preset in hardening formats 1 and 2, key by key (issue 24 part 2)."""
+    lines = ["| data | key | A format 1 | A format 2 | change | re-identified format 1 | "
+             "format 2 | change |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    data = results.data
+    for data_name in TASKS:
+        pair = [data["points"].get(f"{data_name}:preset {DEFAULT_PRESET}{suffix}")
+                for suffix in ("", ", hardening format 2")]
+        if not all(pair):
+            continue
+        for ids in zip(*(point["audit_ids"] for point in pair)):
+            one, two = (data["audits"].get(audit_id) for audit_id in ids)
+            if not (one and two):
+                continue
+            lines.append(
+                f"| {data_name} | {one['key']} | {one['advantage']:.3f} | {two['advantage']:.3f} | "
+                f"{two['advantage'] - one['advantage']:+.3f} | {one['reidentified']:.3f} | "
+                f"{two['reidentified']:.3f} | {two['reidentified'] - one['reidentified']:+.3f} |")
+    return "\n".join(lines)
+
+
 def _per_key(audit: dict, each: str, worst: str) -> str:
     """Return the worst key's figure, with the range over keys when there are several."""
     if not audit:
@@ -468,7 +494,7 @@ def plot(results: Results, path: Path) -> None:
     for row in joined(results):
         by_name.setdefault(row["name"], {})[row["data"]] = row
     colours = {"preset": "tab:red", "preset before": "tab:orange", "block size": "tab:blue",
-               "geometry": "tab:brown",
+               "geometry": "tab:brown", "format": "tab:pink",
                "group size": "tab:green", "hardening": "tab:purple"}
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.8), dpi=80)
     control = next((row["baseline"]["control"] for per_data in by_name.values()
@@ -541,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
                                                              "96x24)"],
                         help="more face task settings that get the CNN")
     parser.add_argument("--axes", nargs="*", default=None,
-                        help="measure only these axes (preset, geometry, 'preset before', "
+                        help="measure only these axes (preset, format, geometry, 'preset before', "
                              "block size, group size, hardening)")
     parser.add_argument("--per-class", type=int, default=40,
                         help="photo and colour task crops per photo")
@@ -572,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results))
         print()
         print(points_table(results))
+        print()
+        print(format_table(results))
         chosen, lines = chosen_default(results)
         print()
         print("\n".join(lines))
