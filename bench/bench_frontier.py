@@ -279,7 +279,8 @@ def run_sweep(args: argparse.Namespace) -> Results:
         baseline_id = cache_key(data_id, utility_settings, args.seed)
         todo_utility = {}
         for point in points:
-            if args.axes and point.axis not in args.axes:
+            if (args.axes and point.axis not in args.axes) or \
+                    (args.only and point.name not in args.only):
                 continue
             spec = point.spec()
             # to_dict, not canonical(): it carries the hardening format, which seeds nothing
@@ -569,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--axes", nargs="*", default=None,
                         help="measure only these axes (preset, format, geometry, 'preset before', "
                              "block size, group size, hardening)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="measure only the settings of these names (as the tables print them)")
     parser.add_argument("--per-class", type=int, default=40,
                         help="photo and colour task crops per photo")
     parser.add_argument("--audit-sample", type=int, default=200,
