@@ -22,7 +22,7 @@ from fastmix.errors import BadInputError, BadInputTypeError
 from fastmix.keys import Key
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec, parse_memory
-from fastmix.store.cluster.onefile import run_one_file
+from fastmix.store.cluster.onefile import parts_fit, parts_folder, remove_parts, run_one_file
 from fastmix.store.cluster.shards import (
     claim_shard_folder,
     run_sharded,
@@ -168,21 +168,26 @@ def broadcast(client, function, *args) -> dict:
     raise lost if lost is not None else RuntimeError("no Dask worker answered")
 
 
-def _check_workers_see(client, source: str, folder: str | None) -> None:
-    """Raise :class:`BadInputError` when a worker cannot read ``source`` or share ``folder``.
+def _check_workers_see(client, source: str, folder: str | None,
+                       required: bool = True) -> bool:
+    """Raise when a worker cannot read ``source``; return whether all share ``folder``.
 
     Sharing means the worker can write ``folder`` and sees the marker file this process
-    put there (a worker's own local folder of the same path would not hold it).
+    put there (a worker's own local folder of the same path would not hold it). A folder
+    that some worker does not share is bad input too when ``required``.
     """
     with _marked(folder) as mark:
         answers = broadcast(client, can_access, source, folder, mark)
-    for address, problem in sorted(answers.items()):
-        if problem:
+    shared = True
+    for address, (source_problem, folder_problem) in sorted(answers.items()):
+        if source_problem or (folder_problem and required):
             raise BadInputError(
-                f"{problem} on Dask worker {address} ({len(answers)} worker(s)); the workers "
-                "open the store themselves: put it on a filesystem every worker mounts, at "
-                "the same path"
+                f"{source_problem or folder_problem} on Dask worker {address} "
+                f"({len(answers)} worker(s)); the workers open the store themselves: put it "
+                "on a filesystem every worker mounts, at the same path"
             )
+        shared = shared and not folder_problem
+    return shared
 
 
 @contextlib.contextmanager
@@ -234,8 +239,10 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
     Returns
     -------
     StoreReport
-        With ``extra["stages"]``: seconds spent reading, mixing, encoding (summed over the
-        workers) and writing, and ``extra["layout"]``.
+        With ``extra["stages"]``: seconds spent reading, mixing, encoding and writing
+        (summed over the workers) and, one file, shipping and gathering at the client;
+        ``extra["layout"]``; and ``extra["parts"]``: whether a one-file run went through
+        part files.
     """
     require_dask()
     started = time.perf_counter()
@@ -250,15 +257,32 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
         os.makedirs(folder, exist_ok=True)
         run, done = claim_shard_folder(folder, destination, store, token, operation, windows,
                                        key, resume)
-    _check_workers_see(client, source, folder)
-    warm_up(client)
+    parts = None
+    if folder is None and parts_fit(store.images, windows):
+        # One file: the workers write parts beside the destination, if they share its folder.
+        parts = parts_folder(destination)
+        remove_parts(parts)  # a killed run's: never resumed from
+        os.makedirs(parts)
+    try:
+        if not _check_workers_see(client, source, folder or parts, required=parts is None):
+            remove_parts(parts)
+            parts = None
+        warm_up(client)
+    except BaseException:
+        remove_parts(parts)
+        raise
     job = Job(source=source, images=store.images.name, spec=spec, inverse=inverse, raw=raw,
-              backend=backend, shard_folder=folder, token=token, run=run)
+              backend=backend, shard_folder=folder, token=token, run=run, part_folder=parts)
     threads = sum(client.nthreads().values())
     image_bytes = store.image_bytes
     longest = max((stop - start for start, stop in windows), default=0)
     limit = in_flight_limit(memory, longest * image_bytes, threads)
+    # Seconds summed over the windows: read, mix, encode, write (a shard or a part) in the
+    # workers; in the one-file layout also ship (from a task's end until the client has its
+    # result) and gather (the client copying or writing the window into the one file).
     stages = {"read": 0.0, "mix": 0.0, "encode": 0.0, "write": 0.0}
+    if not shards:
+        stages.update(ship=0.0, gather=0.0)
     with Progress(store.count, image_bytes, operation, progress) as bar:
         if shards:
             unpartnered = run_sharded(client, job, store, windows, key, done, limit, bar,
@@ -276,4 +300,4 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
                        seconds=time.perf_counter() - started,
                        io_path=f"dask/{'shards' if shards else 'one-file'}",
                        extra={"stages": stages, "layout": "shards" if shards else "one-file",
-                              "workers": len(client.nthreads())})
+                              "workers": len(client.nthreads()), "parts": parts is not None})
