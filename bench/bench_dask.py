@@ -92,17 +92,18 @@ def timed_runs(source: str, folder: str, client, window: int, repeats: int, spec
     return {"seconds": seconds, "cpu": cpu, "reports": reports}
 
 
-def stage_costs(stages: dict, images: int) -> dict:
-    """Seconds per image: worker time, writer (client) time, of one layout's report.
+def stage_costs(stages: dict, images: int, sharded: bool) -> dict:
+    """Seconds per image of one layout's stages: at the workers, and at the writer (client).
 
     The one-file layout reports ``gather`` (the client's copy of the parts, or its writes of
-    shipped chunks) apart from the workers' ``write`` (their parts); a report without
-    ``gather`` (the code before part files) counts its ``write`` as the client's.
+    shipped chunks) apart from the workers' ``write`` (their parts); a one-file report
+    without ``gather`` (the code before part files) counts its ``write`` as the client's.
+    With ``--shards`` every stage is the workers'.
     """
-    client_side = "gather" in stages
-    worker = stages["read"] + stages["mix"] + stages["encode"] + \
-        (stages["write"] if client_side else 0.0)
-    writer = stages["gather"] if client_side else stages["write"]
+    client_side = "gather" in stages or sharded
+    worker = sum(stages.get(name, 0.0) for name in ("read", "mix", "encode")) + \
+        (stages.get("write", 0.0) if client_side else 0.0)
+    writer = stages.get("gather", 0.0) if client_side else stages.get("write", 0.0)
     return {"worker": worker / images, "writer": writer / images}
 
 
@@ -234,22 +235,32 @@ def main() -> None:
     print()
     print("per-window split (ms per window, summed over the workers: read, mix, encode, "
           "write; at the client: ship = from a task's end until the client has its result, "
-          "gather = the client copying or writing the window into the one file):")
+          "gather = the client copying or writing the window into the one file); wall "
+          "seconds, then CPU seconds (the worker processes'; gather: the client thread's):")
     print()
-    print("| layout | read | mix | encode | write | ship | gather |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| layout | clock | read | mix | encode | write | ship | gather |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in ("dask one file", "dask --shards"):
-        stages = reports[name].extra["stages"]
         windows = reports[name].windows
-        cells = " | ".join(f"{1e3 * stages[stage] / windows:.1f}" if stage in stages else "-"
-                           for stage in ("read", "mix", "encode", "write", "ship", "gather"))
-        print(f"| {name} | {cells} |")
+        for clock, stages in (("wall", reports[name].extra["stages"]),
+                              ("CPU", reports[name].extra.get("cpu"))):
+            if not stages:
+                continue  # the code before CPU accounting
+            cells = " | ".join(f"{1e3 * stages[stage] / windows:.1f}" if stage in stages
+                               else "-" for stage in ("read", "mix", "encode", "write", "ship",
+                                                      "gather"))
+            print(f"| {name} | {clock} | {cells} |")
     parts = reports["dask one file"].extra.get("parts", False)
     print(f"(one file {'through part files' if parts else 'with chunks shipped to the client'}; "
           "write: each worker writing its part or shard file)")
     print()
-    for line in projection(stage_costs(reports["dask one file"].extra["stages"], args.images),
-                           stage_costs(reports["dask --shards"].extra["stages"], args.images),
+    clock = "cpu" if reports["dask one file"].extra.get("cpu") else "stages"
+    print(f"projection from the {'CPU' if clock == 'cpu' else 'wall'} seconds per stage:")
+    print()
+    for line in projection(stage_costs(reports["dask one file"].extra[clock], args.images,
+                                       sharded=False),
+                           stage_costs(reports["dask --shards"].extra[clock], args.images,
+                                       sharded=True),
                            result["task_seconds"], report.window, stored_bytes,
                            args.network_gbps * 1e9):
         print(line)

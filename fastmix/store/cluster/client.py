@@ -241,8 +241,9 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
     StoreReport
         With ``extra["stages"]``: seconds spent reading, mixing, encoding and writing
         (summed over the workers) and, one file, shipping and gathering at the client;
-        ``extra["layout"]``; and ``extra["parts"]``: whether a one-file run went through
-        part files.
+        ``extra["cpu"]``: CPU seconds of the same stages (the worker processes'; the client
+        thread's for gathering); ``extra["layout"]``; and ``extra["parts"]``: whether a
+        one-file run went through part files.
     """
     require_dask()
     started = time.perf_counter()
@@ -283,13 +284,14 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
     stages = {"read": 0.0, "mix": 0.0, "encode": 0.0, "write": 0.0}
     if not shards:
         stages.update(ship=0.0, gather=0.0)
+    cpu: dict[str, float] = {}  # CPU seconds per stage (the workers'; gather: the client's)
     with Progress(store.count, image_bytes, operation, progress) as bar:
         if shards:
             unpartnered = run_sharded(client, job, store, windows, key, done, limit, bar,
-                                      stages)
+                                      stages, cpu)
         else:
             unpartnered = run_one_file(client, job, store, windows, key, destination,
-                                       resume, overwrite, limit, bar, stages)
+                                       resume, overwrite, limit, bar, stages, cpu)
         if folder is not None:  # shards
             write_virtual_store(store, destination, folder, windows, spec, key, labels_name,
                                 unpartnered, operation, overwrite, run)
@@ -300,4 +302,5 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
                        seconds=time.perf_counter() - started,
                        io_path=f"dask/{'shards' if shards else 'one-file'}",
                        extra={"stages": stages, "layout": "shards" if shards else "one-file",
-                              "workers": len(client.nthreads()), "parts": parts is not None})
+                              "workers": len(client.nthreads()), "parts": parts is not None,
+                              "cpu": cpu})

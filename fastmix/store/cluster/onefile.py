@@ -103,12 +103,13 @@ class _DoneLog:
 
 
 def run_one_file(client, job: Job, store, windows, key: Key, destination: str, resume: bool,
-                 overwrite: bool, limit: int, bar, stages: dict) -> int:
+                 overwrite: bool, limit: int, bar, stages: dict, cpu: dict) -> int:
     """Write the windows the done log lacks into the partial file, then rename it into place.
 
     With ``job.part_folder`` the tasks write part files there, which the client copies as
-    stored; without it they return their encoded chunks. Returns the number of unpartnered
-    images.
+    stored; without it they return their encoded chunks. Adds the seconds per stage to
+    ``stages`` and the CPU seconds to ``cpu`` (the workers', and the client thread's for
+    ``gather``). Returns the number of unpartnered images.
     """
     import h5py
 
@@ -154,7 +155,7 @@ def run_one_file(client, job: Job, store, windows, key: Key, destination: str, r
                 for result in ordered_results(client, job, windows, todo, store.labels, key,
                                               limit):
                     received = time.time()
-                    clock = time.perf_counter()
+                    clock, used = time.perf_counter(), time.thread_time()
                     if result.part is not None:
                         _copy_part(result.part, output, result.start, buffer)
                     else:
@@ -162,8 +163,10 @@ def run_one_file(client, job: Job, store, windows, key: Key, destination: str, r
                         writer.store_piece(result.items)
                     target.flush()
                     stages["gather"] += time.perf_counter() - clock
+                    cpu["gather"] = cpu.get("gather", 0.0) + time.thread_time() - used
                     stages["ship"] += max(0.0, received - result.finished)
                     add_stages(stages, result.seconds)
+                    add_stages(cpu, result.cpu)
                     log.mark(result.index, result.unpartnered)
                     done[result.index] = result.unpartnered
                     if result.part is not None:

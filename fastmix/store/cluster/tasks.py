@@ -128,6 +128,8 @@ class WindowResult:
         The part file holding the window (one-file layout with ``Job.part_folder``).
     finished : float
         ``time.time()`` when the task ended (the client's shipping time starts there).
+    cpu : dict
+        CPU seconds of the worker process per stage, as ``seconds``.
     """
 
     index: int
@@ -138,6 +140,7 @@ class WindowResult:
     seconds: dict = field(default_factory=dict)
     part: str | None = None
     finished: float = 0.0
+    cpu: dict = field(default_factory=dict)
 
 
 def _buffer(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -177,8 +180,8 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
     # threshold at 128 KiB: every chunk-sized codec buffer was mapped and faulted in afresh,
     # 1.2 s more CPU over 40,000 LZ4 images (3.0 s without). As in the single process.
     tune_allocator()
-    seconds = {"read": 0.0, "mix": 0.0}
-    clock = time.perf_counter()
+    stages = _Stages()
+    mark = stages.now()
     pool = _pool()
     with open_hdf5(job.source) as file:
         dataset = file[job.images]
@@ -189,29 +192,28 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
             images = reader.read(start, stop, _buffer("input", (count, *shape), dtype))
         finally:
             reader.close()
-        seconds["read"] = time.perf_counter() - clock
-        clock = time.perf_counter()
+        mark = stages.add("read", mark)
         pipeline = Pipeline(shape, dtype, job.spec, key, backend=job.backend,
                             inverse=job.inverse)
         with _KERNEL_LOCK:  # planning runs parallel kernels too
             plan = pipeline.plan(labels, index)
             window = pipeline.load(images, plan)
-        seconds["mix"] = time.perf_counter() - clock
+        stages.add("mix", mark)
 
         def pieces(length: int) -> Iterator[tuple[int, int, np.ndarray]]:
             # Offsets within the window, whole chunks at a time.
             for first in range(0, count, length):
                 last = min(first + length, count)
                 out = _buffer("piece", (last - first, *shape), dtype)
-                started = time.perf_counter()
+                started = stages.now()
                 with _KERNEL_LOCK:
                     pipeline.mix_piece(window, first, last, out)
-                seconds["mix"] += time.perf_counter() - started
+                stages.add("mix", started)
                 yield first, last, out
 
         part = None
         with template_dataset(dataset) as template:
-            clock, planning = time.perf_counter(), seconds["mix"]
+            mark, mixed = stages.now(), stages.mixed()
             if job.shard_folder is not None:
                 _write_shard(job, template, index, start, stop, pieces, pool, key)
                 stage, items = "write", None
@@ -225,9 +227,41 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
                     items += _finished(encoder.encode_piece(start + first, start + last, out))
                 stage = "encode"
             # The pieces' mixing ran inside this loop; it is counted as "mix".
-            seconds[stage] = time.perf_counter() - clock - (seconds["mix"] - planning)
-    return WindowResult(index, start, stop, items, int(plan.unpartnered), seconds, part,
-                        time.time())
+            stages.add(stage, mark, less=mixed)
+    return WindowResult(index, start, stop, items, int(plan.unpartnered), stages.seconds, part,
+                        time.time(), stages.cpu)
+
+
+class _Stages:
+    """Wall seconds and CPU seconds (of the worker process) per stage of a window task.
+
+    The CPU seconds include the codec threads' and, a little, the worker's own event loop;
+    unlike wall seconds they hardly grow when other jobs share the cores.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @staticmethod
+    def now() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def mixed(self) -> tuple[float, float]:
+        """Return the seconds counted as ``mix`` so far (wall, CPU)."""
+        return self.seconds.get("mix", 0.0), self.cpu.get("mix", 0.0)
+
+    def add(self, stage: str, since: tuple[float, float],
+            less: tuple[float, float] | None = None) -> tuple[float, float]:
+        """Count the time from ``since`` to now as ``stage`` (less the mixing since ``less``)."""
+        now = self.now()
+        wall, cpu = now[0] - since[0], now[1] - since[1]
+        if less is not None:
+            wall -= self.seconds.get("mix", 0.0) - less[0]
+            cpu -= self.cpu.get("mix", 0.0) - less[1]
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + wall
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu
+        return now
 
 
 def _finished(items: list) -> list:
