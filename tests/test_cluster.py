@@ -112,6 +112,7 @@ def test_one_file_output_equals_the_single_process_run(client, photos, key, tmp_
     assert_same_images_dataset(tmp_path / "single.h5", tmp_path / "cluster.h5")
     assert report.unpartnered == single.unpartnered and report.windows == 4
     assert set(report.extra["stages"]) == {"read", "mix", "encode", "write", "ship", "gather"}
+    assert set(report.extra["cpu"]) == {"read", "mix", "write", "gather"}
     # The workers wrote part files, which the client copied and removed.
     assert report.extra["parts"] is True
     assert sorted(os.listdir(tmp_path)) == ["cluster.h5", "in.h5", "single.h5"]
