@@ -126,6 +126,20 @@ def test_one_file_output_equals_the_single_process_run(client, photos, key, tmp_
     assert sorted(os.listdir(tmp_path)) == ["cluster.h5", "in.h5", "single.h5"]
 
 
+@pytest.mark.parametrize("store_filter", ["lz4", "lzf"])
+def test_a_partial_last_chunk_is_copied_exactly(client, photos, key, tmp_path, store_filter):
+    """500 images in chunks of 32: the last window's part ends in an edge chunk."""
+    images, labels = photos
+    source = write_store(tmp_path / "in.h5", images[:500], labels[:500],
+                         **FILTERS[store_filter])
+    fastmix.mix_store(source, tmp_path / "single.h5", spec=SPEC, key=key, window=128,
+                      progress=False)
+    report = fastmix.mix_store(source, tmp_path / "cluster.h5", spec=SPEC, key=key,
+                               window=128, progress=False, client=client)
+    assert report.extra["parts"] is True
+    assert_same_images_dataset(tmp_path / "single.h5", tmp_path / "cluster.h5")
+
+
 def test_a_contiguous_store_is_shipped_to_the_client(client, photos, key, tmp_path):
     """No chunks to copy: the tasks return their images, which the client writes."""
     images, labels = photos

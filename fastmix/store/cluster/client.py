@@ -32,6 +32,7 @@ from fastmix.store.cluster.shards import (
 from fastmix.store.cluster.tasks import Job, can_access, warm_worker
 from fastmix.store.durable.atomic import check_destination
 from fastmix.store.hdf5.chunkio import codec_threads
+from fastmix.store.hdf5.chunks import template_dataset
 from fastmix.store.report import StoreReport
 
 #: Seconds to wait for a scheduler before giving up (an unreachable address is bad input).
@@ -259,7 +260,9 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
         run, done = claim_shard_folder(folder, destination, store, token, operation, windows,
                                        key, resume)
     parts = None
-    if folder is None and parts_fit(store.images, windows):
+    with template_dataset(store.images) as template:  # a sharded source: its shards'
+        fits = parts_fit(template, windows)
+    if folder is None and fits:
         # One file: the workers write parts beside the destination, if they share its folder.
         parts = parts_folder(destination)
         remove_parts(parts)  # a killed run's: never resumed from
