@@ -318,7 +318,8 @@ def test_client_killed_then_resume_gives_identical_output(client, photos, key, t
         process.wait(PATIENCE)
     assert not os.path.exists(destination)
     if not shards:
-        # Parts the killed run left are never copied: the resume mixes those windows again.
+        # Parts left in the folder are never copied for what they hold: each window's task
+        # rewrites its part before the client copies it.
         parts = parts_folder(destination)
         os.makedirs(parts, exist_ok=True)
         for index in range(64):

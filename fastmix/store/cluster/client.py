@@ -264,9 +264,11 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
         fits = parts_fit(template, windows)
     if folder is None and fits:
         # One file: the workers write parts beside the destination, if they share its folder.
+        # Parts a killed run left stay until this run ends: a task rewrites its part before
+        # it returns, and a result of the killed run that the scheduler still holds (its
+        # task names are this run's) names a part of the same bytes.
         parts = parts_folder(destination)
-        remove_parts(parts)  # a killed run's: never resumed from
-        os.makedirs(parts)
+        os.makedirs(parts, exist_ok=True)
     try:
         if not _check_workers_see(client, source, folder or parts, required=parts is None):
             remove_parts(parts)
