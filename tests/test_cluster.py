@@ -22,9 +22,9 @@ from fastmix.cli import build_parser
 from fastmix.cli.commands.info import describe_store
 from fastmix.cli.hardening_options import spec_from_arguments
 from fastmix.store.cluster.client import in_flight_limit
-from fastmix.store.cluster.onefile import partial_path
+from fastmix.store.cluster.onefile import partial_path, parts_folder
 from fastmix.store.cluster.shards import shard_folder
-from fastmix.store.cluster.tasks import task_name
+from fastmix.store.cluster.tasks import part_name, task_name
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::fastmix.FastmixWarning")]
@@ -33,7 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = fastmix.MixSpec(block=(8, 8), donors=3, prob=0.5)
 HARDENED = fastmix.MixSpec.preset("balanced", block=(8, 8))  # orientation, jitter, seam blur
 FILTERS = {"raw": {}, "lz4": dict(hdf5plugin.LZ4()),
-           "gzip": {"compression": "gzip", "compression_opts": 1}}
+           "gzip": {"compression": "gzip", "compression_opts": 1},
+           "lzf": {"compression": "lzf"}}  # lzf: HDF5 encodes (no raw-chunk path)
 #: A hang guard for the waits below (they end on progress long before).
 PATIENCE = 300
 
@@ -97,8 +98,8 @@ def read_images(path):
 
 
 @pytest.mark.parametrize("store_filter, spec", [("raw", SPEC), ("lz4", SPEC), ("gzip", SPEC),
-                                                ("lz4", HARDENED)],
-                         ids=["raw", "lz4", "gzip", "lz4-hardened"])
+                                                ("lzf", SPEC), ("lz4", HARDENED)],
+                         ids=["raw", "lz4", "gzip", "lzf", "lz4-hardened"])
 def test_one_file_output_equals_the_single_process_run(client, photos, key, tmp_path,
                                                        store_filter, spec):
     images, labels = photos
@@ -110,7 +111,11 @@ def test_one_file_output_equals_the_single_process_run(client, photos, key, tmp_
                                    window=128, progress=False, client=client)
     assert_same_images_dataset(tmp_path / "single.h5", tmp_path / "cluster.h5")
     assert report.unpartnered == single.unpartnered and report.windows == 4
-    assert set(report.extra["stages"]) == {"read", "mix", "encode", "write"}
+    assert set(report.extra["stages"]) == {"read", "mix", "encode", "write", "ship", "gather"}
+    assert set(report.extra["cpu"]) == {"read", "mix", "write", "gather"}
+    # The workers wrote part files, which the client copied and removed.
+    assert report.extra["parts"] is True
+    assert sorted(os.listdir(tmp_path)) == ["cluster.h5", "in.h5", "single.h5"]
     # Task names are deterministic and hold no key material.
     names = {str(task["key"]) for task in stream.data}
     assert names and all(name.startswith("fastmix-mix-") for name in names)
@@ -118,6 +123,37 @@ def test_one_file_output_equals_the_single_process_run(client, photos, key, tmp_
     assert not any(secret in name for name in names)
     assert not any(secret in line for logs in client.get_worker_logs().values()
                    for _, line in logs)
+    assert sorted(os.listdir(tmp_path)) == ["cluster.h5", "in.h5", "single.h5"]
+
+
+@pytest.mark.parametrize("store_filter", ["lz4", "lzf"])
+def test_a_partial_last_chunk_is_copied_exactly(client, photos, key, tmp_path, store_filter):
+    """500 images in chunks of 32: the last window's part ends in an edge chunk."""
+    images, labels = photos
+    source = write_store(tmp_path / "in.h5", images[:500], labels[:500],
+                         **FILTERS[store_filter])
+    fastmix.mix_store(source, tmp_path / "single.h5", spec=SPEC, key=key, window=128,
+                      progress=False)
+    report = fastmix.mix_store(source, tmp_path / "cluster.h5", spec=SPEC, key=key,
+                               window=128, progress=False, client=client)
+    assert report.extra["parts"] is True
+    assert_same_images_dataset(tmp_path / "single.h5", tmp_path / "cluster.h5")
+
+
+def test_a_contiguous_store_is_shipped_to_the_client(client, photos, key, tmp_path):
+    """No chunks to copy: the tasks return their images, which the client writes."""
+    images, labels = photos
+    source = str(tmp_path / "in.h5")
+    with h5py.File(source, "w") as file:
+        file["images"] = images[:128]
+        file["labels"] = labels[:128]
+    fastmix.mix_store(source, tmp_path / "single.h5", spec=SPEC, key=key, window=32,
+                      progress=False)
+    report = fastmix.mix_store(source, tmp_path / "cluster.h5", spec=SPEC, key=key, window=32,
+                               progress=False, client=client)
+    assert report.extra["parts"] is False
+    assert np.array_equal(read_images(tmp_path / "cluster.h5"),
+                          read_images(tmp_path / "single.h5"))
     assert sorted(os.listdir(tmp_path)) == ["cluster.h5", "in.h5", "single.h5"]
 
 
@@ -281,6 +317,15 @@ def test_client_killed_then_resume_gives_identical_output(client, photos, key, t
     finally:
         process.wait(PATIENCE)
     assert not os.path.exists(destination)
+    if not shards:
+        # Parts left in the folder are never copied for what they hold: each window's task
+        # rewrites its part before the client copies it.
+        parts = parts_folder(destination)
+        os.makedirs(parts, exist_ok=True)
+        for index in range(64):
+            with h5py.File(os.path.join(parts, part_name(index)), "w") as part:
+                part.create_dataset("images", data=np.zeros((16, 32, 32, 3), np.uint8),
+                                    chunks=(16, 32, 32, 3), **FILTERS["lz4"])
     done = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True,
                           timeout=PATIENCE)
     assert done.returncode == 0, done.stderr

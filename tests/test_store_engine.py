@@ -410,3 +410,38 @@ def test_images_in_groups_of_two_are_warned_about(tmp_path, key):
         fastmix.mix_store(source, tmp_path / "strict.h5", spec=spec, key=key, progress=False,
                           strict=True)
     assert not (tmp_path / "strict.h5").exists()
+
+
+@pytest.mark.parametrize("chunks", [(16, 8, 8, 3), (16, 4, 8, 3)], ids=["whole", "split"])
+def test_stored_chunks_are_copied_as_stored(tmp_path, chunks):
+    """The one-file cluster layout's copy: the stored bytes move, nothing is decoded.
+
+    The source's chunks are not LZ4 at all (a decoder would fail on them) and one carries a
+    filter mask; the copy holds the very same bytes and masks, shifted by whole chunks.
+    """
+    from fastmix.store.hdf5.lowlevel import copy_stored_chunks
+
+    lz4 = dict(hdf5plugin.LZ4())
+    with h5py.File(tmp_path / "f.h5", "w") as file:
+        part = file.create_dataset("part", shape=(40, 8, 8, 3), dtype=np.uint8, chunks=chunks,
+                                   **lz4)
+        output = file.create_dataset("out", shape=(72, 8, 8, 3), dtype=np.uint8,
+                                     chunks=chunks, **lz4)
+        rng = np.random.default_rng(3)
+        offsets = [(first, top, 0, 0) for first in range(0, 40, 16)
+                   for top in range(0, 8, chunks[1])]
+        stored = {offset: rng.bytes(int(rng.integers(1, 500))) for offset in offsets}
+        for index, (offset, data) in enumerate(stored.items()):
+            part.id.write_direct_chunk(offset, data, 1 if index == 1 else 0)
+        buffer = bytearray(8)
+        copied = copy_stored_chunks(part, output, 32, buffer)
+        assert copied == sum(len(data) for data in stored.values())
+        for index, (offset, data) in enumerate(stored.items()):
+            mask, read = output.id.read_direct_chunk((offset[0] + 32, *offset[1:]))
+            assert (mask, bytes(read)) == (1 if index == 1 else 0, data)
+        with pytest.raises(ValueError):  # not a whole number of chunks further
+            copy_stored_chunks(part, output, 8)
+        other = file.create_dataset("gzip", shape=(72, 8, 8, 3), dtype=np.uint8,
+                                    chunks=chunks, compression="gzip")
+        with pytest.raises(ValueError):  # another filter pipeline
+            copy_stored_chunks(part, other, 0)

@@ -22,7 +22,7 @@ from fastmix.errors import BadInputError, BadInputTypeError
 from fastmix.keys import Key
 from fastmix.progress import Progress
 from fastmix.spec import MixSpec, parse_memory
-from fastmix.store.cluster.onefile import run_one_file
+from fastmix.store.cluster.onefile import parts_fit, parts_folder, remove_parts, run_one_file
 from fastmix.store.cluster.shards import (
     claim_shard_folder,
     run_sharded,
@@ -32,6 +32,7 @@ from fastmix.store.cluster.shards import (
 from fastmix.store.cluster.tasks import Job, can_access, warm_worker
 from fastmix.store.durable.atomic import check_destination
 from fastmix.store.hdf5.chunkio import codec_threads
+from fastmix.store.hdf5.chunks import template_dataset
 from fastmix.store.report import StoreReport
 
 #: Seconds to wait for a scheduler before giving up (an unreachable address is bad input).
@@ -168,21 +169,26 @@ def broadcast(client, function, *args) -> dict:
     raise lost if lost is not None else RuntimeError("no Dask worker answered")
 
 
-def _check_workers_see(client, source: str, folder: str | None) -> None:
-    """Raise :class:`BadInputError` when a worker cannot read ``source`` or share ``folder``.
+def _check_workers_see(client, source: str, folder: str | None,
+                       required: bool = True) -> bool:
+    """Raise when a worker cannot read ``source``; return whether all share ``folder``.
 
     Sharing means the worker can write ``folder`` and sees the marker file this process
-    put there (a worker's own local folder of the same path would not hold it).
+    put there (a worker's own local folder of the same path would not hold it). A folder
+    that some worker does not share is bad input too when ``required``.
     """
     with _marked(folder) as mark:
         answers = broadcast(client, can_access, source, folder, mark)
-    for address, problem in sorted(answers.items()):
-        if problem:
+    shared = True
+    for address, (source_problem, folder_problem) in sorted(answers.items()):
+        if source_problem or (folder_problem and required):
             raise BadInputError(
-                f"{problem} on Dask worker {address} ({len(answers)} worker(s)); the workers "
-                "open the store themselves: put it on a filesystem every worker mounts, at "
-                "the same path"
+                f"{source_problem or folder_problem} on Dask worker {address} "
+                f"({len(answers)} worker(s)); the workers open the store themselves: put it "
+                "on a filesystem every worker mounts, at the same path"
             )
+        shared = shared and not folder_problem
+    return shared
 
 
 @contextlib.contextmanager
@@ -234,8 +240,11 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
     Returns
     -------
     StoreReport
-        With ``extra["stages"]``: seconds spent reading, mixing, encoding (summed over the
-        workers) and writing, and ``extra["layout"]``.
+        With ``extra["stages"]``: seconds spent reading, mixing, encoding and writing
+        (summed over the workers) and, one file, shipping and gathering at the client;
+        ``extra["cpu"]``: CPU seconds of the same stages (the worker processes'; the client
+        thread's for gathering); ``extra["layout"]``; and ``extra["parts"]``: whether a
+        one-file run went through part files.
     """
     require_dask()
     started = time.perf_counter()
@@ -250,22 +259,44 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
         os.makedirs(folder, exist_ok=True)
         run, done = claim_shard_folder(folder, destination, store, token, operation, windows,
                                        key, resume)
-    _check_workers_see(client, source, folder)
-    warm_up(client)
+    parts = None
+    with template_dataset(store.images) as template:  # a sharded source: its shards'
+        fits = parts_fit(template, windows)
+    if folder is None and fits:
+        # One file: the workers write parts beside the destination, if they share its folder.
+        # Parts a killed run left stay until this run ends: a task rewrites its part before
+        # it returns, and a result of the killed run that the scheduler still holds (its
+        # task names are this run's) names a part of the same bytes.
+        parts = parts_folder(destination)
+        os.makedirs(parts, exist_ok=True)
+    try:
+        if not _check_workers_see(client, source, folder or parts, required=parts is None):
+            remove_parts(parts)
+            parts = None
+        warm_up(client)
+    except BaseException:
+        remove_parts(parts)
+        raise
     job = Job(source=source, images=store.images.name, spec=spec, inverse=inverse, raw=raw,
-              backend=backend, shard_folder=folder, token=token, run=run)
+              backend=backend, shard_folder=folder, token=token, run=run, part_folder=parts)
     threads = sum(client.nthreads().values())
     image_bytes = store.image_bytes
     longest = max((stop - start for start, stop in windows), default=0)
     limit = in_flight_limit(memory, longest * image_bytes, threads)
+    # Seconds summed over the windows: read, mix, encode, write (a shard or a part) in the
+    # workers; in the one-file layout also ship (from a task's end until the client has its
+    # result) and gather (the client copying or writing the window into the one file).
     stages = {"read": 0.0, "mix": 0.0, "encode": 0.0, "write": 0.0}
+    if not shards:
+        stages.update(ship=0.0, gather=0.0)
+    cpu: dict[str, float] = {}  # CPU seconds per stage (the workers'; gather: the client's)
     with Progress(store.count, image_bytes, operation, progress) as bar:
         if shards:
             unpartnered = run_sharded(client, job, store, windows, key, done, limit, bar,
-                                      stages)
+                                      stages, cpu)
         else:
             unpartnered = run_one_file(client, job, store, windows, key, destination,
-                                       resume, overwrite, limit, bar, stages)
+                                       resume, overwrite, limit, bar, stages, cpu)
         if folder is not None:  # shards
             write_virtual_store(store, destination, folder, windows, spec, key, labels_name,
                                 unpartnered, operation, overwrite, run)
@@ -276,4 +307,5 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
                        seconds=time.perf_counter() - started,
                        io_path=f"dask/{'shards' if shards else 'one-file'}",
                        extra={"stages": stages, "layout": "shards" if shards else "one-file",
-                              "workers": len(client.nthreads())})
+                              "workers": len(client.nthreads()), "parts": parts is not None,
+                              "cpu": cpu})

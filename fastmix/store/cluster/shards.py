@@ -94,8 +94,11 @@ def shard_folder(destination: str) -> str:
 
 
 def run_sharded(client, job: Job, store, windows, key: Key, done: dict[int, int], limit: int,
-                bar, stages: dict) -> int:
-    """Run the windows whose shards are not ``done``; return the unpartnered images."""
+                bar, stages: dict, cpu: dict) -> int:
+    """Run the windows whose shards are not ``done``; return the unpartnered images.
+
+    Adds the workers' seconds per stage to ``stages`` and their CPU seconds to ``cpu``.
+    """
     for index in done:
         start, stop = windows[index]
         bar.update(stop - start)
@@ -103,6 +106,7 @@ def run_sharded(client, job: Job, store, windows, key: Key, done: dict[int, int]
     unpartnered = 0
     for result in ordered_results(client, job, windows, todo, store.labels, key, limit):
         add_stages(stages, result.seconds)
+        add_stages(cpu, result.cpu)
         unpartnered += result.unpartnered
         bar.update(result.stop - result.start)
     if done:

@@ -1,10 +1,13 @@
 """What the workers run: one task per window, and how the client submits them in order.
 
 :func:`window_task` opens the source itself (h5py objects cannot be pickled), reads its
-window, plans it from (key, window index), mixes it and encodes its output chunks (the
-one-file layout, returned to the client) or writes them into its shard file (the sharded
-layout). :func:`ordered_results` keeps a bounded number of tasks in flight and yields their
-results in window order. Task names (:func:`task_name`) hold no key material.
+window, plans it from (key, window index), mixes it and writes its output chunks into a
+file of its own: a *part* (the one-file layout; the client copies its stored chunks into the
+one file) or a shard (the sharded layout). Where the workers cannot share the destination's
+folder, or the windows do not fall on chunk boundaries, the one-file layout has the task
+return its encoded chunks instead. :func:`ordered_results` keeps a bounded number of tasks in
+flight and yields their results in window order. Task names (:func:`task_name`) hold no key
+material.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 from fastmix.keys import Key
 from fastmix.pipeline import Pipeline
 from fastmix.spec import MixSpec
+from fastmix.store.allocator import tune_allocator
 from fastmix.store.durable.fsync import fsync_path
 from fastmix.store.hdf5.access import open_hdf5
 from fastmix.store.hdf5.chunkio import WindowReader, WindowWriter
@@ -49,15 +53,20 @@ def warm_worker() -> None:
         mix_array(images, labels, MixSpec(block=(4, 4), donors=3), Key(bytes(32)))
 
 
-def can_access(source: str, folder: str | None, mark: str | None) -> str:
-    """Return why this worker cannot read ``source`` or share ``folder``, or ``""``."""
-    if not os.access(source, os.R_OK):
-        return f"source store {source!r} cannot be read"
+def can_access(source: str, folder: str | None, mark: str | None) -> tuple[str, str]:
+    """Return why this worker cannot read ``source``, and why it cannot share ``folder``.
+
+    Each is ``""`` when it can. Sharing means writing ``folder`` and seeing the file
+    ``mark`` the client put there.
+    """
+    source_problem = "" if os.access(source, os.R_OK) else \
+        f"source store {source!r} cannot be read"
+    folder_problem = ""
     if folder is not None and not (os.access(folder, os.W_OK) and mark is not None
                                    and os.path.exists(mark)):
-        return (f"shard folder {folder!r} cannot be written, or is not the folder the client "
-                "sees")
-    return ""
+        folder_problem = (f"folder {folder!r} cannot be written, or is not the folder the "
+                          "client sees")
+    return source_problem, folder_problem
 
 
 
@@ -79,12 +88,14 @@ class Job:
         Whether the raw-chunk I/O path may be used (as in the single-process run).
     backend : str
     shard_folder : str or None
-        Write each window into a shard file here (sharded layout) instead of returning its
-        encoded chunks.
+        Write each window into a shard file here (sharded layout).
     token : str
         Digest of the run's public parameters; names tasks.
     run : str
         The sharded run's id, recorded in every shard it writes ("" in the one-file layout).
+    part_folder : str or None
+        One-file layout: write each window into a part file here, for the client to copy
+        its stored chunks; ``None``: return the encoded chunks instead.
     """
 
     source: str
@@ -96,6 +107,7 @@ class Job:
     shard_folder: str | None
     token: str
     run: str = ""
+    part_folder: str | None = None
 
 
 @dataclass
@@ -108,10 +120,16 @@ class WindowResult:
         The window.
     items : list or None
         Encoded output, as :meth:`WindowWriter.encode_piece` gives it with every encode
-        finished (``None`` in the sharded layout).
+        finished (``None`` when the window went into a file).
     unpartnered : int
     seconds : dict
-        Time spent reading, mixing, encoding and (sharded) writing the window.
+        Time spent reading, mixing, encoding and writing (a shard or a part) the window.
+    part : str or None
+        The part file holding the window (one-file layout with ``Job.part_folder``).
+    finished : float
+        ``time.time()`` when the task ended (the client's shipping time starts there).
+    cpu : dict
+        CPU seconds of the worker process per stage, as ``seconds``.
     """
 
     index: int
@@ -120,6 +138,9 @@ class WindowResult:
     items: list | None
     unpartnered: int
     seconds: dict = field(default_factory=dict)
+    part: str | None = None
+    finished: float = 0.0
+    cpu: dict = field(default_factory=dict)
 
 
 def _buffer(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -155,8 +176,12 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
     layout, returned) or written into the window's shard file (sharded layout). A worker
     thread holds the window and one piece, besides the encoded chunks it returns.
     """
-    seconds = {"read": 0.0, "mix": 0.0}
-    clock = time.perf_counter()
+    # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also fixes glibc's mmap
+    # threshold at 128 KiB: every chunk-sized codec buffer was mapped and faulted in afresh,
+    # 1.2 s more CPU over 40,000 LZ4 images (3.0 s without). As in the single process.
+    tune_allocator()
+    stages = _Stages()
+    mark = stages.now()
     pool = _pool()
     with open_hdf5(job.source) as file:
         dataset = file[job.images]
@@ -167,30 +192,33 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
             images = reader.read(start, stop, _buffer("input", (count, *shape), dtype))
         finally:
             reader.close()
-        seconds["read"] = time.perf_counter() - clock
-        clock = time.perf_counter()
+        mark = stages.add("read", mark)
         pipeline = Pipeline(shape, dtype, job.spec, key, backend=job.backend,
                             inverse=job.inverse)
         with _KERNEL_LOCK:  # planning runs parallel kernels too
             plan = pipeline.plan(labels, index)
             window = pipeline.load(images, plan)
-        seconds["mix"] = time.perf_counter() - clock
+        stages.add("mix", mark)
 
         def pieces(length: int) -> Iterator[tuple[int, int, np.ndarray]]:
             # Offsets within the window, whole chunks at a time.
             for first in range(0, count, length):
                 last = min(first + length, count)
                 out = _buffer("piece", (last - first, *shape), dtype)
-                started = time.perf_counter()
+                started = stages.now()
                 with _KERNEL_LOCK:
                     pipeline.mix_piece(window, first, last, out)
-                seconds["mix"] += time.perf_counter() - started
+                stages.add("mix", started)
                 yield first, last, out
 
+        part = None
         with template_dataset(dataset) as template:
-            clock, planning = time.perf_counter(), seconds["mix"]
+            mark, mixed = stages.now(), stages.mixed()
             if job.shard_folder is not None:
                 _write_shard(job, template, index, start, stop, pieces, pool, key)
+                stage, items = "write", None
+            elif job.part_folder is not None:
+                part = _write_part(job, template, index, start, stop, pieces, pool)
                 stage, items = "write", None
             else:
                 encoder = WindowWriter(template, pool, threads=1, raw=job.raw)
@@ -199,8 +227,41 @@ def window_task(job: Job, index: int, start: int, stop: int, labels: np.ndarray,
                     items += _finished(encoder.encode_piece(start + first, start + last, out))
                 stage = "encode"
             # The pieces' mixing ran inside this loop; it is counted as "mix".
-            seconds[stage] = time.perf_counter() - clock - (seconds["mix"] - planning)
-    return WindowResult(index, start, stop, items, int(plan.unpartnered), seconds)
+            stages.add(stage, mark, less=mixed)
+    return WindowResult(index, start, stop, items, int(plan.unpartnered), stages.seconds, part,
+                        time.time(), stages.cpu)
+
+
+class _Stages:
+    """Wall seconds and CPU seconds (of the worker process) per stage of a window task.
+
+    The CPU seconds include the codec threads' and, a little, the worker's own event loop;
+    unlike wall seconds they hardly grow when other jobs share the cores.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    @staticmethod
+    def now() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def mixed(self) -> tuple[float, float]:
+        """Return the seconds counted as ``mix`` so far (wall, CPU)."""
+        return self.seconds.get("mix", 0.0), self.cpu.get("mix", 0.0)
+
+    def add(self, stage: str, since: tuple[float, float],
+            less: tuple[float, float] | None = None) -> tuple[float, float]:
+        """Count the time from ``since`` to now as ``stage`` (less the mixing since ``less``)."""
+        now = self.now()
+        wall, cpu = now[0] - since[0], now[1] - since[1]
+        if less is not None:
+            wall -= self.seconds.get("mix", 0.0) - less[0]
+            cpu -= self.cpu.get("mix", 0.0) - less[1]
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + wall
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu
+        return now
 
 
 def _finished(items: list) -> list:
@@ -219,23 +280,57 @@ def _finished(items: list) -> list:
 
 def _write_shard(job: Job, template, index: int, start: int, stop: int, pieces,
                  pool: ThreadPoolExecutor, key: Key) -> None:
+    assert job.shard_folder is not None  # a shard is written in the sharded layout only
+
+    def record(dataset) -> None:
+        dataset.attrs[SHARD_RECORD] = shard_record(
+            key, job.run, index, start, stop, "unmix" if job.inverse else "mix",
+            dataset.shape, dataset.dtype)
+
+    _write_window_file(job, template, os.path.join(job.shard_folder, shard_name(index)),
+                       stop - start, pieces, pool, finish=record, durable=True)
+
+
+def _write_part(job: Job, template, index: int, start: int, stop: int, pieces,
+                pool: ThreadPoolExecutor) -> str:
+    """Write the window into its part file; return the file's path.
+
+    Not fsynced: the client copies the part's chunks into the one file, which it fsyncs; a
+    part lost in a crash is a window not marked done, which the resume mixes again.
+    """
+    assert job.part_folder is not None  # a part is written in the one-file layout only
+    path = os.path.join(job.part_folder, part_name(index))
+    _write_window_file(job, template, path, stop - start, pieces, pool, durable=False)
+    return path
+
+
+def part_name(index: int) -> str:
+    """Return the file name of window ``index``'s part file."""
+    return f"part-{index:06d}.h5"
+
+
+def _write_window_file(job: Job, template, final: str, count: int, pieces,
+                       pool: ThreadPoolExecutor, finish=None, durable: bool = True) -> None:
+    """Write a window into a new HDF5 file ``final`` with the chunks and filters of ``template``.
+
+    Written under a temporary name and renamed when complete, so a file of that name is
+    always whole (a task that runs twice writes the same bytes twice).
+    """
     import h5py
 
-    assert job.shard_folder is not None  # a shard is written in the sharded layout only
-    final = os.path.join(job.shard_folder, shard_name(index))
-    temporary = os.path.join(job.shard_folder,
-                             f".{shard_name(index)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    folder, name = os.path.split(final)
+    temporary = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        with h5py.File(temporary, "w", libver=template.file.libver) as shard:
-            dataset = create_dataset_like(template, shard, "images", skip_prefix=PREFIX,
-                                          shape=(stop - start, *template.shape[1:]))
+        with h5py.File(temporary, "w", libver=template.file.libver) as file:
+            dataset = create_dataset_like(template, file, "images", skip_prefix=PREFIX,
+                                          shape=(count, *template.shape[1:]))
             writer = WindowWriter(dataset, pool, threads=1, raw=job.raw)
             for first, last, out in pieces(writer.piece_length()):
                 writer.write(first, last, out)
-            dataset.attrs[SHARD_RECORD] = shard_record(
-                key, job.run, index, start, stop, "unmix" if job.inverse else "mix",
-                dataset.shape, dataset.dtype)
-        fsync_path(temporary)
+            if finish is not None:
+                finish(dataset)
+        if durable:
+            fsync_path(temporary)
         os.replace(temporary, final)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -101,6 +101,42 @@ def stored_chunks(dataset) -> list[StoredChunk]:
     return chunks
 
 
+def copy_stored_chunks(source, target, shift: int, buffer: bytearray | None = None) -> int:
+    """Copy every stored chunk of ``source`` into ``target``, ``shift`` elements further on axis 0.
+
+    The chunks are copied as stored (``read_direct_chunk`` then ``write_direct_chunk`` with
+    the chunk's filter mask): no filter runs, nothing is decoded, so ``target`` holds the
+    very bytes ``source`` does. Both datasets must have the same chunk shape and filter
+    pipeline, and ``shift`` must be a multiple of the chunk length; ``buffer`` (grown as
+    needed) is reused across chunks. Returns the number of stored bytes copied.
+
+    Raises
+    ------
+    ValueError
+        The chunk shapes or filter pipelines differ, or ``shift`` is not chunk-aligned.
+    """
+    if source.chunks is None or tuple(source.chunks) != tuple(target.chunks or ()) or \
+            dataset_filters(source) != dataset_filters(target) or shift % source.chunks[0]:
+        raise ValueError(f"cannot copy the stored chunks of {source.name!r} into "
+                         f"{target.name!r}: chunks {source.chunks} and {target.chunks}, "
+                         f"shift {shift}, filters differ or are not aligned")
+    chunks: list[tuple[tuple[int, ...], int]] = []
+    source.id.chunk_iter(lambda info: chunks.append((tuple(int(o) for o in info.chunk_offset),
+                                                     int(info.size))))
+    copied = 0
+    buffer = bytearray() if buffer is None else buffer
+    for offset, size in chunks:
+        if len(buffer) < size:
+            buffer.extend(bytes(size - len(buffer)))
+        mask, stored = source.id.read_direct_chunk(offset, out=buffer)
+        try:
+            target.id.write_direct_chunk((offset[0] + shift, *offset[1:]), stored, mask)
+        finally:
+            stored.release()  # the buffer grows only without views on it
+        copied += size
+    return copied
+
+
 def foreign_layout(dataset) -> str | None:
     """How ``dataset`` keeps its data in other files, or ``None`` when it keeps it inside.
 
