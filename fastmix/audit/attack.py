@@ -118,12 +118,20 @@ def sweep_positions(links: list, placement: np.ndarray, order: list[int], varian
     (size, positions), every entry placed) is updated in place and returned.
     """
     assign = require("scipy.optimize").linear_sum_assignment
+    neighbours = [[neighbour for neighbour, _ in found] for found in links]
+    # a position is solved again only once a neighbour changed since its last solve: the
+    # assignment of the same costs is the same, so the result is that of solving them all
+    stale = np.ones(len(links), dtype=bool)
     for _ in range(max_sweeps):
         changed = False
         for position in order:
+            if not stale[position]:
+                continue
+            stale[position] = False
             chosen = _solve_position(links, placement, position, variants, assign)
             if not np.array_equal(chosen, placement[:, position]):
                 placement[:, position] = chosen
+                stale[neighbours[position]] = True
                 changed = True
         if not changed:
             break
