@@ -500,9 +500,9 @@ ATTACK_MEMORY = 1 << 30
 #: Seconds both attacks may take together, by default (``fastmix audit --time``, ``fastmix
 #: mix --audit-time``), as :func:`attack_seconds` estimates them.
 ATTACK_SECONDS = 180.0
-#: Bytes per pair of candidates per edge: the raw float32 score and its float64 normalised
-#: copy.
-_PAIR_BYTES = 12
+#: Bytes per pair of candidates per edge: the raw float32 score, its float64 normalised copy
+#: and that copy's C-ordered transpose (:func:`fastmix.audit.attack.position_links`).
+_PAIR_BYTES = 20
 #: :func:`attack_seconds`' constants, in seconds of one core of the 2-core development
 #: machine (fitted to both attacks on the balanced, strong and fast presets' 192x192 photo
 #: crops, pools of 12 to 200 images: within 25% of each of those runs):
