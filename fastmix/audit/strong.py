@@ -507,9 +507,16 @@ _PAIR_BYTES = 20
 #: machine (fitted to both attacks on the balanced, strong and fast presets' 192x192 photo
 #: crops, pools of 12 to 200 images: within 25% of each of those runs):
 #: per edge, candidate pair and boundary value; per position squared, image squared and
-#: variant (the assignments, at 25 starts); per pixel of every image (similarity,
-#: re-identification, seam solving).
-_SCORE_SECONDS, _SOLVE_SECONDS, _PIXEL_SECONDS = 5.4e-9, 7.6e-8, 3e-7
+#: variant (the adapted attack's assignments, at 25 starts); per pixel of every image
+#: (similarity, re-identification, seam solving); per round (:data:`ORIENTATION_ROUNDS`),
+#: position, image squared and variant (the strong attack's rounds, with orientation only).
+#: The sweeps' speed-up (position_links' C-ordered copies, solving again only where a
+#: neighbour changed) took the adapted attack's solve to 0.25-0.42 of its time with 8
+#: variants and 0.40-0.63 with one (pools of 40 colour crops, 12x12 grid): the second
+#: constant is 0.6 of what it was (7.6e-8). The rounds cost 0.9-1.1 s each on such a pool
+#: where the adapted solve took 46-50 s before (20 s by this model).
+_SCORE_SECONDS, _SOLVE_SECONDS, _PIXEL_SECONDS = 5.4e-9, 4.6e-8, 3e-7
+_ROUND_SECONDS = 2.4e-7
 
 
 def attack_seconds(size: int, grid: BlockGrid, variants: int, pixels: int,
@@ -517,7 +524,8 @@ def attack_seconds(size: int, grid: BlockGrid, variants: int, pixels: int,
     """Estimated seconds of both attacks on one pool of ``size`` images (a model, not a timer).
 
     ``pixels`` per image and channel; ``channels`` per pixel. The estimate is the same on
-    every machine, so the sample it chooses, and so the audit's figures, are too.
+    every machine, so the sample it chooses, and so the audit's figures, are too. The strong
+    attack's rounds are counted at their most (:data:`ORIENTATION_ROUNDS`).
     """
     from fastmix.audit.attack import default_starts
 
@@ -525,8 +533,10 @@ def attack_seconds(size: int, grid: BlockGrid, variants: int, pixels: int,
     line = (grid.row_edges[-1] / grid.rows + grid.col_edges[-1] / grid.cols) / 2 * channels
     candidates = size * max(variants, 1)
     starts = default_starts(positions, size) / 25
+    rounds = ORIENTATION_ROUNDS if variants > 1 else 0
     return (_SCORE_SECONDS * edges * line * candidates ** 2
             + _SOLVE_SECONDS * positions ** 2 * size * candidates * starts
+            + _ROUND_SECONDS * rounds * positions * size * candidates
             + _PIXEL_SECONDS * size * pixels * channels)
 
 
