@@ -24,7 +24,7 @@ of 16 pixels, 8 orientations), it restores 0.56, 0.52 and 0.52 of the displaced 
 it stopped before, 0.39, 0.36, 0.37 (A 0.35, 0.32, 0.33). The search, not the edge score,
 held it back: on the astronaut label (key 1) the true placement scores 21,321 in total, the
 three rounds found 24,691 (restored 0.55); sweeping from the truth keeps 0.93 of it. More
-rounds find lower totals: 0.68 restored after 9 rounds, 0.80 after 30, where the rounds'
+rounds find lower totals: 0.67 restored after 9 rounds, 0.80 after 30, where the rounds'
 cap (:data:`ORIENTATION_ROUNDS`) stops them. On the rocket label the edge score is what
 fails: the truth scores higher than what the rounds find (0.18 restored either way).
 
