@@ -3,6 +3,7 @@
     python bench/bench_attack.py                        # photo_task, 4 labels x 40, keys 1 2
     python bench/bench_attack.py --task colour --keys 1 2 3
     python bench/bench_attack.py --preset fast --size 192 --per-class 40
+    python bench/bench_attack.py --task colour --attacks strong   # the strong attack only
 
 Data: :func:`fastmix.samples.photo_task` (grey, histogram-equalised crops of scikit-image
 pictures) or ``--task colour``: colour crops of the four colour pictures of
@@ -69,8 +70,9 @@ def load(task: str, size: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
     return images[keep], labels[keep]
 
 
-def measure(images: np.ndarray, labels: np.ndarray, spec: MixSpec, key_number: int) -> list:
-    """Mix with key ``key_number`` and run both attacks; one row per attack."""
+def measure(images: np.ndarray, labels: np.ndarray, spec: MixSpec, key_number: int,
+            names: tuple[str, ...] = ("adapted", "strong")) -> list:
+    """Mix with key ``key_number`` and run the attacks ``names``; one row per attack."""
     key = Key.from_hex(f"{key_number:064x}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FastmixWarning)
@@ -81,13 +83,14 @@ def measure(images: np.ndarray, labels: np.ndarray, spec: MixSpec, key_number: i
     source = planner_truth(labels, spec, key, grid, None).source
     classes = content_classes(images, labels, grid)
     attacks = {
-        "adapted (before)": lambda: restoration_attack(
+        "adapted": lambda: restoration_attack(
             mixed, labels, block, spec.mode, attack_donors(spec, len(mixed)),
             scorer=scorer_for(spec, height, width), rule=spec.plan_rule),
         "strong": lambda: strong_attack(mixed, labels, spec),
     }
     rows = []
-    for name, run in attacks.items():
+    for name in names:
+        run = attacks[name]
         started = time.perf_counter()
         restoration = run()
         seconds = time.perf_counter() - started
@@ -120,13 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--keys", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--attacks", nargs="+", choices=("adapted", "strong"),
+                        default=["adapted", "strong"])
     args = parser.parse_args(argv)
     images, labels = load(args.task, args.size, args.per_class)
     spec = MixSpec.preset(args.preset)
     rows = []
     for key_number in args.keys:
-        rows += measure(images, labels, spec, key_number)
-        print(table(rows[-2:]), flush=True)
+        rows += measure(images, labels, spec, key_number, tuple(args.attacks))
+        print(table(rows[-len(args.attacks):]), flush=True)
     print(f"\n{args.task} task, {len(images)} images of {args.size}x{args.size}, "
           f"{len(np.unique(labels))} labels, preset {args.preset}:")
     print(table(rows))

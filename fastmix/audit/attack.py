@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from fastmix.audit._deps import require
 from fastmix.audit.edges import EdgeScorer, normalise_second_best
@@ -63,7 +64,13 @@ class Restoration:
 
 
 def position_links(normalised: dict, grid: BlockGrid) -> list:
-    """Per position, ``(neighbour, scores[neighbour candidate, own candidate])`` pairs."""
+    """Per position, ``(neighbour, scores[neighbour candidate, own candidate])`` pairs.
+
+    Every matrix is C-ordered: a transposed edge is copied once (a position's solve gathers
+    rows of it; gathering the rows of a transposed view read one value per cache line, and
+    took four times the rest of the solve). The copies double the scores held
+    (:func:`fastmix.audit.strong.attack_memory`).
+    """
     links = []
     for position in range(grid.count):
         found = []
@@ -71,7 +78,8 @@ def position_links(normalised: dict, grid: BlockGrid) -> list:
             if (neighbour, position) in normalised:
                 found.append((neighbour, normalised[(neighbour, position)]))
             else:
-                found.append((neighbour, normalised[(position, neighbour)].T))
+                found.append((neighbour,
+                              np.ascontiguousarray(normalised[(position, neighbour)].T)))
         links.append(found)
     return links
 
@@ -90,6 +98,28 @@ def _likely_variant(links, position, size, variants):
     return np.argmin(fit.reshape(size, variants), axis=1)
 
 
+@njit(cache=True)
+def _best_variants(cost, variants):
+    """Per slot and block, the lowest cost over the block's variants and that variant.
+
+    ``cost`` is (slots, blocks * variants); the first variant wins a tie (as ``argmin``).
+    NumPy's ``argmin`` over a last axis of 8 took most of a sweep.
+    """
+    slots, blocks = cost.shape[0], cost.shape[1] // variants
+    best = np.empty((slots, blocks))
+    chosen = np.zeros((slots, blocks), dtype=np.int64)
+    for slot in range(slots):
+        for block in range(blocks):
+            start = block * variants
+            low = cost[slot, start]
+            for variant in range(1, variants):
+                if cost[slot, start + variant] < low:
+                    low = cost[slot, start + variant]
+                    chosen[slot, block] = variant
+            best[slot, block] = low
+    return best, chosen
+
+
 def _solve_position(links, placement, position, variants, assign):
     """Best one-to-one choice of candidates at ``position`` against the placed neighbours."""
     slots = placement.shape[0]
@@ -101,9 +131,7 @@ def _solve_position(links, placement, position, variants, assign):
     if variants == 1:
         _, blocks = assign(cost)
         return blocks.astype(np.int64)
-    cost = cost.reshape(slots, slots, variants)
-    best_variant = np.argmin(cost, axis=2)
-    best_cost = np.take_along_axis(cost, best_variant[:, :, None], axis=2)[:, :, 0]
+    best_cost, best_variant = _best_variants(cost, variants)
     rows, blocks = assign(best_cost)
     chosen = np.empty(slots, dtype=np.int64)
     chosen[rows] = blocks * variants + best_variant[rows, blocks]
@@ -118,12 +146,20 @@ def sweep_positions(links: list, placement: np.ndarray, order: list[int], varian
     (size, positions), every entry placed) is updated in place and returned.
     """
     assign = require("scipy.optimize").linear_sum_assignment
+    neighbours = [[neighbour for neighbour, _ in found] for found in links]
+    # a position is solved again only once a neighbour changed since its last solve: the
+    # assignment of the same costs is the same, so the result is that of solving them all
+    stale = np.ones(len(links), dtype=bool)
     for _ in range(max_sweeps):
         changed = False
         for position in order:
+            if not stale[position]:
+                continue
+            stale[position] = False
             chosen = _solve_position(links, placement, position, variants, assign)
             if not np.array_equal(chosen, placement[:, position]):
                 placement[:, position] = chosen
+                stale[neighbours[position]] = True
                 changed = True
         if not changed:
             break

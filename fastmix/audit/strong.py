@@ -11,14 +11,36 @@ Compared with the adapted attack (:mod:`fastmix.audit.adaptive`), the strong att
 * assembles restored images from the most compatible links first (Gallagher's constrained
   spanning tree, CVPR 2012, on the fixed grid: :func:`assemble_fragments`), fills the gaps
   by a global assignment (Hungarian) at every position against its placed neighbours, then
-  re-solves every position against all four neighbours, horizontal and vertical, until
-  nothing changes (:func:`fastmix.audit.attack.sweep_positions`).
+  re-solves every position against all four neighbours, horizontal and vertical, choosing
+  each block's orientation jointly with its place, until nothing changes
+  (:func:`fastmix.audit.attack.sweep_positions`);
+* repeats that in rounds (:func:`solve_fragments`): each round assembles the blocks in the
+  orientations the last round's sweeps chose, while the total edge score falls.
 
-Measured on real photo crops at 192x192 (``python bench/bench_attack.py``), it restores
-several times more blocks of the ``balanced`` preset than the adapted attack. Tried and
-dropped, as they scored worse here: rank-normalised blocks (per block, each channel's
-ranks) and Gallagher's MGC on the lines outside the blurred band (edge accuracy 0.10 and
-0.48, against 0.61 for the tone-map score on unblurred lines).
+Measured with ``python bench/bench_attack.py --task colour --keys 1 2 3 --attacks strong``
+(colour crops, 4 labels x 40, 192x192, ``balanced``: whole-label pools of 40, 12x12 blocks
+of 16 pixels, 8 orientations), it restores 0.56, 0.52 and 0.52 of the displaced blocks (A
+0.53, 0.49, 0.50; images restored to 50% or more: 0.63, 0.56, 0.55); with three rounds, as
+it stopped before, 0.39, 0.36, 0.37 (A 0.35, 0.32, 0.33). The search, not the edge score,
+held it back: on the astronaut label (key 1) the true placement scores 21,321 in total, the
+three rounds found 24,691 (restored 0.55); sweeping from the truth keeps 0.93 of it. More
+rounds find lower totals: 0.67 restored after 9 rounds, 0.80 after 30, where the rounds'
+cap (:data:`ORIENTATION_ROUNDS`) stops them. On the rocket label the edge score is what
+fails: the truth scores higher than what the rounds find (0.18 restored either way).
+
+Tried and dropped, as they scored worse here (edge accuracy: the share of blocks whose best
+match, among every block in every orientation, is the true neighbour in its true
+orientation): rank-normalised blocks (per block, each channel's ranks) and Gallagher's MGC
+on the lines outside the blurred band (edge accuracy 0.10 and 0.48 on grey photo crops,
+against 0.61 for the tone-map score on unblurred lines); normalising by the second best
+*other block* instead of the second best candidate (0.561 against 0.562, restored 0.54
+against 0.55 on the astronaut label); the issue's propagation alone (from a seed position,
+each position's blocks assigned by Hungarian against all placed neighbours, then swept:
+:func:`fastmix.audit.attack.solve_pool` at 25 starts, on the same scores): 0.24 and 0.15
+on the astronaut and cat labels, against 0.80 and 0.37 for the rounds; swapping whole
+rectangles of blocks between restored images by assignment (1 to 12 positions a side):
+0.553 to 0.558; 60 rounds with a patience of 6 instead of 30 and 4: +0.01 to +0.03 for half
+as much time again.
 
 It takes the mixed images, their labels and the public spec: never a key.
 """
@@ -40,6 +62,7 @@ from fastmix.audit.attack import (
     position_links,
     restoration_attack,
     sweep_positions,
+    total_score,
 )
 from fastmix.audit.edges import EdgeScorer, normalise_second_best
 from fastmix.audit.geometry import BlockGrid
@@ -274,11 +297,15 @@ def complete_fragments(normalised: dict, grid: BlockGrid, size: int, variants: i
             placement[slot, position] = candidate
             used[position, candidate // variants] = True
     links = position_links(normalised, grid)
-    open_positions = set(range(grid.count))
-    while open_positions:
-        position = max(sorted(open_positions), key=lambda at: (
-            sum(int((placement[:, other] >= 0).sum()) for other in grid.neighbours(at))))
-        open_positions.discard(position)
+    adjacent = np.zeros((grid.count, grid.count), dtype=np.int64)
+    for at in range(grid.count):
+        adjacent[at, grid.neighbours(at)] = 1
+    waiting = np.ones(grid.count, dtype=bool)
+    while waiting.any():
+        # the open position whose neighbours hold the most placed blocks (the first on a tie)
+        placed_around = adjacent @ (placement >= 0).sum(axis=0)
+        position = int(np.argmax(np.where(waiting, placed_around, -1)))
+        waiting[position] = False
         slots = np.flatnonzero(placement[:, position] < 0)
         if not slots.size:
             continue
@@ -297,17 +324,27 @@ def complete_fragments(normalised: dict, grid: BlockGrid, size: int, variants: i
     return placement
 
 
-#: Rounds of orienting every block, assembling and sweeping (:func:`solve_fragments`).
-ORIENTATION_ROUNDS = 3
+#: Most rounds of orienting every block, assembling and sweeping (:func:`solve_fragments`).
+#: The total score keeps falling for tens of rounds on a pool of 40 colour crops (astronaut,
+#: key 1: restored 0.55 after 3 rounds, 0.68 after 9, 0.79 after 27).
+ORIENTATION_ROUNDS = 30
+#: Rounds without a lower total score after which :func:`solve_fragments` stops.
+PATIENCE = 4
 
 
 def solve_fragments(normalised: dict, grid: BlockGrid, size: int, *, variants: int = 1,
                     starts: int | None = None, rng: np.random.Generator | None = None,
-                    max_sweeps: int = 20) -> np.ndarray:
+                    max_sweeps: int = 20, rounds: int = ORIENTATION_ROUNDS,
+                    patience: int = PATIENCE) -> np.ndarray:
     """Restore one pool: fragments (:func:`assemble_fragments`), gaps filled, then sweeps.
 
     The signature of :func:`fastmix.audit.attack.solve_pool` (``starts`` and ``rng`` are
-    unused: the assembly is deterministic). Returns candidate indices, shape (size,
+    unused: the assembly is deterministic). With orientation variants, the blocks are
+    oriented first (:func:`likely_orientations`), then each round assembles the oriented
+    blocks, sweeps every position (placement and orientation jointly) and takes the
+    orientations the sweeps chose for the next round; it stops after ``rounds`` rounds or
+    ``patience`` rounds without a lower total score (:func:`fastmix.audit.attack.total_score`)
+    and returns the placement of the lowest. Returns candidate indices, shape (size,
     positions).
     """
     links = position_links(normalised, grid)
@@ -319,9 +356,11 @@ def solve_fragments(normalised: dict, grid: BlockGrid, size: int, *, variants: i
     # orient every block first, then place the oriented blocks: with one candidate per block
     # the links are far less ambiguous (one colour label of 40 crops: 0.21 -> 0.37 restored);
     # the sweeps choose orientations again jointly with the placement, and the assembly is
-    # redone with them (0.37 -> 0.40-0.43)
+    # redone with them: each round corrects some orientations, and the lower total score
+    # follows the truth (the true placement scores lower than what 3 rounds find)
     chosen = likely_orientations(links, grid, size, variants)
-    for _ in range(ORIENTATION_ROUNDS):
+    best, best_score, waited = None, np.inf, 0
+    for _ in range(max(1, rounds)):
         oriented = {(first, second): normalise_second_best(
             scores[np.ix_(chosen[first], chosen[second])])
             for (first, second), scores in normalised.items()}
@@ -330,7 +369,15 @@ def solve_fragments(normalised: dict, grid: BlockGrid, size: int, *, variants: i
                                     order, variants, max_sweeps)
         for position in order:
             chosen[position, placement[:, position] // variants] = placement[:, position]
-    return placement
+        score = total_score(normalised, placement)
+        if score < best_score:
+            best, best_score, waited = placement.copy(), score, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    assert best is not None  # at least one round, and its score is finite
+    return best
 
 
 def likely_orientations(links: list, grid: BlockGrid, size: int, variants: int) -> np.ndarray:
@@ -475,16 +522,23 @@ ATTACK_MEMORY = 1 << 30
 #: Seconds both attacks may take together, by default (``fastmix audit --time``, ``fastmix
 #: mix --audit-time``), as :func:`attack_seconds` estimates them.
 ATTACK_SECONDS = 180.0
-#: Bytes per pair of candidates per edge: the raw float32 score and its float64 normalised
-#: copy.
-_PAIR_BYTES = 12
+#: Bytes per pair of candidates per edge: the raw float32 score, its float64 normalised copy
+#: and that copy's C-ordered transpose (:func:`fastmix.audit.attack.position_links`).
+_PAIR_BYTES = 20
 #: :func:`attack_seconds`' constants, in seconds of one core of the 2-core development
 #: machine (fitted to both attacks on the balanced, strong and fast presets' 192x192 photo
 #: crops, pools of 12 to 200 images: within 25% of each of those runs):
 #: per edge, candidate pair and boundary value; per position squared, image squared and
-#: variant (the assignments, at 25 starts); per pixel of every image (similarity,
-#: re-identification, seam solving).
-_SCORE_SECONDS, _SOLVE_SECONDS, _PIXEL_SECONDS = 5.4e-9, 7.6e-8, 3e-7
+#: variant (the adapted attack's assignments, at 25 starts); per pixel of every image
+#: (similarity, re-identification, seam solving); per round (:data:`ORIENTATION_ROUNDS`),
+#: position, image squared and variant (the strong attack's rounds, with orientation only).
+#: The sweeps' speed-up (position_links' C-ordered copies, solving again only where a
+#: neighbour changed) took the adapted attack's solve to 0.25-0.42 of its time with 8
+#: variants and 0.40-0.63 with one (pools of 40 colour crops, 12x12 grid): the second
+#: constant is 0.6 of what it was (7.6e-8). The rounds cost 0.9-1.1 s each on such a pool
+#: where the adapted solve took 46-50 s before (20 s by this model).
+_SCORE_SECONDS, _SOLVE_SECONDS, _PIXEL_SECONDS = 5.4e-9, 4.6e-8, 3e-7
+_ROUND_SECONDS = 2.4e-7
 
 
 def attack_seconds(size: int, grid: BlockGrid, variants: int, pixels: int,
@@ -492,7 +546,8 @@ def attack_seconds(size: int, grid: BlockGrid, variants: int, pixels: int,
     """Estimated seconds of both attacks on one pool of ``size`` images (a model, not a timer).
 
     ``pixels`` per image and channel; ``channels`` per pixel. The estimate is the same on
-    every machine, so the sample it chooses, and so the audit's figures, are too.
+    every machine, so the sample it chooses, and so the audit's figures, are too. The strong
+    attack's rounds are counted at their most (:data:`ORIENTATION_ROUNDS`).
     """
     from fastmix.audit.attack import default_starts
 
@@ -500,8 +555,10 @@ def attack_seconds(size: int, grid: BlockGrid, variants: int, pixels: int,
     line = (grid.row_edges[-1] / grid.rows + grid.col_edges[-1] / grid.cols) / 2 * channels
     candidates = size * max(variants, 1)
     starts = default_starts(positions, size) / 25
+    rounds = ORIENTATION_ROUNDS if variants > 1 else 0
     return (_SCORE_SECONDS * edges * line * candidates ** 2
             + _SOLVE_SECONDS * positions ** 2 * size * candidates * starts
+            + _ROUND_SECONDS * rounds * positions * size * candidates
             + _PIXEL_SECONDS * size * pixels * channels)
 
 
