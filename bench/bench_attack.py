@@ -3,6 +3,7 @@
     python bench/bench_attack.py                        # photo_task, 4 labels x 40, keys 1 2
     python bench/bench_attack.py --task colour --keys 1 2 3
     python bench/bench_attack.py --preset fast --size 192 --per-class 40
+    python bench/bench_attack.py --task colour --grid 8x8 --keys 1 2 3   # 24-pixel blocks
     python bench/bench_attack.py --task colour --attacks strong   # the strong attack only
 
 Data: :func:`fastmix.samples.photo_task` (grey, histogram-equalised crops of scikit-image
@@ -35,7 +36,7 @@ from fastmix.audit.strong import advantage_of, strong_attack
 from fastmix.errors import FastmixWarning
 from fastmix.keys import Key
 from fastmix.mixing import mix_array
-from fastmix.spec import MixSpec
+from fastmix.spec import MixSpec, describe
 
 #: The photo_task pictures used by default (4 labels): astronaut, chelsea, coffee, rocket.
 PHOTO_LABELS = (0, 3, 4, 9)
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("photo", "colour"), default="photo")
     parser.add_argument("--preset", default="balanced")
+    parser.add_argument("--grid", help="the preset on another grid, ROWSxCOLUMNS (e.g. 8x8)")
+    parser.add_argument("--hardening-format", type=int, choices=(1, 2), default=None)
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--per-class", type=int, default=40)
     parser.add_argument("--keys", type=int, nargs="+", default=[1, 2])
@@ -127,13 +130,18 @@ def main(argv: list[str] | None = None) -> int:
                         default=["adapted", "strong"])
     args = parser.parse_args(argv)
     images, labels = load(args.task, args.size, args.per_class)
-    spec = MixSpec.preset(args.preset)
+    overrides: dict = {}
+    if args.grid:
+        overrides["grid"] = tuple(int(side) for side in args.grid.split("x"))
+    if args.hardening_format:
+        overrides["hardening_format"] = args.hardening_format
+    spec = MixSpec.preset(args.preset, **overrides)
     rows = []
     for key_number in args.keys:
         rows += measure(images, labels, spec, key_number, tuple(args.attacks))
         print(table(rows[-len(args.attacks):]), flush=True)
     print(f"\n{args.task} task, {len(images)} images of {args.size}x{args.size}, "
-          f"{len(np.unique(labels))} labels, preset {args.preset}:")
+          f"{len(np.unique(labels))} labels, {describe(spec, args.preset)}:")
     print(table(rows))
     return 0
 
