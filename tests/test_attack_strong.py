@@ -20,7 +20,7 @@ from fastmix.audit.auditing import planner_truth
 from fastmix.audit.edges import normalise_second_best
 from fastmix.audit.geometry import BlockGrid
 from fastmix.audit.groundtruth import content_classes
-from fastmix.audit.metrics import score_restoration
+from fastmix.audit.metrics import reidentified, score_restoration
 from fastmix.audit.strong import (
     ATTACK_MEMORY,
     ATTACK_SECONDS,
@@ -191,6 +191,21 @@ def test_the_audit_reports_the_strongest_attack(crops):
     assert report.settings["attack"] == max(report.attacks, key=report.attacks.get)
     assert report.to_dict()["attacks"] == pytest.approx(report.attacks)
     assert "strong" in report.summary()
+    # an image counts as re-identified when ANY attack's restoration re-identifies it
+    every: dict = {}
+    strongest_attack(mixed, labels, spec, judge=lambda restoration: 0.0, window=len(mixed),
+                     seed=0, every=every)
+    grid = BlockGrid.of(96, 96, spec.block_shape(96, 96))
+    source = planner_truth(labels, spec, KEY, grid, None).source
+    classes = content_classes(images, labels, grid)
+    found = {}
+    for name, (restoration, scorer) in every.items():
+        match = score_restoration(restoration.placement, source, labels, grid, classes).match
+        found[name] = reidentified(restoration.images(mixed, grid, scorer)[match], images,
+                                   labels)
+    assert report.restored_reidentified_fraction == pytest.approx(
+        np.mean(found["adapted"] | found["strong"]))
+    assert report.restored_reidentified_fraction >= max(map(np.mean, found.values()))
 
 
 def test_the_attack_budget_bounds_the_sample():

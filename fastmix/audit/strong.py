@@ -468,11 +468,14 @@ ATTACKS = ("adapted", "strong")
 def strongest_attack(mixed: np.ndarray, labels: np.ndarray, spec: MixSpec, *,
                      judge, window: int | None = None, groups: list | None = None,
                      scorer: EdgeScorer | None = None, seed: int = 0,
-                     progress=None) -> tuple[str, Restoration, EdgeScorer, dict]:
+                     progress=None,
+                     every: dict | None = None) -> tuple[str, Restoration, EdgeScorer, dict]:
     """Run every attack of :data:`ATTACKS` and keep the one that restores the most.
 
     The attacks never see the key. ``judge(restoration) -> float`` is the auditor's measure
     against the ground truth (the advantage A); the highest wins, the first on a tie.
+    ``every``, when given, receives ``{name: (restoration, scorer)}`` of every attack (the
+    audit re-identifies an image when any attack's restoration does).
 
     Returns
     -------
@@ -503,6 +506,8 @@ def strongest_attack(mixed: np.ndarray, labels: np.ndarray, spec: MixSpec, *,
             restoration = strong_attack(mixed, labels, spec, window=window, groups=groups,
                                         scorer=used, seed=seed, progress=progress)
         figures[name] = float(judge(restoration))
+        if every is not None:
+            every[name] = (restoration, used)
         if best is None or figures[name] > figures[best[0]]:
             best = (name, restoration, used)
     assert best is not None  # ATTACKS is never empty
