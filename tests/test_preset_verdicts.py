@@ -32,17 +32,17 @@ SIZE = 192
 EXPECTED = {
     ("faces", "fast"): (("weak", "weak"), None, None),              # whole task: 1.00, 1.00
     ("photos", "fast"): (("weak", "weak"), None, None),             # whole task: 1.00, 1.00
-    # 12 of 100 re-identified: the interval holds 0.2 (good on the point estimate)
-    ("faces part", "balanced"): (("good", "moderate"), 0.08, 0.19),  # 0.037, 0.130
+    # 21 of 100 re-identified by one attack or the other (13 by the strongest alone): the
+    # interval holds 0.2
+    ("faces part", "balanced"): (("good", "moderate"), 0.08, 0.26),  # 0.037, 0.210
     # the strong attack (issue 22) restores the photo crops: before it, good (0.015, 0.089);
-    # with its rounds (solve_fragments) A rose from 0.260 and re-identification fell from
-    # 0.644 (weak, weak): the interval of re-identification now holds 0.5
-    ("photos part", "balanced"): (("moderate", "weak"), None, None),  # 0.282, 0.600
+    # an image counts as re-identified when any attack's restoration re-identifies it
+    ("photos part", "balanced"): (("weak", "weak"), None, None),  # 0.282, 0.644
     # 40 of each 50 faces fit the time budget: the other 10 of each whole-label group hold
     # more than 5% of the displaced blocks, so the figures are a lower bound (worse end weak)
     ("faces part", "strong"): (("good", "weak"), 0.08, 0.25),       # 0.029, 0.087
-    # moderate on the point estimate; the interval of re-identification holds 0.2
-    ("photos part", "strong"): (("good", "moderate"), None, None),  # 0.052, 0.233
+    # re-identified by either attack: the whole interval of re-identification is above 0.2
+    ("photos part", "strong"): (("moderate", "moderate"), None, None),  # 0.052, 0.311
 }
 
 
