@@ -113,7 +113,7 @@ class PlanCache:
     def pipeline(self, image_shape: tuple[int, ...], dtype: np.dtype, spec: MixSpec, key: Key,
                  backend: str, inverse: bool) -> Pipeline:
         """Return the kept pipeline of these arguments, made on first use."""
-        name = (tuple(image_shape), np.dtype(dtype).str, spec.canonical(), key, backend,
+        name = (tuple(image_shape), np.dtype(dtype).str, spec.identity(), key, backend,
                 inverse)
         with self._lock:
             pipeline = self._pipelines.get(name)

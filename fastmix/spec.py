@@ -359,6 +359,16 @@ class MixSpec:
         data.pop("hardening_format", None)
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
+    def identity(self) -> str:
+        """Return the text of everything that decides the mixed bytes, not only the seeds.
+
+        :meth:`canonical` with the plan rule and the hardening format, which seed nothing but
+        change the bytes: two specs with the same identity mix the same bytes under one key.
+        Caches and resumed runs compare this, never :meth:`canonical` or ``==`` alone.
+        """
+        return (f"{self.canonical()}|plan_rule={self.plan_rule}"
+                f"|hardening_format={self.hardening_format}")
+
 
 def _jitter_text(text: str, name: str) -> tuple[float, ...] | bool | None:
     """``none``, ``default`` or comma-separated amplitudes (their count is checked later)."""

@@ -180,3 +180,37 @@ def test_a_reversible_store_records_no_format(photo_tiles, key, tmp_path):
     fastmix.unmix_store(tmp_path / "dst.h5", tmp_path / "back.h5", key=key, progress=False)
     with h5py.File(tmp_path / "back.h5", "r") as store:
         assert np.array_equal(store["images"][()], images[:32])
+
+
+def test_a_plan_cache_tells_the_formats_apart(photo_tiles, key):
+    # one cache serves mix_batch, MatchHardening and RemixEachEpoch for a whole process
+    from fastmix.mixing import PlanCache, mix_cached
+
+    images, labels = photo_tiles
+    images, labels = images[:24], labels[:24]
+    spec = MixSpec.preset("balanced", block=(8, 8))
+    cache = PlanCache()
+    for hardening_format in (1, 2, 1):
+        chosen = spec.with_hardening_format(hardening_format)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fastmix.FastmixWarning)
+            cached = mix_cached(images, labels, chosen, key, cache)
+        assert np.array_equal(cached, _quiet_mix(images, labels, chosen, key))
+    assert spec.identity() != spec.with_hardening_format(2).identity()
+    assert spec.canonical() == spec.with_hardening_format(2).canonical()
+
+
+@pytest.mark.parametrize("hardening_format", [1, 2])
+def test_a_journal_header_writes_the_format_down(hardening_format):
+    # a later default must not reinterpret an interrupted run's journal
+    from fastmix.store.durable.journal import RunHeader
+
+    spec = MixSpec.preset("balanced").with_hardening_format(hardening_format)
+    header = RunHeader(operation="mix", images="images", labels="labels", spec=spec,
+                       window=64, count=128, windows=2, key_check="00", unpartnered=0,
+                       paired=0, shape=(128, 8, 8, 3), dtype="|u1")
+    text = json.loads(header.to_json())
+    assert text["hardening_format"] == hardening_format
+    assert RunHeader.from_json(header.to_json(), "j").spec.hardening_format == hardening_format
+    del text["hardening_format"]  # a journal written before format 2 existed
+    assert RunHeader.from_json(json.dumps(text).encode(), "j").spec.hardening_format == 1

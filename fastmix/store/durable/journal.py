@@ -206,7 +206,8 @@ class RunHeader:
         """Return the header as canonical JSON (the spec as :meth:`MixSpec.to_dict`)."""
         values = {field.name: getattr(self, field.name) for field in fields(self)}
         values.update(spec=self.spec.to_dict(), shape=list(self.shape),
-                      reserve=list(self.reserve), plan_rule=self.spec.plan_rule)
+                      reserve=list(self.reserve), plan_rule=self.spec.plan_rule,
+                      hardening_format=self.spec.hardening_format)
         return json.dumps(values, sort_keys=True).encode()
 
     @classmethod
@@ -227,7 +228,10 @@ class RunHeader:
                 raise refused
             # A journal without a plan rule was written by fastmix 0.1.0: rule 1.
             rule = int(values.pop("plan_rule", 1))
-            values["spec"] = MixSpec.from_dict(values["spec"]).with_plan_rule(rule)
+            # Written explicitly, so a later default cannot reinterpret it; absent: format 1.
+            hardening_format = int(values.pop("hardening_format", 1))
+            values["spec"] = replace(MixSpec.from_dict(values["spec"]).with_plan_rule(rule),
+                                     hardening_format=hardening_format)
             values["shape"] = tuple(int(size) for size in values["shape"])
             values["reserve"] = tuple(int(size) for size in values["reserve"])
             if len(values["reserve"]) != 3 or min(values["reserve"]) < 0:

@@ -145,7 +145,9 @@ def pending_message(source: str, journal: Journal) -> str:
 
 
 def _same_spec(spec: MixSpec | None, recorded: MixSpec) -> bool:
-    return spec is None or spec.canonical() == recorded.canonical()
+    # not the plan rule: a 0.1.0 store (rule 1) is still the run that the same options ask for
+    return spec is None or (spec.canonical() == recorded.canonical()
+                            and spec.hardening_format == recorded.hardening_format)
 
 
 def _same_windows(window: int | None, header: RunHeader) -> bool:
