@@ -66,12 +66,11 @@ from fastmix.audit.attack import (
 )
 from fastmix.audit.edges import EdgeScorer, normalise_second_best
 from fastmix.audit.geometry import BlockGrid
-from fastmix.kernels.steps import blur_weights, fixed_blur_weights, value_range
+from fastmix.kernels.steps import blur_weights, value_range
 from fastmix.spec import MixSpec
 
 
-def unblur_seams(images: np.ndarray, grid: BlockGrid, sigma: float, *,
-                 hardening_format: int = 1) -> np.ndarray:
+def unblur_seams(images: np.ndarray, grid: BlockGrid, sigma: float) -> np.ndarray:
     """Undo the seam blur of ``sigma``: the band's lines solved from the blur's own equations.
 
     The seam blur (docs/format.md section 2; defined in :mod:`fastmix.pipeline`) replaces the
@@ -90,24 +89,17 @@ def unblur_seams(images: np.ndarray, grid: BlockGrid, sigma: float, *,
         The block grid whose internal edges are the seams.
     sigma : float
         The spec's ``seam_blur``.
-    hardening_format : int
-        The spec's hardening format: format 2 blurs integer images with the fixed-point
-        weights (:func:`fastmix.kernels.steps.fixed_blur_weights`), which are public too.
 
     Returns
     -------
     ndarray of float32, shape (n, H, W, C)
     """
-    integer = np.asarray(images).dtype.kind in "ui"
     values = np.array(images, dtype=np.float32)
     if values.ndim == 3:
         values = values[..., None]
     if sigma <= 0:
         return values
-    if hardening_format == 2 and integer:
-        weights = fixed_blur_weights(float(sigma)) / float(fixed_blur_weights(1.0).sum())
-    else:
-        weights = blur_weights(float(sigma))
+    weights = blur_weights(float(sigma))
     half = math.ceil(sigma)
     for axis, bounds in ((2, grid.col_edges), (1, grid.row_edges)):
         _unblur_axis(np.moveaxis(values, axis, 1), np.asarray(bounds), weights, half)
@@ -198,18 +190,15 @@ class StrongScorer(EdgeScorer):
     tone_invariant : bool
         Score with :func:`affine_score` (against jitter) instead of the
         prediction-boundary score.
-    hardening_format : int
-        The spec's hardening format (which blur weights to solve back).
     """
 
     blur: float = 0.0
     tone_invariant: bool = False
-    hardening_format: int = 1
 
     def matrices(self, images: np.ndarray, grid: BlockGrid) -> dict[tuple[int, int], np.ndarray]:
         """Raw dissimilarity of every edge of the unblurred images, on a [0, 1] scale."""
         images = np.asarray(images)
-        values = unblur_seams(images, grid, self.blur, hardening_format=self.hardening_format)
+        values = unblur_seams(images, grid, self.blur)
         if self.tone_invariant:  # the jitter's scale: the regularisation is in its units
             low, high, _ = value_range(images.dtype, "the strong attack")
             values = (values - low) / (high - low)
@@ -416,8 +405,7 @@ def strong_scorer(spec: MixSpec, height: int, width: int) -> StrongScorer:
     """Return the strong attack's scorer for data mixed with ``spec`` (public knowledge only)."""
     spec.block_shape(height, width)  # a clear error for a geometry that does not fit
     return StrongScorer(orientations=spec.orient, blur=spec.seam_blur,
-                        tone_invariant=spec.jitter is not None,
-                        hardening_format=spec.hardening_format)
+                        tone_invariant=spec.jitter is not None)
 
 
 def strong_attack(mixed: np.ndarray, labels: np.ndarray, spec: MixSpec, *,
