@@ -326,7 +326,7 @@ def complete_fragments(normalised: dict, grid: BlockGrid, size: int, variants: i
 
 #: Most rounds of orienting every block, assembling and sweeping (:func:`solve_fragments`).
 #: The total score keeps falling for tens of rounds on a pool of 40 colour crops (astronaut,
-#: key 1: restored 0.55 after 3 rounds, 0.68 after 9, 0.79 after 27).
+#: key 1: restored 0.55 after 3 rounds, 0.67 after 9, 0.79 after 27).
 ORIENTATION_ROUNDS = 30
 #: Rounds without a lower total score after which :func:`solve_fragments` stops.
 PATIENCE = 4
