@@ -22,9 +22,9 @@ from fastmix.cli import build_parser
 from fastmix.cli.commands.info import describe_store
 from fastmix.cli.hardening_options import spec_from_arguments
 from fastmix.store.cluster.client import in_flight_limit
-from fastmix.store.cluster.onefile import partial_path, parts_folder
+from fastmix.store.cluster.onefile import _copy_part, partial_path, parts_folder
 from fastmix.store.cluster.shards import shard_folder
-from fastmix.store.cluster.tasks import part_name, task_name
+from fastmix.store.cluster.tasks import Job, part_name, task_name, window_task
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::fastmix.FastmixWarning")]
@@ -318,12 +318,12 @@ def test_client_killed_then_resume_gives_identical_output(client, photos, key, t
         process.wait(PATIENCE)
     assert not os.path.exists(destination)
     if not shards:
-        # Parts left in the folder are never copied for what they hold: each window's task
-        # rewrites its part before the client copies it.
+        # Parts of another run (another token: its stragglers, which Dask cannot stop) are
+        # never copied, and are removed with the folder when this run ends.
         parts = parts_folder(destination)
         os.makedirs(parts, exist_ok=True)
         for index in range(64):
-            with h5py.File(os.path.join(parts, part_name(index)), "w") as part:
+            with h5py.File(os.path.join(parts, part_name("0" * 16, index)), "w") as part:
                 part.create_dataset("images", data=np.zeros((16, 32, 32, 3), np.uint8),
                                     chunks=(16, 32, 32, 3), **FILTERS["lz4"])
     done = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True,
@@ -340,6 +340,33 @@ def test_client_killed_then_resume_gives_identical_output(client, photos, key, t
         assert_same_images_dataset(tmp_path / "single.h5", destination)
         leftovers = {"cluster.h5"}
     assert set(os.listdir(tmp_path)) == {"in.h5", "k.key", "single.h5", *leftovers}
+
+
+def test_a_worker_part_is_copied_only_for_its_own_run_and_window(client, photos, key,
+                                                                 tmp_path):
+    """A part a worker wrote for run A, found where run B expects its part, is refused."""
+    images, labels = photos
+    source = write_store(tmp_path / "in.h5", images[:64], labels[:64], chunk=16,
+                         **FILTERS["lz4"])
+    parts = str(tmp_path / "parts")
+    os.makedirs(parts)
+    ours, theirs = "a" * 16, "b" * 16
+    job = Job(source=source, images="/images", spec=SPEC, inverse=False, raw=True,
+              backend="cpu", shard_folder=None, token=theirs, part_folder=parts)
+    result = client.submit(window_task, job, 1, 16, 32, labels[16:32], key,
+                           pure=False).result()
+    assert result.part == os.path.join(parts, part_name(theirs, 1))
+    with h5py.File(tmp_path / "out.h5", "w") as file:
+        output = file.create_dataset("images", shape=(64, 32, 32, 3), dtype=np.uint8,
+                                     chunks=(16, 32, 32, 3), **FILTERS["lz4"])
+        _copy_part(result.part, output, theirs, 1, (16, 32), bytearray())  # its own run
+        assert output.id.get_num_chunks() == 1
+        expected = os.path.join(parts, part_name(ours, 2))
+        os.replace(result.part, expected)
+        for window in [(32, 48), (16, 32)]:  # another run's, and that run's window too
+            with pytest.raises(fastmix.BadInputError, match="not window 2 of this run"):
+                _copy_part(expected, output, ours, 2, window, bytearray())
+        assert output.id.get_num_chunks() == 1
 
 
 def test_an_unreachable_scheduler_is_bad_input(tmp_path, photos, key):

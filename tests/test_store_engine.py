@@ -434,14 +434,24 @@ def test_stored_chunks_are_copied_as_stored(tmp_path, chunks):
         for index, (offset, data) in enumerate(stored.items()):
             part.id.write_direct_chunk(offset, data, 1 if index == 1 else 0)
         buffer = bytearray(8)
-        copied = copy_stored_chunks(part, output, 32, buffer)
+        copied = copy_stored_chunks(part, output, 32, buffer, length=40)
         assert copied == sum(len(data) for data in stored.values())
         for index, (offset, data) in enumerate(stored.items()):
             mask, read = output.id.read_direct_chunk((offset[0] + 32, *offset[1:]))
             assert (mask, bytes(read)) == (1 if index == 1 else 0, data)
         with pytest.raises(ValueError):  # not a whole number of chunks further
-            copy_stored_chunks(part, output, 8)
+            copy_stored_chunks(part, output, 8, length=40)
         other = file.create_dataset("gzip", shape=(72, 8, 8, 3), dtype=np.uint8,
                                     chunks=chunks, compression="gzip")
         with pytest.raises(ValueError):  # another filter pipeline
-            copy_stored_chunks(part, other, 0)
+            copy_stored_chunks(part, other, 0, length=40)
+        # Another dtype, another image shape, another length, or past the end: refused.
+        wide = file.create_dataset("wide", shape=(72, 8, 8, 3), dtype=np.uint16,
+                                   chunks=chunks, **lz4)
+        narrow = file.create_dataset("narrow", shape=(72, 8, 4, 3), dtype=np.uint8,
+                                     chunks=(16, 8, 4, 3), **lz4)
+        for target, shift, length in [(wide, 0, 40), (narrow, 0, 40), (output, 0, 48),
+                                      (output, 48, 40)]:
+            with pytest.raises(ValueError, match="cannot copy"):
+                copy_stored_chunks(part, target, shift, length=length)
+            assert target.id.get_num_chunks() == (len(stored) if target is output else 0)

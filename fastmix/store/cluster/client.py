@@ -211,9 +211,14 @@ def _marked(folder: str | None) -> Iterator[str | None]:
 
 def run_token(operation: str, source: str, destination: str, spec: MixSpec,
               windows: list[tuple[int, int]], key_check: str, shards: bool) -> str:
-    """Digest of a run's public parameters: names its tasks and marks its shards."""
-    text = json.dumps([operation, source, destination, spec.canonical(), windows[:1],
-                       len(windows), key_check, shards])
+    """Digest of a run's public parameters: names its tasks, its parts and marks its shards.
+
+    Holds no key material: ``key_check`` is the key's one-way check value. The hardening
+    format and plan rule are in it, though :meth:`MixSpec.canonical` leaves them out (they
+    seed nothing), because they change the output bytes.
+    """
+    text = json.dumps([operation, source, destination, spec.canonical(), spec.hardening_format,
+                       spec.plan_rule, windows[:1], len(windows), key_check, shards])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -259,47 +264,48 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
         os.makedirs(folder, exist_ok=True)
         run, done = claim_shard_folder(folder, destination, store, token, operation, windows,
                                        key, resume)
-    parts = None
     with template_dataset(store.images) as template:  # a sharded source: its shards'
         fits = parts_fit(template, windows)
-    if folder is None and fits:
-        # One file: the workers write parts beside the destination, if they share its folder.
-        # Parts a killed run left stay until this run ends: a task rewrites its part before
-        # it returns, and a result of the killed run that the scheduler still holds (its
-        # task names are this run's) names a part of the same bytes.
-        parts = parts_folder(destination)
-        os.makedirs(parts, exist_ok=True)
+    # One file: the workers write parts beside the destination, if they share its folder.
+    # The client copies only the part named and stamped for this run's token and the window
+    # (tasks.part_name, part_stamp); a part there from a killed run of the same token (its
+    # task still running, or its result the scheduler still holds under this run's task
+    # name) holds the same bytes. Parts of other runs are removed when this run ends.
+    parts = parts_folder(destination) if folder is None and fits else None
     try:
+        if parts is not None:
+            os.makedirs(parts, exist_ok=True)
         if not _check_workers_see(client, source, folder or parts, required=parts is None):
             remove_parts(parts)
             parts = None
         warm_up(client)
-    except BaseException:
-        remove_parts(parts)
-        raise
-    job = Job(source=source, images=store.images.name, spec=spec, inverse=inverse, raw=raw,
-              backend=backend, shard_folder=folder, token=token, run=run, part_folder=parts)
-    threads = sum(client.nthreads().values())
-    image_bytes = store.image_bytes
-    longest = max((stop - start for start, stop in windows), default=0)
-    limit = in_flight_limit(memory, longest * image_bytes, threads)
-    # Seconds summed over the windows: read, mix, encode, write (a shard or a part) in the
-    # workers; in the one-file layout also ship (from a task's end until the client has its
-    # result) and gather (the client copying or writing the window into the one file).
-    stages = {"read": 0.0, "mix": 0.0, "encode": 0.0, "write": 0.0}
-    if not shards:
-        stages.update(ship=0.0, gather=0.0)
-    cpu: dict[str, float] = {}  # CPU seconds per stage (the workers'; gather: the client's)
-    with Progress(store.count, image_bytes, operation, progress) as bar:
-        if shards:
-            unpartnered = run_sharded(client, job, store, windows, key, done, limit, bar,
-                                      stages, cpu)
-        else:
-            unpartnered = run_one_file(client, job, store, windows, key, destination,
-                                       resume, overwrite, limit, bar, stages, cpu)
-        if folder is not None:  # shards
-            write_virtual_store(store, destination, folder, windows, spec, key, labels_name,
-                                unpartnered, operation, overwrite, run)
+        job = Job(source=source, images=store.images.name, spec=spec, inverse=inverse,
+                  raw=raw, backend=backend, shard_folder=folder, token=token, run=run,
+                  part_folder=parts)
+        threads = sum(client.nthreads().values())
+        image_bytes = store.image_bytes
+        longest = max((stop - start for start, stop in windows), default=0)
+        limit = in_flight_limit(memory, longest * image_bytes, threads)
+        # Seconds summed over the windows: read, mix, encode, write (a shard or a part) in
+        # the workers; in the one-file layout also ship (from a task's end until the client
+        # has its result) and gather (the client copying or writing the window into the one
+        # file).
+        stages = {"read": 0.0, "mix": 0.0, "encode": 0.0, "write": 0.0}
+        if not shards:
+            stages.update(ship=0.0, gather=0.0)
+        cpu: dict[str, float] = {}  # CPU seconds per stage (the workers'; gather: the client's)
+        with Progress(store.count, image_bytes, operation, progress) as bar:
+            if shards:
+                unpartnered = run_sharded(client, job, store, windows, key, done, limit, bar,
+                                          stages, cpu)
+            else:
+                unpartnered = run_one_file(client, job, store, windows, key, destination,
+                                           resume, overwrite, limit, bar, stages, cpu)
+            if folder is not None:  # shards
+                write_virtual_store(store, destination, folder, windows, spec, key,
+                                    labels_name, unpartnered, operation, overwrite, run)
+    finally:
+        remove_parts(parts)  # run_one_file removed it already, unless it did not start
     return StoreReport(operation=operation, destination=destination, spec=spec,
                        images=store.count, windows=len(windows), window=longest,
                        unpartnered=unpartnered if operation == "mix" else 0,

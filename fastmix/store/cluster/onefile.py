@@ -1,19 +1,23 @@
 """The one-file layout of a cluster run: the client gathers every window into one file.
 
 Each task writes its window into a *part* file of its own in a hidden folder beside the
-destination (:func:`parts_folder`), with the chunking and filters of the output, and returns
-only the part's path. The client copies the part's stored chunks, as stored, into a hidden
-partial file beside the destination (:func:`partial_path`) with direct chunk reads and
-writes: it never decodes or encodes a pixel, and no chunk goes through Dask's connections
-(the client reads the parts from the shared folder; the copy took 8 to 10 us of CPU per 10.5
-kB LZ4 image in ``bench/bench_dask.py``, where shipping the chunks over Dask made the run
-1.8x the single process, and the copy 1.07x). It copies the windows in window order; after
-each it flushes the file, appends the window to a done log and removes the part; at the end
-it records the ``fastmix_*`` attributes, fsyncs the file and renames it into place. The
-images dataset equals the single-process run's byte for byte (the same encoder and filters,
-chunks copied as stored). A killed client is finished by ``resume=True`` from the done log:
-the windows not marked done are mixed again, each task rewriting its part, and the parts
-folder is removed when the run ends (finished or failed).
+destination (:func:`parts_folder`), named and stamped with the run's token and window, with
+the chunking and filters of the output. The client copies the part's stored chunks, as
+stored, into a hidden partial file beside the destination (:func:`partial_path`) with direct
+chunk reads and writes: it never decodes or encodes a pixel, and no chunk goes through
+Dask's connections (the client reads the parts from the shared folder; the copy took 8 to 10
+us of CPU per 10.5 kB LZ4 image in ``bench/bench_dask.py``, where shipping the chunks over
+Dask made the run 1.8x the single process, and the copy 1.07x). It copies the windows in
+window order; after each it flushes the file, appends the window to a done log and removes
+the part; at the end it records the ``fastmix_*`` attributes, fsyncs the file and renames it
+into place. The images dataset equals the single-process run's byte for byte (the same
+encoder and filters, chunks copied as stored). A killed client is finished by
+``resume=True`` from the done log: the windows not marked done are mixed again, each task
+rewriting its part, and the parts folder is removed when the run ends (finished or failed).
+The client copies only the part at
+the name it expects (:func:`~fastmix.store.cluster.tasks.part_name`: this run's token and the
+window), and refuses one not stamped for both: a task of another run, which a killed client
+left running (Dask cannot stop a running task), writes a part of another name.
 
 Where the workers do not share the destination's folder with the client, or the windows do
 not fall on chunk boundaries (an unmix of a rechunked store) or the output is not chunked,
@@ -25,13 +29,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
+import re
+import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from fastmix.errors import BadInputError
 from fastmix.keys import Key
-from fastmix.store.cluster.tasks import Job, add_stages, ordered_results
+from fastmix.store.cluster.tasks import (
+    PART_STAMP,
+    Job,
+    add_stages,
+    ordered_results,
+    part_name,
+    part_stamp,
+)
 from fastmix.store.durable.fsync import fsync_folder_of, fsync_path
 from fastmix.store.hdf5.chunkio import WindowWriter
 from fastmix.store.hdf5.chunks import chunk_bytes
@@ -63,10 +75,33 @@ def parts_fit(dataset, windows) -> bool:
     return all(start % step == 0 for start, _ in windows)
 
 
+#: The files this code names in a parts folder: parts (:func:`part_name`, and the names of
+#: earlier versions, without a token) and their temporaries.
+_PART_FILE = re.compile(r"\.?part-(?:[0-9a-f]{16}-)?[0-9]{6,}\.h5(?:\.tmp-[0-9]+-[0-9a-f]+)?")
+
+
 def remove_parts(folder: str | None) -> None:
-    """Remove a parts folder and what it holds (parts and temporaries of any run)."""
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
+    """Remove the part files (of any run) and their temporaries from ``folder``, then ``folder``.
+
+    Only files of the names this code writes are removed; the folder stays when anything
+    else is in it. A symbolic link is never followed: one at ``folder`` is left alone, and
+    one inside it is not a file this code wrote.
+    """
+    if folder is None:
+        return
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return
+        with os.scandir(folder) as entries:
+            names = [entry.name for entry in entries
+                     if entry.is_file(follow_symlinks=False) and _PART_FILE.fullmatch(entry.name)]
+    except OSError:
+        return
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(folder, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
 
 
 class _DoneLog:
@@ -158,8 +193,12 @@ def run_one_file(client, job: Job, store, windows, key: Key, destination: str, r
                                               limit):
                     received = time.time()
                     clock, used = time.perf_counter(), time.thread_time()
-                    if result.part is not None:
-                        _copy_part(result.part, output, result.start, buffer)
+                    part = None
+                    if job.part_folder is not None:
+                        # The part this run names, never the one the result names.
+                        part = os.path.join(job.part_folder, part_name(job.token, result.index))
+                        _copy_part(part, output, job.token, result.index,
+                                   windows[result.index], buffer)
                     else:
                         assert result.items is not None  # a result without a part has them
                         writer.store_piece(result.items)
@@ -171,9 +210,9 @@ def run_one_file(client, job: Job, store, windows, key: Key, destination: str, r
                     add_stages(cpu, result.cpu)
                     log.mark(result.index, result.unpartnered)
                     done[result.index] = result.unpartnered
-                    if result.part is not None:
+                    if part is not None:
                         with contextlib.suppress(FileNotFoundError):
-                            os.remove(result.part)
+                            os.remove(part)
                     bar.update(result.stop - result.start)
             finally:
                 writer.close()
@@ -206,12 +245,35 @@ def run_one_file(client, job: Job, store, windows, key: Key, destination: str, r
     return unpartnered
 
 
-def _copy_part(path: str, output, start: int, buffer: bytearray) -> None:
-    """Copy the stored chunks of the part file ``path`` into ``output`` at image ``start``."""
+def _copy_part(path: str, output, token: str, index: int, window: tuple[int, int],
+               buffer: bytearray) -> None:
+    """Copy the stored chunks of the part file ``path`` into ``output`` at the window's start.
+
+    Raises
+    ------
+    BadInputError
+        The part is not stamped for the run of ``token`` and this window, or its images
+        do not fit the window (dtype, image shape, length, chunks or filters).
+    """
     import h5py
 
+    start, stop = window
     with h5py.File(path, "r") as part:
-        copy_stored_chunks(part["images"], output, start, buffer)
+        images = part["images"]
+        stamp = images.attrs.get(PART_STAMP)
+        if isinstance(stamp, bytes):
+            stamp = stamp.decode(errors="replace")
+        expected = part_stamp(token, index, start, stop)
+        if stamp != expected:
+            raise BadInputError(
+                f"part file {path!r} holds {stamp or 'no stamp'}, not window {index} of this "
+                "run; another fastmix run may be writing the same destination. Stop it, then "
+                "run this command again with --resume")
+        try:
+            copy_stored_chunks(images, output, start, buffer, length=stop - start)
+        except ValueError as error:
+            raise BadInputError(f"part file {path!r} does not fit window {index}: {error}; "
+                                "run this command again with --resume") from None
 
 
 def _resumable(partial: str, log: _DoneLog) -> bool:

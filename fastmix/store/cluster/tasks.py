@@ -13,6 +13,7 @@ material.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -125,7 +126,8 @@ class WindowResult:
     seconds : dict
         Time spent reading, mixing, encoding and writing (a shard or a part) the window.
     part : str or None
-        The part file holding the window (one-file layout with ``Job.part_folder``).
+        The part file holding the window (one-file layout with ``Job.part_folder``); the
+        client copies the part it names itself (:func:`part_name`), stamped for its window.
     finished : float
         ``time.time()`` when the task ended (the client's shipping time starts there).
     cpu : dict
@@ -293,20 +295,39 @@ def _write_shard(job: Job, template, index: int, start: int, stop: int, pieces,
 
 def _write_part(job: Job, template, index: int, start: int, stop: int, pieces,
                 pool: ThreadPoolExecutor) -> str:
-    """Write the window into its part file; return the file's path.
+    """Write the window into its part file, stamped with :func:`part_stamp`; return its path.
 
     Not fsynced: the client copies the part's chunks into the one file, which it fsyncs; a
     part lost in a crash is a window not marked done, which the resume mixes again.
     """
     assert job.part_folder is not None  # a part is written in the one-file layout only
-    path = os.path.join(job.part_folder, part_name(index))
-    _write_window_file(job, template, path, stop - start, pieces, pool, durable=False)
+    path = os.path.join(job.part_folder, part_name(job.token, index))
+
+    def stamp(dataset) -> None:
+        dataset.attrs[PART_STAMP] = part_stamp(job.token, index, start, stop)
+
+    _write_window_file(job, template, path, stop - start, pieces, pool, finish=stamp,
+                       durable=False)
     return path
 
 
-def part_name(index: int) -> str:
-    """Return the file name of window ``index``'s part file."""
-    return f"part-{index:06d}.h5"
+#: Attribute of a part's ``images`` dataset: the run token and window it was written for.
+PART_STAMP = "fastmix_part"
+
+
+def part_name(token: str, index: int) -> str:
+    """Return the file name of window ``index``'s part file in the run of ``token``.
+
+    The token is in the name: a task of another run (one a killed client left running,
+    which Dask cannot stop) never writes the part this run copies.
+    """
+    return f"part-{token}-{index:06d}.h5"
+
+
+def part_stamp(token: str, index: int, start: int, stop: int) -> str:
+    """Return the stamp of a part: run token, window index, first and end image (no key)."""
+    return json.dumps({"token": token, "index": index, "start": start, "stop": stop},
+                      sort_keys=True)
 
 
 def _write_window_file(job: Job, template, final: str, count: int, pieces,
@@ -354,25 +375,29 @@ def ordered_results(client, job: Job, windows, todo: list[int], labels: np.ndarr
         if index is None:
             return
         start, stop = windows[index]
-        pending.append(client.submit(window_task, job, index, start, stop,
-                                     labels[start:stop], key,
-                                     key=task_name(operation, job.token, index), pure=False))
+        pending.append((index, client.submit(window_task, job, index, start, stop,
+                                             labels[start:stop], key,
+                                             key=task_name(operation, job.token, index),
+                                             pure=False)))
 
     for _ in range(limit):
         submit_next()
     try:
         while pending:
-            future = pending.popleft()
+            index, future = pending.popleft()
             try:
                 result = future.result()
             finally:
                 # Also a failed task's: the scheduler would keep its error under its
                 # (deterministic) name and hand it to the resume of this run.
                 future.release()
+            if (result.index, result.start, result.stop) != (index, *windows[index]):
+                raise RuntimeError(f"the task of window {index} returned window "
+                                   f"{result.index} [{result.start}, {result.stop})")
             submit_next()
             yield result
     finally:
-        for future in pending:
+        for _, future in pending:
             future.cancel()
 
 

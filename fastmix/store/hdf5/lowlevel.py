@@ -101,20 +101,29 @@ def stored_chunks(dataset) -> list[StoredChunk]:
     return chunks
 
 
-def copy_stored_chunks(source, target, shift: int, buffer: bytearray | None = None) -> int:
+def copy_stored_chunks(source, target, shift: int, buffer: bytearray | None = None, *,
+                       length: int) -> int:
     """Copy every stored chunk of ``source`` into ``target``, ``shift`` elements further on axis 0.
 
     The chunks are copied as stored (``read_direct_chunk`` then ``write_direct_chunk`` with
     the chunk's filter mask): no filter runs, nothing is decoded, so ``target`` holds the
-    very bytes ``source`` does. Both datasets must have the same chunk shape and filter
-    pipeline, and ``shift`` must be a multiple of the chunk length; ``buffer`` (grown as
-    needed) is reused across chunks. Returns the number of stored bytes copied.
+    very bytes ``source`` does. Both datasets must have the same dtype, element shape
+    (``shape[1:]``), chunk shape and filter pipeline, ``source`` must hold ``length``
+    elements that fit in ``target`` from ``shift`` on, and ``shift`` must be a multiple of
+    the chunk length; ``buffer`` (grown as needed) is reused across chunks. Returns the number
+    of stored bytes copied.
 
     Raises
     ------
     ValueError
-        The chunk shapes or filter pipelines differ, or ``shift`` is not chunk-aligned.
+        The dtypes, element shapes, chunk shapes or filter pipelines differ, ``source`` does
+        not hold ``length`` elements or they do not fit, or ``shift`` is not chunk-aligned.
     """
+    if source.dtype != target.dtype or tuple(source.shape[1:]) != tuple(target.shape[1:]) \
+            or source.shape[0] != length or not 0 <= shift <= target.shape[0] - length:
+        raise ValueError(f"cannot copy the stored chunks of {source.name!r} into "
+                         f"{target.name!r}: {source.dtype} {source.shape} into "
+                         f"{target.dtype} {target.shape} at {shift}, {length} expected")
     if source.chunks is None or tuple(source.chunks) != tuple(target.chunks or ()) or \
             dataset_filters(source) != dataset_filters(target) or shift % source.chunks[0]:
         raise ValueError(f"cannot copy the stored chunks of {source.name!r} into "
