@@ -7,14 +7,14 @@
     python bench/bench_attack.py --task colour --attacks strong   # the strong attack only
 
 Data: :func:`fastmix.samples.photo_task` (grey, histogram-equalised crops of scikit-image
-pictures) or ``--task colour``: colour crops of the four colour pictures of
-:data:`fastmix.samples.PHOTOS` cut the same way, without turning them grey or equalising
-them (the kind of data issue 22's independent attack was measured on). Each key mixes the
-set with the preset (whole-label groups for ``balanced``); both attacks then restore the
-same mixed set knowing only the public spec, the labels and the mixed pixels (they take no
-key; the key gives the ground truth only). Printed per key and attack: the share of
-displaced blocks restored to the right image, the advantage A over a random assignment,
-the shares of images restored to 50% and to 90% or more, and the seconds the attack took.
+pictures) or ``--task colour``: :func:`fastmix.samples.colour_task`, colour crops of the four
+pictures of :data:`fastmix.samples.PHOTOS` cut the same way, without turning them grey or
+equalising them (the kind of data issue 22's independent attack was measured on). Each key
+mixes the set with the preset (whole-label groups for ``balanced``); both attacks then restore
+the same mixed set knowing only the public spec, the labels and the mixed pixels (they take no
+key; the key gives the ground truth only). Printed per key and attack: the share of displaced
+blocks restored to the right image, the advantage A over a random assignment, the shares of
+images restored to 50% and to 90% or more, and the seconds the attack took.
 """
 
 from __future__ import annotations
@@ -42,30 +42,10 @@ from fastmix.spec import MixSpec, describe
 PHOTO_LABELS = (0, 3, 4, 9)
 
 
-def colour_task(size: int, per_class: int, seed: int = 0,
-                scale: tuple[float, float] = (0.25, 0.6)) -> tuple[np.ndarray, np.ndarray]:
-    """Return colour crops of the PHOTOS pictures, cut as photo_task cuts its crops."""
-    from skimage.transform import resize
-
-    rng = np.random.default_rng(seed)
-    pictures = samples.photos()
-    images = np.empty((len(pictures) * per_class, size, size, 3), dtype=np.uint8)
-    for label, picture in enumerate(pictures):
-        height, width = picture.shape[:2]
-        for index in range(per_class):
-            side = round(rng.uniform(*scale) * min(height, width))
-            top = int(rng.integers(0, height - side + 1))
-            left = int(rng.integers(0, width - side + 1))
-            crop = resize(picture[top:top + side, left:left + side].astype(np.float64),
-                          (size, size), order=1, anti_aliasing=side > size, preserve_range=True)
-            images[label * per_class + index] = np.clip(np.rint(crop), 0, 255)
-    return images, np.repeat(np.arange(len(pictures), dtype=np.int64), per_class)
-
-
 def load(task: str, size: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
     """Return the images and labels of ``task`` ("photo" or "colour")."""
     if task == "colour":
-        return colour_task(size, per_class)
+        return samples.colour_task(size, per_class)
     images, labels = samples.photo_task(size=size, per_class=per_class, seed=0)
     keep = np.isin(labels, PHOTO_LABELS)
     return images[keep], labels[keep]
