@@ -213,12 +213,12 @@ def run_token(operation: str, source: str, destination: str, spec: MixSpec,
               windows: list[tuple[int, int]], key_check: str, shards: bool) -> str:
     """Digest of a run's public parameters: names its tasks, its parts and marks its shards.
 
-    Holds no key material: ``key_check`` is the key's one-way check value. The hardening
-    format and plan rule are in it, though :meth:`MixSpec.canonical` leaves them out (they
-    seed nothing), because they change the output bytes.
+    Holds no key material: ``key_check`` is the key's one-way check value. The spec enters
+    as :meth:`MixSpec.identity` (with the hardening format and plan rule, which change the
+    output bytes though they seed nothing).
     """
-    text = json.dumps([operation, source, destination, spec.canonical(), spec.hardening_format,
-                       spec.plan_rule, windows[:1], len(windows), key_check, shards])
+    text = json.dumps([operation, source, destination, spec.identity(), windows[:1],
+                       len(windows), key_check, shards])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
