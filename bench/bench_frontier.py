@@ -99,10 +99,10 @@ def sweep_points(quick: bool = False) -> list[Point]:
     points = [Point(f"preset {name}", "preset", name)
               for name in (DEFAULT_PRESET, *(name for name in PRESETS
                                             if name != DEFAULT_PRESET))]
-    # The default preset in hardening format 2 (issue 24): its privacy must stay within the
-    # noise of format 1's (at most +0.02 A and +0.03 re-identified) before it is the default.
-    points.append(Point(f"preset {DEFAULT_PRESET}, hardening format 2", "format",
-                        DEFAULT_PRESET, {"hardening_format": 2}))
+    # The default preset in hardening format 1, the default before fastmix 0.4 (issue 24):
+    # format 2's privacy must stay within its noise (at most +0.02 A, +0.03 re-identified).
+    points.append(Point(f"preset {DEFAULT_PRESET}, hardening format 1", "format",
+                        DEFAULT_PRESET, {"hardening_format": 1}))
     # The presets as fastmix 0.1.0 defined them, on the default grid: where users started.
     for grid in GEOMETRY_GRIDS:
         if grid != PRESET_PARAMETERS[DEFAULT_PRESET].get("grid"):
@@ -448,7 +448,7 @@ def format_table(results: Results) -> str:
     data = results.data
     for data_name in TASKS:
         pair = [data["points"].get(f"{data_name}:preset {DEFAULT_PRESET}{suffix}")
-                for suffix in ("", ", hardening format 2")]
+                for suffix in (", hardening format 1", "")]  # format 2 is the default
         if not all(pair):
             continue
         for ids in zip(*(point["audit_ids"] for point in pair)):

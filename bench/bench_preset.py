@@ -3,6 +3,7 @@
     python bench/bench_preset.py core     # balanced mix_array(out=) vs plain gather, np.copyto
     python bench/bench_preset.py core --block 16x16,24x24,grid8x8   # other geometries
     python bench/bench_preset.py store    # default-preset mix_store vs fsynced h5py copy
+    python bench/bench_preset.py store --size 192 --filters none,lz4 --formats 1,2   # issue 24
     python bench/bench_preset.py store --preset fast --block grid12x12   # the plain gather
     python bench/bench_preset.py steps    # where the default preset's time goes, one thread
     python bench/bench_preset.py core --images 5000 --repeats 3   # quicker
@@ -15,7 +16,8 @@ core
     alternate, one of each case per repeat. Targets: at least 0.5x the plain gather and 0.25x
     ``np.copyto``.
 store
-    40,000 x 64x64x3 stores (chunks of 256) raw, LZ4 and gzip-1: ``mix_store`` with the
+    40,000 x 64x64x3 stores (chunks of 256) raw, LZ4 and gzip-1, or with ``--size 192``
+    4,500 x 192x192x3 (chunks of 28, 3 MiB like those): ``mix_store`` with the
     default preset (``MixSpec.preset(DEFAULT_PRESET)``, what ``fastmix mix`` uses) against a
     plain h5py chunk-by-chunk copy, and against the same copy followed by ``fsync`` (the
     durability fastmix gives its own output). Target: at least 1.0x the fsynced copy. The
@@ -195,49 +197,58 @@ def _timed(function) -> float:
 
 def store(images_count: int, repeats: int, memory: str, filters: list[str],
           directory: str | None, overrides: dict, preset: str = DEFAULT_PRESET,
-          hardening_format: int | None = None) -> None:
-    """Print the store table: a preset's mix_store against the plain and fsynced copies."""
+          formats: list[int] | None = None, size: int = 64) -> None:
+    """Print the store table: a preset's mix_store against the plain and fsynced copies.
+
+    ``formats`` lists the hardening formats timed in the same run (default: the spec's own);
+    the CPU columns are the last one's.
+    """
     key = fastmix.Key.from_hex("5a" * 32)
     spec = fastmix.MixSpec.preset(preset, **overrides)
-    if hardening_format is not None:
-        spec = spec.with_hardening_format(hardening_format)
-    megabytes = images_count * 64 * 64 * 3 / 1e6
-    blocks = "x".join(map(str, spec.block_shape(64, 64)))
-    print(f"store: {images_count:,} x 64x64x3 uint8, chunks of 256, preset {preset!r} "
-          f"({blocks} blocks, hardening format {spec.hardening_format}), --memory {memory}, "
-          f"medians of {repeats}, load {load()}")
+    specs = {number: spec.with_hardening_format(number)
+             for number in (formats or [spec.hardening_format])}
+    shape = (size, size, 3)
+    megabytes = images_count * size * size * 3 / 1e6
+    blocks = "x".join(map(str, spec.block_shape(size, size)))
+    print(f"store: {images_count:,} x {size}x{size}x3 uint8, 3 MiB chunks, preset {preset!r} "
+          f"({blocks} blocks), --memory {memory}, medians of {repeats}, load {load()}")
     cores = os.cpu_count() or 1
-    print(f"| filter | plain copy | fsynced copy | mix_store | vs fsynced copy | vs plain copy | "
-          f"mix_store CPU s | ceiling on {cores} cores |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    mixes = [f"mix_store, format {number}" for number in specs]
+    print("| filter | plain copy | fsynced copy | " + " | ".join(
+        f"{name} | vs fsynced copy | vs plain copy" for name in mixes)
+        + f" | mix_store CPU s | ceiling on {cores} cores |")
+    print("| --- | ---: | ---: | " + " | ".join(["---: | ---: | ---:"] * len(mixes))
+          + " | ---: | ---: |")
     with tempfile.TemporaryDirectory(prefix="fastmix-preset-", dir=directory) as folder, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", fastmix.FastmixWarning)
         source, target = os.path.join(folder, "in.h5"), os.path.join(folder, "out.h5")
-        mix = partial(fastmix.mix_store, source, target, spec=spec, key=key, memory=memory,
-                      progress=False, overwrite=True)
+        runs = {"copy": partial(plain_copy, source, target),
+                "fsync": partial(fsynced_copy, source, target)}
+        for name, one in zip(mixes, specs.values()):
+            runs[name] = partial(fastmix.mix_store, source, target, spec=one, key=key,
+                                 memory=memory, progress=False, overwrite=True)
         for filter_name in filters:
-            write_photo_store(source, images_count, filter_name)
-            mix()  # warm-up (JIT, page cache)
-            seconds: dict[str, list[float]] = {"copy": [], "fsync": [], "mix": []}
+            write_photo_store(source, images_count, filter_name, shape=shape)
+            for name in mixes:
+                runs[name]()  # warm-up (JIT, page cache)
+            seconds: dict[str, list[float]] = {name: [] for name in runs}
             mix_cpu = []
             for _ in range(repeats):
-                for name, run in (("copy", partial(plain_copy, source, target)),
-                                  ("fsync", partial(fsynced_copy, source, target)),
-                                  ("mix", mix)):
+                for name, run in runs.items():
                     cpu_started = _cpu_seconds()
                     seconds[name].append(_timed(run))
-                    if name == "mix":
+                    if name == mixes[-1]:
                         mix_cpu.append(_cpu_seconds() - cpu_started)
                     os.remove(target)
             rate = {name: megabytes / statistics.median(values)
                     for name, values in seconds.items()}
             cpu = statistics.median(mix_cpu)
             ceiling = statistics.median(seconds["fsync"]) / (cpu / cores)
+            cells = " | ".join(f"{rate[name]:,.0f} MB/s | {rate[name] / rate['fsync']:.2f}x | "
+                               f"{rate[name] / rate['copy']:.2f}x" for name in mixes)
             print(f"| {filter_name} | {rate['copy']:,.0f} MB/s | {rate['fsync']:,.0f} MB/s | "
-                  f"{rate['mix']:,.0f} MB/s | {rate['mix'] / rate['fsync']:.2f}x | "
-                  f"{rate['mix'] / rate['copy']:.2f}x | {cpu:.2f} | {ceiling:.2f}x |",
-                  flush=True)
+                  f"{cells} | {cpu:.2f} | {ceiling:.2f}x |", flush=True)
             os.remove(source)
     print(f"load at the end {load()}")
 
@@ -246,7 +257,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suite", choices=["core", "store", "steps"])
     parser.add_argument("--images", type=int,
-                        help="images (core 20,000; store 40,000; steps 8,000)")
+                        help="images (core 20,000; store 40,000, or 4,500 at --size 192; "
+                             "steps 8,000)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory", default="256MiB", help="store: mix_store's budget")
     parser.add_argument("--filters", default="none,lz4,gzip-1")
@@ -258,24 +270,25 @@ def main() -> None:
     parser.add_argument("--preset", default=DEFAULT_PRESET,
                         help=f"store: the preset mix_store runs (default {DEFAULT_PRESET}; "
                              "fast: the plain gather, the same store path)")
-    parser.add_argument("--formats", default="1,2",
+    parser.add_argument("--formats", default=None,
                         help="core, steps: the hardening formats compared in the same run "
-                             "(default 1,2); store: one format (default: the spec's default)")
+                             "(default 1,2); store: the formats timed in the same run (default: "
+                             "the spec's own)")
     parser.add_argument("--size", type=int, default=64,
-                        help="core: the images' side in pixels (64; 192 for the issue's 16x16 "
-                             "blocks on 192x192x3)")
+                        help="core, store: the images' side in pixels (64; 192 for the issue's "
+                             "16x16 blocks on 192x192x3)")
     args = parser.parse_args()
-    formats = [int(number) for number in args.formats.split(",")]
+    formats = [int(number) for number in args.formats.split(",")] if args.formats else None
     if args.suite == "core":
         core(args.images or 20_000, args.repeats, (args.block or "16x16,grid12x12").split(","),
-             formats, args.size)
+             formats or [1, 2], args.size)
     elif args.suite == "steps":
         steps(args.images or 8_000, args.repeats, (args.block or "grid12x12").split(","),
-              formats)
+              formats or [1, 2])
     else:
-        store(args.images or 40_000, args.repeats, args.memory, args.filters.split(","),
-              args.dir, geometry(args.block) if args.block else {}, args.preset,
-              formats[0] if args.formats != parser.get_default("formats") else None)
+        store(args.images or (40_000 if args.size == 64 else 4_500), args.repeats, args.memory,
+              args.filters.split(","), args.dir, geometry(args.block) if args.block else {},
+              args.preset, formats, args.size)
 
 
 if __name__ == "__main__":

@@ -50,9 +50,10 @@ PLAN_RULE = 2
 #: jitter of every 8-bit value is a lookup in one of 4,096 tables built once per run, and the
 #: seam blur of integer images sums in fixed point. The draws (orientation codes, jitter
 #: fields) are the same; only the arithmetic differs. Stores record theirs
-#: (``fastmix_hardening_format``, absent: 1).
+#: (``fastmix_hardening_format``, absent: 1). Format 2 is the default since fastmix 0.4; plan
+#: rule 1 specs (fastmix 0.1.0) only know format 1.
 HARDENING_FORMATS = (1, 2)
-HARDENING_FORMAT = 1
+HARDENING_FORMAT = 2
 
 __all__ = [
     "DEFAULT_GRID",
@@ -141,7 +142,8 @@ class MixSpec:
         :meth:`canonical` (it seeds nothing) and not compared.
     hardening_format : int
         The arithmetic of the jitter and seam blur (:data:`HARDENING_FORMATS`): 1 or 2 (see
-        docs/format.md section 2); :data:`HARDENING_FORMAT` by default. It changes no keyed
+        docs/format.md section 2). ``0``, the default, means :data:`HARDENING_FORMAT`, or 1
+        under plan rule 1. It changes no keyed
         draw, only how a drawn jitter and the blur compute, so it is not part of
         :meth:`canonical` and not compared. Stores record theirs, and ``verify`` uses the
         recorded one. Format 2 needs plan rule 2.
@@ -158,7 +160,7 @@ class MixSpec:
     seam_blur: float = 0.0
     group: int | str | None = None
     plan_rule: int = field(default=PLAN_RULE, compare=False)
-    hardening_format: int = field(default=HARDENING_FORMAT, compare=False)
+    hardening_format: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
         """Validate every parameter (one clear error per problem)."""
@@ -187,6 +189,9 @@ class MixSpec:
                 f"{self.plan_rule!r}; this store may come from a newer fastmix"
             )
         object.__setattr__(self, "plan_rule", int(self.plan_rule))
+        if not isinstance(self.hardening_format, bool) and self.hardening_format == 0:
+            object.__setattr__(self, "hardening_format",
+                               1 if self.plan_rule == 1 else HARDENING_FORMAT)
         if isinstance(self.hardening_format, bool) or \
                 self.hardening_format not in HARDENING_FORMATS:
             raise BadInputError(
@@ -208,8 +213,12 @@ class MixSpec:
         return self.jitter is not None or self.seam_blur > 0
 
     def with_plan_rule(self, rule: int) -> MixSpec:
-        """Return the same spec planned with group rule ``rule`` (see :data:`PLAN_RULES`)."""
-        return replace(self, plan_rule=rule)
+        """Return the same spec planned with group rule ``rule`` (see :data:`PLAN_RULES`).
+
+        Rule 1 (fastmix 0.1.0) knew only hardening format 1, so it brings format 1 along.
+        """
+        return replace(self, plan_rule=rule,
+                       hardening_format=1 if rule == 1 else self.hardening_format)
 
     def _validate_hardening(self) -> None:
         if self.orient not in ORIENTS:
@@ -364,10 +373,11 @@ class MixSpec:
 
         :meth:`canonical` with the plan rule and the hardening format, which seed nothing but
         change the bytes: two specs with the same identity mix the same bytes under one key.
-        Caches and resumed runs compare this, never :meth:`canonical` or ``==`` alone.
+        Caches and resumed runs compare this, never :meth:`canonical` or ``==`` alone. The
+        format counts only where it changes bytes (:attr:`computes_values`).
         """
         return (f"{self.canonical()}|plan_rule={self.plan_rule}"
-                f"|hardening_format={self.hardening_format}")
+                f"|hardening_format={self.hardening_format if self.computes_values else 1}")
 
 
 def _jitter_text(text: str, name: str) -> tuple[float, ...] | bool | None:

@@ -26,6 +26,7 @@ from fastmix.kernels.steps import (
     steps_for,
 )
 from fastmix.pipeline import Pipeline
+from fastmix.spec import HARDENING_FORMAT
 
 h5py = pytest.importorskip("h5py")
 BACKENDS = available_backends()
@@ -129,11 +130,25 @@ def test_spec_carries_the_format_outside_its_canonical_text():
     assert MixSpec.from_dict(spec.to_dict()).hardening_format == 2
     assert spec.canonical() == spec.with_hardening_format(1).canonical()
     assert "hardening_format" not in MixSpec.preset("balanced").to_dict()
-    for bad in (3, 0, True, "2"):
+    for bad in (3, -1, True, "2"):
         with pytest.raises(BadInputError, match="hardening_format must be one of 1, 2"):
             MixSpec(hardening_format=bad)
     with pytest.raises(BadInputError, match="needs plan_rule 2"):
         MixSpec(jitter=True, plan_rule=1, hardening_format=2)
+
+
+def test_format_2_is_the_default_except_under_plan_rule_1():
+    assert HARDENING_FORMAT == 2
+    assert MixSpec().hardening_format == MixSpec.preset("balanced").hardening_format == 2
+    assert MixSpec(plan_rule=1).hardening_format == 1
+    assert MixSpec.preset("balanced").with_plan_rule(1).hardening_format == 1
+    assert MixSpec.from_dict({**MixSpec().to_dict(), "plan_rule": 1}).hardening_format == 1
+    assert MixSpec.preset("balanced").with_plan_rule(2).hardening_format == 2
+    # where no step computes on values, the format decides no byte
+    plain = MixSpec(prob=1.0, orient="d4")
+    assert plain.identity() == plain.with_hardening_format(1).identity()
+    hardened = MixSpec.preset("balanced")
+    assert hardened.identity() != hardened.with_hardening_format(1).identity()
 
 
 def _write_store(path, images, labels):
@@ -188,7 +203,7 @@ def test_a_plan_cache_tells_the_formats_apart(photo_tiles, key):
 
     images, labels = photo_tiles
     images, labels = images[:24], labels[:24]
-    spec = MixSpec.preset("balanced", block=(8, 8))
+    spec = MixSpec.preset("balanced", block=(8, 8), hardening_format=1)
     cache = PlanCache()
     for hardening_format in (1, 2, 1):
         chosen = spec.with_hardening_format(hardening_format)

@@ -39,21 +39,29 @@ def filter_options(name: str) -> dict:
 
 
 def write_photo_store(path: str, images: int, filter_name: str, *, seed: int = 0,
-                      chunk: int = CHUNK_IMAGES, batch: int = 16384) -> None:
-    """Write a store of ``images`` photographic 64x64x3 crops with 10 labels."""
+                      chunk: int | None = None, batch: int = 16384,
+                      shape: tuple[int, int, int] = IMAGE_SHAPE) -> None:
+    """Write a store of ``images`` photographic crops of ``shape`` (64x64x3) with 10 labels.
+
+    Chunks hold ``chunk`` images; by default as many as make 3 MiB, the size of 256 images of
+    64x64x3 (28 of 192x192x3).
+    """
     import h5py
 
     from fastmix.benchmark.core import photographic_images
 
+    image_bytes = int(np.prod(shape))
+    if chunk is None:
+        chunk = max(1, CHUNK_IMAGES * int(np.prod(IMAGE_SHAPE)) // image_bytes)
+    batch = max(1, min(batch, (256 << 20) // image_bytes))
     rng = np.random.default_rng(seed)
     with h5py.File(path, "w") as file:
-        dataset = file.create_dataset("images", shape=(images, *IMAGE_SHAPE), dtype=np.uint8,
-                                      chunks=(min(chunk, images), *IMAGE_SHAPE),
+        dataset = file.create_dataset("images", shape=(images, *shape), dtype=np.uint8,
+                                      chunks=(min(chunk, images), *shape),
                                       **filter_options(filter_name))
         for start in range(0, images, batch):
             stop = min(start + batch, images)
-            dataset[start:stop] = photographic_images(stop - start, IMAGE_SHAPE,
-                                                      seed=seed + start)
+            dataset[start:stop] = photographic_images(stop - start, shape, seed=seed + start)
         file["labels"] = rng.integers(0, 10, images)
 
 

@@ -145,9 +145,11 @@ def pending_message(source: str, journal: Journal) -> str:
 
 
 def _same_spec(spec: MixSpec | None, recorded: MixSpec) -> bool:
-    # not the plan rule: a 0.1.0 store (rule 1) is still the run that the same options ask for
+    # not the plan rule: a 0.1.0 store (rule 1) is still the run that the same options ask
+    # for; the hardening format only where it changes bytes
     return spec is None or (spec.canonical() == recorded.canonical()
-                            and spec.hardening_format == recorded.hardening_format)
+                            and (not spec.computes_values
+                                 or spec.hardening_format == recorded.hardening_format))
 
 
 def _same_windows(window: int | None, header: RunHeader) -> bool:
