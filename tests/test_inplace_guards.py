@@ -264,6 +264,29 @@ def test_resume_through_the_cli_uses_the_recorded_spec_and_window(tmp_path, key_
     assert leftovers(store) == []
 
 
+def test_a_resume_asking_for_another_hardening_format_is_refused(tmp_path, monkeypatch):
+    """A run interrupted in format 1 resumes in format 1: the new default never mixes in."""
+    store = tmp_path / "store.h5"
+    make_store(store)
+    expected = tmp_path / "expected.h5"
+    older = fastmix.MixSpec.preset("balanced", grid=(4, 4), hardening_format=1)
+    mix_store(store, expected, spec=older, key=KEY, window=WINDOW, progress=False)
+    monkeypatch.setenv("FASTMIX_TEST_JOURNAL_ENOSPC", "2")
+    with pytest.raises(InPlaceRunStopped):
+        in_place(store, spec=older, one_way=True)
+    monkeypatch.delenv("FASTMIX_TEST_JOURNAL_ENOSPC")
+    before = store.read_bytes()
+    newer = fastmix.MixSpec.preset("balanced", grid=(4, 4))
+    assert newer.hardening_format == 2 and newer.canonical() == older.canonical()
+    with pytest.raises(BadInputError, match="hardening format 1, not 2"):
+        in_place(store, spec=newer, resume=True, one_way=True)
+    assert store.read_bytes() == before
+    in_place(store, spec=None, resume=True, one_way=True)
+    np.testing.assert_array_equal(read_images(store), read_images(expected))
+    with h5py.File(store, "r") as mixed:
+        assert "fastmix_hardening_format" not in mixed["images"].attrs  # format 1's record
+
+
 # -- other guards ----------------------------------------------------------------------------
 
 def test_already_mixed_store_is_refused_unless_force(tmp_path, key_file):

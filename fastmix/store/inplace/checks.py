@@ -367,6 +367,12 @@ def resumed_header(operation, source, journal, spec, window) -> RunHeader:
                    f"{operation} STORE --in-place --resume --key-file KEY' uses the recorded "
                    "ones)")
     if operation == "mix" and not _same_spec(spec, recorded):
+        if spec.canonical() == recorded.canonical():  # only the arithmetic differs
+            raise BadInputError(
+                f"the interrupted run hardens with hardening format "
+                f"{recorded.hardening_format}, not {spec.hardening_format} (fastmix 0.4 made "
+                f"format 2 the default); {resume_hint}"
+            )
         raise BadInputError(
             f"the interrupted run mixes with spec {recorded.canonical()}, not "
             f"{spec.canonical()}; {resume_hint}"
