@@ -316,8 +316,9 @@ def run_sweep(args: argparse.Namespace) -> Results:
                 if audit:
                     print(f"  {point.name:<40} key {key_number} A {audit['advantage']:.3f} "
                           f"re-identified {audit['reidentified']:.3f} {audit['verdict']:<9} "
-                          f"restored {audit['restored']:.3f}, {audit['sampled']} images "
-                          f"attacked, open pools {audit['open_pools']:.2f} "
+                          f"restored {audit.get('restored', float('nan')):.3f}, "
+                          f"{audit.get('sampled', '?')} images attacked, open pools "
+                          f"{audit.get('open_pools', float('nan')):.2f} "
                           f"({audit['seconds']} s)", flush=True)
             if (not args.no_utility and wants_cnn(point, level)
                     and utility_id not in results.data["utilities"]):
