@@ -289,7 +289,9 @@ def run_sweep(args: argparse.Namespace) -> Results:
                     (args.only and point.name not in args.only):
                 continue
             spec = point.spec()
-            # to_dict, not canonical(): it carries the hardening format, which seeds nothing
+            # to_dict, not canonical(): it carries the hardening format of every spec that
+            # computes values (seeds nothing, decides bytes), so a cache written when format 1
+            # was the default (and left it out) never answers for format 2
             # the memory joins the key only when not the default, so older caches stay valid
             memory = [] if args.audit_memory == ATTACK_MEMORY else [args.audit_memory]
             audit_ids = [cache_key(data_id, spec.to_dict(), args.audit_sample,

@@ -335,8 +335,10 @@ class MixSpec:
             data["group"] = self.group
         if self.plan_rule != PLAN_RULE:
             data["plan_rule"] = self.plan_rule  # never seeds anything: canonical() drops it
-        if self.hardening_format != HARDENING_FORMAT:
-            data["hardening_format"] = self.hardening_format  # seeds nothing either
+        if self.computes_values:
+            # seeds nothing either, but decides the bytes: written out, so that the JSON of a
+            # format-1 store and of a format-2 one never look the same
+            data["hardening_format"] = self.hardening_format
         return data
 
     @classmethod

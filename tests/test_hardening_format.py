@@ -129,7 +129,8 @@ def test_spec_carries_the_format_outside_its_canonical_text():
     assert spec.hardening_format == 2
     assert MixSpec.from_dict(spec.to_dict()).hardening_format == 2
     assert spec.canonical() == spec.with_hardening_format(1).canonical()
-    assert "hardening_format" not in MixSpec.preset("balanced").to_dict()
+    assert MixSpec.preset("balanced").to_dict()["hardening_format"] == 2  # decides bytes
+    assert "hardening_format" not in MixSpec(prob=1.0, orient="d4").to_dict()  # decides none
     for bad in (3, -1, True, "2"):
         with pytest.raises(BadInputError, match="hardening_format must be one of 1, 2"):
             MixSpec(hardening_format=bad)

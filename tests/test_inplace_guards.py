@@ -278,13 +278,30 @@ def test_a_resume_asking_for_another_hardening_format_is_refused(tmp_path, monke
     before = store.read_bytes()
     newer = fastmix.MixSpec.preset("balanced", grid=(4, 4))
     assert newer.hardening_format == 2 and newer.canonical() == older.canonical()
-    with pytest.raises(BadInputError, match="hardening format 1, not 2"):
+    with pytest.raises(BadInputError, match=r"hardening format 1, not 2.*resume without the"):
         in_place(store, spec=newer, resume=True, one_way=True)
     assert store.read_bytes() == before
     in_place(store, spec=None, resume=True, one_way=True)
     np.testing.assert_array_equal(read_images(store), read_images(expected))
     with h5py.File(store, "r") as mixed:
         assert "fastmix_hardening_format" not in mixed["images"].attrs  # format 1's record
+
+
+def test_a_plan_rule_1_run_resumes_with_the_options_it_was_started_with(tmp_path, monkeypatch):
+    """Rule 1 (fastmix 0.1.0) implies format 1: the same options resume it, in format 1."""
+    store = tmp_path / "store.h5"
+    make_store(store)
+    expected = tmp_path / "expected.h5"
+    older = fastmix.MixSpec.preset("balanced", grid=(4, 4)).with_plan_rule(1)
+    assert older.hardening_format == 1
+    mix_store(store, expected, spec=older, key=KEY, window=WINDOW, progress=False)
+    monkeypatch.setenv("FASTMIX_TEST_JOURNAL_ENOSPC", "2")
+    with pytest.raises(InPlaceRunStopped):
+        in_place(store, spec=older, one_way=True)
+    monkeypatch.delenv("FASTMIX_TEST_JOURNAL_ENOSPC")
+    in_place(store, spec=fastmix.MixSpec.preset("balanced", grid=(4, 4)), resume=True,
+             one_way=True)
+    np.testing.assert_array_equal(read_images(store), read_images(expected))
 
 
 # -- other guards ----------------------------------------------------------------------------

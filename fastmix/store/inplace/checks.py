@@ -146,9 +146,9 @@ def pending_message(source: str, journal: Journal) -> str:
 
 def _same_spec(spec: MixSpec | None, recorded: MixSpec) -> bool:
     # not the plan rule: a 0.1.0 store (rule 1) is still the run that the same options ask
-    # for; the hardening format only where it changes bytes
+    # for, and rule 1 implies format 1; otherwise the hardening format where it changes bytes
     return spec is None or (spec.canonical() == recorded.canonical()
-                            and (not spec.computes_values
+                            and (not spec.computes_values or recorded.plan_rule == 1
                                  or spec.hardening_format == recorded.hardening_format))
 
 
@@ -370,8 +370,9 @@ def resumed_header(operation, source, journal, spec, window) -> RunHeader:
         if spec.canonical() == recorded.canonical():  # only the arithmetic differs
             raise BadInputError(
                 f"the interrupted run hardens with hardening format "
-                f"{recorded.hardening_format}, not {spec.hardening_format} (fastmix 0.4 made "
-                f"format 2 the default); {resume_hint}"
+                f"{recorded.hardening_format}, not {spec.hardening_format} (format 2 is the "
+                f"default now); resume without the mixing options ('fastmix {operation} STORE "
+                "--in-place --resume --key-file KEY' finishes it as recorded)"
             )
         raise BadInputError(
             f"the interrupted run mixes with spec {recorded.canonical()}, not "
