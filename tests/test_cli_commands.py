@@ -344,6 +344,9 @@ def test_hardened_store_is_checked_through_the_key(folder, original, permute_run
     assert record["hardened"] is True and record["reversible"] is False
     assert record["orient"] == "d4" and record["seam_blur"] == 1.0 and record["prob"] == 1.0
     assert "one-way" in record["description"]
+    assert record["hardening_format"] == 2 and record["plan_rule"] == 2  # the defaults
+    human = run_cli("info", "hardened.h5", cwd=folder)
+    assert "plan rule 2, hardening format 2" in human.stdout, human.stdout
     assert unmixed.returncode == 2 and "not reversible" in unmixed.stderr
     assert not (folder / "back.h5").exists()
     assert plain.returncode == 2 and "--key-file" in plain.stderr

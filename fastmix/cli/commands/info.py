@@ -120,7 +120,9 @@ def describe_record(record) -> dict | None:
             "orient": spec.orient, "jitter": list(spec.jitter) if spec.jitter else None,
             "seam_blur": spec.seam_blur, "group": spec.group, "hardened": spec.hardened,
             "description": describe(spec).removeprefix("mixing: "), "window": record.window,
-            "reversible": record.reversible,
+            "reversible": record.reversible, "plan_rule": spec.plan_rule,
+            # the arithmetic of the jitter and seam blur: it decides bytes only where they run
+            "hardening_format": spec.hardening_format if spec.computes_values else None,
             "unpartnered": record.unpartnered, "labels": record.labels,
             "key_check": record.key_check}
     return data
@@ -206,7 +208,9 @@ def _human(info: dict) -> list[str]:
         lines.append(
             f"fastmix: mixed: {record['description']}; window {record['window']:,}, "
             f"unpartnered {record['unpartnered']:,}, key check {record['key_check']}, format "
-            f"version {record['format_version']}; "
+            f"version {record['format_version']}, plan rule {record['plan_rule']}"
+            + (f", hardening format {record['hardening_format']}"
+               if record["hardening_format"] is not None else "") + "; "
             + ("record sealed by a MAC (unmix and verify check it with the key)"
                if info.get("record_mac") else
                "no record MAC (an older fastmix): edits to the record cannot be detected"))
