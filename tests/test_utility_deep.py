@@ -263,3 +263,14 @@ def test_cli_recipe_is_checked(tiny_store, arguments, message):
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
     assert json.loads(result.stdout)["exit_status"] == 2
+
+
+def test_two_specs_that_differ_only_in_their_bytes_keep_two_names():
+    from fastmix.audit.deep import _named_specs
+
+    newer = fastmix.MixSpec.preset("balanced")
+    older = newer.with_hardening_format(1)
+    named = _named_specs([older, newer])
+    assert len(named) == 2
+    assert [spec.hardening_format for spec in named.values()] == [1, 2]
+    assert list(_named_specs([newer, newer])) == [newer.canonical()]

@@ -134,7 +134,10 @@ def _named_specs(specs) -> dict[str, MixSpec]:
         named = {}
         for item in specs:
             if isinstance(item, MixSpec):
-                named[item.canonical()] = item
+                name = item.canonical()
+                if name in named and named[name].identity() != item.identity():
+                    name = item.identity()  # the same draws, other bytes (plan rule, format)
+                named[name] = item
             elif isinstance(item, str) and item in PRESETS:
                 named[item] = MixSpec.preset(item)
             else:
