@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastmix.errors import BadInputError, hint
 from fastmix.plan.window_rule import fixed_windows
-from fastmix.spec import MixSpec
+from fastmix.spec import HARDENING_FORMAT, MixSpec
 from fastmix.store.durable.journal import PARTIAL_SUFFIX, Journal, RunHeader, journal_path
 from fastmix.store.hdf5.access import read_labels
 from fastmix.store.hdf5.chunkio import codec_threads
@@ -368,11 +368,13 @@ def resumed_header(operation, source, journal, spec, window) -> RunHeader:
                    "ones)")
     if operation == "mix" and not _same_spec(spec, recorded):
         if spec.canonical() == recorded.canonical():  # only the arithmetic differs
+            why = (f" (format {HARDENING_FORMAT} is the default now)"
+                   if spec.hardening_format == HARDENING_FORMAT else "")
             raise BadInputError(
                 f"the interrupted run hardens with hardening format "
-                f"{recorded.hardening_format}, not {spec.hardening_format} (format 2 is the "
-                f"default now); resume without the mixing options ('fastmix {operation} STORE "
-                "--in-place --resume --key-file KEY' finishes it as recorded)"
+                f"{recorded.hardening_format}, not {spec.hardening_format}{why}; resume "
+                f"without the mixing options ('fastmix {operation} STORE --in-place --resume "
+                "--key-file KEY' finishes it as recorded)"
             )
         raise BadInputError(
             f"the interrupted run mixes with spec {recorded.canonical()}, not "
