@@ -286,10 +286,11 @@ def test_a_worker_killed_mid_run_changes_nothing(client, photos, key, tmp_path):
     assert pids[busy[0]] not in client.run(os.getpid).values()
 
 
-@pytest.mark.parametrize("shards", [False, True], ids=["one-file", "shards"])
+@pytest.mark.parametrize("shards, rewritten", [(False, False), (True, False), (False, True)],
+                         ids=["one-file", "shards", "one-file-source-rewritten"])
 def test_client_killed_then_resume_gives_identical_output(client, photos, key, tmp_path,
-                                                          shards):
-    source, _ = many_windows(tmp_path, photos)
+                                                          shards, rewritten):
+    source, images = many_windows(tmp_path, photos)
     key_file = tmp_path / "k.key"
     key.save(key_file)
     destination = str(tmp_path / "cluster.h5")
@@ -317,6 +318,16 @@ def test_client_killed_then_resume_gives_identical_output(client, photos, key, t
     finally:
         process.wait(PATIENCE)
     assert not os.path.exists(destination)
+    if rewritten:
+        # The source rewritten between the kill and the resume: the windows done from the
+        # old images must not be kept (the run token holds the source's fingerprint), so
+        # the resume equals a single-process run of the new source.
+        assert done_windows(destination) >= 2
+        with h5py.File(source, "r+") as file:
+            file["images"][0] = 255 - images[0]
+        os.remove(tmp_path / "single.h5")
+        fastmix.mix_store(source, tmp_path / "single.h5", spec=spec, key=key, window=16,
+                          progress=False)
     if not shards:
         # Parts of another run (another token: its stragglers, which Dask cannot stop) are
         # never copied, and are removed with the folder when this run ends.

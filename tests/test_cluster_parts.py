@@ -20,20 +20,26 @@ from fastmix.store.cluster.tasks import PART_STAMP, part_name, part_stamp
 WINDOWS = [(0, 16), (16, 32)]
 TOKEN = "0123456789abcdef"
 OTHER = "fedcba9876543210"
+#: A source fingerprint (fastmix.store.cluster.shards.source_fingerprint) as run_token takes it.
+STATE = {"size": 1, "mtime_ns": 2, "shape": [32, 8, 8, 3], "dtype": "|u1", "chunks": "ab",
+         "labels": "cd"}
 
 
-def test_run_token_differs_by_hardening_format_and_plan_rule(key):
+def test_run_token_differs_by_hardening_format_plan_rule_and_source(key):
     spec = fastmix.MixSpec.preset("balanced", block=(8, 8))
     older = spec.with_hardening_format(1)
     assert older.canonical() == spec.canonical()  # canonical() leaves the format out
 
-    def token(one):
-        return run_token("mix", "/s.h5", "/d.h5", one, WINDOWS, key.check_value, False)
+    def token(one, state=STATE):
+        return run_token("mix", "/s.h5", "/d.h5", one, WINDOWS, key.check_value, False, state)
 
     assert token(older) != token(spec)
     assert spec.plan_rule != 1 and token(spec.with_plan_rule(1)) != token(spec)
     assert token(spec) == token(fastmix.MixSpec.preset("balanced", block=(8, 8)))
     assert key.hex() not in token(spec)
+    # the source's contents: any field of its fingerprint
+    for field in STATE:
+        assert token(spec, {**STATE, field: "other"}) != token(spec)
 
 
 def write_part(path, token, index, window, count=None, dtype=np.uint8, shape=(8, 8, 3)):

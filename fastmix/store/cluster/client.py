@@ -27,6 +27,7 @@ from fastmix.store.cluster.shards import (
     claim_shard_folder,
     run_sharded,
     shard_folder,
+    source_fingerprint,
     write_virtual_store,
 )
 from fastmix.store.cluster.tasks import Job, can_access, warm_worker
@@ -210,15 +211,19 @@ def _marked(folder: str | None) -> Iterator[str | None]:
 
 
 def run_token(operation: str, source: str, destination: str, spec: MixSpec,
-              windows: list[tuple[int, int]], key_check: str, shards: bool) -> str:
-    """Digest of a run's public parameters: names its tasks, its parts and marks its shards.
+              windows: list[tuple[int, int]], key_check: str, shards: bool,
+              source_state: dict) -> str:
+    """Digest of a run's inputs: names its tasks, its parts and marks its shards.
 
     Holds no key material: ``key_check`` is the key's one-way check value. The spec enters
     as :meth:`MixSpec.identity` (with the hardening format and plan rule, which change the
-    output bytes though they seed nothing).
+    output bytes though they seed nothing). ``source_state`` is the source's
+    :func:`~fastmix.store.cluster.shards.source_fingerprint`: a source rewritten between a
+    killed run and its resume gives another token, so no window written, no part left and no
+    task result held from the old contents is taken for the new ones.
     """
     text = json.dumps([operation, source, destination, spec.identity(), windows[:1],
-                       len(windows), key_check, shards])
+                       len(windows), key_check, shards, source_state], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -257,13 +262,15 @@ def run_on_cluster(operation: str, source: str, destination: str | os.PathLike[s
     destination = os.path.abspath(check_destination(source, destination, overwrite))
     folder = shard_folder(destination) if shards else None
     inverse = operation == "unmix"
-    token = run_token(operation, source, destination, spec, windows, key.check_value, shards)
+    fingerprint = source_fingerprint(store)
+    token = run_token(operation, source, destination, spec, windows, key.check_value, shards,
+                      fingerprint)
     run = ""
     done: dict[int, int] = {}  # {window index: 0} of the shards already written
     if folder is not None:
         os.makedirs(folder, exist_ok=True)
         run, done = claim_shard_folder(folder, destination, store, token, operation, windows,
-                                       key, resume)
+                                       key, resume, fingerprint)
     with template_dataset(store.images) as template:  # a sharded source: its shards'
         fits = parts_fit(template, windows)
     # One file: the workers write parts beside the destination, if they share its folder.

@@ -116,15 +116,16 @@ def run_sharded(client, job: Job, store, windows, key: Key, done: dict[int, int]
 
 
 def claim_shard_folder(folder: str, destination: str, store, token: str, operation: str,
-                       windows, key: Key, resume: bool) -> tuple[str, dict[int, int]]:
+                       windows, key: Key, resume: bool,
+                       fingerprint: dict) -> tuple[str, dict[int, int]]:
     """Return the run id of a sharded run into ``folder`` and its windows already done.
 
     A new run gets a new id and a fresh run record. It discards the shards of an earlier
     run only when no store can be reading them: that run never finished, or it made
     ``destination`` itself (which ``overwrite`` lets this run replace). ``resume`` continues
     the unfinished run of the folder's record when the record verifies under ``key``, names
-    the same options (``token``) and the source is unchanged; its shards that verify are
-    done.
+    the same options (``token``) and the source is unchanged (``fingerprint``, its
+    :func:`source_fingerprint`, which the token holds too); its shards that verify are done.
 
     Raises
     ------
@@ -133,7 +134,6 @@ def claim_shard_folder(folder: str, destination: str, store, token: str, operati
     """
     record = _read_run_file(folder)
     present = _shard_files(folder)
-    fingerprint = source_fingerprint(store)
     if resume and (record is not None or present):
         _check_resumable(folder, record, token, fingerprint, key)
         assert record is not None  # _check_resumable refuses a folder without one
@@ -173,17 +173,19 @@ def _check_resumable(folder: str, record: dict | None, token: str, fingerprint: 
             f"shards, so there is nothing to resume; {hint('drop_resume')}, into another "
             "destination"
         )
-    if record.get("token") != token:
-        raise BadInputError(
-            f"{cannot}: its run used other options (spec, window, key, images or "
-            f"destination); resume with the original options, or {hint('drop_resume')} to "
-            "start again"
-        )
+    # The source first: the token holds its fingerprint too, and "the source changed" says
+    # more than "other options".
     changed = _fingerprint_change(record.get("source"), fingerprint)
     if changed:
         raise BadInputError(
             f"cannot resume: the source changed since the interrupted run began ({changed}), "
             f"so its shards no longer match it; {hint('drop_resume')} to start again"
+        )
+    if record.get("token") != token:
+        raise BadInputError(
+            f"{cannot}: its run used other options (spec, window, key, images or "
+            f"destination); resume with the original options, or {hint('drop_resume')} to "
+            "start again"
         )
 
 
