@@ -3,8 +3,14 @@
     python bench/bench_frontier.py                     # the sweep: audit and CNN, cached
     python bench/bench_frontier.py --no-utility        # the audit side only
     python bench/bench_frontier.py --quick             # a few points, fewer images and epochs
-    python bench/bench_frontier.py --plot docs/frontier.png --table   # from the JSON only
+    python bench/bench_frontier.py --only-outputs --plot docs/frontier.png --table  # JSON only
     python bench/bench_frontier.py --no-utility --axes preset geometry --keys 1 2 3  # issue 22
+    OMP_NUM_THREADS=1 python bench/bench_frontier.py --no-audit --axes preset geometry
+                                                       # its CNN side, alongside the audits
+
+Two runs side by side on a 2-core machine: give each one thread (``OMP_NUM_THREADS=1``,
+``NUMBA_NUM_THREADS=1``). Torch's two threads beside a busy audit took 0.67 s per batch of
+32 grey 192x192 images where one thread took 0.26 s.
 
 For every setting it measures, on the face task, the photo task and the colour task of
 :mod:`fastmix.samples`, under each of ``--keys`` (the keys are public numbers, so a rerun
@@ -22,10 +28,13 @@ crops of four photographs, the data of issue 22's independent attack):
   2.4 GiB for 40 images per label and 13.4 GiB for the 100 faces per label, so give more
   there or the figures are a lower bound); its advantage A, re-identification and verdict,
   per key. Tables give the worst key;
-* the CNN accuracy change (:func:`fastmix.utility`, model ``cnn``, tested on untouched
-  held-out originals) against the original, beside the 1x1 control. The photo task gets the
-  CNN for every setting; the face task for the presets only (``--face-utility all`` for
-  every setting).
+* the CNN accuracy change (:func:`fastmix.utility`, model ``cnn``, 3 folds, tested on
+  untouched held-out originals) against the original, beside the 1x1 control, under the
+  training recipe ``--recipe`` (default ``matched+remix``: issue 22's best measured
+  practice). The CNN gets more images than the attack: ``--utility-per-class`` crops a
+  photograph (default 300: 3,000 photo crops, so 2,000 training images a fold; 1,200
+  colour crops), the 200 faces as they are. By default (``--cnn geometry``) every task
+  gets the CNN for the presets and the ``balanced`` geometries.
 
 The sweep goes one axis at a time around the candidates: the ``balanced`` preset's geometry
 (grids of 4x4 to 24x24 blocks: 48 to 8 pixels), block size in groups of 11, group size (11,
@@ -226,7 +235,8 @@ def measure_utility(images: np.ndarray, labels: np.ndarray, specs: dict, setting
     """Return :func:`fastmix.utility`'s ``sets`` for ``specs`` (with original and control)."""
     import fastmix
 
-    result = fastmix.utility(images, labels, specs=specs, seed=seed, **settings)
+    result = fastmix.utility(images, labels, specs=specs, seed=seed,
+                             progress=lambda line: print(f"    {line}", flush=True), **settings)
     return result["sets"]
 
 
