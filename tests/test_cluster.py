@@ -323,6 +323,10 @@ def test_client_killed_then_resume_gives_identical_output(client, photos, key, t
         # old images must not be kept (the run token holds the source's fingerprint), so
         # the resume equals a single-process run of the new source.
         assert done_windows(destination) >= 2
+        deadline = time.monotonic() + PATIENCE
+        while any(client.processing().values()):  # tasks the killed client left read it
+            assert time.monotonic() < deadline, "the cluster does not settle"
+            time.sleep(0.01)
         with h5py.File(source, "r+") as file:
             file["images"][0] = 255 - images[0]
         os.remove(tmp_path / "single.h5")

@@ -28,7 +28,8 @@ A sharded store and its shards are bound by a *run id*: 32 lowercase hex charact
     binds a shard to its run, its place and the key; it does not cover the pixels.
 ``DST.shards/fastmix-run.json`` (the run record)
     A JSON object (sorted keys): ``run``; ``token`` (the digest of the run's public
-    parameters, :func:`~fastmix.store.cluster.client.run_token`); ``operation``;
+    parameters and of the source fingerprint,
+    :func:`~fastmix.store.cluster.client.run_token`); ``operation``;
     ``windows`` (their number); ``source`` (the source fingerprint,
     :func:`source_fingerprint`); ``published`` (``false`` until the store is complete, set
     to ``true`` just before the store is renamed into place); and
@@ -184,8 +185,8 @@ def _check_resumable(folder: str, record: dict | None, token: str, fingerprint: 
     if record.get("token") != token:
         raise BadInputError(
             f"{cannot}: its run used other options (spec, window, key, images or "
-            f"destination); resume with the original options, or {hint('drop_resume')} to "
-            "start again"
+            f"destination) or an older fastmix; resume with the original options, or "
+            f"{hint('drop_resume')} to start again"
         )
 
 
