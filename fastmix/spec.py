@@ -262,8 +262,8 @@ class MixSpec:
         hardening, reversible. ``balanced``: permute, prob 1, blocks of a twelfth of the
         image side (grid 12x12: 16x16 on 192x192), groups of the whole label in a window,
         keyed ``d4`` orientation (``flip`` on non-square blocks), default jitter and a seam
-        blur of 1 pixel; one-way. ``strong``: the same with blocks of a sixteenth of the side
-        (grid 16x16: 12x12 on 192x192). See :data:`PRESET_PARAMETERS` and docs/hardening.md.
+        blur of 1 pixel; one-way. ``strong``: the same with blocks of a twenty-fourth of the
+        side (grid 24x24: 8x8 on 192x192). See :data:`PRESET_PARAMETERS` and docs/hardening.md.
 
         ``block`` or ``grid`` among ``overrides`` replaces the preset's geometry; ``donors``
         without ``group`` replaces its groups (groups of ``donors + 1``), and so does paper

@@ -294,7 +294,7 @@ def test_verdict_is_worded_as_a_lower_bound():
     for rating in ("weak", "moderate", "good"):
         text = verdict_sentence(rating)
         assert "lower bound" in text and "not a privacy guarantee" in text
-        assert "no fastmix setting measured" in text and "docs/privacy.md" in text
+        assert "no fastmix setting measured" in text and "docs/frontier.md" in text
         assert rating.upper() in text
 
 

@@ -48,7 +48,8 @@ def test_presets():
     assert (balanced.orient, balanced.jitter, balanced.seam_blur) == ("d4", (0.1, 0.2, 0.2), 1.0)
     assert not balanced.reversible
     strong = MixSpec.preset("strong", prob=0.9)
-    assert strong.block_shape(192, 192) == (12, 12) and strong.group == "window"
+    assert strong.grid == (24, 24) and strong.block_shape(192, 192) == (8, 8)
+    assert strong.group == "window"
     assert strong.prob == 0.9 and strong.hardened
 
 

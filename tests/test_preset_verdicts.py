@@ -30,8 +30,8 @@ SIZE = 192
 #: bounds sit a margin above the measured value (in the comment: A, re-identified), below
 #: the verdict's threshold where the verdict needs it (good: A < 0.15, re-identified < 0.2).
 #: Measured with hardening format 2, the default since fastmix 0.4 (format 1, the same code:
-#: faces part balanced 0.037, 0.210; photos part balanced 0.282, 0.644; faces part strong
-#: 0.029, 0.237; photos part strong 0.052, 0.311).
+#: faces part balanced 0.037, 0.210; photos part balanced 0.282, 0.644; on 12x12 blocks,
+#: faces part 0.029, 0.237; photos part 0.052, 0.311).
 EXPECTED = {
     ("faces", "fast"): (("weak", "weak"), None, None),              # whole task: 1.00, 1.00
     ("photos", "fast"): (("weak", "weak"), None, None),             # whole task: 1.00, 1.00
@@ -41,11 +41,13 @@ EXPECTED = {
     # the strong attack (issue 22) restores the photo crops: before it, good (0.015, 0.089);
     # an image counts as re-identified when any attack's restoration re-identifies it
     ("photos part", "balanced"): (("weak", "weak"), None, None),  # 0.304, 0.633
-    # 40 of each 50 faces fit the time budget: the other 10 of each whole-label group hold
-    # more than 5% of the displaced blocks, so the figures are a lower bound (worse end weak)
-    ("faces part", "strong"): (("good", "weak"), 0.08, 0.25),       # 0.026, 0.200
-    # re-identified by either attack: the whole interval of re-identification is above 0.2
-    ("photos part", "strong"): (("moderate", "moderate"), None, None),  # 0.049, 0.378
+    # strong is the 24x24 grid (8x8 blocks) since issue 22's frontier. On both parts the time
+    # budget attacks a sample of each label, so more than 5% of the displaced blocks come
+    # from images outside it and the figures are a lower bound (worse end weak); on 12x12
+    # blocks (the 16x16 grid, strong before) they were faces 0.026, 0.200 (good or weak) and
+    # photos 0.049, 0.378 (moderate)
+    ("faces part", "strong"): (("good", "weak"), 0.08, 0.35),       # 0.030, 0.283
+    ("photos part", "strong"): (("good", "weak"), 0.05, 0.30),      # 0.010, 0.228
 }
 
 

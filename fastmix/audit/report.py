@@ -7,12 +7,12 @@ import math
 from dataclasses import asdict, dataclass, field
 
 ATTACK_NAME = "strongest of the fastmix restoration attacks"
-#: Appended to every verdict: what fastmix's own frontier measured (docs/privacy.md, "The
-#: block size against the strong attack"; ``python bench/bench_frontier.py --no-utility
-#: --axes preset geometry --keys 1 2 3 --table``).
+#: Appended to every verdict: what fastmix's own frontier measured (docs/frontier.md;
+#: ``python bench/bench_frontier.py --axes preset geometry --keys 1 2 3 --table``).
 NOTHING_GOOD_ON_PHOTOS = (
-    "On colour photographs no fastmix setting measured (presets, blocks down to 8 pixels) is "
-    "good against this attack: docs/privacy.md.")
+    "At 192x192 no fastmix setting measured (presets, blocks down to 8 pixels) is good "
+    "against this attack on photographs: the default preset is weak on photo crops, and "
+    "the most private, strong, moderate on colour ones (docs/frontier.md).")
 MISLEADING_SSIM = (
     "mixed-vs-original SSIM is misleading: it can be near 0 while the attack restores the "
     "image almost perfectly (LFW, 5x5 blocks, donors 4, prob 1: 0.13, while the attack "

@@ -64,7 +64,7 @@ def add_hardening_arguments(parser: argparse.ArgumentParser, several: bool = Fal
         "paper's parameters (grid 2x8, donors 10, prob 0.5), no hardening, reversible. "
         "balanced: permute, prob 1, grid 12x12 (16x16 blocks on 192x192), groups of the "
         "whole label in a window, keyed d4 orientation, jitter and a 1-pixel seam blur; "
-        "one-way. strong: the same on a 16x16 grid (12x12 blocks on 192x192).")
+        "one-way. strong: the same on a 24x24 grid (8x8 blocks on 192x192).")
     if several:
         group.add_argument("--privacy", metavar=",".join(preset_names()), default=None,
                            help=f"privacy presets, comma-separated; default {DEFAULT_PRESET}")
