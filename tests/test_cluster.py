@@ -286,6 +286,12 @@ def test_a_worker_killed_mid_run_changes_nothing(client, photos, key, tmp_path):
     assert pids[busy[0]] not in client.run(os.getpid).values()
 
 
+def only_client_left(dask_scheduler, own: str) -> bool:
+    """Whether the scheduler has dropped every client but ``own``, and so their tasks."""
+    return set(dask_scheduler.clients) <= {own, "fire-and-forget"} and \
+        not any(worker.processing for worker in dask_scheduler.workers.values())
+
+
 def running_tasks(dask_worker) -> int:
     """Tasks still running on a worker, counting those the scheduler has already released."""
     return len(dask_worker.state.all_running_tasks)
@@ -329,8 +335,12 @@ def test_client_killed_then_resume_gives_identical_output(client, photos, key, t
         # the resume equals a single-process run of the new source.
         assert done_windows(destination) >= 2
         deadline = time.monotonic() + PATIENCE
-        # Tasks the killed client left still hold the source open: the scheduler forgets them
-        # at once, but a worker finishes a running task (state "cancelled") before it lets go.
+        # Tasks the killed client left still read the source: the scheduler hands them out
+        # until it has dropped that client, and a worker finishes a running task (then
+        # "cancelled") before it lets go of the file.
+        while not client.run_on_scheduler(only_client_left, own=client.id):
+            assert time.monotonic() < deadline, "the scheduler keeps the killed client"
+            time.sleep(0.05)
         while any(client.run(running_tasks).values()):
             assert time.monotonic() < deadline, "the cluster does not settle"
             time.sleep(0.05)
