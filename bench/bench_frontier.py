@@ -1,4 +1,4 @@
-"""The privacy/utility frontier at the default image size, 192x192 (issue 13, part 3).
+"""The privacy/utility frontier at 192x192, the default image size, or at ``--size``.
 
     python bench/bench_frontier.py                     # the sweep: audit and CNN, cached
     python bench/bench_frontier.py --no-utility        # the audit side only
@@ -107,7 +107,7 @@ def _block(side: int) -> dict:
     return {"block": (side, side)}
 
 
-def sweep_points(quick: bool = False) -> list[Point]:
+def sweep_points(quick: bool = False, size: int = SIZE) -> list[Point]:
     """Return the settings measured, most wanted first: presets, then one axis at a time."""
     points = [Point(f"preset {name}", "preset", name)
               for name in (DEFAULT_PRESET, *(name for name in PRESETS
@@ -120,7 +120,7 @@ def sweep_points(quick: bool = False) -> list[Point]:
     for grid in GEOMETRY_GRIDS:
         if grid != PRESET_PARAMETERS[DEFAULT_PRESET].get("grid"):
             points.append(Point(f"{DEFAULT_PRESET} grid {grid[0]}x{grid[1]} "
-                                f"({SIZE // grid[0]}px)", "geometry", DEFAULT_PRESET,
+                                f"({size // grid[0]}px)", "geometry", DEFAULT_PRESET,
                                 {"grid": grid}))
     points += [Point("0.1.0 balanced (groups of 11, 96x24)", "preset before",
                      overrides={**HARDENED, "donors": 10}),
@@ -182,13 +182,14 @@ def wants_cnn(point: Point, level: str) -> bool:
 TASKS = ("faces", "photos", "colour")
 
 
-def load_task(name: str, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the images and labels of the ``faces``, ``photos`` or ``colour`` task at 192x192."""
+def load_task(name: str, per_class: int, seed: int,
+              size: int = SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Return the images and labels of the ``faces``, ``photos`` or ``colour`` task."""
     if name == "faces":
-        return samples.face_task(size=SIZE)
+        return samples.face_task(size=size)
     if name == "colour":
-        return samples.colour_task(size=SIZE, per_class=per_class, seed=seed)
-    return samples.photo_task(size=SIZE, per_class=per_class, seed=seed)
+        return samples.colour_task(size=size, per_class=per_class, seed=seed)
+    return samples.photo_task(size=size, per_class=per_class, seed=seed)
 
 
 def fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
@@ -286,7 +287,7 @@ class Results:
 def run_sweep(args: argparse.Namespace) -> Results:
     """Measure every point not already in the JSON."""
     results = Results(args.out)
-    points = sweep_points(args.quick)
+    points = sweep_points(args.quick, args.size)
     utility_settings = {"model": "cnn", "epochs": args.epochs, "folds": args.folds,
                         "augment": False, "device": "cpu", "batch_size": args.batch_size,
                         "workers": args.workers}
@@ -298,10 +299,10 @@ def run_sweep(args: argparse.Namespace) -> Results:
         "default_preset": DEFAULT_PRESET, "utility": utility_settings,
         "audit_sample": args.audit_sample, "audit_time": args.audit_time,
         "audit_memory": args.audit_memory, "keys": args.keys, "per_class": args.per_class,
-        "utility_per_class": args.utility_per_class, "seed": args.seed,
+        "utility_per_class": args.utility_per_class, "seed": args.seed, "size": args.size,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     for data_name in args.data:
-        images, labels = load_task(data_name, args.per_class, args.seed)
+        images, labels = load_task(data_name, args.per_class, args.seed, args.size)
         data_id = fingerprint(images, labels)
         print(f"{data_name}: {len(images)} images {images.shape[1:]}, "
               f"{len(np.unique(labels))} labels, data {data_id}", flush=True)
@@ -311,7 +312,7 @@ def run_sweep(args: argparse.Namespace) -> Results:
             utility_images, utility_labels, utility_data_id = images, labels, data_id
         else:
             utility_images, utility_labels = load_task(data_name, args.utility_per_class,
-                                                       args.seed)
+                                                       args.seed, args.size)
             utility_data_id = fingerprint(utility_images, utility_labels)
             print(f"{data_name} for the CNN: {len(utility_images)} images, "
                   f"data {utility_data_id}", flush=True)
@@ -337,7 +338,8 @@ def run_sweep(args: argparse.Namespace) -> Results:
             results.update(
                 "points", f"{data_name}:{point.name}", data=data_name, name=point.name,
                 axis=point.axis, preset=point.preset, spec=spec.to_dict(),
-                describe=describe(spec, point.preset), block=list(spec.block_shape(SIZE, SIZE)),
+                describe=describe(spec, point.preset),
+                block=list(spec.block_shape(args.size, args.size)),
                 audit_ids=audit_ids, utility_id=utility_id, baseline_id=baseline_id)
             for key_number, audit_id in zip(args.keys, audit_ids):
                 if not args.no_audit and audit_id not in results.data["audits"]:
@@ -584,8 +586,9 @@ def plot(results: Results, path: Path) -> None:
                        for row in rows.values())]
     axes[0].legend(handles=handles + axes[0].get_legend_handles_labels()[0], fontsize=7,
                    loc="upper left")
-    recipe = results.data.get("meta", {}).get("utility", {}).get("recipe", "none")
-    figure.suptitle("fastmix privacy/utility frontier on 192x192 images, strongest attack, "
+    meta = results.data.get("meta", {})
+    recipe, size = meta.get("utility", {}).get("recipe", "none"), meta.get("size", SIZE)
+    figure.suptitle(f"fastmix privacy/utility frontier on {size}x{size} images, strongest attack, "
                     f"CNN recipe {recipe} (python bench/bench_frontier.py)", fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -605,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON of all points")
     parser.add_argument("--data", nargs="+", choices=TASKS, default=list(TASKS))
+    parser.add_argument("--size", type=int, default=SIZE,
+                        help="image side in pixels (default 192); the tables name points by "
+                             "setting, so give each size its own --out")
     parser.add_argument("--keys", type=int, nargs="+", default=[1, 2, 3],
                         help="key numbers (the key is the number as 64 hex digits)")
     parser.add_argument("--quick", action="store_true",
