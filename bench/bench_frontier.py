@@ -287,6 +287,12 @@ class Results:
 def run_sweep(args: argparse.Namespace) -> Results:
     """Measure every point not already in the JSON."""
     results = Results(args.out)
+    # points are named by task and setting, not size: one JSON holds one image size
+    recorded = results.data.get("meta", {}).get("size", SIZE)
+    if results.data["points"] and recorded != args.size:
+        print(f"bench_frontier: {args.out} holds points at {recorded}x{recorded}, not "
+              f"{args.size}x{args.size}; give this size its own --out", file=sys.stderr)
+        raise SystemExit(2)
     points = sweep_points(args.quick, args.size)
     utility_settings = {"model": "cnn", "epochs": args.epochs, "folds": args.folds,
                         "augment": False, "device": "cpu", "batch_size": args.batch_size,
@@ -609,8 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the JSON of all points")
     parser.add_argument("--data", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--size", type=int, default=SIZE,
-                        help="image side in pixels (default 192); the tables name points by "
-                             "setting, so give each size its own --out")
+                        help="image side in pixels (default 192); each size needs its own "
+                             "--out")
     parser.add_argument("--keys", type=int, nargs="+", default=[1, 2, 3],
                         help="key numbers (the key is the number as 64 hex digits)")
     parser.add_argument("--quick", action="store_true",
